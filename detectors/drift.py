@@ -1,0 +1,174 @@
+"""Windowed data drift: each feature's current window against a reference, two-sample tests per feature.
+
+The statistics come from :mod:`detectors.stats` (numpy/scipy, equal to Evidently's own numbers);
+Evidently itself only renders reports. A window's ``drift`` is Evidently's dataset-drift rule:
+the share of drifted features is at least ``drift_share``.
+
+>>> import numpy as np
+>>> from detectors.base import Batch
+>>> rng = np.random.default_rng(0)
+>>> m = FeatureDrift(window_events=500, method="ks")
+>>> same = m.update(Batch.of(index=range(1000), features={"a": rng.normal(0, 1, 1000), "b": rng.normal(0, 1, 1000)}))
+>>> [(s.window_start, s.window_end, s.drift) for s in same]   # the first window is the reference
+[(500, 1000, False)]
+>>> moved = m.update(Batch.of(index=range(1000, 1500), features={"a": rng.normal(1, 1, 500), "b": rng.normal(0, 1, 500)}))
+>>> moved[0].value, moved[0].details["features"]["a"]["drift"], moved[0].details["features"]["b"]["drift"]
+(0.5, True, False)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from scipy.stats import false_discovery_control
+
+from detectors import stats
+from detectors.base import Batch, Monitor, Signal, column
+from detectors.windows import Window, Windower, decode, encode
+
+DEFAULT_WINDOW_EVENTS = 2000
+"""Events per window: enough for KS to see a 0.1-sd shift, small enough to react within minutes."""
+
+DEFAULT_DRIFT_SHARE = 0.5
+"""Evidently's dataset-drift rule: the dataset drifted when half of its features did."""
+
+CORRECTIONS = ("none", "bonferroni", "bh")
+
+
+class FeatureDrift(Monitor):
+    """Reference window vs current window, per feature, with the share of drifted features.
+
+    ``features`` is a list of names or ``"all"`` (every feature seen in the first batch).
+    ``reference`` maps feature name → values; without it the first window is the reference.
+    ``reference_mode`` ``"rolling"`` makes each window the reference of the next.
+    ``per_feature`` overrides ``{"method": ..., "threshold": ...}`` for single features.
+    ``correction`` controls false alarms across many p-value tests: ``"bonferroni"`` or ``"bh"``
+    (Benjamini-Hochberg). Memory: the reference plus one window of the watched features.
+    """
+
+    kind = "feature_drift"
+
+    def __init__(
+        self,
+        features: Sequence[str] | str = "all",
+        window_events: int | None = DEFAULT_WINDOW_EVENTS,
+        window_seconds: float | None = None,
+        method: str = "auto",
+        threshold: float | None = None,
+        drift_share: float = DEFAULT_DRIFT_SHARE,
+        correction: str = "none",
+        per_feature: Mapping[str, Mapping[str, Any]] | None = None,
+        reference: Mapping[str, Sequence[Any]] | None = None,
+        reference_mode: str = "fixed",
+    ) -> None:
+        if method != "auto" and method not in stats.METHODS:
+            raise ValueError(f"method must be 'auto' or one of {list(stats.METHODS)}, got {method!r}")
+        if correction not in CORRECTIONS:
+            raise ValueError(f"correction must be one of {list(CORRECTIONS)}, got {correction!r}")
+        if not 0 < drift_share <= 1:
+            raise ValueError(f"drift_share must be in (0, 1], got {drift_share}")
+        if reference_mode not in ("fixed", "rolling"):
+            raise ValueError(f"reference_mode must be 'fixed' or 'rolling', got {reference_mode!r}")
+        if isinstance(features, str) and features != "all":
+            raise ValueError(f"features must be a list of names or 'all', got {features!r}")
+        self.features, self.window_events, self.window_seconds = features, window_events, window_seconds
+        self.method, self.threshold, self.drift_share, self.correction = method, threshold, drift_share, correction
+        self.per_feature, self.reference, self.reference_mode = per_feature, reference, reference_mode
+        super().__init__()
+
+    def __repr__(self) -> str:
+        return f"FeatureDrift(features={self.features!r}, method={self.method!r}, window_events={self.window_events})"
+
+    def _reset(self) -> None:
+        self._windows = Windower(
+            events=self.window_events if self.window_seconds is None else None, seconds=self.window_seconds
+        )
+        self._names: list[str] | None = None if self.features == "all" else list(self.features)
+        self._reference: dict[str, np.ndarray] | None = None
+        self._prepared: dict[str, stats.Reference] = {}
+        if self.reference is not None:
+            self._set_reference({k: column(v) for k, v in self.reference.items()})
+
+    def _set_reference(self, columns: Mapping[str, np.ndarray]) -> None:
+        self._reference = dict(columns)
+        self._prepared = {
+            name: stats.Reference(values, categorical=values.dtype == object) for name, values in columns.items()
+        }
+
+    def _select(self, batch: Batch) -> dict[str, np.ndarray]:
+        if self._names is None:
+            self._names = sorted(batch.features)
+        return {n: batch.features[n] for n in self._names if n in batch.features}
+
+    def update(self, batch: Batch) -> list[Signal]:
+        out = []
+        for window in self._windows.add(batch, self._select):
+            if self._reference is None:
+                self._set_reference(window.columns)
+                continue
+            out.append(self._compare(window))
+            if self.reference_mode == "rolling":
+                self._set_reference(window.columns)
+        return out
+
+    def _compare(self, window: Window) -> Signal:
+        per = self.per_feature or {}
+        results: dict[str, stats.TestResult] = {}
+        for name, ref in self._prepared.items():
+            current = window.columns.get(name)
+            if current is None:
+                continue
+            override = per.get(name, {})
+            method = override.get("method", self.method)
+            if method == "auto":
+                method = stats.auto_method(self._reference[name], categorical=ref.categorical)  # type: ignore[index]
+            threshold = override.get("threshold", self.threshold)
+            results[name] = stats.two_sample(method, ref, current, threshold=threshold)
+        drifted = self._verdicts(results)
+        n = len(results)
+        share = sum(drifted.values()) / n if n else 0.0
+        features = {
+            name: {
+                "method": r.method, "value": r.statistic, "p_value": r.p_value,
+                "threshold": r.threshold, "drift": drifted[name],
+            }
+            for name, r in results.items()
+        }
+        return Signal(
+            kind=self.kind, at=window.at, ts=window.ts, drift=share >= self.drift_share and n > 0,
+            value=share, threshold=self.drift_share, window_start=window.start, window_end=window.end,
+            details={
+                "share_drifted": share, "drifted": sum(drifted.values()), "count": n,
+                "rows": len(window), "features": features,
+            },
+        )
+
+    def _verdicts(self, results: Mapping[str, stats.TestResult]) -> dict[str, bool]:
+        """Distance methods compare with their threshold; p-values are corrected for multiple tests first."""
+        verdicts = {name: r.drift for name, r in results.items()}
+        tested = [name for name, r in results.items() if r.p_value is not None]
+        if self.correction == "none" or len(tested) < 2:
+            return verdicts
+        p = np.array([results[n].p_value for n in tested], dtype=float)
+        if self.correction == "bonferroni":
+            q = np.minimum(1.0, p * len(p))
+        else:
+            q = false_discovery_control(p, method="bh")
+        for name, q_value in zip(tested, q, strict=True):
+            verdicts[name] = bool(q_value < results[name].threshold)
+        return verdicts
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "windows": self._windows.snapshot(),
+            "names": self._names,
+            "reference": None if self._reference is None else {k: encode(v) for k, v in self._reference.items()},
+        }
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        self._windows.restore(state["windows"])
+        self._names = state["names"]
+        if state["reference"] is not None:
+            self._set_reference({k: decode(v) for k, v in state["reference"].items()})

@@ -1,0 +1,168 @@
+"""Tumbling windows over column batches, by event count or by event time.
+
+>>> from detectors.base import Batch
+>>> w = Windower(events=3)
+>>> done = w.add(Batch.of(index=range(7), features={"x": [0., 1., 2., 3., 4., 5., 6.]}))
+>>> [(x.start, x.end, x.at, x.columns["x"].tolist()) for x in done]
+[(0, 3, 2, [0.0, 1.0, 2.0]), (3, 6, 5, [3.0, 4.0, 5.0])]
+>>> w.pending
+1
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from detectors.base import Batch
+
+Columns = dict[str, np.ndarray]
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A closed window: rows of event indices ``start`` .. ``end`` (exclusive), closed by event ``at``."""
+
+    start: int
+    end: int
+    at: int
+    ts: float
+    columns: Columns
+
+    def __len__(self) -> int:
+        first = next(iter(self.columns.values()), None)
+        return 0 if first is None else len(first)
+
+
+class Windower:
+    """Collects rows into tumbling windows of ``events`` rows or ``seconds`` of event time.
+
+    A time window ``[t0 + k*seconds, t0 + (k+1)*seconds)`` closes when the first row at or past
+    its end arrives; that row is the window's ``at`` and opens the next window. Memory is bounded
+    by one window of the selected columns.
+    """
+
+    def __init__(self, events: int | None = None, seconds: float | None = None) -> None:
+        if (events is None) == (seconds is None):
+            raise ValueError("give exactly one of events=N or seconds=S for a window")
+        if events is not None and events < 1:
+            raise ValueError(f"window events must be >= 1, got {events}")
+        if seconds is not None and not seconds > 0:
+            raise ValueError(f"window seconds must be > 0, got {seconds}")
+        self.events = events
+        self.seconds = seconds
+        self._chunks: list[Columns] = []
+        self._index: list[np.ndarray] = []
+        self._ts: list[np.ndarray] = []
+        self._window_start_ts: float | None = None
+
+    @property
+    def pending(self) -> int:
+        return sum(len(i) for i in self._index)
+
+    def add(self, batch: Batch, select: Callable[[Batch], Columns] | None = None) -> list[Window]:
+        """Add a batch; return the windows it closed. ``select`` picks the columns to keep (default: features)."""
+        if len(batch) == 0:
+            return []
+        cols = select(batch) if select else dict(batch.features)
+        if self.events is not None:
+            return self._add_by_count(batch.index, batch.ts, cols)
+        return self._add_by_time(batch.index, batch.ts, cols)
+
+    def _add_by_count(self, index: np.ndarray, ts: np.ndarray, cols: Columns) -> list[Window]:
+        assert self.events is not None
+        out: list[Window] = []
+        pos = 0
+        while pos < len(index):
+            take = min(self.events - self.pending, len(index) - pos)
+            self._push(index[pos : pos + take], ts[pos : pos + take], {k: v[pos : pos + take] for k, v in cols.items()})
+            pos += take
+            if self.pending == self.events:
+                idx, t, c = self._drain()
+                out.append(Window(int(idx[0]), int(idx[-1]) + 1, int(idx[-1]), float(t[-1]), c))
+        return out
+
+    def _add_by_time(self, index: np.ndarray, ts: np.ndarray, cols: Columns) -> list[Window]:
+        assert self.seconds is not None
+        out: list[Window] = []
+        pos = 0
+        if self._window_start_ts is None:
+            self._window_start_ts = float(ts[0])
+        while pos < len(index):
+            end_ts = self._window_start_ts + self.seconds
+            rest = ts[pos:]
+            past = np.flatnonzero(rest >= end_ts)
+            cut = pos + (int(past[0]) if len(past) else len(rest))
+            if cut > pos:
+                self._push(index[pos:cut], ts[pos:cut], {k: v[pos:cut] for k, v in cols.items()})
+            if cut == len(index):
+                break
+            closer = cut
+            if self.pending:
+                idx, _, c = self._drain()
+                out.append(Window(int(idx[0]), int(idx[-1]) + 1, int(index[closer]), float(ts[closer]), c))
+            skipped = math.floor((float(ts[closer]) - self._window_start_ts) / self.seconds)
+            self._window_start_ts += skipped * self.seconds
+            pos = cut
+        return out
+
+    def _push(self, index: np.ndarray, ts: np.ndarray, cols: Columns) -> None:
+        self._index.append(index)
+        self._ts.append(ts)
+        self._chunks.append(cols)
+
+    def _drain(self) -> tuple[np.ndarray, np.ndarray, Columns]:
+        idx = np.concatenate(self._index)
+        t = np.concatenate(self._ts)
+        names = self._chunks[0].keys()
+        cols = {n: np.concatenate([c[n] for c in self._chunks]) for n in names}
+        self._chunks, self._index, self._ts = [], [], []
+        return idx, t, cols
+
+    def snapshot(self) -> dict[str, Any]:
+        if self.pending:
+            idx, t, cols = self._drain()
+            self._push(idx, t, cols)
+            body: dict[str, Any] = {"index": encode(idx), "ts": encode(t), "columns": {k: encode(v) for k, v in cols.items()}}
+        else:
+            body = {"index": None}
+        body["window_start_ts"] = self._window_start_ts
+        return body
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        self._chunks, self._index, self._ts = [], [], []
+        self._window_start_ts = state.get("window_start_ts")
+        if state.get("index") is not None:
+            self._push(decode(state["index"]), decode(state["ts"]), {k: decode(v) for k, v in state["columns"].items()})
+
+
+def encode(a: np.ndarray) -> dict[str, Any]:
+    """A numpy array as JSON-able data: numeric arrays as base64 bytes, others as lists.
+
+    >>> decode(encode(np.array([1.5, float("nan")]))).tolist()[0]
+    1.5
+    >>> decode(encode(np.array(["a", None], dtype=object))).tolist()
+    ['a', None]
+    """
+    if a.dtype.kind in "fiub":
+        return {"dtype": a.dtype.str, "b64": base64.b64encode(np.ascontiguousarray(a).tobytes()).decode()}
+    return {"dtype": "object", "items": [to_jsonable(v) for v in a.tolist()]}
+
+
+def decode(d: Mapping[str, Any]) -> np.ndarray:
+    if d["dtype"] == "object":
+        out = np.empty(len(d["items"]), dtype=object)
+        out[:] = d["items"]
+        return out
+    return np.frombuffer(base64.b64decode(d["b64"]), dtype=np.dtype(d["dtype"])).copy()
+
+
+def to_jsonable(v: Any) -> Any:
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
