@@ -1,0 +1,100 @@
+"""Turn rows into the column :class:`~detectors.base.Batch` monitors read, with a stable type per column.
+
+A feature is numeric (float64, NaN for missing) or categorical (strings, None for missing),
+decided by its first non-null value and kept from then on; a value of the wrong type becomes
+missing and is counted as a type violation.
+
+>>> s = ColumnTypes()
+>>> b = s.batch([0, 1], [0.0, 1.0], [{"x": 1, "c": "a"}, {"x": "oops", "c": 2}], [{}, {}], [1, 0], [None, None], None)
+>>> b.features["x"].tolist(), b.features["c"].tolist(), s.violations
+([1.0, nan], ['a', '2'], {'x': 1})
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from detectors.base import Batch
+
+NUMERIC, CATEGORICAL = "numeric", "categorical"
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float)
+
+
+class ColumnTypes:
+    """The learned type of every feature and attribute of one model."""
+
+    def __init__(self, types: Mapping[str, str] | None = None) -> None:
+        self.types: dict[str, str] = dict(types or {})
+        self.violations: dict[str, int] = {}
+
+    def batch(
+        self,
+        index: Sequence[int],
+        ts: Sequence[float],
+        features: Sequence[Mapping[str, Any]],
+        attributes: Sequence[Mapping[str, Any]],
+        prediction: Sequence[Any] | None,
+        score: Sequence[float | None] | None,
+        label: Sequence[Any] | None,
+    ) -> Batch:
+        return Batch(
+            index=np.asarray(index, dtype=np.int64),
+            ts=np.asarray(ts, dtype=np.float64),
+            features=self._columns(features, ""),
+            attributes=self._columns(attributes, "attr:"),
+            prediction=None if prediction is None else self._target(prediction),
+            score=None if score is None else np.array([math.nan if s is None else s for s in score], dtype=np.float64),
+            label=None if label is None else self._target(label),
+        )
+
+    def _columns(self, rows: Sequence[Mapping[str, Any]], prefix: str) -> dict[str, np.ndarray]:
+        names: dict[str, None] = {}
+        for row in rows:
+            names.update(dict.fromkeys(row))
+        out = {}
+        for name in sorted(names):
+            values = [row.get(name) for row in rows]
+            key = prefix + name
+            kind = self.types.get(key)
+            if kind is None:
+                first = next((v for v in values if v is not None), None)
+                if first is None:
+                    continue
+                kind = NUMERIC if _is_number(first) else CATEGORICAL
+                self.types[key] = kind
+            out[name] = self._numeric(name, values) if kind == NUMERIC else _categorical(values)
+        return out
+
+    def _numeric(self, name: str, values: list[Any]) -> np.ndarray:
+        try:
+            return np.array([math.nan if v is None else v for v in values], dtype=np.float64)
+        except (TypeError, ValueError):
+            bad = sum(1 for v in values if v is not None and not _is_number(v))
+            self.violations[name] = self.violations.get(name, 0) + bad
+            return np.array([v if _is_number(v) else math.nan for v in values], dtype=np.float64)
+
+    @staticmethod
+    def _target(values: Sequence[Any]) -> np.ndarray:
+        if all(v is None or (_is_number(v) and not isinstance(v, bool)) for v in values):
+            return np.array([math.nan if v is None else v for v in values], dtype=np.float64)
+        return _categorical(values)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"types": self.types, "violations": self.violations}
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        self.types = dict(state["types"])
+        self.violations = dict(state["violations"])
+
+
+def _categorical(values: Sequence[Any]) -> np.ndarray:
+    out = np.empty(len(values), dtype=object)
+    out[:] = [None if v is None else (v if isinstance(v, str) else str(v)) for v in values]
+    return out

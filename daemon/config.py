@@ -1,0 +1,85 @@
+"""The daemon's settings: one object, read in one place (a YAML file plus command-line overrides).
+
+>>> s = Settings.model_validate({"policies": ["p.yaml"], "source": {"kind": "file", "path": "events.jsonl"}})
+>>> s.batch_size, str(s.store_path), str(s.dead_letter_path)
+(1000, '.driftwarden/state.db', '.driftwarden/dead_letters.jsonl')
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+DEFAULT_BATCH_SIZE = 1000
+"""Records per micro-batch: large enough to amortise the per-batch checkpoint, small enough for low latency."""
+
+DEFAULT_POLL_TIMEOUT = 0.5
+"""Seconds a poll waits for records before the loop looks at schedules and signals again."""
+
+
+class SourceConfig(BaseModel):
+    """Where events come from. ``file``: JSONL/CSV/Parquet at ``path``; ``kafka``: ``topics`` on ``bootstrap``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["file", "memory", "kafka"] = "file"
+    path: str | None = Field(None, description="Events file (file source).")
+    format: Literal["jsonl", "csv", "parquet"] | None = None
+    pace: float = Field(0.0, ge=0, description="Replay speed by event time: 0 = as fast as possible, 1 = real time.")
+    bootstrap: str | None = Field(None, description="Kafka bootstrap servers, e.g. 127.0.0.1:9092.")
+    topics: list[str] = Field(default_factory=list, description="Kafka topics: predictions, features and labels.")
+    group_id: str = Field("driftwarden", description="Kafka consumer group.")
+    settings: dict[str, Any] = Field(default_factory=dict, description="kafka-python settings passed through (security_protocol, ssl_*, sasl_*).")
+
+    @model_validator(mode="after")
+    def _complete(self) -> SourceConfig:
+        if self.kind == "file" and not self.path:
+            raise ValueError("a file source needs 'path'")
+        if self.kind == "kafka" and not (self.bootstrap and self.topics):
+            raise ValueError("a kafka source needs 'bootstrap' and 'topics'")
+        return self
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    policies: list[Path] = Field(default_factory=list, description="Policy files, one per model.")
+    source: SourceConfig = Field(default_factory=lambda: SourceConfig(kind="memory"))
+    state_dir: Path = Field(Path(".driftwarden"), description="SQLite store, labeled buffers, sinks and runs.")
+    batch_size: int = Field(DEFAULT_BATCH_SIZE, ge=1)
+    poll_timeout: float = Field(DEFAULT_POLL_TIMEOUT, gt=0)
+    label_ttl: str = Field("7d", description="How long an unmatched prediction or label waits for its other half.")
+    registry: Path | None = Field(None, description="Local model registry root (default: <state_dir>/registry).")
+    dead_letters: Path | None = Field(None, description="Dead-letter JSONL file (default: <state_dir>/dead_letters.jsonl).")
+    alerts: Path | None = Field(None, description="Alerts JSONL file (default: <state_dir>/alerts.jsonl).")
+    execute: bool = Field(True, description="False: decisions are recorded, no action runs (--dry-run).")
+
+    @property
+    def store_path(self) -> Path:
+        return self.state_dir / "state.db"
+
+    @property
+    def registry_path(self) -> Path:
+        return self.registry or self.state_dir / "registry"
+
+    @property
+    def dead_letter_path(self) -> Path:
+        return self.dead_letters or self.state_dir / "dead_letters.jsonl"
+
+    @property
+    def alerts_path(self) -> Path:
+        return self.alerts or self.state_dir / "alerts.jsonl"
+
+    @classmethod
+    def load(cls, path: str | Path | None, **overrides: Any) -> Settings:
+        data: dict[str, Any] = {}
+        if path is not None:
+            loaded = yaml.safe_load(Path(path).read_text()) or {}
+            if not isinstance(loaded, dict):
+                raise ValueError(f"{path}: a config file is a YAML mapping")
+            data.update(loaded)
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.model_validate(data)

@@ -1,0 +1,173 @@
+"""Decode wire-format records into events; whatever does not decode or validate becomes a dead letter.
+
+>>> from daemon.sources import Record
+>>> events, dead = decode([Record(b'{"model": "m", "id": 7, "features": {"x": 1}, "prediction": 1}', "p", 0),
+...                        Record(b'{"id": 8}', "p", 1), Record(b'{oops', "p", 2)], first_index=0, arrival=0.0)
+>>> [(e.model, e.id, e.index, e.features) for e in events]
+[('m', '7', 0, {'x': 1})]
+>>> [(d.index, d.reason) for d in dead]
+[(1, "missing required field 'model'"), (2, 'not JSON: unexpected character, expected a string key: line 1 column 2 (char 1)')]
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from daemon.sources import Record
+
+SCALARS = (str, int, float, bool, type(None))
+
+
+@dataclass(slots=True)
+class Event:
+    """One decoded event. ``kind`` is ``prediction`` (features and/or a prediction, perhaps with its
+    label) or ``label`` (a late label for an earlier prediction)."""
+
+    model: str
+    id: str
+    index: int
+    ts: float
+    kind: str
+    features: dict[str, Any] = field(default_factory=dict)
+    attributes: dict[str, Any] = field(default_factory=dict)
+    prediction: Any = None
+    score: float | None = None
+    label: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    index: int
+    partition: str
+    offset: int
+    reason: str
+    raw: bytes
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "partition": self.partition, "offset": self.offset,
+                "reason": self.reason, "raw": self.raw.decode("utf-8", "replace")}
+
+
+class Invalid(ValueError):
+    """An event that breaks the wire contract; the message is the dead letter's reason."""
+
+
+def decode(records: Sequence[Record], first_index: int, arrival: float) -> tuple[list[Event], list[DeadLetter]]:
+    """Events and dead letters of a batch; record ``i`` gets event index ``first_index + i``."""
+    events: list[Event] = []
+    dead: list[DeadLetter] = []
+    for i, rec in enumerate(records):
+        index = first_index + i
+        try:
+            obj = orjson.loads(rec.value)
+        except orjson.JSONDecodeError as e:
+            dead.append(DeadLetter(index, rec.partition, rec.offset, f"not JSON: {e}", rec.value))
+            continue
+        try:
+            events.append(validate(obj, index, rec.ts if rec.ts is not None else arrival))
+        except Invalid as e:
+            dead.append(DeadLetter(index, rec.partition, rec.offset, str(e), rec.value))
+    return events, dead
+
+
+def validate(obj: Any, index: int, arrival: float) -> Event:
+    if not isinstance(obj, dict):
+        raise Invalid(f"an event is a JSON object, got {type(obj).__name__}")
+    model = obj.get("model")
+    if model is None:
+        raise Invalid("missing required field 'model'")
+    if not isinstance(model, str) or not model:
+        raise Invalid(f"'model' must be a non-empty string, got {model!r}")
+    ident = obj.get("id")
+    if ident is None:
+        raise Invalid("missing required field 'id'")
+    if isinstance(ident, bool) or not isinstance(ident, str | int):
+        raise Invalid(f"'id' must be a string or an integer, got {ident!r}")
+    raw_ts = obj.get("ts")
+    try:
+        ts = arrival if raw_ts is None else parse_ts(raw_ts)
+    except ValueError as e:
+        raise Invalid(str(e)) from None
+    features = _mapping(obj, "features")
+    attributes = _mapping(obj, "attributes")
+    prediction = obj.get("prediction")
+    if not isinstance(prediction, SCALARS):
+        raise Invalid(f"'prediction' must be a scalar, got {type(prediction).__name__}")
+    score = _score(obj.get("score"), prediction)
+    label = obj.get("label")
+    if not isinstance(label, SCALARS):
+        raise Invalid(f"'label' must be a scalar, got {type(label).__name__}")
+    has_prediction = prediction is not None or bool(features) or score is not None
+    if not has_prediction and label is None:
+        raise Invalid("an event needs features, a prediction, a score or a label")
+    return Event(
+        model=model, id=str(ident), index=index, ts=ts, kind="prediction" if has_prediction else "label",
+        features=features, attributes=attributes, prediction=prediction, score=score, label=label,
+    )
+
+
+def _mapping(obj: Mapping[str, Any], name: str) -> dict[str, Any]:
+    value = obj.get(name)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise Invalid(f"'{name}' must be an object, got {type(value).__name__}")
+    for k, v in value.items():
+        if not isinstance(v, SCALARS):
+            raise Invalid(f"{name}.{k} must be a scalar (number, string, boolean or null), got {type(v).__name__}")
+        if isinstance(v, float) and not math.isfinite(v):
+            raise Invalid(f"{name}.{k} is not finite")
+    return value
+
+
+def _score(value: Any, prediction: Any) -> float | None:
+    """The probability of the positive class: a number, or from a class→probability map the entry of
+    class ``1`` (or ``true``), else of the predicted class."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise Invalid("'score' must be a number or a class→probability map, got a boolean")
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, dict):
+        key = "1" if "1" in value else ("true" if "true" in value else None)
+        if key is None:
+            key = str(prediction) if prediction is not None and str(prediction) in value else None
+        if key is None:
+            raise Invalid(f"'score' map has no positive class '1' or predicted class: keys {sorted(value)}")
+        v = value[key]
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise Invalid(f"'score' map value for {key!r} is not a number")
+        return float(v)
+    raise Invalid(f"'score' must be a number or a class→probability map, got {type(value).__name__}")
+
+
+def parse_ts(value: Any) -> float:
+    """Epoch seconds of an ISO-8601 string or an epoch number.
+
+    >>> parse_ts("2026-11-27T17:00:00.123Z"), parse_ts(1.5)
+    (1795798800.123, 1.5)
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"'ts' must be ISO-8601 or epoch seconds, got {value!r}")
+    if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise ValueError("'ts' is not finite")
+        return float(value)
+    if isinstance(value, str):
+        try:
+            dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"'ts' is not ISO-8601: {value!r}") from None
+        if dt.tzinfo is None:
+            from datetime import UTC
+
+            dt = dt.replace(tzinfo=UTC)
+        return dt.timestamp()
+    raise ValueError(f"'ts' must be ISO-8601 or epoch seconds, got {type(value).__name__}")

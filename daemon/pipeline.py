@@ -1,0 +1,91 @@
+"""Everything the daemon keeps for one model: label join, column types, labeled buffer and policy engine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from daemon.buffer import DEFAULT_MAX_ROWS, LabeledBuffer
+from daemon.columns import ColumnTypes
+from daemon.events import Event
+from daemon.join import DEFAULT_TTL, Joined, LabelJoiner
+from detectors.base import Batch
+from policies.engine import Decision, PolicyEngine, load_reference
+from policies.loader import LoadedPolicy
+
+
+class ModelPipeline:
+    """Events of one model in, signals and decisions out.
+
+    >>> import tempfile, pathlib
+    >>> from policies.loader import load_policy
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / "p.yaml").write_text("version: 1\\nmodel: m\\nmonitors:\\n  e: {kind: adwin, series: error}\\n")
+    >>> p = ModelPipeline(load_policy(d / "p.yaml"), d / "buf")
+    >>> _ = p.process([Event("m", "1", 0, 0.0, "prediction", features={"x": 1.0}, prediction=1),
+    ...                Event("m", "1", 1, 1.0, "label", label=0)])
+    >>> p.joiner.joined, len(p.buffer), p.engine.events, p.engine.labels
+    (1, 1, 1, 1)
+    """
+
+    def __init__(self, policy: LoadedPolicy, buffer_dir: Path, *, ttl: float = DEFAULT_TTL, upto: int | None = None) -> None:
+        self.policy = policy
+        self.model = policy.model
+        max_rows = max([DEFAULT_MAX_ROWS, *(a.data.last for a in policy.spec.actions.values())])
+        self.types = ColumnTypes()
+        self.joiner = LabelJoiner(ttl=ttl)
+        self.buffer = LabeledBuffer(buffer_dir, max_rows=max_rows, upto=upto)
+        self.engine = PolicyEngine(policy, reference=load_reference(policy))
+
+    def process(self, events: list[Event]) -> tuple[list[dict[str, Any]], list[Decision]]:
+        predictions: list[Event] = []
+        joined: list[Joined] = []
+        for e in events:
+            if e.kind == "prediction":
+                predictions.append(e)
+            pair = self.joiner.add(e)
+            if pair is not None:
+                joined.append(pair)
+        if events:
+            self.joiner.expire(now=max(e.ts for e in events))
+        for pair in joined:
+            self.buffer.add(pair)
+        return self.engine.process(self._predictions(predictions), self._labeled(joined))
+
+    def _predictions(self, events: list[Event]) -> Batch | None:
+        if not events:
+            return None
+        return self.types.batch(
+            [e.index for e in events], [e.ts for e in events], [e.features for e in events],
+            [e.attributes for e in events], [e.prediction for e in events], [e.score for e in events], None,
+        )
+
+    def _labeled(self, pairs: list[Joined]) -> Batch | None:
+        if not pairs:
+            return None
+        return self.types.batch(
+            [p.index for p in pairs], [p.ts for p in pairs], [p.features for p in pairs],
+            [p.attributes for p in pairs], [p.prediction for p in pairs], [p.score for p in pairs],
+            [p.label for p in pairs],
+        )
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "digest": self.policy.digest,
+            "types": self.types.snapshot(),
+            "joiner": self.joiner.snapshot(),
+            "engine": self.engine.snapshot(),
+            "buffer_last_index": self.buffer.last_index,
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.types.restore(state["types"])
+        self.joiner.restore(state["joiner"])
+        self.engine.restore(state["engine"])
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "events": self.engine.events, "labels_joined": self.joiner.joined, "pending": self.joiner.pending,
+            "expired": dict(self.joiner.expired), "buffered": len(self.buffer),
+            "type_violations": dict(self.types.violations), "condition_errors": self.engine.condition_errors,
+        }

@@ -1,0 +1,217 @@
+"""Where records come from: files (JSONL, CSV, Parquet), memory, and (in :mod:`daemon.kafka_io`) Kafka.
+
+Every source yields :class:`Record` batches and knows positions: ``seek`` resumes after a
+checkpoint, ``commit`` acknowledges what the checkpoint holds.
+
+>>> src = MemorySource([b'{"model": "m", "id": "1"}', b'{"model": "m", "id": "2"}'])
+>>> [r.offset for r in src.poll(10, 0)], src.exhausted
+([0, 1], True)
+>>> src.seek({"memory": 1}); [r.value for r in src.poll(10, 0)]
+[b'{"model": "m", "id": "2"}']
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import orjson
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One raw message: its bytes and where it came from."""
+
+    value: bytes
+    partition: str
+    offset: int
+    ts: float | None = None
+    key: bytes | None = None
+
+
+class Source(Protocol):
+    def poll(self, max_records: int, timeout: float) -> list[Record]: ...
+
+    def seek(self, positions: Mapping[str, int]) -> None: ...
+
+    def commit(self, positions: Mapping[str, int]) -> None: ...
+
+    def close(self) -> None: ...
+
+    @property
+    def exhausted(self) -> bool: ...
+
+
+class MemorySource:
+    """An in-memory source; ``push`` appends records while the daemon runs (the demo's serving app does)."""
+
+    partition = "memory"
+
+    def __init__(self, values: Iterable[bytes] = (), *, closed: bool = True) -> None:
+        self._values: list[bytes] = list(values)
+        self._next = 0
+        self._closed = closed
+        self._lock = threading.Condition()
+        self.committed: dict[str, int] = {}
+
+    def push(self, values: Iterable[bytes]) -> None:
+        with self._lock:
+            self._values.extend(values)
+            self._lock.notify_all()
+
+    def close_input(self) -> None:
+        """No more records will be pushed: the source becomes exhausted once drained."""
+        with self._lock:
+            self._closed = True
+            self._lock.notify_all()
+
+    def poll(self, max_records: int, timeout: float) -> list[Record]:
+        with self._lock:
+            if self._next >= len(self._values) and not self._closed and timeout > 0:
+                self._lock.wait(timeout)
+            start, end = self._next, min(len(self._values), self._next + max_records)
+            self._next = end
+            return [Record(self._values[i], self.partition, i) for i in range(start, end)]
+
+    def seek(self, positions: Mapping[str, int]) -> None:
+        self._next = positions.get(self.partition, 0)
+
+    def commit(self, positions: Mapping[str, int]) -> None:
+        self.committed.update(positions)
+
+    def close(self) -> None:
+        self.close_input()
+
+    @property
+    def exhausted(self) -> bool:
+        return self._closed and self._next >= len(self._values)
+
+
+class FileSource:
+    """Records from a JSONL, CSV or Parquet file, one per line or row; the position is the row number.
+
+    ``pace`` replays by event time: 0 (default) reads as fast as possible, 1.0 in real time,
+    60 one minute of event time per second.
+    """
+
+    def __init__(self, path: str | Path, *, fmt: str | None = None, pace: float = 0.0, clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.path = Path(path)
+        self.fmt = fmt or _format_of(self.path)
+        if self.fmt not in ("jsonl", "csv", "parquet"):
+            raise ValueError(f"unknown file format {self.fmt!r}; use jsonl, csv or parquet")
+        self.partition = f"file:{self.path.name}"
+        self.pace, self._clock, self._sleep = pace, clock, sleep
+        self._rows: Iterator[bytes] | None = None
+        self._next = 0
+        self._start: int = 0
+        self._done = False
+        self._pace_origin: tuple[float, float] | None = None
+
+    def _open(self) -> Iterator[bytes]:
+        if self.fmt == "jsonl":
+            return _jsonl_lines(self.path)
+        return _table_rows(self.path, self.fmt)
+
+    def poll(self, max_records: int, timeout: float) -> list[Record]:
+        if self._rows is None:
+            self._rows = self._open()
+            for _ in range(self._start):
+                if next(self._rows, None) is None:
+                    break
+            self._next = self._start
+        out: list[Record] = []
+        for value in self._rows:
+            out.append(Record(value, self.partition, self._next))
+            self._next += 1
+            if len(out) >= max_records:
+                break
+        else:
+            self._done = True
+        if self.pace > 0 and out:
+            self._wait_for_event_time(out[-1])
+        return out
+
+    def _wait_for_event_time(self, last: Record) -> None:
+        try:
+            ts = _event_ts(last.value)
+        except ValueError:
+            return
+        if ts is None:
+            return
+        now = self._clock()
+        if self._pace_origin is None:
+            self._pace_origin = (now, ts)
+            return
+        due = self._pace_origin[0] + (ts - self._pace_origin[1]) / self.pace
+        if due > now:
+            self._sleep(due - now)
+
+    def seek(self, positions: Mapping[str, int]) -> None:
+        self._start = positions.get(self.partition, 0)
+        self._rows = None
+        self._done = False
+
+    def commit(self, positions: Mapping[str, int]) -> None:
+        """Files need no acknowledgement: the checkpoint's position is where a restart resumes."""
+
+    def close(self) -> None:
+        self._rows = None
+
+    @property
+    def exhausted(self) -> bool:
+        return self._done
+
+
+def _format_of(path: Path) -> str:
+    suffix = path.suffix.lower().lstrip(".")
+    return {"json": "jsonl", "ndjson": "jsonl", "pq": "parquet"}.get(suffix, suffix)
+
+
+def _jsonl_lines(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as f:
+        for line in f:
+            line = line.rstrip(b"\r\n")
+            if line.strip():
+                yield line
+
+
+def _table_rows(path: Path, fmt: str) -> Iterator[bytes]:
+    """Rows of a flat table as wire-format events: ``model``, ``id``, ``ts``, ``prediction``,
+    ``score``, ``label`` columns by name, ``attr.<name>`` columns as attributes, the rest as features."""
+    import pandas as pd
+
+    frame = pd.read_csv(path) if fmt == "csv" else pd.read_parquet(path)
+    reserved = {"model", "id", "ts", "prediction", "score", "label"}
+    feature_cols = [c for c in frame.columns if c not in reserved and not str(c).startswith("attr.")]
+    attr_cols = [c for c in frame.columns if str(c).startswith("attr.")]
+    for row in frame.to_dict("records"):
+        event = {k: _clean(row[k]) for k in reserved if k in row}
+        event["features"] = {k: _clean(row[k]) for k in feature_cols}
+        if attr_cols:
+            event["attributes"] = {k[5:]: _clean(row[k]) for k in attr_cols}
+        yield orjson.dumps(event, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def _clean(v: object) -> object:
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    if hasattr(v, "item"):
+        return v.item()  # type: ignore[no-any-return, union-attr]
+    if hasattr(v, "isoformat"):
+        return v.isoformat()  # type: ignore[union-attr]
+    return v
+
+
+def _event_ts(value: bytes) -> float | None:
+    from daemon.events import parse_ts
+
+    try:
+        obj = orjson.loads(value)
+    except orjson.JSONDecodeError as e:
+        raise ValueError(str(e)) from None
+    return parse_ts(obj.get("ts")) if isinstance(obj, dict) and obj.get("ts") is not None else None

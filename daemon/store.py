@@ -1,0 +1,178 @@
+"""The daemon's durable state in SQLite (WAL): checkpoints, action records and the audit log.
+
+A checkpoint is one transaction holding the source positions, the next event index, every
+model's pipeline state and the new action intents; so after a crash the daemon resumes from a
+consistent point and an intent is never lost nor written twice.
+
+>>> s = Store(":memory:")
+>>> s.checkpoint({"file:a": 10}, 10, {"m": {"x": 1}}, [Intent("m/r/9", "m", "r", "alert", "alert", 9, 0.0, {})])
+['m/r/9']
+>>> s.checkpoint({"file:a": 20}, 20, {"m": {"x": 2}}, [Intent("m/r/9", "m", "r", "alert", "alert", 9, 0.0, {})])
+[]
+>>> s.positions(), s.next_index(), s.pipeline_state("m"), s.action("m/r/9")["state"]
+({'file:a': 20}, 20, {'x': 2}, 'pending')
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+TERMINAL_STATES = frozenset({"done", "skipped", "rejected", "deployed", "verified", "rolled_back", "failed"})
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS checkpoint (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS actions (
+    key TEXT PRIMARY KEY, model TEXT NOT NULL, rule TEXT NOT NULL, action TEXT NOT NULL, type TEXT NOT NULL,
+    at INTEGER NOT NULL, ts REAL NOT NULL, state TEXT NOT NULL, version TEXT, attempts INTEGER NOT NULL DEFAULT 0,
+    created REAL NOT NULL, updated REAL NOT NULL, info BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, wall REAL NOT NULL, model TEXT, type TEXT NOT NULL, key TEXT, payload BLOB NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Intent:
+    """A decision written down before anything runs; ``key`` makes it idempotent."""
+
+    key: str
+    model: str
+    rule: str
+    action: str
+    type: str
+    at: int
+    ts: float
+    info: Mapping[str, Any]
+
+
+class Store:
+    """SQLite store; safe to use from the loop thread and action worker threads."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._lock = threading.RLock()
+        with self._lock:
+            if self.path != ":memory:":
+                self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(SCHEMA)
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- checkpoints ---------------------------------------------------------------------------
+
+    def checkpoint(
+        self,
+        positions: Mapping[str, int],
+        next_index: int,
+        pipelines: Mapping[str, Any],
+        intents: Sequence[Intent] = (),
+        audit: Sequence[tuple[str | None, str, str | None, Mapping[str, Any]]] = (),
+    ) -> list[str]:
+        """Write one checkpoint; return the keys of the intents that are new."""
+        now = time.time()
+        new: list[str] = []
+        with self._tx() as db:
+            old = self._get(db, "positions") or {}
+            db.execute("INSERT OR REPLACE INTO checkpoint VALUES ('positions', ?)", (orjson.dumps({**old, **positions}),))
+            db.execute("INSERT OR REPLACE INTO checkpoint VALUES ('next_index', ?)", (orjson.dumps(next_index),))
+            for model, state in pipelines.items():
+                db.execute("INSERT OR REPLACE INTO checkpoint VALUES (?, ?)", (f"pipeline:{model}", orjson.dumps(state, option=orjson.OPT_SERIALIZE_NUMPY)))
+            for it in intents:
+                cur = db.execute(
+                    "INSERT OR IGNORE INTO actions (key, model, rule, action, type, at, ts, state, created, updated, info)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
+                    (it.key, it.model, it.rule, it.action, it.type, it.at, it.ts, now, now, orjson.dumps(dict(it.info))),
+                )
+                if cur.rowcount:
+                    new.append(it.key)
+            for model, kind, key, payload in audit:
+                db.execute("INSERT INTO audit (wall, model, type, key, payload) VALUES (?, ?, ?, ?, ?)",
+                           (now, model, kind, key, orjson.dumps(dict(payload), option=orjson.OPT_SERIALIZE_NUMPY)))
+        return new
+
+    @staticmethod
+    def _get(db: sqlite3.Connection, key: str) -> Any:
+        row = db.execute("SELECT value FROM checkpoint WHERE key = ?", (key,)).fetchone()
+        return None if row is None else orjson.loads(row[0])
+
+    def positions(self) -> dict[str, int]:
+        with self._lock:
+            return self._get(self._db, "positions") or {}
+
+    def next_index(self) -> int:
+        with self._lock:
+            return self._get(self._db, "next_index") or 0
+
+    def pipeline_state(self, model: str) -> dict[str, Any] | None:
+        with self._lock:
+            return self._get(self._db, f"pipeline:{model}")  # type: ignore[no-any-return]
+
+    # -- actions -------------------------------------------------------------------------------
+
+    def update_action(self, key: str, state: str, info: Mapping[str, Any] | None = None, *, version: str | None = None, attempt: bool = False) -> None:
+        with self._tx() as db:
+            row = db.execute("SELECT info FROM actions WHERE key = ?", (key,)).fetchone()
+            if row is None:
+                raise KeyError(f"no action {key!r}")
+            merged = {**orjson.loads(row[0]), **(info or {})}
+            db.execute(
+                "UPDATE actions SET state = ?, info = ?, updated = ?, version = COALESCE(?, version),"
+                " attempts = attempts + ? WHERE key = ?",
+                (state, orjson.dumps(merged, option=orjson.OPT_SERIALIZE_NUMPY), time.time(), version, int(attempt), key),
+            )
+            db.execute("INSERT INTO audit (wall, model, type, key, payload) SELECT ?, model, 'action', key, ? FROM actions WHERE key = ?",
+                       (time.time(), orjson.dumps({"state": state, **(info or {})}, option=orjson.OPT_SERIALIZE_NUMPY), key))
+
+    def action(self, key: str) -> dict[str, Any] | None:
+        rows = self.actions(where="key = ?", args=(key,))
+        return rows[0] if rows else None
+
+    def actions(self, where: str = "1", args: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        with self._lock:
+            cur = self._db.execute(f"SELECT * FROM actions WHERE {where} ORDER BY at, key", tuple(args))
+            cols = [c[0] for c in cur.description]
+            rows = [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+        for r in rows:
+            r["info"] = orjson.loads(r["info"])
+        return rows
+
+    def unfinished_actions(self) -> list[dict[str, Any]]:
+        marks = ",".join("?" * len(TERMINAL_STATES))
+        return self.actions(where=f"state NOT IN ({marks})", args=sorted(TERMINAL_STATES))
+
+    def audit(self, model: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        with self._lock:
+            q = "SELECT seq, wall, model, type, key, payload FROM audit"
+            args: tuple[Any, ...] = ()
+            if model:
+                q += " WHERE model = ?"
+                args = (model,)
+            rows = self._db.execute(q + " ORDER BY seq DESC LIMIT ?", (*args, limit)).fetchall()
+        return [{"seq": s, "wall": w, "model": m, "type": t, "key": k, **orjson.loads(p)} for s, w, m, t, k, p in reversed(rows)]
