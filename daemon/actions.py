@@ -70,8 +70,10 @@ class ActionRunner:
         execute: bool = True,
         synchronous: bool = False,
         listener: Listener | None = None,
+        base: Path | None = None,
     ) -> None:
         self.store, self.policies, self.data = store, policies, data
+        self.base = Path(base) if base is not None else Path.cwd()
         self.workdir, self.registry, self.alerts = Path(workdir), registry, alerts
         self.execute, self.synchronous = execute, synchronous
         self.listener = listener
@@ -145,7 +147,7 @@ class ActionRunner:
                 retries=spec.retries,
             )
             frame = self.data(model, action["at"], spec.data.last)
-            target = LocalTarget(_resolve(policy, spec.deploy.path)) if spec.deploy else None
+            target = LocalTarget(self.resolve(spec.deploy.path)) if spec.deploy else None
             gate = policy.promote_if[action["action"]]
 
             def promote_if(candidate: dict[str, float], champion: dict[str, float] | None) -> bool:
@@ -177,6 +179,11 @@ class ActionRunner:
                            "key": key, "action": row.get("action"), "rule": row.get("rule"), "state": state,
                            "version": row.get("version"), **{k: v for k, v in info.items() if k not in ("state", "version")}})
 
+    def resolve(self, path: str | Path) -> Path:
+        """A deploy path: relative paths are relative to the daemon's state directory."""
+        p = Path(path)
+        return p if p.is_absolute() else self.base / p
+
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for running actions; True when none is left."""
         for t in list(self._threads):
@@ -185,6 +192,3 @@ class ActionRunner:
         return not self._threads
 
 
-def _resolve(policy: LoadedPolicy, path: str) -> Path:
-    p = Path(path)
-    return p if p.is_absolute() else Path.cwd() / p

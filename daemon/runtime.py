@@ -108,7 +108,7 @@ class Daemon:
             self.pipelines[model] = pipe
         self.actions = ActionRunner(
             self.store, self.policies, self._training_data, settings.state_dir / "runs", self.registry, self.alerts,
-            execute=settings.execute, synchronous=synchronous_actions, listener=self._emit,
+            execute=settings.execute, synchronous=synchronous_actions, listener=self._emit, base=settings.state_dir,
         )
         self._stop = threading.Event()
         self._ticks: queue.Queue[tuple[str, str, float]] = queue.Queue()
@@ -245,8 +245,13 @@ class Daemon:
             self.actions.submit(new)
 
     def _training_data(self, model: str, upto: int, last: int) -> Any:
-        return self.pipelines[model].buffer.frame(upto=upto, last=last)
+        """Features, ``__label`` and the row's ``__id``/``__ts``/``__index``: what trainers receive."""
+        frame = self.pipelines[model].buffer.frame(upto=upto, last=last)
+        keep = [c for c in frame.columns if not str(c).startswith("__") or c in TRAINING_META]
+        return frame[keep]
 
+
+TRAINING_META = ("__label", "__id", "__ts", "__index")
 
 _ORDER = {"dead_letter": 0, "signal": 1, "decision": 2, "action": 3}
 

@@ -1,0 +1,308 @@
+"""Model registry: immutable numbered versions plus movable aliases.
+
+:class:`Registry` is the interface the lifecycle uses; :class:`LocalRegistry` implements it on
+a directory (an MLflow-backed registry can implement the same protocol)::
+
+    root/<model>/versions/v0001/model.pkl        artifacts, copied at registration
+    root/<model>/versions/v0001/metadata.json    created, parent, caller's lineage and metrics
+    root/<model>/aliases.json                    {"champion": "v0003", "previous": "v0002"}
+
+A version directory is complete before it gets its name (copied under a temporary name, then
+renamed), and ``aliases.json`` is replaced atomically (temporary file, fsync, ``os.replace``),
+so a reader sees the old or the new state, never a mix. Writers of one model serialize on an
+``fcntl`` lock file, across threads and processes.
+
+Loading unpickles: only register artifacts you trust.
+
+>>> import pickle, tempfile
+>>> from pathlib import Path
+>>> tmp = Path(tempfile.mkdtemp())
+>>> art = tmp / "art"; art.mkdir()
+>>> _ = (art / "model.pkl").write_bytes(pickle.dumps({"weights": [1, 2]}))
+>>> reg = LocalRegistry(tmp / "registry")
+>>> v1 = reg.register("churn", art, {"data": "sha256:abc"})
+>>> v1.version, v1.metadata["parent"], v1.metadata["data"]
+('v0001', None, 'sha256:abc')
+>>> reg.set_alias("churn", "champion", v1.version)
+>>> reg.register("churn", art, {}).metadata["parent"]
+'v0001'
+>>> reg.alias("churn", "champion").version, [v.version for v in reg.versions("churn")]
+('v0001', ['v0001', 'v0002'])
+>>> reg.load("churn", "v0002")
+{'weights': [1, 2]}
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import json
+import os
+import pickle
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from deploy.training import MODEL_FILE
+
+METADATA_FILE = "metadata.json"
+ALIASES_FILE = "aliases.json"
+CHAMPION = "champion"
+#: The champion before the current one; rollback goes back to it.
+PREVIOUS = "previous"
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_VERSION = re.compile(r"^v(\d{4,})$")
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """One registered version: ``path`` is its directory (``model.pkl`` and friends)."""
+
+    model: str
+    version: str
+    path: Path
+    metadata: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def number(self) -> int:
+        return version_number(self.version)
+
+    @property
+    def model_path(self) -> Path:
+        return self.path / MODEL_FILE
+
+
+@runtime_checkable
+class Registry(Protocol):
+    """What the lifecycle needs from a model registry."""
+
+    def register(
+        self, model: str, artifact_dir: Path, metadata: Mapping[str, Any]
+    ) -> ModelVersion: ...
+
+    def versions(self, model: str) -> list[ModelVersion]: ...
+
+    def get(self, model: str, version: str) -> ModelVersion: ...
+
+    def alias(self, model: str, name: str) -> ModelVersion | None: ...
+
+    def set_alias(self, model: str, name: str, version: str | None) -> None: ...
+
+    def load(self, model: str, version: str) -> Any: ...
+
+
+def version_id(number: int) -> str:
+    """The id of version ``number``.
+
+    >>> version_id(3)
+    'v0003'
+    """
+    return f"v{number:04d}"
+
+
+def version_number(version: str) -> int:
+    """The number of version id ``version``.
+
+    >>> version_number("v0012")
+    12
+    """
+    m = _VERSION.match(version)
+    if m is None:
+        raise ValueError(f"version must look like 'v0001', got {version!r}")
+    return int(m.group(1))
+
+
+class LocalRegistry:
+    """A :class:`Registry` on a local directory (see the module docstring for the layout)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def __repr__(self) -> str:
+        return f"LocalRegistry(root={str(self.root)!r})"
+
+    # -- reading -------------------------------------------------------------------------
+
+    def models(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if (p / "versions").is_dir())
+
+    def versions(self, model: str) -> list[ModelVersion]:
+        """All versions of ``model``, oldest first."""
+        vdir = self._model_dir(model) / "versions"
+        if not vdir.is_dir():
+            return []
+        numbers = sorted(version_number(p.name) for p in vdir.iterdir() if _VERSION.match(p.name))
+        return [self.get(model, version_id(n)) for n in numbers]
+
+    def get(self, model: str, version: str) -> ModelVersion:
+        """One version; ``KeyError`` when it does not exist."""
+        version_number(version)
+        path = self._model_dir(model) / "versions" / version
+        try:
+            metadata = json.loads((path / METADATA_FILE).read_text())
+        except FileNotFoundError:
+            raise KeyError(f"model {model!r} has no version {version!r}") from None
+        return ModelVersion(model=model, version=version, path=path, metadata=metadata)
+
+    def aliases(self, model: str) -> dict[str, str]:
+        """``{alias: version}`` of ``model``."""
+        try:
+            data = json.loads((self._model_dir(model) / ALIASES_FILE).read_text())
+        except FileNotFoundError:
+            return {}
+        return {str(k): str(v) for k, v in data.items()}
+
+    def alias(self, model: str, name: str) -> ModelVersion | None:
+        """The version an alias points to, or ``None`` when the alias is not set."""
+        version = self.aliases(model).get(name)
+        return None if version is None else self.get(model, version)
+
+    def load(self, model: str, version: str) -> Any:
+        """Unpickle a version's ``model.pkl``."""
+        with open(self.get(model, version).model_path, "rb") as f:
+            return pickle.load(f)
+
+    # -- writing -------------------------------------------------------------------------
+
+    def register(self, model: str, artifact_dir: Path, metadata: Mapping[str, Any]) -> ModelVersion:
+        """Copy ``artifact_dir`` (must hold ``model.pkl``) as the next version of ``model``.
+
+        Metadata gets ``model``, ``version``, ``created`` (UTC ISO-8601) and ``parent`` (the
+        champion at registration unless the caller gives ``parent``) on top of the caller's
+        fields, which must be JSON-serializable.
+        """
+        artifact_dir = Path(artifact_dir)
+        if not (artifact_dir / MODEL_FILE).is_file():
+            raise ValueError(f"artifact_dir {artifact_dir} has no {MODEL_FILE}")
+        vdir = self._model_dir(model) / "versions"
+        vdir.mkdir(parents=True, exist_ok=True)
+        with self._locked(model):
+            _clean_temporaries(vdir)
+            current = self.aliases(model).get(CHAMPION)
+            existing = [version_number(p.name) for p in vdir.iterdir() if _VERSION.match(p.name)]
+            version = version_id(max(existing, default=0) + 1)
+            meta: dict[str, Any] = {"parent": current}
+            meta.update(metadata)
+            meta.update(
+                model=model,
+                version=version,
+                created=dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
+            )
+            text = json.dumps(meta, indent=2, sort_keys=True, default=_json_default)
+            staging = Path(tempfile.mkdtemp(dir=vdir, prefix=".tmp-"))
+            try:
+                shutil.copytree(artifact_dir, staging, dirs_exist_ok=True)
+                (staging / METADATA_FILE).write_text(text)
+                _fsync_tree(staging)
+                os.rename(staging, vdir / version)
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
+            _fsync_dir(vdir)
+        return self.get(model, version)
+
+    def set_alias(self, model: str, name: str, version: str | None) -> None:
+        """Point alias ``name`` at ``version`` (which must exist); ``None`` removes it."""
+        _check_name(name, "alias")
+        if version is not None:
+            self.get(model, version)
+        with self._locked(model):
+            aliases = self.aliases(model)
+            if version is None:
+                aliases.pop(name, None)
+            else:
+                aliases[name] = version
+            atomic_write_text(
+                self._model_dir(model) / ALIASES_FILE,
+                json.dumps(aliases, indent=2, sort_keys=True),
+            )
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _model_dir(self, model: str) -> Path:
+        _check_name(model, "model")
+        return self.root / model
+
+    @contextlib.contextmanager
+    def _locked(self, model: str) -> Iterator[None]:
+        mdir = self._model_dir(model)
+        mdir.mkdir(parents=True, exist_ok=True)
+        with open(mdir / ".lock", "a+b") as f:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` so readers see the old or the new content, never half:
+    write a temporary file in the same directory, fsync it, ``os.replace``, fsync the directory.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _check_name(name: str, what: str) -> None:
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ValueError(
+            f"{what} name {name!r} is not allowed: use letters, digits, '.', '_', '-' "
+            "(starting with a letter or digit, at most 128 characters)"
+        )
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    if hasattr(value, "item") and callable(value.item):  # numpy scalars
+        return value.item()
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    raise TypeError(f"metadata value {value!r} ({type(value).__name__}) is not JSON-serializable")
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(root: Path) -> None:
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        _fsync_dir(Path(dirpath))
+
+
+def _clean_temporaries(vdir: Path) -> None:
+    """Remove staging directories left by a crash (called under the model's lock)."""
+    for p in vdir.iterdir():
+        if p.name.startswith(".tmp-"):
+            shutil.rmtree(p, ignore_errors=True)
