@@ -1,0 +1,366 @@
+"""The ``driftwarden`` command line."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from daemon.output import JsonLines, Timeline, rule_table, summary_table
+
+EXIT_INVALID = 2
+
+log = logging.getLogger("driftwarden")
+
+
+def _logging(level: str, json_mode: bool) -> None:
+    handler: logging.Handler
+    if json_mode:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    else:
+        handler = RichHandler(console=Console(stderr=True), show_path=False, rich_tracebacks=True)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+    for noisy in ("apscheduler", "kafka"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="driftwarden")
+def main() -> None:
+    """driftwarden watches production models — data drift, concept drift, bias and falling
+    performance — and, when a policy says so, retrains, gates and redeploys them.
+
+    Start with `driftwarden demo`; write a policy (see `driftwarden schema`), check it with
+    `driftwarden validate`, backtest it with `driftwarden replay`, then `driftwarden run`.
+    """
+
+
+# -- demo ------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--out", type=click.Path(path_type=Path), default=Path("out/demo"), show_default=True,
+              help="Folder for the demo's state, registry, serving directory, recorded events and report (recreated).")
+@click.option("--json", "json_mode", is_flag=True, help="One JSON object per line instead of the timeline.")
+@click.option("--predictions", type=click.IntRange(2_000), default=16_000, show_default=True, help="Predictions in the stream.")
+@click.option("--drift-at", type=click.IntRange(1_000), default=8_000, show_default=True, help="Prediction number where the world changes.")
+@click.option("--seed", type=int, default=7, show_default=True)
+@click.option("--log-level", default="error", show_default=True, type=click.Choice(["debug", "info", "warning", "error"]))
+def demo(out: Path, json_mode: bool, predictions: int, drift_at: int, seed: int, log_level: str) -> None:
+    """The whole lifecycle on bundled data, no services needed: drift → decision → retrain →
+    gate → deploy → recovery, in under a minute."""
+    from daemon.demo import run_demo
+
+    _logging(log_level, json_mode)
+    if drift_at >= predictions:
+        raise click.BadParameter(f"--drift-at ({drift_at}) must be below --predictions ({predictions})")
+    console = Console()
+    if json_mode:
+        sink = JsonLines()
+        result = run_demo(out, n=predictions, drift_at=drift_at, seed=seed, listener=sink)
+        assert result.stats is not None
+        sink({**result.stats.summary(), "at": None, "ts": None, "model": "credit", "demo": result.as_dict()})
+        return
+    timeline = Timeline(console)
+    with _progress(console) as progress:
+        task = progress.add_task("serving predictions", total=predictions)
+        result = run_demo(out, n=predictions, drift_at=drift_at, seed=seed, listener=timeline,
+                          progress=lambda done, total: progress.update(task, completed=done))
+    assert result.stats is not None
+    console.print(summary_table(result.stats.summary(), "daemon"))
+    console.print(_demo_table(result))
+    if result.report:
+        console.print(f"Evidently drift report of the window that triggered retraining: [bold]{result.report}[/]")
+    console.print(f"Recorded stream: {out / 'events.jsonl'} — backtest the policy with\n"
+                  f"  driftwarden replay --policy examples/credit/policy.yaml --events {out / 'events.jsonl'}")
+
+
+def _demo_table(r: Any) -> Table:
+    t = Table(title="what happened", header_style="bold", show_header=True)
+    t.add_column("step")
+    t.add_column("value", justify="right")
+
+    def fmt(v: Any) -> str:
+        if v is None:
+            return "-"
+        if isinstance(v, float):
+            return f"{v:.3f}"
+        if isinstance(v, dict):
+            return ", ".join(f"{k} {x:.3f}" for k, x in v.items())
+        return str(v)
+
+    t.add_row("drift onset (event index)", fmt(r.drift_at))
+    t.add_row("first drift signal (event index)", fmt(r.detected_at))
+    t.add_row("retrain decision (event index)", fmt(r.retrain_at))
+    t.add_row("candidate (held-out)", fmt(r.candidate))
+    t.add_row("champion (held-out)", fmt(r.champion))
+    t.add_row("deployed version", fmt(r.deployed_version))
+    t.add_row("new model serving from (event index)", fmt(r.deployed_at))
+    t.add_row("accuracy before drift", fmt(r.accuracy.get("before")))
+    t.add_row("accuracy during drift", fmt(r.accuracy.get("during")))
+    t.add_row("accuracy after redeploy", fmt(r.accuracy.get("after")))
+    return t
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=console, transient=True)
+
+
+# -- run -------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Daemon config (YAML): policies, source (file/kafka), state_dir, batch_size, sinks.")
+@click.option("--policy", "policy_paths", multiple=True, type=click.Path(path_type=Path), help="Policy file (repeatable); adds to the config's.")
+@click.option("--events", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Read events from this JSONL/CSV/Parquet file.")
+@click.option("--pace", type=float, help="With --events: replay speed by event time (1 = real time, 0 = as fast as possible).")
+@click.option("--state-dir", type=click.Path(path_type=Path), help="State folder (default .driftwarden).")
+@click.option("--dry-run", is_flag=True, help="Record and print decisions; execute no action.")
+@click.option("--json", "json_mode", is_flag=True, help="One JSON object per line.")
+@click.option("--count", type=int, help="Stop after this many records (testing).")
+@click.option("--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"]))
+def run(config_path: Path | None, policy_paths: tuple[Path, ...], events: Path | None, pace: float | None,
+        state_dir: Path | None, dry_run: bool, json_mode: bool, count: int | None, log_level: str) -> None:
+    """Run the daemon: consume events, monitor, decide, act. Stops cleanly on SIGTERM/SIGINT after the
+    current batch (checkpointed); a restart resumes where it stopped."""
+    from daemon.config import Settings
+    from daemon.runtime import Daemon, make_source
+    from daemon.scheduler import RuleScheduler
+
+    _logging(log_level, json_mode)
+    overrides: dict[str, Any] = {"state_dir": state_dir}
+    if dry_run:
+        overrides["execute"] = False
+    try:
+        settings = Settings.load(config_path, **overrides)
+        if policy_paths:
+            settings = settings.model_copy(update={"policies": [*settings.policies, *policy_paths]})
+        if events is not None:
+            settings = settings.model_copy(update={"source": settings.source.model_copy(
+                update={"kind": "file", "path": str(events), "pace": pace or 0.0})})
+    except (ValueError, OSError) as e:
+        raise click.UsageError(str(e)) from None
+    if not settings.policies:
+        raise click.UsageError("no policy: give --policy FILE or 'policies:' in --config")
+    policies = _load_policies(settings.policies)
+    sink = JsonLines() if json_mode else Timeline(Console())
+    daemon = Daemon(settings, make_source(settings), policies, listener=sink)
+    scheduler = RuleScheduler(policies, daemon.tick)
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        log.info("received %s: stopping after the current batch", signal.Signals(signum).name)
+        daemon.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    scheduler.start()
+    log.info("driftwarden running: %d polic%s, source %s, state in %s", len(policies),
+             "y" if len(policies) == 1 else "ies", settings.source.kind, settings.state_dir)
+    try:
+        stats = daemon.run(count=count)
+    finally:
+        scheduler.stop()
+        daemon.close()
+    if json_mode:
+        sink({**stats.summary(), "model": None, "at": None, "ts": None})
+    else:
+        Console().print(summary_table(stats.summary(), "run"))
+
+
+def _load_policies(paths: list[Path]) -> list[Any]:
+    from policies.loader import PolicyLoadError, load_policy
+
+    loaded, failed = [], False
+    for p in paths:
+        try:
+            loaded.append(load_policy(p))
+        except PolicyLoadError as e:
+            failed = True
+            for err in e.errors:
+                click.echo(str(err), err=True)
+    if failed:
+        raise SystemExit(EXIT_INVALID)
+    return loaded
+
+
+# -- replay ----------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--policy", "policy_paths", multiple=True, required=True, type=click.Path(path_type=Path), help="Policy file (repeatable).")
+@click.option("--events", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Recorded events (JSONL, CSV or Parquet).")
+@click.option("--json", "json_mode", is_flag=True, help="One JSON object per line: every signal and decision, then a summary.")
+@click.option("--batch-size", type=click.IntRange(1), default=1000, show_default=True)
+def replay(policy_paths: tuple[Path, ...], events: Path, json_mode: bool, batch_size: int) -> None:
+    """Backtest policies on recorded events: monitors and rules run exactly as in the daemon, but
+    nothing is executed. Ends with a table per rule (firings, first and last event index)."""
+    from daemon.config import Settings
+    from daemon.runtime import Daemon
+    from daemon.sources import FileSource
+
+    _logging("warning", json_mode)
+    policies = _load_policies(list(policy_paths))
+    decisions: list[dict[str, Any]] = []
+    console = Console()
+    sink = JsonLines() if json_mode else Timeline(console)
+
+    def listener(item: dict[str, Any]) -> None:
+        if item["type"] == "decision":
+            decisions.append(item)
+        if item["type"] != "action":
+            sink(item)
+
+    with tempfile.TemporaryDirectory(prefix="driftwarden-replay-") as tmp:
+        settings = Settings(state_dir=Path(tmp), batch_size=batch_size, execute=False)
+        source = FileSource(events)
+        daemon = Daemon(settings, source, policies, listener=listener)
+        if json_mode:
+            stats = daemon.run()
+        else:
+            total = _count_lines(events)
+            with _progress(console) as progress:
+                task = progress.add_task(f"replaying {events.name}", total=total)
+                while not source.exhausted:
+                    daemon.run(count=batch_size)
+                    progress.update(task, completed=daemon.stats.records)
+                stats = daemon.stats
+        daemon.close()
+    summary = stats.summary()
+    if json_mode:
+        sink({**summary, "model": None, "at": None, "ts": None})
+        return
+    console.print(summary_table(summary, "replay"))
+    rules = [(p.model, r.name, r.do) for p in policies for r in p.spec.rules]
+    console.print(rule_table(decisions, rules))
+
+
+def _count_lines(path: Path) -> int | None:
+    if path.suffix.lower() not in (".jsonl", ".json", ".ndjson"):
+        return None
+    with path.open("rb") as f:
+        return sum(1 for line in f if line.strip())
+
+
+# -- validate / schema -----------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+def validate(paths: tuple[Path, ...]) -> None:
+    """Check policy files: exit 0 when all are valid, else exit 2 with one `file:line:col: message` per error."""
+    from policies.loader import check_policy
+
+    bad = 0
+    for p in paths:
+        for err in check_policy(p):
+            click.echo(str(err))
+            bad += 1
+    if bad:
+        raise SystemExit(EXIT_INVALID)
+    click.echo(f"{len(paths)} polic{'y' if len(paths) == 1 else 'ies'} valid", err=True)
+
+
+@main.command()
+def schema() -> None:
+    """Print the policy JSON Schema (for editor completion)."""
+    from policies.schema import json_schema
+
+    click.echo(orjson.dumps(json_schema(), option=orjson.OPT_INDENT_2).decode())
+
+
+# -- state: status, history, models ----------------------------------------------------------
+
+
+@main.command()
+@click.option("--state-dir", type=click.Path(path_type=Path), default=Path(".driftwarden"), show_default=True)
+@click.option("--json", "json_mode", is_flag=True)
+def status(state_dir: Path, json_mode: bool) -> None:
+    """What the daemon with this state folder has done: position, models, actions in flight."""
+    from daemon.store import Store
+
+    db = state_dir / "state.db"
+    if not db.exists():
+        raise click.UsageError(f"no daemon state in {state_dir} (no {db})")
+    store = Store(db)
+    info = {"positions": store.positions(), "next_index": store.next_index(),
+            "unfinished_actions": [{k: a[k] for k in ("key", "state", "version")} for a in store.unfinished_actions()],
+            "actions": len(store.actions())}
+    store.close()
+    if json_mode:
+        click.echo(orjson.dumps(info).decode())
+    else:
+        Console().print(info)
+
+
+@main.command()
+@click.option("--state-dir", type=click.Path(path_type=Path), default=Path(".driftwarden"), show_default=True)
+@click.option("--model", help="Only this model.")
+@click.option("--json", "json_mode", is_flag=True)
+def history(state_dir: Path, model: str | None, json_mode: bool) -> None:
+    """The audit log: every drift signal, decision and action step, oldest first."""
+    from daemon.store import Store
+
+    store = Store(state_dir / "state.db")
+    rows = store.audit(model=model, limit=100_000)
+    store.close()
+    if json_mode:
+        for r in rows:
+            click.echo(orjson.dumps(r).decode())
+        return
+    t = Table(header_style="bold")
+    for c in ("seq", "model", "type", "key", "what"):
+        t.add_column(c)
+    for r in rows:
+        what = r.get("state") or r.get("rule") or r.get("monitor") or ""
+        t.add_row(str(r["seq"]), str(r.get("model")), r["type"], str(r.get("key") or ""), str(what))
+    Console().print(t)
+
+
+@main.group()
+def models() -> None:
+    """The local model registry: list versions, promote one, roll back."""
+
+
+@models.command("list")
+@click.option("--registry", type=click.Path(path_type=Path), default=Path(".driftwarden/registry"), show_default=True)
+@click.option("--json", "json_mode", is_flag=True)
+def models_list(registry: Path, json_mode: bool) -> None:
+    """Every model and version with its aliases."""
+    from deploy.registry import LocalRegistry
+
+    reg = LocalRegistry(registry)
+    rows = []
+    for model in reg.models():
+        aliases = reg.aliases(model)
+        for v in reg.versions(model):
+            rows.append({"model": model, "version": v.version,
+                         "aliases": sorted(a for a, ver in aliases.items() if ver == v.version),
+                         "created": v.metadata.get("created"), "metrics": v.metadata.get("metrics")})
+    if json_mode:
+        for r in rows:
+            click.echo(orjson.dumps(r).decode())
+        return
+    t = Table(header_style="bold")
+    for c in ("model", "version", "aliases", "created"):
+        t.add_column(c)
+    for r in rows:
+        t.add_row(r["model"], r["version"], ", ".join(r["aliases"]), str(r["created"]))
+    Console().print(t)
+
+
+if __name__ == "__main__":
+    main()
