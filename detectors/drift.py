@@ -116,14 +116,20 @@ class FeatureDrift(Monitor):
     def _compare(self, window: Window) -> Signal:
         per = self.per_feature or {}
         results: dict[str, stats.TestResult] = {}
+        skipped: dict[str, str] = {}
         for name, ref in self._prepared.items():
             current = window.columns.get(name)
             if current is None:
                 continue
             override = per.get(name, {})
             method = override.get("method", self.method)
+            if ref.categorical and method in stats.NUMERIC_ONLY:
+                method = "auto"  # a numeric-only test asked for all features: categorical ones get Evidently's choice
             threshold = override.get("threshold", self.threshold)
-            results[name] = stats.two_sample(method, ref, current, threshold=threshold)
+            try:
+                results[name] = stats.two_sample(method, ref, current, threshold=threshold)
+            except ValueError as e:  # e.g. nothing but missing values in the window: no verdict, no crash
+                skipped[name] = str(e)
         drifted = self._verdicts(results)
         n = len(results)
         share = sum(drifted.values()) / n if n else 0.0
@@ -139,7 +145,7 @@ class FeatureDrift(Monitor):
             value=share, threshold=self.drift_share, window_start=window.start, window_end=window.end,
             details={
                 "share_drifted": share, "drifted": sum(drifted.values()), "count": n,
-                "rows": len(window), "features": features,
+                "rows": len(window), "features": features, "skipped": skipped,
             },
         )
 
