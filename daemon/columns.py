@@ -21,6 +21,7 @@ import numpy as np
 from detectors.base import Batch
 
 NUMERIC, CATEGORICAL = "numeric", "categorical"
+_NUMBER_OR_NONE = frozenset({int, float, type(None)})
 
 
 def _is_number(v: Any) -> bool:
@@ -50,7 +51,7 @@ class ColumnTypes:
             features=self._columns(features, ""),
             attributes=self._columns(attributes, "attr:"),
             prediction=None if prediction is None else self._target(prediction),
-            score=None if score is None else np.array([math.nan if s is None else s for s in score], dtype=np.float64),
+            score=None if score is None else np.array(score, dtype=np.float64),
             label=None if label is None else self._target(label),
         )
 
@@ -74,7 +75,7 @@ class ColumnTypes:
 
     def _numeric(self, name: str, values: list[Any]) -> np.ndarray:
         try:
-            return np.array([math.nan if v is None else v for v in values], dtype=np.float64)
+            return np.array(values, dtype=np.float64)  # None becomes NaN
         except (TypeError, ValueError):
             bad = sum(1 for v in values if v is not None and not _is_number(v))
             self.violations[name] = self.violations.get(name, 0) + bad
@@ -82,8 +83,8 @@ class ColumnTypes:
 
     @staticmethod
     def _target(values: Sequence[Any]) -> np.ndarray:
-        if all(v is None or (_is_number(v) and not isinstance(v, bool)) for v in values):
-            return np.array([math.nan if v is None else v for v in values], dtype=np.float64)
+        if all(type(v) in _NUMBER_OR_NONE for v in values):
+            return np.array(values, dtype=np.float64)
         return _categorical(values)
 
     def snapshot(self) -> dict[str, Any]:

@@ -16,6 +16,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 DEFAULT_BATCH_SIZE = 1000
 """Records per micro-batch: large enough to amortise the per-batch checkpoint, small enough for low latency."""
 
+DEFAULT_CHECKPOINT_RECORDS = 20_000
+"""Checkpoint at least this often (records): a crash replays at most this many records."""
+
+DEFAULT_CHECKPOINT_SECONDS = 5.0
+"""...and at least this often (seconds). A batch with a decision is always checkpointed at once."""
+
 DEFAULT_POLL_TIMEOUT = 0.5
 """Seconds a poll waits for records before the loop looks at schedules and signals again."""
 
@@ -51,6 +57,8 @@ class Settings(BaseModel):
     state_dir: Path = Field(Path(".driftwarden"), description="SQLite store, labeled buffers, sinks and runs.")
     batch_size: int = Field(DEFAULT_BATCH_SIZE, ge=1)
     poll_timeout: float = Field(DEFAULT_POLL_TIMEOUT, gt=0)
+    checkpoint_records: int = Field(DEFAULT_CHECKPOINT_RECORDS, ge=1, description="Checkpoint after this many records at most.")
+    checkpoint_seconds: float = Field(DEFAULT_CHECKPOINT_SECONDS, gt=0, description="Checkpoint after this many seconds at most.")
     label_ttl: str = Field("7d", description="How long an unmatched prediction or label waits for its other half.")
     registry: Path | None = Field(None, description="Local model registry root (default: <state_dir>/registry).")
     dead_letters: Path | None = Field(None, description="Dead-letter JSONL file (default: <state_dir>/dead_letters.jsonl).")

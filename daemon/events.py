@@ -22,6 +22,7 @@ import orjson
 from daemon.sources import Record
 
 SCALARS = (str, int, float, bool, type(None))
+_SCALAR_TYPES = frozenset(SCALARS)
 
 
 @dataclass(slots=True)
@@ -118,12 +119,18 @@ def _mapping(obj: Mapping[str, Any], name: str) -> dict[str, Any]:
         return {}
     if not isinstance(value, dict):
         raise Invalid(f"'{name}' must be an object, got {type(value).__name__}")
-    for k, v in value.items():
-        if not isinstance(v, SCALARS):
-            raise Invalid(f"{name}.{k} must be a scalar (number, string, boolean or null), got {type(v).__name__}")
-        if isinstance(v, float) and not math.isfinite(v):
-            raise Invalid(f"{name}.{k} is not finite")
+    for v in value.values():
+        if type(v) not in _SCALAR_TYPES or (type(v) is float and not math.isfinite(v)):
+            _bad_value(name, value)
     return value
+
+
+def _bad_value(name: str, value: dict[str, Any]) -> None:
+    for k, v in value.items():
+        if type(v) not in _SCALAR_TYPES:
+            raise Invalid(f"{name}.{k} must be a scalar (number, string, boolean or null), got {type(v).__name__}")
+        if type(v) is float and not math.isfinite(v):
+            raise Invalid(f"{name}.{k} is not finite")
 
 
 def _score(value: Any, prediction: Any) -> float | None:

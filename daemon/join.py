@@ -12,7 +12,7 @@ Joined(index=5, ts=10.0, id='a', features={'x': 1.0}, attributes={}, prediction=
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from daemon.events import Event
@@ -90,8 +90,8 @@ class LabelJoiner:
 
     def snapshot(self) -> dict[str, Any]:
         return {
-            "predictions": [asdict(e) for e in self._predictions.values()],
-            "labels": [asdict(e) for e in self._labels.values()],
+            "predictions": [_event_dict(e) for e in self._predictions.values()],
+            "labels": [_event_dict(e) for e in self._labels.values()],
             "expired": dict(self.expired), "joined": self.joined,
         }
 
@@ -107,3 +107,8 @@ def _pair(prediction: Event, label: Any, closer: Event) -> Joined:
         index=closer.index, ts=closer.ts, id=prediction.id, features=prediction.features,
         attributes=prediction.attributes, prediction=prediction.prediction, score=prediction.score, label=label,
     )
+
+
+def _event_dict(e: Event) -> dict[str, Any]:
+    return {"model": e.model, "id": e.id, "index": e.index, "ts": e.ts, "kind": e.kind, "features": e.features,
+            "attributes": e.attributes, "prediction": e.prediction, "score": e.score, "label": e.label}

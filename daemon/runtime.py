@@ -16,6 +16,7 @@ restarted daemon makes exactly the decisions an uninterrupted one would.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import queue
 import threading
@@ -31,10 +32,11 @@ from daemon.events import decode
 from daemon.pipeline import ModelPipeline
 from daemon.sources import FileSource, MemorySource, Record, Source
 from daemon.store import Intent, Store
-from deploy.registry import LocalRegistry
+from deploy.registry import CHAMPION, LocalRegistry
 from policies.durations import parse_duration
 from policies.engine import Decision
 from policies.loader import LoadedPolicy
+from policies.watch import PolicyWatcher
 
 log = logging.getLogger("driftwarden.daemon")
 
@@ -53,7 +55,9 @@ class RunStats:
     decisions: int = 0
     unrouted: int = 0
     batches: int = 0
+    checkpoints: int = 0
     seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=lambda: {"decode": 0.0, "monitors": 0.0, "checkpoint": 0.0})
     by_model: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
@@ -84,6 +88,7 @@ class Daemon:
         listener: Listener | None = None,
         synchronous_actions: bool = False,
         clock: Callable[[], float] = time.time,
+        watch_policies: bool = False,
     ) -> None:
         self.settings, self.source, self.listener, self.clock = settings, source, listener, clock
         models = [p.model for p in policies]
@@ -113,6 +118,10 @@ class Daemon:
         self._stop = threading.Event()
         self._ticks: queue.Queue[tuple[str, str, float]] = queue.Queue()
         self._unrouted_logged: set[str] = set()
+        self._watcher = PolicyWatcher.of(policies) if watch_policies else None
+        self._audit: list[tuple[str | None, str, str | None, dict[str, Any]]] = []
+        self._uncheckpointed = 0
+        self._last_checkpoint = time.monotonic()
         self.stats = RunStats()
         if self._positions:
             log.info("resuming from checkpoint: positions %s, next event index %d", self._positions, self._next_index)
@@ -147,6 +156,7 @@ class Daemon:
         read = 0
         while not self._stop.is_set():
             self._drain_ticks()
+            self.reload_policies()
             if count is not None and read >= count:
                 break
             if timeout is not None and time.monotonic() - started >= timeout:
@@ -160,6 +170,8 @@ class Daemon:
             read += len(records)
             self.process(records)
         self._drain_ticks()
+        if self._uncheckpointed:
+            self.checkpoint()
         self.stats.seconds += time.monotonic() - started
         self.stats.by_model = {m: p.stats() for m, p in self.pipelines.items()}
         return self.stats
@@ -170,12 +182,13 @@ class Daemon:
         self.stats.records += len(records)
         if not fresh:
             return
+        started = time.perf_counter()
         first = self._next_index
         events, dead = decode(fresh, first_index=first, arrival=self.clock())
         self._next_index = first + len(fresh)
-        positions = dict(self._positions)
         for r in fresh:
-            positions[r.partition] = max(positions.get(r.partition, 0), r.offset + 1)
+            if r.offset + 1 > self._positions.get(r.partition, 0):
+                self._positions[r.partition] = r.offset + 1
         by_model: dict[str, list[Any]] = {}
         for e in events:
             if e.model in self.pipelines:
@@ -185,10 +198,12 @@ class Daemon:
                 if e.model not in self._unrouted_logged:
                     self._unrouted_logged.add(e.model)
                     log.warning("events for model %r have no policy; they are counted and ignored", e.model)
+        decoded = time.perf_counter()
         outputs: list[dict[str, Any]] = []
         decisions: list[Decision] = []
         for model, model_events in by_model.items():
             pipe = self.pipelines[model]
+            self._observe(model)
             joined_before = pipe.joiner.joined
             signals, model_decisions = pipe.process(model_events)
             self.stats.labels_joined += pipe.joiner.joined - joined_before
@@ -196,33 +211,98 @@ class Daemon:
             decisions += model_decisions
         for d in dead:
             self.dead_letters.write(d.as_dict())
-            outputs.append({"type": "dead_letter", "model": None, **d.as_dict()})
-        self.dead_letters.flush()
+            outputs.append({"type": "dead_letter", "model": None, "at": d.index, **d.as_dict()})
         for pipe in self.pipelines.values():
             pipe.engine.dead_letters += len(dead)
-            pipe.buffer.flush()
+        monitored = time.perf_counter()
         decisions.sort(key=lambda d: (d.at, d.model, d.rule))
-        new = self._checkpoint(positions, decisions, outputs)
-        self.source.commit(positions)
-        self._positions = positions
+        self._audit += [(o.get("model"), o["type"], None, o) for o in outputs if o["type"] == "signal" and o.get("drift")]
+        self._uncheckpointed += len(fresh)
+        new: list[str] = []
+        if decisions or self._checkpoint_due():
+            new = self.checkpoint(decisions)
+        self.stats.timings["decode"] += decoded - started
+        self.stats.timings["monitors"] += monitored - decoded
+        self.stats.timings["checkpoint"] += time.perf_counter() - monitored
         self.stats.events += len(events)
         self.stats.dead_letters += len(dead)
         self.stats.signals += sum(1 for o in outputs if o["type"] == "signal")
         self.stats.decisions += len(decisions)
         self.stats.batches += 1
         outputs += [{"type": "decision", **d.as_dict()} for d in decisions]
-        outputs.sort(key=lambda o: (o.get("at", o.get("index", 0)), _ORDER[o["type"]]))
+        outputs.sort(key=lambda o: (o["at"], _ORDER[o["type"]]))
         for o in outputs:
             self._emit(o)
         self.actions.submit(new)
 
-    def _checkpoint(self, positions: Mapping[str, int], decisions: Sequence[Decision], outputs: Sequence[dict[str, Any]]) -> list[str]:
+    def _checkpoint_due(self) -> bool:
+        return (self._uncheckpointed >= self.settings.checkpoint_records
+                or time.monotonic() - self._last_checkpoint >= self.settings.checkpoint_seconds)
+
+    def checkpoint(self, decisions: Sequence[Decision] = ()) -> list[str]:
+        """Flush the sinks, write state + positions + intents in one transaction, then commit the
+        positions to the source. Returns the keys of the new intents."""
+        self.dead_letters.flush()
+        for pipe in self.pipelines.values():
+            pipe.buffer.flush()
         intents = [Intent(d.key, d.model, d.rule, d.action, d.action_type, d.at, d.ts, d.as_dict()) for d in decisions]
-        audit = [(o.get("model"), o["type"], None, o) for o in outputs if o["type"] == "signal" and o.get("drift")]
-        audit += [(d.model, "decision", d.key, d.as_dict()) for d in decisions]
-        return self.store.checkpoint(
-            positions, self._next_index, {m: p.snapshot() for m, p in self.pipelines.items()}, intents, audit
+        audit = self._audit + [(d.model, "decision", d.key, d.as_dict()) for d in decisions]
+        new = self.store.checkpoint(
+            self._positions, self._next_index, {m: p.snapshot() for m, p in self.pipelines.items()}, intents, audit
         )
+        self.source.commit(dict(self._positions))
+        self._audit = []
+        self._uncheckpointed = 0
+        self._last_checkpoint = time.monotonic()
+        self.stats.checkpoints += 1
+        return new
+
+    def _observe(self, model: str) -> None:
+        """Tell a policy engine what the events do not: a running retrain (for ``inhibited_by``) and
+        the version in production (``model.version``, ``model.age``: since its registration)."""
+        engine = self.pipelines[model].engine
+        engine.busy = frozenset({"retrain"}) if model in self.actions.busy_models else frozenset()
+        try:
+            version = self.registry.aliases(model).get(CHAMPION, "")
+            if version != engine.deployed[0]:
+                created = self.registry.get(model, version).metadata.get("created") if version else None
+                engine.set_deployed(version, dt.datetime.fromisoformat(created).timestamp() if created else None)
+        except (OSError, ValueError, KeyError) as e:
+            log.warning("cannot read the registry for model %s: %s", model, e)
+
+    def reload_policies(self) -> None:
+        """Swap in policy files that changed (between batches, so atomically for the loop); refuse
+        invalid ones with their errors logged, keeping the running policy. Monitors whose definition
+        is unchanged keep their state. Changed ``schedule:`` rules take effect at restart."""
+        if self._watcher is None:
+            return
+        for change in self._watcher.changes():
+            model = next((m for m, p in self.policies.items() if p.path == change.path), None)
+            new = change.policy
+            errors = [str(e) for e in change.errors]
+            if new is not None and new.model != model:
+                errors = [f"{change.path}:1:1: model: the file now watches {new.model!r}, not {model!r}; "
+                          "restart the daemon to change a policy's model"]
+            if model is None or new is None or errors:
+                log.error("policy %s refused; model %s keeps running the previous one:\n%s",
+                          change.path, model, "\n".join(errors))
+                self._emit({"type": "policy", "model": model, "at": None, "ts": None, "state": "refused",
+                            "path": str(change.path), "errors": errors})
+                continue
+            if self._uncheckpointed:
+                self.checkpoint()  # the old policy's work is on disk before the new one runs
+            try:
+                kept = self.pipelines[model].swap(new)
+            except Exception as e:  # noqa: BLE001 - e.g. unreadable reference data: keep the running policy
+                log.error("policy %s refused; model %s keeps running the previous one: %s", change.path, model, e)
+                self._emit({"type": "policy", "model": model, "at": None, "ts": None, "state": "refused",
+                            "path": str(change.path), "errors": [f"{type(e).__name__}: {e}"]})
+                continue
+            self.policies[model] = new
+            log.info("policy %s reloaded for model %s; monitors that kept their state: %s",
+                     change.path, model, ", ".join(kept) or "none")
+            self._emit({"type": "policy", "model": model, "at": None, "ts": None, "state": "reloaded",
+                        "path": str(change.path), "digest": new.digest, "kept": kept})
 
     def _drain_ticks(self) -> None:
         decisions = []
@@ -234,11 +314,12 @@ class Daemon:
             pipe = self.pipelines.get(model)
             if pipe is None:
                 continue
+            self._observe(model)
             d = pipe.engine.scheduled(rule, now, at=max(self._next_index - 1, 0))
             if d is not None:
                 decisions.append(d)
         if decisions:
-            new = self._checkpoint(self._positions, decisions, [])
+            new = self.checkpoint(decisions)
             self.stats.decisions += len(decisions)
             for d in decisions:
                 self._emit({"type": "decision", **d.as_dict()})
