@@ -12,14 +12,38 @@ from collections.abc import Mapping
 from typing import Any
 
 from detectors.base import Monitor
-from detectors.drift import FeatureDrift
+from detectors.control import Cusum, Ewma
+from detectors.drift import FeatureDrift, PredictionDrift
+from detectors.estimated import EstimatedPerformance
+from detectors.fairness import (
+    DemographicParity,
+    EqualizedOdds,
+    EqualOpportunity,
+    GroupPerformance,
+    PredictiveParity,
+)
+from detectors.multivariate import AnomalyRate, DomainClassifier
 from detectors.performance import Performance
+from detectors.quality import DataQuality
 from detectors.streaming import Adwin, Ddm, Eddm, HddmA, HddmW, Kswin, PageHinkley
 
 MONITORS: dict[str, type[Monitor]] = {
     cls.kind: cls
     for cls in (Adwin, PageHinkley, Kswin, Ddm, Eddm, HddmA, HddmW, FeatureDrift, Performance)
 }
+MONITORS.update(
+    (cls.kind, cls)
+    for cls in (
+        DemographicParity, EqualOpportunity, EqualizedOdds, PredictiveParity, GroupPerformance,
+    )
+)
+
+MONITORS.update(
+    (cls.kind, cls)
+    for cls in (
+        Cusum, Ewma, PredictionDrift, DomainClassifier, AnomalyRate, DataQuality, EstimatedPerformance,
+    )
+)
 
 
 def build(kind: str, params: Mapping[str, Any]) -> Monitor:
