@@ -78,59 +78,68 @@ def decode(records: Sequence[Record], first_index: int, arrival: float) -> tuple
 
 
 def validate(obj: Any, index: int, arrival: float) -> Event:
-    if not isinstance(obj, dict):
+    """An :class:`Event` from a decoded JSON value, or :class:`Invalid` with the reason.
+
+    The hot path: type checks by ``type() is`` and C-level set checks, no per-value Python loop.
+    (JSON has no NaN or infinity, and orjson refuses numbers that overflow a double.)
+    """
+    if type(obj) is not dict:
         raise Invalid(f"an event is a JSON object, got {type(obj).__name__}")
-    model = obj.get("model")
-    if model is None:
-        raise Invalid("missing required field 'model'")
-    if not isinstance(model, str) or not model:
+    get = obj.get
+    model = get("model")
+    if type(model) is not str or not model:
+        if model is None:
+            raise Invalid("missing required field 'model'")
         raise Invalid(f"'model' must be a non-empty string, got {model!r}")
-    ident = obj.get("id")
-    if ident is None:
-        raise Invalid("missing required field 'id'")
-    if isinstance(ident, bool) or not isinstance(ident, str | int):
-        raise Invalid(f"'id' must be a string or an integer, got {ident!r}")
-    raw_ts = obj.get("ts")
-    try:
-        ts = arrival if raw_ts is None else parse_ts(raw_ts)
-    except ValueError as e:
-        raise Invalid(str(e)) from None
-    features = _mapping(obj, "features")
-    attributes = _mapping(obj, "attributes")
-    prediction = obj.get("prediction")
-    if not isinstance(prediction, SCALARS):
+    ident = get("id")
+    if type(ident) is not str:
+        if ident is None:
+            raise Invalid("missing required field 'id'")
+        if type(ident) is not int:
+            raise Invalid(f"'id' must be a string or an integer, got {ident!r}")
+        ident = str(ident)
+    raw_ts = get("ts")
+    if raw_ts is None:
+        ts = arrival
+    elif type(raw_ts) is float or type(raw_ts) is int:
+        ts = float(raw_ts)
+    else:
+        try:
+            ts = parse_ts(raw_ts)
+        except ValueError as e:
+            raise Invalid(str(e)) from None
+    features = get("features")
+    if features is None:
+        features = {}
+    elif type(features) is not dict or not _SCALAR_TYPES.issuperset(map(type, features.values())):
+        _bad_mapping("features", features)
+    attributes = get("attributes")
+    if attributes is None:
+        attributes = {}
+    elif type(attributes) is not dict or not _SCALAR_TYPES.issuperset(map(type, attributes.values())):
+        _bad_mapping("attributes", attributes)
+    prediction = get("prediction")
+    if type(prediction) not in _SCALAR_TYPES:
         raise Invalid(f"'prediction' must be a scalar, got {type(prediction).__name__}")
-    score = _score(obj.get("score"), prediction)
-    label = obj.get("label")
-    if not isinstance(label, SCALARS):
+    score = get("score")
+    if score is not None and type(score) is not float:
+        score = _score(score, prediction)
+    label = get("label")
+    if type(label) not in _SCALAR_TYPES:
         raise Invalid(f"'label' must be a scalar, got {type(label).__name__}")
     has_prediction = prediction is not None or bool(features) or score is not None
     if not has_prediction and label is None:
         raise Invalid("an event needs features, a prediction, a score or a label")
-    return Event(
-        model=model, id=str(ident), index=index, ts=ts, kind="prediction" if has_prediction else "label",
-        features=features, attributes=attributes, prediction=prediction, score=score, label=label,
-    )
+    return Event(model, ident, index, ts, "prediction" if has_prediction else "label",
+                 features, attributes, prediction, score, label)
 
 
-def _mapping(obj: Mapping[str, Any], name: str) -> dict[str, Any]:
-    value = obj.get(name)
-    if value is None:
-        return {}
+def _bad_mapping(name: str, value: Any) -> None:
     if not isinstance(value, dict):
         raise Invalid(f"'{name}' must be an object, got {type(value).__name__}")
-    for v in value.values():
-        if type(v) not in _SCALAR_TYPES or (type(v) is float and not math.isfinite(v)):
-            _bad_value(name, value)
-    return value
-
-
-def _bad_value(name: str, value: dict[str, Any]) -> None:
     for k, v in value.items():
         if type(v) not in _SCALAR_TYPES:
             raise Invalid(f"{name}.{k} must be a scalar (number, string, boolean or null), got {type(v).__name__}")
-        if type(v) is float and not math.isfinite(v):
-            raise Invalid(f"{name}.{k} is not finite")
 
 
 def _score(value: Any, prediction: Any) -> float | None:
