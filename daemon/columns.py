@@ -56,12 +56,22 @@ class ColumnTypes:
         )
 
     def _columns(self, rows: Sequence[Mapping[str, Any]], prefix: str) -> dict[str, np.ndarray]:
-        names: dict[str, None] = {}
-        for row in rows:
-            names.update(dict.fromkeys(row))
+        if not any(rows):
+            return {}
+        layouts = set(map(tuple, rows))
+        if len(layouts) == 1:
+            # Every row has the same keys in the same order (the usual case): one object matrix, sliced.
+            (names,) = layouts
+            matrix = np.array([list(r.values()) for r in rows], dtype=object).reshape(len(rows), len(names))
+            values_of = {n: matrix[:, j] for j, n in enumerate(names)}
+        else:
+            seen: dict[str, None] = {}
+            for layout in layouts:
+                seen.update(dict.fromkeys(layout))
+            values_of = {n: np.array([row.get(n) for row in rows], dtype=object) for n in seen}
         out = {}
-        for name in sorted(names):
-            values = [row.get(name) for row in rows]
+        for name in sorted(values_of):
+            values = values_of[name]
             key = prefix + name
             kind = self.types.get(key)
             if kind is None:
@@ -73,9 +83,9 @@ class ColumnTypes:
             out[name] = self._numeric(name, values) if kind == NUMERIC else _categorical(values)
         return out
 
-    def _numeric(self, name: str, values: list[Any]) -> np.ndarray:
+    def _numeric(self, name: str, values: np.ndarray) -> np.ndarray:
         try:
-            return np.array(values, dtype=np.float64)  # None becomes NaN
+            return values.astype(np.float64)  # None becomes NaN, booleans 0/1
         except (TypeError, ValueError):
             bad = sum(1 for v in values if v is not None and not _is_number(v))
             self.violations[name] = self.violations.get(name, 0) + bad
@@ -95,7 +105,9 @@ class ColumnTypes:
         self.violations = dict(state["violations"])
 
 
-def _categorical(values: Sequence[Any]) -> np.ndarray:
+def _categorical(values: Sequence[Any] | np.ndarray) -> np.ndarray:
+    if isinstance(values, np.ndarray) and all(type(v) is str or v is None for v in values):
+        return values
     out = np.empty(len(values), dtype=object)
     out[:] = [None if v is None else (v if isinstance(v, str) else str(v)) for v in values]
     return out
