@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +37,10 @@ class ModelPipeline:
         self.joiner = LabelJoiner(ttl=ttl)
         self.buffer = LabeledBuffer(buffer_dir, max_rows=max_rows, upto=upto)
         self.engine = PolicyEngine(policy, reference=load_reference(policy))
+        self.timings = {"join": 0.0, "columns": 0.0, "monitors+rules": 0.0}
 
     def process(self, events: list[Event]) -> tuple[list[dict[str, Any]], list[Decision]]:
+        started = time.perf_counter()
         predictions: list[Event] = []
         joined: list[Joined] = []
         for e in events:
@@ -50,7 +53,14 @@ class ModelPipeline:
             self.joiner.expire(now=max(e.ts for e in events))
         for pair in joined:
             self.buffer.add(pair)
-        return self.engine.process(self._predictions(predictions), self._labeled(joined))
+        joined_at = time.perf_counter()
+        batches = self._predictions(predictions), self._labeled(joined)
+        columns_at = time.perf_counter()
+        out = self.engine.process(*batches)
+        self.timings["join"] += joined_at - started
+        self.timings["columns"] += columns_at - joined_at
+        self.timings["monitors+rules"] += time.perf_counter() - columns_at
+        return out
 
     def _predictions(self, events: list[Event]) -> Batch | None:
         if not events:
@@ -82,6 +92,15 @@ class ModelPipeline:
         self.types.restore(state["types"])
         self.joiner.restore(state["joiner"])
         self.engine.restore(state["engine"])
+
+    def swap(self, policy: LoadedPolicy) -> list[str]:
+        """Run ``policy`` from now on (hot reload). Joins, column types and buffered data stay; the
+        new engine resumes every monitor whose definition is unchanged (returned) and the counters."""
+        engine = PolicyEngine(policy, reference=load_reference(policy))
+        kept = engine.restore(self.engine.snapshot())
+        engine.busy, engine.deployed = self.engine.busy, self.engine.deployed
+        self.policy, self.engine = policy, engine
+        return kept
 
     def stats(self) -> dict[str, Any]:
         return {

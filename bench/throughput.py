@@ -1,0 +1,186 @@
+"""Throughput and memory of the data path, against bare orjson decoding of the same file.
+
+    python bench/throughput.py [--predictions 100000] [--models 100]
+
+Prints one table. Rates are marginal (after start-up: from the end of the first batch to the end)
+and per core (CPU seconds of the process; wall seconds in their own column). The stream has 16
+features (12 numeric, 4 categorical) and labels as separate events 50 predictions later; the
+policy is the default monitor set: ``feature_drift`` on all features with windows of 2,000 events,
+``adwin`` on ``error``, ``performance`` with windows of 2,000.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import orjson
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+POLICY = """version: 1
+model: {model}
+monitors:
+  inputs: {{kind: feature_drift, features: all, window: {{events: 2000}}}}
+  errors: {{kind: adwin, series: error}}
+  perf: {{kind: performance, metric: accuracy, window: {{events: 2000}}}}
+rules:
+  - {{name: drift, when: "inputs.drift || errors.drift", cooldown: 1h, do: alert}}
+"""
+
+
+def write_stream(path: Path, predictions: int, models: int = 1, features: int = 16, seed: int = 0) -> int:
+    rng = np.random.default_rng(seed)
+    n_num = features * 3 // 4
+    lines: list[bytes] = []
+    pending: list[tuple[str, str, int]] = []
+    for i in range(predictions):
+        model = f"m{i % models}"
+        num = rng.normal(size=n_num).round(4)
+        feats: dict[str, object] = {f"x{j}": float(num[j]) for j in range(n_num)}
+        feats.update({f"c{j}": f"v{rng.integers(0, 5)}" for j in range(features - n_num)})
+        y = int(num[0] > 0)
+        p = y if rng.random() < 0.9 else 1 - y
+        lines.append(orjson.dumps({"model": model, "id": f"e{i}", "ts": 1.7e9 + i, "features": feats,
+                                   "prediction": p, "score": round(float(rng.random()), 4)}))
+        pending.append((model, f"e{i}", y))
+        if len(pending) > 50:
+            m, ident, label = pending.pop(0)
+            lines.append(orjson.dumps({"model": m, "id": ident, "ts": 1.7e9 + i, "label": label}))
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return len(lines)
+
+
+def bare_orjson(path: Path) -> tuple[float, float]:
+    """Records/s of reading the file and orjson-decoding each line: (per CPU second, per wall second)."""
+    c0, w0 = time.process_time(), time.perf_counter()
+    n = 0
+    with path.open("rb") as f:
+        for line in f:
+            orjson.loads(line)
+            n += 1
+    return n / (time.process_time() - c0), n / (time.perf_counter() - w0)
+
+
+def daemon_rate(path: Path, policies: list[Path], state: Path, *, replay: bool, batch_size: int = 1000) -> dict:
+    """Run the daemon loop over the file; marginal rates after the first batch, stage times."""
+    from daemon.config import Settings
+    from daemon.output import JsonLines
+    from daemon.runtime import Daemon
+    from daemon.sources import FileSource
+    from policies.loader import load_policy
+
+    sink = JsonLines(open(os.devnull, "w")) if replay else None  # noqa: SIM115 - closed with the process
+    settings = Settings(state_dir=state, batch_size=batch_size, execute=False)
+    daemon = Daemon(settings, FileSource(path), [load_policy(p) for p in policies], listener=sink)
+    daemon.run(count=batch_size)
+    c0, w0, r0 = time.process_time(), time.perf_counter(), daemon.stats.records
+    stats = daemon.run()
+    cpu, wall = time.process_time() - c0, time.perf_counter() - w0
+    n = stats.records - r0
+    stages = dict(stats.timings)
+    for pipe in daemon.pipelines.values():
+        for k, v in pipe.timings.items():
+            stages[k] = stages.get(k, 0.0) + v
+    stages["monitors"] = stages.pop("monitors") - sum(stages.get(k, 0.0) for k in ("join", "columns", "monitors+rules"))
+    daemon.close()
+    return {"cpu_rate": n / cpu, "wall_rate": n / wall, "records": stats.records, "stages": stages,
+            "per_record_us": {k: 1e6 * v / stats.records for k, v in stages.items()}}
+
+
+def memory_run(tmp: Path, models: int, predictions: int) -> dict:
+    """Peak RSS and restart time with ``models`` models × 20 features, in a fresh process."""
+    code = f"""
+import resource, sys, time, json
+sys.path.insert(0, {str(ROOT)!r})
+from pathlib import Path
+from bench.throughput import daemon_rate
+from daemon.config import Settings
+from daemon.runtime import Daemon
+from daemon.sources import FileSource
+from policies.loader import load_policy
+tmp = Path({str(tmp)!r})
+policies = sorted(tmp.glob('policy-*.yaml'))
+r = daemon_rate(tmp / 'many.jsonl', policies, tmp / 'state-many', replay=False)
+rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+t0 = time.perf_counter()
+d = Daemon(Settings(state_dir=tmp / 'state-many', execute=False), FileSource(tmp / 'many.jsonl'), [load_policy(p) for p in policies])
+loaded = time.perf_counter() - t0
+print(json.dumps({{"rss_mb": rss, "restart_s": loaded, "rate": r["cpu_rate"]}}))
+"""
+    for i in range(models):
+        (tmp / f"policy-{i:03d}.yaml").write_text(POLICY.format(model=f"m{i}"))
+    write_stream(tmp / "many.jsonl", predictions, models=models, features=20)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def startup_seconds(args: list[str]) -> float:
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "daemon.cli", *args], capture_output=True, check=True, cwd=ROOT)
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--predictions", type=int, default=100_000)
+    ap.add_argument("--models", type=int, default=100)
+    ap.add_argument("--model-predictions", type=int, default=250_000, help="predictions in the many-models run")
+    args = ap.parse_args()
+    from rich.console import Console
+    from rich.table import Table
+
+    with tempfile.TemporaryDirectory(prefix="dw-bench-") as d:
+        tmp = Path(d)
+        events = tmp / "events.jsonl"
+        records = write_stream(events, args.predictions)
+        policy = tmp / "policy.yaml"
+        policy.write_text(POLICY.format(model="m0"))
+        base_cpu, base_wall = bare_orjson(events)
+        replay = daemon_rate(events, [policy], tmp / "state-replay", replay=True)
+        loop = daemon_rate(events, [policy], tmp / "state-loop", replay=False)
+        many = memory_run(tmp, args.models, args.model_predictions)
+        tiny = tmp / "tiny.jsonl"
+        write_stream(tiny, 10)
+        t_validate = startup_seconds(["validate", str(policy)])
+        t_replay = startup_seconds(["replay", "--policy", str(policy), "--events", str(tiny), "--json"])
+
+    table = Table(title=f"driftwarden throughput — {records:,} records ({args.predictions:,} predictions + labels), 16 features",
+                  header_style="bold")
+    for col in ("path", "records/s per core", "records/s wall", "ratio to bare orjson"):
+        table.add_column(col, justify="right" if col != "path" else "left")
+    table.add_row("bare orjson decode (baseline)", f"{base_cpu:,.0f}", f"{base_wall:,.0f}", "1.00")
+    for name, r in (("replay (JSON lines out)", replay), ("daemon loop (file source)", loop)):
+        table.add_row(name, f"{r['cpu_rate']:,.0f}", f"{r['wall_rate']:,.0f}", f"{r['cpu_rate'] / base_cpu:.2f}")
+    stages = Table(title="time per stage (daemon loop), µs per record", header_style="bold")
+    for k in loop["per_record_us"]:
+        stages.add_column(k, justify="right")
+    stages.add_row(*(f"{v:.2f}" for v in loop["per_record_us"].values()))
+    extra = Table(title="memory and start-up", header_style="bold")
+    extra.add_column("measure")
+    extra.add_column("value", justify="right")
+    extra.add_column("target", justify="right")
+    extra.add_row(f"peak RSS, {args.models} models × 20 features", f"{many['rss_mb']:.0f} MB", "≤ 300 MB")
+    extra.add_row(f"records/s per core, {args.models} models", f"{many['rate']:,.0f}", "")
+    extra.add_row("restart: state loaded, ready to resume", f"{many['restart_s']:.2f} s", "≤ 5 s")
+    extra.add_row("driftwarden validate (process)", f"{t_validate:.2f} s", "≤ 1.5 s")
+    extra.add_row("driftwarden replay, 10 events (process)", f"{t_replay:.2f} s", "≤ 1.5 s")
+    console = Console()
+    console.print(table)
+    console.print(stages)
+    console.print(extra)
+    console.print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, "
+                  f"peak RSS of this process {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
