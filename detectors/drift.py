@@ -36,6 +36,14 @@ DEFAULT_DRIFT_SHARE = 0.5
 
 CORRECTIONS = ("none", "bonferroni", "bh")
 
+DEFAULT_CORRECTION = "bh"
+"""Benjamini-Hochberg by default. Measured in bench/detection.py (20 N(0,1) features, windows of
+500 events against the first window, 10 seeds x 50 windows): without a correction 58 % of
+no-drift windows had at least one "drifted" feature, with BH or Bonferroni 4 %; when all
+features moved by 0.25 sd, BH still flagged 18.3 of 20 features per window (Bonferroni 12.4),
+so the share-of-features verdict (drift_share 0.5) fired in 100 % of windows (Bonferroni 92 %)
+and in none of the no-drift windows."""
+
 
 class FeatureDrift(Monitor):
     """Reference window vs current window, per feature, with the share of drifted features.
@@ -44,8 +52,9 @@ class FeatureDrift(Monitor):
     ``reference`` maps feature name → values; without it the first window is the reference.
     ``reference_mode`` ``"rolling"`` makes each window the reference of the next.
     ``per_feature`` overrides ``{"method": ..., "threshold": ...}`` for single features.
-    ``correction`` controls false alarms across many p-value tests: ``"bonferroni"`` or ``"bh"``
-    (Benjamini-Hochberg). Memory: the reference plus one window of the watched features.
+    ``correction`` controls false alarms across many p-value tests: ``"bh"`` (Benjamini-Hochberg,
+    the default), ``"bonferroni"`` or ``"none"``. Memory: the reference plus one window of the
+    watched features.
     """
 
     kind = "feature_drift"
@@ -58,7 +67,7 @@ class FeatureDrift(Monitor):
         method: str = "auto",
         threshold: float | None = None,
         drift_share: float = DEFAULT_DRIFT_SHARE,
-        correction: str = "none",
+        correction: str = DEFAULT_CORRECTION,
         per_feature: Mapping[str, Mapping[str, Any]] | None = None,
         reference: Mapping[str, Sequence[Any]] | None = None,
         reference_mode: str = "fixed",
@@ -176,3 +185,67 @@ class FeatureDrift(Monitor):
         self._names = state["names"]
         if state["reference"] is not None:
             self._set_reference({k: decode(v) for k, v in state["reference"].items()})
+
+
+class PredictionDrift(FeatureDrift):
+    """:class:`FeatureDrift` over the model's outputs: ``prediction`` and ``score``.
+
+    ``series`` is a list of ``"prediction"`` and/or ``"score"`` or ``"all"`` (those present in
+    the first batch). Predicted classes take the categorical tests (``auto``: z-test for two
+    classes, chi-square for more), scores the numeric ones. ``reference`` maps ``"prediction"``
+    / ``"score"`` to values. Memory: the reference plus one window of the two columns.
+
+    >>> import numpy as np
+    >>> from detectors.base import Batch
+    >>> rng = np.random.default_rng(3)
+    >>> m = PredictionDrift(window_events=400)
+    >>> s = rng.beta(2, 5, 800)
+    >>> m.update(Batch.of(index=range(800), score=s, prediction=(s > 0.5).astype(float)))[0].drift
+    False
+    >>> s = rng.beta(5, 2, 400)
+    >>> sig = m.update(Batch.of(index=range(800, 1200), score=s, prediction=(s > 0.5).astype(float)))
+    >>> sig[0].drift, sorted(sig[0].details["features"])
+    (True, ['prediction', 'score'])
+    """
+
+    kind = "prediction_drift"
+    OUTPUTS = ("prediction", "score")
+
+    def __init__(
+        self,
+        series: Sequence[str] | str = "all",
+        window_events: int | None = DEFAULT_WINDOW_EVENTS,
+        window_seconds: float | None = None,
+        method: str = "auto",
+        threshold: float | None = None,
+        drift_share: float = DEFAULT_DRIFT_SHARE,
+        correction: str = DEFAULT_CORRECTION,
+        per_feature: Mapping[str, Mapping[str, Any]] | None = None,
+        reference: Mapping[str, Sequence[Any]] | None = None,
+        reference_mode: str = "fixed",
+    ) -> None:
+        if isinstance(series, str):
+            if series != "all":
+                raise ValueError(f"series: {series!r} is not allowed; give 'all' or a list of {list(self.OUTPUTS)}")
+        else:
+            bad = [s for s in series if s not in self.OUTPUTS]
+            if bad or not series:
+                raise ValueError(f"series: {list(series)!r} is not allowed; give 'all' or a list of {list(self.OUTPUTS)}")
+        self.series = series if isinstance(series, str) else list(series)
+        super().__init__(
+            features=self.series, window_events=window_events, window_seconds=window_seconds,
+            method=method, threshold=threshold, drift_share=drift_share, correction=correction,
+            per_feature=per_feature, reference=reference, reference_mode=reference_mode,
+        )
+
+    def __repr__(self) -> str:
+        return f"PredictionDrift(series={self.series!r}, method={self.method!r}, window_events={self.window_events})"
+
+    def _select(self, batch: Batch) -> dict[str, np.ndarray]:
+        if self._names is None:
+            self._names = [n for n in self.OUTPUTS if batch.has(n)]
+        out = {}
+        for name in self._names:
+            values = batch.series(name) if batch.has(name) else np.full(len(batch), np.nan)
+            out[name] = values if values.dtype == object else np.asarray(values, dtype=np.float64)
+        return out

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
+from scipy.stats import rankdata
 
 from detectors.base import Batch, Monitor, Signal
 from detectors.windows import Windower
@@ -49,6 +50,38 @@ def f1(y: np.ndarray, p: np.ndarray, positive: Any = 1) -> float:
     return 2 * pr * rc / (pr + rc) if pr + rc else 0.0
 
 
+def roc_auc(y: np.ndarray, score: np.ndarray, positive: Any = 1) -> float:
+    """Area under the ROC curve of ``score`` for ``y == positive`` (ties count half, as in
+    scikit-learn); NaN when the window has one class only."""
+    yb = _as_binary(y, positive)
+    n_pos = int(yb.sum())
+    n_neg = len(yb) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return math.nan
+    ranks = rankdata(np.asarray(score, dtype=np.float64))
+    return float((ranks[yb].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def log_loss(y: np.ndarray, score: np.ndarray, positive: Any = 1) -> float:
+    """Mean negative log-likelihood of ``score`` = P(y == positive), clipped to [eps, 1 - eps]
+    with float64's eps as scikit-learn does."""
+    yb = _as_binary(y, positive)
+    eps = np.finfo(np.float64).eps
+    p = np.clip(np.asarray(score, dtype=np.float64), eps, 1 - eps)
+    return float(-np.mean(np.where(yb, np.log(p), np.log1p(-p))))
+
+
+def r2(y: np.ndarray, p: np.ndarray, positive: Any = None) -> float:
+    """Coefficient of determination; for a constant ``y`` 1.0 if every prediction is exact, else
+    0.0 (scikit-learn's ``force_finite``)."""
+    yf, pf = y.astype(float), p.astype(float)
+    ss_res = float(np.sum((yf - pf) ** 2))
+    ss_tot = float(np.sum((yf - yf.mean()) ** 2))
+    if ss_tot == 0:
+        return 1.0 if ss_res == 0 else 0.0
+    return 1.0 - ss_res / ss_tot
+
+
 def mae(y: np.ndarray, p: np.ndarray, positive: Any = None) -> float:
     return float(np.mean(np.abs(y.astype(float) - p.astype(float))))
 
@@ -58,9 +91,12 @@ def rmse(y: np.ndarray, p: np.ndarray, positive: Any = None) -> float:
 
 
 METRICS: dict[str, Callable[..., float]] = {
-    "accuracy": accuracy, "precision": precision, "recall": recall, "f1": f1, "mae": mae, "rmse": rmse,
+    "accuracy": accuracy, "precision": precision, "recall": recall, "f1": f1,
+    "roc_auc": roc_auc, "log_loss": log_loss, "mae": mae, "rmse": rmse, "r2": r2,
 }
-LOWER_IS_BETTER = frozenset({"mae", "rmse"})
+LOWER_IS_BETTER = frozenset({"mae", "rmse", "log_loss"})
+FROM_SCORE = frozenset({"roc_auc", "log_loss"})
+"""Metrics computed from ``score`` (the positive class's probability), not from ``prediction``."""
 
 
 class Performance(Monitor):
@@ -68,7 +104,9 @@ class Performance(Monitor):
 
     A window is degraded (``drift``) when the metric is worse than ``threshold``; without a
     threshold, when it is worse than the first window's value by more than ``tolerance``.
-    Memory: one window of labels and predictions.
+    ``roc_auc`` and ``log_loss`` read ``score`` (the probability of ``positive``); the others
+    read ``prediction``. A window whose metric is undefined (AUC with one class) has
+    ``value`` None and no drift. Memory: one window of labels and predictions (or scores).
     """
 
     kind = "performance"
@@ -96,12 +134,20 @@ class Performance(Monitor):
         self._baseline: float | None = None
 
     def update(self, batch: Batch) -> list[Signal]:
-        if len(batch) == 0 or batch.label is None or batch.prediction is None:
+        source = "score" if self.metric in FROM_SCORE else "prediction"
+        if len(batch) == 0 or batch.label is None or getattr(batch, source) is None:
             return []
-        windows = self._windows.add(batch, lambda b: {"label": b.label, "prediction": b.prediction})  # type: ignore[dict-item]
+        windows = self._windows.add(batch, lambda b: {"label": b.label, "prediction": getattr(b, source)})
         out = []
         for w in windows:
             value = METRICS[self.metric](w.columns["label"], w.columns["prediction"], self.positive)
+            if math.isnan(value):
+                out.append(Signal(
+                    kind=self.kind, at=w.at, ts=w.ts, drift=False, value=None, threshold=self.threshold,
+                    window_start=w.start, window_end=w.end,
+                    details={"metric": self.metric, "count": len(w), "baseline": self._baseline},
+                ))
+                continue
             if self._baseline is None:
                 self._baseline = value
             threshold = self.threshold

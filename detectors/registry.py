@@ -1,7 +1,7 @@
 """The monitor kinds by the names policies use.
 
 >>> sorted(MONITORS)[:3]
-['adwin', 'ddm', 'eddm']
+['adwin', 'anomaly_rate', 'cusum']
 >>> build("adwin", {"series": "error"})
 Adwin(series='error', delta=0.002, clock=32, grace_period=10)
 """
@@ -41,7 +41,8 @@ MONITORS.update(
 MONITORS.update(
     (cls.kind, cls)
     for cls in (
-        Cusum, Ewma, PredictionDrift, DomainClassifier, AnomalyRate, DataQuality, EstimatedPerformance,
+        Cusum, Ewma, PredictionDrift, DomainClassifier, AnomalyRate, DataQuality,
+        EstimatedPerformance,
     )
 )
 

@@ -1,0 +1,366 @@
+"""Reference values: River's detectors raw vs our wrappers, golden alarm indices, metrics vs
+scikit-learn, CBPE against realized accuracy, and the argument errors of the new kinds."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from river import drift
+from river.drift import binary
+from sklearn import metrics
+
+from detectors.base import Batch
+from detectors.control import Cusum, Ewma
+from detectors.drift import FeatureDrift, PredictionDrift
+from detectors.estimated import EstimatedPerformance
+from detectors.multivariate import AnomalyRate, DomainClassifier, mann_whitney_auc
+from detectors.performance import METRICS, Performance
+from detectors.quality import DataQuality
+from detectors.registry import build
+
+
+def _streams() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(2024)
+    x = np.concatenate([rng.normal(0, 1, 2000), rng.normal(1, 1, 1000), rng.normal(-0.5, 1, 1000)])
+    e = (rng.random(4000) < np.r_[np.full(2000, 0.1), np.full(2000, 0.3)]).astype(float)
+    return x, e
+
+
+X, E = _streams()
+
+
+def alarms(kind: str, data: np.ndarray, chunk: int | None = None, **params: object) -> list[int]:
+    m = build(kind, {"series": "x", **params})
+    out = []
+    step = chunk or len(data)
+    for i in range(0, len(data), step):
+        part = data[i : i + step]
+        out += [
+            s.at for s in m.update(Batch.of(index=range(i, i + len(part)), features={"x": part}))
+        ]
+    return out
+
+
+def raw_alarms(detector: object, data: np.ndarray) -> list[int]:
+    out = []
+    for i, v in enumerate(data.tolist()):
+        detector.update(v)  # type: ignore[attr-defined]
+        if detector.drift_detected:  # type: ignore[attr-defined]
+            out.append(i)
+    return out
+
+
+RIVER = [
+    ("adwin", drift.ADWIN, X),
+    ("page_hinkley", drift.PageHinkley, X),
+    ("ddm", binary.DDM, E),
+    ("eddm", binary.EDDM, E),
+    ("hddm_a", binary.HDDMA, E),
+    ("hddm_w", binary.HDDMW, E),
+]
+
+
+@pytest.mark.parametrize(("kind", "cls", "data"), RIVER, ids=[r[0] for r in RIVER])
+def test_wrappers_alarm_where_river_does(kind: str, cls: type, data: np.ndarray) -> None:
+    expected = raw_alarms(cls(), data)
+    assert expected
+    assert alarms(kind, data) == expected
+    assert alarms(kind, data, chunk=333) == expected
+
+
+def test_kswin_wrapper_matches_river() -> None:
+    data = X[1500:2600]
+    assert alarms("kswin", data, seed=3) == raw_alarms(drift.KSWIN(seed=3), data) == [534]
+
+
+GOLDEN = {
+    ("adwin", "x"): [2079, 3039],
+    ("page_hinkley", "x"): [2060, 3012],
+    ("ddm", "e"): [86, 2093],
+    ("hddm_a", "e"): [2097],
+    ("hddm_w", "e"): [2344],
+    ("adwin", "e"): [2079],
+    ("eddm", "e"): [281, 640, 946, 1336, 1584, 1852, 2038, 2185, 2292, 2399],
+    ("cusum", "x"): [
+        2055,
+        2073,
+        2111,
+        2138,
+        2180,
+        2214,
+        2253,
+        2279,
+        2319,
+        2350,
+        2377,
+        2413,
+        2434,
+        2454,
+        2472,
+        2488,
+        2517,
+        2547,
+        2585,
+        2615,
+        2658,
+        2697,
+        2737,
+        2756,
+        2770,
+        2788,
+        2815,
+        2846,
+        2891,
+        2920,
+        2998,
+        3643,
+    ],
+    ("ewma", "x"): [
+        2059,
+        2094,
+        2123,
+        2214,
+        2375,
+        2415,
+        2437,
+        2456,
+        2472,
+        2488,
+        2517,
+        2548,
+        2610,
+        2732,
+        2749,
+        2764,
+        2782,
+        2806,
+        2920,
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    ("kind", "stream"), sorted(GOLDEN), ids=[f"{k}-{s}" for k, s in sorted(GOLDEN)]
+)
+def test_golden_alarm_indices(kind: str, stream: str) -> None:
+    assert alarms(kind, X if stream == "x" else E) == GOLDEN[(kind, stream)]
+
+
+# ----------------------------------------------------------------------------- control charts
+
+
+def test_control_charts_with_a_given_reference_skip_warmup() -> None:
+    m = Cusum(series="x", mean=10.0, sd=2.0, h=3.0, mode="up")
+    b = Batch.of(index=range(6), features={"x": [10.0, 14.0, 14.0, 14.0, 2.0, 2.0]})
+    assert [(s.at, s.details["direction"]) for s in m.update(b)] == [(3, "up")]
+    e = Ewma(series="x", mean=0.0, sd=1.0, lam=1.0, L=3.0, mode="down")
+    assert [
+        s.at for s in e.update(Batch.of(index=range(3), features={"x": [5.0, -5.0, float("nan")]}))
+    ] == [1]
+
+
+@pytest.mark.parametrize(
+    ("cls", "kwargs", "field"),
+    [
+        (Cusum, {"h": 0}, "h"),
+        (Cusum, {"k": -1}, "k"),
+        (Cusum, {"warmup": 1}, "warmup"),
+        (Cusum, {"sd": 0.0}, "sd"),
+        (Cusum, {"mode": "sideways"}, "mode"),
+        (Ewma, {"lam": 0}, "lam"),
+        (Ewma, {"L": -2}, "L"),
+    ],
+)
+def test_control_chart_errors_name_field_and_value(cls: type, kwargs: dict, field: str) -> None:
+    with pytest.raises(ValueError) as err:
+        cls(series="x", **kwargs)
+    text = str(err.value)
+    assert text.startswith(f"{field}: {next(iter(kwargs.values()))!r} is not allowed")
+
+
+# ------------------------------------------------------------------- performance vs sklearn
+
+
+def _labeled(n: int = 1200, seed: int = 5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < 0.4).astype(float)
+    score = np.clip(np.where(y > 0, rng.beta(4, 2, n), rng.beta(2, 4, n)), 0.0, 1.0)
+    score[:5] = [0.0, 1.0, 0.5, 0.5, 0.5]  # ties and the clipping edges
+    return y, score, (score >= 0.5).astype(float)
+
+
+SKLEARN = {
+    "accuracy": lambda y, s, p: metrics.accuracy_score(y, p),
+    "precision": lambda y, s, p: metrics.precision_score(y, p),
+    "recall": lambda y, s, p: metrics.recall_score(y, p),
+    "f1": lambda y, s, p: metrics.f1_score(y, p),
+    "roc_auc": lambda y, s, p: metrics.roc_auc_score(y, s),
+    "log_loss": lambda y, s, p: metrics.log_loss(y, s),
+    "mae": lambda y, s, p: metrics.mean_absolute_error(y, s),
+    "rmse": lambda y, s, p: math.sqrt(metrics.mean_squared_error(y, s)),
+    "r2": lambda y, s, p: metrics.r2_score(y, s),
+}
+
+
+def test_every_metric_has_a_sklearn_reference() -> None:
+    assert set(SKLEARN) == set(METRICS)
+
+
+@pytest.mark.parametrize("metric", sorted(SKLEARN))
+def test_performance_windows_match_sklearn(metric: str) -> None:
+    y, score, pred = _labeled()
+    regression = metric in ("mae", "rmse", "r2")
+    m = Performance(metric=metric, window_events=400)
+    batch = Batch.of(
+        index=range(len(y)), prediction=score if regression else pred, score=score, label=y
+    )
+    signals = m.update(batch)
+    assert [s.window_start for s in signals] == [0, 400, 800]
+    for s in signals:
+        sl = slice(s.window_start, s.window_end)
+        expected = SKLEARN[metric](y[sl], score[sl], pred[sl])
+        assert s.value == pytest.approx(expected, abs=1e-12), metric
+
+
+def test_roc_auc_of_a_single_class_window_is_undefined() -> None:
+    m = Performance(metric="roc_auc", window_events=3)
+    [s] = m.update(
+        Batch.of(index=range(3), score=[0.1, 0.2, 0.3], prediction=[0, 0, 0], label=[1, 1, 1])
+    )
+    assert s.value is None and s.drift is False
+
+
+def test_mann_whitney_auc_matches_sklearn() -> None:
+    _, score, pred = _labeled()
+    y = pred > 0.5
+    assert mann_whitney_auc(score[y], score[~y]) == pytest.approx(metrics.roc_auc_score(y, score))
+
+
+# ----------------------------------------------------------------------------- CBPE
+
+
+def test_estimated_accuracy_and_f1_track_realized_on_calibrated_scores() -> None:
+    rng = np.random.default_rng(9)
+    n = 8000
+    score = np.concatenate(
+        [rng.beta(8, 2, n // 2), rng.beta(3, 3, n // 2)]
+    )  # confidence falls mid-way
+    y = (rng.random(n) < score).astype(float)  # calibrated by construction
+    pred = (score >= 0.5).astype(float)
+    for metric in ("accuracy", "f1"):
+        m = EstimatedPerformance(metric=metric, window_events=1000)
+        signals = m.update(Batch.of(index=range(n), score=score, prediction=pred))
+        for s in signals:
+            sl = slice(s.window_start, s.window_end)
+            realized = (
+                metrics.accuracy_score(y[sl], pred[sl])
+                if metric == "accuracy"
+                else metrics.f1_score(y[sl], pred[sl])
+            )
+            assert s.value == pytest.approx(realized, abs=0.04), (metric, s.window_start)
+        if metric == "accuracy":
+            assert [s.drift for s in signals] == [False] * 4 + [True] * 4
+
+
+def test_estimated_performance_recalibrates_and_hands_over_to_labels() -> None:
+    rng = np.random.default_rng(4)
+    n = 4000
+    true_p = rng.beta(3, 3, n)
+    y = (rng.random(n) < true_p).astype(float)
+    over = true_p**0.3  # over-confident scores for the positive class
+    ref = {"score": over[:2000].tolist(), "label": y[:2000].tolist()}
+    pred = (over >= 0.5).astype(float)
+    raw = EstimatedPerformance(window_events=2000).update(
+        Batch.of(index=range(2000, n), score=over[2000:], prediction=pred[2000:])
+    )
+    fixed = EstimatedPerformance(window_events=2000, reference=ref).update(
+        Batch.of(index=range(2000, n), score=over[2000:], prediction=pred[2000:])
+    )
+    realized = metrics.accuracy_score(y[2000:], pred[2000:])
+    assert abs(fixed[0].value - realized) < 0.03 < abs(raw[0].value - realized)
+    labeled = EstimatedPerformance(window_events=2000).update(
+        Batch.of(index=range(2000, n), score=over[2000:], prediction=pred[2000:], label=y[2000:])
+    )
+    assert labeled[0].details["source"] == "realized"
+    assert labeled[0].value == pytest.approx(realized)
+    assert labeled[0].details["estimated"] == pytest.approx(raw[0].value)
+
+
+# ----------------------------------------------------------------------------- data quality
+
+
+def test_data_quality_volume_by_time_window() -> None:
+    m = DataQuality(window_seconds=60.0)
+    ts = np.concatenate([np.arange(0, 120, 1.0), np.arange(120, 180, 10.0), [180.0]])
+    x = np.ones(len(ts))
+    [first, second] = m.update(Batch.of(index=range(len(ts)), ts=ts, features={"x": x}))
+    assert first.drift is False and first.details["volume_ratio"] == 1.0
+    assert second.drift is True and second.details["issues"] == ["volume"]
+    assert second.details["volume_ratio"] == pytest.approx(0.1)
+
+
+def test_data_quality_type_violations_and_given_reference() -> None:
+    m = DataQuality(window_events=4, reference={"x": [0.0, 1.0, 2.0], "c": ["a", "b", "a"]})
+    x = np.array([1.0, "oops", 2.0, 1.5], dtype=object)
+    c = np.array(["a", 3, "b", "a"], dtype=object)
+    [s] = m.update(Batch(index=np.arange(4), ts=np.arange(4.0), features={"x": x, "c": c}))
+    assert s.details["issues"] == ["type_violations:c", "type_violations:x"]
+    assert s.details["features"]["x"]["type_violations"] == 0.25
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"missing_tolerance": 2}, "missing_tolerance"),
+        ({"volume_factor": 0.5}, "volume_factor"),
+        ({"features": "some"}, "features"),
+    ],
+)
+def test_data_quality_errors(kwargs: dict, field: str) -> None:
+    with pytest.raises(ValueError, match=f"^{field}: "):
+        DataQuality(**kwargs)
+
+
+# ----------------------------------------------------------------------------- the rest
+
+
+def test_prediction_drift_series_errors_and_reference() -> None:
+    with pytest.raises(ValueError, match="^series: \\['label'\\] is not allowed"):
+        PredictionDrift(series=["label"])
+    rng = np.random.default_rng(0)
+    m = PredictionDrift(
+        series=["score"], window_events=300, reference={"score": rng.random(300).tolist()}
+    )
+    [s] = m.update(Batch.of(index=range(300), score=rng.random(300) ** 3))
+    assert s.drift and list(s.details["features"]) == ["score"]
+
+
+def test_feature_drift_defaults_to_benjamini_hochberg() -> None:
+    assert FeatureDrift().correction == "bh"
+
+
+@pytest.mark.parametrize(
+    ("cls", "kwargs", "field"),
+    [
+        (DomainClassifier, {"alpha": 1.5}, "alpha"),
+        (DomainClassifier, {"calibration_rounds": 1}, "calibration_rounds"),
+        (AnomalyRate, {"quantile": 1.0}, "quantile"),
+        (AnomalyRate, {"height": 0}, "height"),
+        (EstimatedPerformance, {"metric": "auc"}, "metric"),
+        (EstimatedPerformance, {"handover": 0}, "handover"),
+    ],
+)
+def test_new_kinds_name_the_bad_field(cls: type, kwargs: dict, field: str) -> None:
+    with pytest.raises(ValueError, match=f"^{field}: "):
+        cls(**kwargs)
+
+
+def test_domain_classifier_stays_quiet_on_reference_like_data() -> None:
+    rng = np.random.default_rng(12)
+    X = rng.normal(size=(2400, 5))
+    m = DomainClassifier(window_events=400, calibration_rounds=4, seed=1)
+    signals = m.update(Batch.of(index=range(2400), features={f"f{i}": X[:, i] for i in range(5)}))
+    assert len(signals) == 5 and not any(s.drift for s in signals)
+    assert all(0.4 < s.value < s.threshold for s in signals)
