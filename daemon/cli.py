@@ -16,6 +16,7 @@ from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from daemon.cli_registry import register as register_registry_commands
 from daemon.output import JsonLines, Timeline, rule_table, summary_table
 
 EXIT_INVALID = 2
@@ -158,7 +159,7 @@ def run(config_path: Path | None, policy_paths: tuple[Path, ...], events: Path |
         raise click.UsageError("no policy: give --policy FILE or 'policies:' in --config")
     policies = _load_policies(settings.policies)
     sink = JsonLines() if json_mode else Timeline(Console())
-    daemon = Daemon(settings, make_source(settings), policies, listener=sink)
+    daemon = Daemon(settings, make_source(settings), policies, listener=sink, watch_policies=True)
     scheduler = RuleScheduler(policies, daemon.tick)
 
     def on_signal(signum: int, _frame: Any) -> None:
@@ -211,6 +212,7 @@ def replay(policy_paths: tuple[Path, ...], events: Path, json_mode: bool, batch_
     from daemon.config import Settings
     from daemon.runtime import Daemon
     from daemon.sources import FileSource
+    from policies.engine import rule_summary
 
     _logging("warning", json_mode)
     policies = _load_policies(list(policy_paths))
@@ -241,10 +243,10 @@ def replay(policy_paths: tuple[Path, ...], events: Path, json_mode: bool, batch_
         daemon.close()
     summary = stats.summary()
     if json_mode:
-        sink({**summary, "model": None, "at": None, "ts": None})
+        sink({**summary, "model": None, "at": None, "ts": None, "rules": rule_summary(decisions, policies)})
         return
     console.print(summary_table(summary, "replay"))
-    rules = [(p.model, r.name, r.do) for p in policies for r in p.spec.rules]
+    rules = [(r["model"], r["rule"], r["would_do"]) for r in rule_summary(decisions, policies)]
     console.print(rule_table(decisions, rules))
 
 
@@ -306,60 +308,8 @@ def status(state_dir: Path, json_mode: bool) -> None:
         Console().print(info)
 
 
-@main.command()
-@click.option("--state-dir", type=click.Path(path_type=Path), default=Path(".driftwarden"), show_default=True)
-@click.option("--model", help="Only this model.")
-@click.option("--json", "json_mode", is_flag=True)
-def history(state_dir: Path, model: str | None, json_mode: bool) -> None:
-    """The audit log: every drift signal, decision and action step, oldest first."""
-    from daemon.store import Store
-
-    store = Store(state_dir / "state.db")
-    rows = store.audit(model=model, limit=100_000)
-    store.close()
-    if json_mode:
-        for r in rows:
-            click.echo(orjson.dumps(r).decode())
-        return
-    t = Table(header_style="bold")
-    for c in ("seq", "model", "type", "key", "what"):
-        t.add_column(c)
-    for r in rows:
-        what = r.get("state") or r.get("rule") or r.get("monitor") or ""
-        t.add_row(str(r["seq"]), str(r.get("model")), r["type"], str(r.get("key") or ""), str(what))
-    Console().print(t)
-
-
-@main.group()
-def models() -> None:
-    """The local model registry: list versions, promote one, roll back."""
-
-
-@models.command("list")
-@click.option("--registry", type=click.Path(path_type=Path), default=Path(".driftwarden/registry"), show_default=True)
-@click.option("--json", "json_mode", is_flag=True)
-def models_list(registry: Path, json_mode: bool) -> None:
-    """Every model and version with its aliases."""
-    from deploy.registry import LocalRegistry
-
-    reg = LocalRegistry(registry)
-    rows = []
-    for model in reg.models():
-        aliases = reg.aliases(model)
-        for v in reg.versions(model):
-            rows.append({"model": model, "version": v.version,
-                         "aliases": sorted(a for a, ver in aliases.items() if ver == v.version),
-                         "created": v.metadata.get("created"), "metrics": v.metadata.get("metrics")})
-    if json_mode:
-        for r in rows:
-            click.echo(orjson.dumps(r).decode())
-        return
-    t = Table(header_style="bold")
-    for c in ("model", "version", "aliases", "created"):
-        t.add_column(c)
-    for r in rows:
-        t.add_row(r["model"], r["version"], ", ".join(r["aliases"]), str(r["created"]))
-    Console().print(t)
+# history, models list|show|promote|rollback: daemon/cli_registry.py
+register_registry_commands(main)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,11 @@ class SourceConfig(BaseModel):
     topics: list[str] = Field(default_factory=list, description="Kafka topics: predictions, features and labels.")
     group_id: str = Field("driftwarden", description="Kafka consumer group.")
     settings: dict[str, Any] = Field(default_factory=dict, description="kafka-python settings passed through (security_protocol, ssl_*, sasl_*).")
+    changelog_topic: str | None = Field(
+        None, description="Compacted Kafka topic of per-partition state snapshots, written at each checkpoint and "
+        "restored when a partition is assigned: needed to run more than one daemon in the group (off: state is local).")
+    auto_offset_reset: Literal["earliest", "latest"] = Field(
+        "earliest", description="Where a partition without a committed offset or stored state starts.")
 
     @model_validator(mode="after")
     def _complete(self) -> SourceConfig:
@@ -47,6 +52,34 @@ class SourceConfig(BaseModel):
         if self.kind == "kafka" and not (self.bootstrap and self.topics):
             raise ValueError("a kafka source needs 'bootstrap' and 'topics'")
         return self
+
+
+DEFAULT_MAX_RUNNING_ACTIONS = 4
+"""Actions (retrains, verifications) running at once before ingestion pauses: each may hold a core."""
+
+DEFAULT_MAX_PENDING_OUTPUTS = 100_000
+"""Sink messages sent but not acknowledged before ingestion pauses: about 50 MB of small JSON."""
+
+
+class SinksConfig(BaseModel):
+    """Kafka topics the daemon writes to; each is off unless named. The JSONL files are always written."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    bootstrap: str | None = Field(None, description="Kafka bootstrap servers (default: the Kafka source's).")
+    settings: dict[str, Any] = Field(default_factory=dict, description="kafka-python producer settings (default: the source's client settings).")
+    decisions_topic: str | None = Field(None, description="Decisions and alerts as JSON, keyed by model; header 'key' is the idempotency key.")
+    dead_letter_topic: str | None = Field(None, description="Records that do not decode or validate: the raw value, the reason in headers.")
+    model_updated_topic: str | None = Field(None, description="A 'model-updated' event after each deploy or rollback, for serving apps to reload.")
+
+
+class BackpressureConfig(BaseModel):
+    """Bounds past which the daemon pauses consuming (Kafka: ``pause``, staying in the group) until they clear."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_running_actions: int = Field(DEFAULT_MAX_RUNNING_ACTIONS, ge=1)
+    max_pending_outputs: int = Field(DEFAULT_MAX_PENDING_OUTPUTS, ge=1)
 
 
 class Settings(BaseModel):
@@ -64,6 +97,8 @@ class Settings(BaseModel):
     dead_letters: Path | None = Field(None, description="Dead-letter JSONL file (default: <state_dir>/dead_letters.jsonl).")
     alerts: Path | None = Field(None, description="Alerts JSONL file (default: <state_dir>/alerts.jsonl).")
     execute: bool = Field(True, description="False: decisions are recorded, no action runs (--dry-run).")
+    sinks: SinksConfig = Field(default_factory=SinksConfig)
+    backpressure: BackpressureConfig = Field(default_factory=BackpressureConfig)
 
     @property
     def store_path(self) -> Path:

@@ -423,6 +423,7 @@ class KafkaSink:
         config.setdefault("bootstrap_timeout_ms", int(BOOTSTRAP_TIMEOUT_S * 1000))
         self._errors: list[BaseException] = []
         self._errors_lock = threading.Lock()
+        self._pending = 0
         self._producer: KafkaProducer = _client_call(
             "KafkaSink", bootstrap, lambda: KafkaProducer(bootstrap_servers=bootstrap, **config)
         )
@@ -436,6 +437,9 @@ class KafkaSink:
             future = self._producer.send(self.topic, value=value, key=key, headers=encoded)
         except kafka_errors.KafkaError as e:
             raise SinkError(f"cannot send to {self.topic}: {e}") from e
+        with self._errors_lock:
+            self._pending += 1
+        future.add_callback(self._delivered)
         future.add_errback(self._failed)
 
     def flush(self, timeout: float = FLUSH_TIMEOUT_S) -> None:
@@ -453,16 +457,33 @@ class KafkaSink:
                 f"{len(errors)} message(s) to {self.topic} not delivered; first: {errors[0]!r}"
             )
 
+    @property
+    def pending(self) -> int:
+        """Messages sent but not yet acknowledged (or failed): what backpressure watches."""
+        return self._pending
+
     def close(self) -> None:
         self._producer.close(timeout=CLOSE_TIMEOUT_S)
 
+    def _delivered(self, _metadata: Any) -> None:
+        with self._errors_lock:
+            self._pending -= 1
+
     def _failed(self, exc: BaseException) -> None:
         with self._errors_lock:
+            self._pending -= 1
             self._errors.append(exc)
 
 
-def ensure_topics(bootstrap: str, partitions: Mapping[str, int], **settings: Any) -> None:
-    """Create the topics that do not exist yet (replication factor: the broker's default).
+def ensure_topics(
+    bootstrap: str,
+    partitions: Mapping[str, int],
+    *,
+    configs: Mapping[str, Mapping[str, str]] | None = None,
+    **settings: Any,
+) -> None:
+    """Create the topics that do not exist yet (replication factor: the broker's default), with
+    ``configs[topic]`` as their topic configs (e.g. ``{"cleanup.policy": "compact"}``).
 
     For the dev broker, the demo and tests; production topics are usually made by their owners.
     """
@@ -475,7 +496,10 @@ def ensure_topics(bootstrap: str, partitions: Mapping[str, int], **settings: Any
         if missing:
             try:
                 admin.create_topics(
-                    {name: {"num_partitions": n} for name, n in missing.items()},
+                    {
+                        name: {"num_partitions": n, "configs": dict((configs or {}).get(name, {}))}
+                        for name, n in missing.items()
+                    },
                     wait_for_metadata=True,
                 )
             except kafka_errors.TopicAlreadyExistsError:

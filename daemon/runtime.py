@@ -326,9 +326,10 @@ class Daemon:
             self.actions.submit(new)
 
     def _training_data(self, model: str, upto: int, last: int) -> Any:
-        """Features, ``__label`` and the row's ``__id``/``__ts``/``__index``: what trainers receive."""
+        """Features, ``__label``, the row's ``__id``/``__ts``/``__index`` and its ``__attr_*`` attributes
+        (for the gate's fairness check; the lifecycle never passes attributes to a trainer)."""
         frame = self.pipelines[model].buffer.frame(upto=upto, last=last)
-        keep = [c for c in frame.columns if not str(c).startswith("__") or c in TRAINING_META]
+        keep = [c for c in frame.columns if not str(c).startswith("__") or c in TRAINING_META or str(c).startswith("__attr_")]
         return frame[keep]
 
 

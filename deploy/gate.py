@@ -7,6 +7,9 @@
   champion (the first model of a name) ``promote_if`` is called with ``champion=None`` and
   decides alone: a predicate that compares with the champion must say what to do then —
   :func:`improves` promotes a first model.
+- Optional checks against a champion: :class:`Significance` (McNemar's exact test or a seeded
+  paired bootstrap, so that noise does not promote) and :class:`Fairness` (the candidate must
+  not widen a demographic-parity gap beyond a bound).
 
 >>> import numpy as np
 >>> from sklearn.dummy import DummyClassifier
@@ -24,7 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -163,6 +166,7 @@ class GateResult:
     candidate: Metrics
     champion: Metrics | None
     reason: str
+    checks: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -170,6 +174,7 @@ class GateResult:
             "candidate": self.candidate,
             "champion": self.champion,
             "reason": self.reason,
+            "checks": self.checks,
         }
 
 
@@ -182,8 +187,15 @@ def evaluate(
     metrics: Iterable[str] | None = None,
     *,
     task: Task | None = None,
+    significance: Significance | None = None,
+    fairness: Fairness | None = None,
+    groups: Any = None,
 ) -> GateResult:
     """Score both models on ``(X, y)`` and apply ``promote_if(candidate, champion)``.
+
+    With a champion, the optional checks must pass too: ``significance`` (the candidate is
+    better beyond noise) and ``fairness`` (its demographic-parity gap over ``groups``, one value
+    per row, is not wider than allowed). Each check's numbers go to ``GateResult.checks``.
 
     ``champion=None`` → ``promote_if`` gets ``None`` for the champion's metrics. Errors
     (a champion that cannot predict on the new features, a predicate that raises) propagate:
@@ -201,7 +213,25 @@ def evaluate(
     else:
         verdict = "passed" if promoted else "failed"
         reason = f"promote_if {verdict}" + (" (no champion)" if champ is None else "")
-    return GateResult(promoted=promoted, candidate=cand, champion=champ, reason=reason)
+    checks: dict[str, Any] = {}
+    if champion is not None and (significance is not None or fairness is not None):
+        y_true = np.asarray(y)
+        cand_pred, champ_pred = np.asarray(candidate.predict(X)), np.asarray(champion.predict(X))
+        if significance is not None:
+            checks["significance"] = significance.check(y_true, cand_pred, champ_pred, task=task)
+        if fairness is not None:
+            if groups is None:
+                raise ValueError(
+                    f"fairness constraint on {fairness.attribute!r} but no groups given"
+                )
+            positive = _positive_class(candidate, y_true)
+            checks["fairness"] = fairness.check(np.asarray(groups), cand_pred, champ_pred, positive)
+    for check in checks.values():
+        reason += f"; {check['reason']}"
+        promoted = promoted and bool(check["passed"])
+    return GateResult(
+        promoted=promoted, candidate=cand, champion=champ, reason=reason, checks=checks
+    )
 
 
 def improves(metric: str, by: float = 0.0) -> PromoteIf:
@@ -262,3 +292,205 @@ def holdout_split(df: pd.DataFrame, fraction: float) -> tuple[pd.DataFrame, pd.D
     if k >= n:
         raise ValueError(f"holdout {fraction:g} of {n} rows leaves nothing to train on")
     return ordered.iloc[: n - k].copy(), ordered.iloc[n - k :].copy()
+
+
+# -- optional checks: significance and fairness ------------------------------------------------
+
+#: Resamples scored at once by the paired bootstrap: bounds memory to ~block x rows indices.
+BOOTSTRAP_BLOCK = 200
+#: Groups with fewer held-out rows than this are left out of a parity gap: their rates are noise.
+MIN_GROUP_ROWS = 30
+
+
+@dataclass(frozen=True)
+class Significance:
+    """The candidate must beat the champion beyond noise, on the same (paired) held-out rows.
+
+    ``mcnemar`` (classification): McNemar's exact test on the discordant pairs — rows only the
+    candidate gets right (b) against rows only the champion gets right (c); one-sided binomial
+    p-value of b successes in b + c fair coin flips. ``bootstrap``: resample the rows with
+    replacement ``resamples`` times (seeded, so the gate is reproducible) and count how often
+    the candidate is not better on ``metric``. Passes when ``p < alpha``.
+
+    >>> y = np.array([0, 1] * 50)
+    >>> champ = y.copy(); champ[:20] = 1 - champ[:20]          # champion: 20 mistakes
+    >>> close = champ.copy(); close[:2] = y[:2]                # 2 fewer mistakes: noise
+    >>> Significance("mcnemar").check(y, close, champ)["passed"]
+    False
+    >>> Significance("mcnemar").check(y, y, champ)["p_value"] < 0.001   # 20 fewer: significant
+    True
+    >>> Significance("bootstrap", seed=1).check(y, y, champ)["passed"]
+    True
+    """
+
+    test: Literal["mcnemar", "bootstrap"] = "mcnemar"
+    alpha: float = 0.05
+    metric: str = "accuracy"
+    resamples: int = 1000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.test not in ("mcnemar", "bootstrap"):
+            raise ValueError(
+                f"significance test must be 'mcnemar' or 'bootstrap', got {self.test!r}"
+            )
+        if not 0 < self.alpha < 1:
+            raise ValueError(f"significance alpha must be in (0, 1), got {self.alpha!r}")
+        if self.resamples < 1:
+            raise ValueError(f"significance resamples must be >= 1, got {self.resamples!r}")
+
+    def check(
+        self, y: Any, candidate: Any, champion: Any, *, task: Task | None = None
+    ) -> dict[str, Any]:
+        """Test predictions ``candidate`` against ``champion`` on labels ``y`` (all paired)."""
+        y, cand, champ = np.asarray(y), np.asarray(candidate), np.asarray(champion)
+        task = task or infer_task(y)
+        if self.test == "mcnemar":
+            if task != "classification":
+                raise ValueError("McNemar's test needs class predictions; use 'bootstrap'")
+            from scipy.stats import binomtest
+
+            right_c, right_h = cand == y, champ == y
+            b = int(np.sum(right_c & ~right_h))
+            c = int(np.sum(~right_c & right_h))
+            p = 1.0 if b + c == 0 else float(binomtest(b, b + c, 0.5, alternative="greater").pvalue)
+            info: dict[str, Any] = {
+                "test": "mcnemar",
+                "only_candidate_right": b,
+                "only_champion_right": c,
+            }
+        else:
+            diffs = _bootstrap_differences(self, y, cand, champ, task)
+            p = float((np.sum(diffs <= 0) + 1) / (len(diffs) + 1))
+            info = {
+                "test": "bootstrap",
+                "metric": self.metric,
+                "resamples": self.resamples,
+                "seed": self.seed,
+                "mean_improvement": round(float(diffs.mean()), 6),
+            }
+        passed = p < self.alpha
+        verdict = "significant" if passed else "not significant"
+        info.update(
+            p_value=round(p, 6),
+            alpha=self.alpha,
+            passed=passed,
+            reason=f"{info['test']} p={p:.4f} {'<' if passed else '>='} {self.alpha:g}: "
+            f"improvement {verdict}",
+        )
+        return info
+
+
+def _bootstrap_differences(
+    sig: Significance, y: np.ndarray, cand: np.ndarray, champ: np.ndarray, task: Task
+) -> np.ndarray:
+    """Per resample: how much better the candidate is on ``sig.metric`` (positive = better)."""
+    metric = sig.metric
+    allowed = (
+        ("accuracy", "precision", "recall", "f1") if task == "classification" else ("mae", "rmse")
+    )
+    if metric not in allowed:
+        raise ValueError(
+            f"bootstrap metric must be one of {list(allowed)} for {task}, got {metric!r}"
+        )
+    n = len(y)
+    rng = np.random.default_rng(sig.seed)
+    out: list[np.ndarray] = []
+    if task == "classification":
+        positive = np.unique(y)[-1]
+    for start in range(0, sig.resamples, BOOTSTRAP_BLOCK):
+        idx = rng.integers(0, n, size=(min(BOOTSTRAP_BLOCK, sig.resamples - start), n))
+        yy = y[idx]
+        if task == "regression":
+            ec, eh = cand[idx] - yy, champ[idx] - yy
+            if metric == "mae":
+                out.append(np.abs(eh).mean(1) - np.abs(ec).mean(1))
+            else:
+                out.append(np.sqrt((eh**2).mean(1)) - np.sqrt((ec**2).mean(1)))
+            continue
+        values = []
+        for pred in (cand[idx], champ[idx]):
+            if metric == "accuracy":
+                values.append((pred == yy).mean(1))
+                continue
+            tp = ((pred == positive) & (yy == positive)).sum(1)
+            fp = ((pred == positive) & (yy != positive)).sum(1)
+            fn = ((pred != positive) & (yy == positive)).sum(1)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                if metric == "precision":
+                    v = tp / (tp + fp)
+                elif metric == "recall":
+                    v = tp / (tp + fn)
+                else:
+                    v = 2 * tp / (2 * tp + fp + fn)
+            values.append(np.nan_to_num(v))
+        out.append(values[0] - values[1])
+    return np.concatenate(out)
+
+
+@dataclass(frozen=True)
+class Fairness:
+    """The candidate must not widen the demographic-parity gap of a group attribute.
+
+    The gap is the largest difference between groups in the rate of positive predictions (the
+    positive class is the larger label), over groups with at least :data:`MIN_GROUP_ROWS`
+    held-out rows. Passes when the candidate's gap is at most the champion's plus
+    ``max_increase`` and, with ``max_gap``, at most ``max_gap``.
+
+    >>> g = np.array(["a"] * 50 + ["b"] * 50)
+    >>> fair = np.array([0, 1] * 50)                  # both groups at 50 %
+    >>> biased = np.r_[np.ones(50), np.zeros(50)]     # group a always approved, b never
+    >>> Fairness("sex", max_increase=0.05).check(g, biased, fair, positive=1)["passed"]
+    False
+    >>> Fairness("sex").check(g, fair, biased, positive=1)["candidate_gap"]
+    0.0
+    """
+
+    attribute: str
+    max_increase: float = 0.0
+    max_gap: float | None = None
+
+    def check(self, groups: Any, candidate: Any, champion: Any, positive: Any) -> dict[str, Any]:
+        groups = np.asarray(groups)
+        cand_gap, cand_rates = parity_gap(np.asarray(candidate), groups, positive)
+        champ_gap, champ_rates = parity_gap(np.asarray(champion), groups, positive)
+        passed = cand_gap <= champ_gap + self.max_increase + 1e-12 and (
+            self.max_gap is None or cand_gap <= self.max_gap + 1e-12
+        )
+        limit = f"champion's {champ_gap:.4f} + {self.max_increase:g}"
+        if self.max_gap is not None:
+            limit += f" and {self.max_gap:g}"
+        return {
+            "attribute": self.attribute,
+            "metric": "demographic_parity_difference",
+            "candidate_gap": round(cand_gap, 6),
+            "champion_gap": round(champ_gap, 6),
+            "candidate_rates": cand_rates,
+            "champion_rates": champ_rates,
+            "passed": passed,
+            "reason": f"{self.attribute} parity gap {cand_gap:.4f} "
+            f"{'within' if passed else 'exceeds'} {limit}",
+        }
+
+
+def parity_gap(
+    pred: np.ndarray, groups: np.ndarray, positive: Any
+) -> tuple[float, dict[str, float]]:
+    """Demographic-parity difference of ``pred`` across ``groups`` and each group's rate.
+
+    >>> parity_gap(np.array([1, 1, 0, 0]), np.array(["a", "a", "b", "b"]), 1)
+    (0.0, {})
+    """
+    rates: dict[str, float] = {}
+    for g in np.unique(groups.astype(str)):
+        mask = groups.astype(str) == g
+        if mask.sum() >= MIN_GROUP_ROWS:
+            rates[str(g)] = round(float(np.mean(pred[mask] == positive)), 6)
+    if len(rates) < 2:
+        return 0.0, rates
+    return float(max(rates.values()) - min(rates.values())), rates
+
+
+def _positive_class(model: Any, y: np.ndarray) -> Any:
+    classes = getattr(model, "classes_", None)
+    return np.asarray(classes)[-1] if classes is not None else np.unique(y)[-1]

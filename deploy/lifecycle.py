@@ -1,31 +1,41 @@
-"""The retrain lifecycle: train → evaluate → promote or reject → deploy; and rollback.
+"""The retrain lifecycle: train → evaluate → promote or reject → deploy → verify; and rollback.
 
-:func:`retrain` is a state machine whose progress goes out through ``record(state, info)``
-(the caller persists it; ``info`` is plain JSON)::
+Each phase is a function whose progress goes out through ``record(state, info)`` (the caller
+persists it; ``info`` is plain JSON) and which ends in an :class:`Outcome`::
 
-    training ─▶ evaluating ─▶ rejected
-                          └─▶ promoted ─▶ deploying ─▶ deployed
+    retrain:  training ─▶ evaluating ─▶ rejected
+                                    └─▶ promoted ─▶ deploying ─▶ deployed
+              training ─▶ shadowing                      (spec.shadow: the gate waits, see judge)
+    judge:    evaluating ─▶ rejected | promoted ─▶ deploying ─▶ deployed   (on live rows)
+    verify:   verified | rolling_back ─▶ rolled_back                       (on live rows)
+    deploy_version:  deploying ─▶ deployed                 (finishing a deploy after a crash)
+    rollback: rolling_back ─▶ rolled_back
     (any step) ─▶ failed
 
 - ``training``: the most recent ``spec.holdout`` of ``data`` (by ``__index``) is held out, the
-  rest exported to ``workdir/train.parquet`` and trained on in a subprocess. A temporary
-  failure (timeout, OOM kill, exit 75) is retried up to ``spec.retries`` more times after
+  rest (features and the reserved columns; never ``__attr_*`` attributes) exported to
+  ``workdir/train.parquet`` and trained on in a subprocess. A temporary failure (timeout, OOM
+  kill, exit 75) is retried up to ``spec.retries`` more times after
   ``spec.backoff * 2**(attempt-1)`` seconds; a permanent one fails at once. ``training`` is
   recorded once per attempt (with the previous error and the wait on a retry). Rows without a
   label are dropped first.
 - ``evaluating``: candidate and champion are scored on the held-out rows; ``promote_if``
-  decides (with ``champion=None`` for a first model).
+  decides (with ``champion=None`` for a first model), and the optional significance and
+  fairness checks of the spec must pass too (:mod:`deploy.gate`).
 - ``promoted``: the candidate is registered (metadata: metrics, lineage, data fingerprint,
   ``previous_champion``). With a target, it is deployed first and the ``champion`` alias moves
   only once the deploy succeeded, so the alias always names what is served; without a target
   the alias moves at once and ``promoted`` is the final state.
+- ``shadowing`` (``spec.shadow``): the candidate is registered as ``challenger`` and not served;
+  :func:`judge` later scores it and the champion on live labeled rows that arrived after it
+  was trained (so never trained on) and decides there, like the held-out gate.
+- :func:`verify` scores the deployed model on live labeled rows after the deploy and rolls
+  back to the version it replaced when ``rollback_if(live, champion, candidate)`` holds.
 - A failed or rejected run never touches the champion alias or the target. Every exception
   becomes a recorded ``failed`` outcome; nothing escapes.
 
-:func:`rollback` redeploys the champion's ``previous_champion`` and moves the aliases back.
-
-Running ``retrain`` again with the same ``workdir`` after it finished returns the stored
-outcome (``workdir/outcome.json``) without training or deploying again.
+Running a phase again with the same ``workdir`` after it finished returns the stored outcome
+(``workdir/outcome.json``, ``judge.json``, ``verify.json``) without training or deploying again.
 """
 
 from __future__ import annotations
@@ -41,8 +51,24 @@ from typing import Any
 
 import pandas as pd
 
-from deploy.gate import PromoteIf, evaluate, holdout_split
-from deploy.registry import CHAMPION, PREVIOUS, ModelVersion, Registry, atomic_write_text
+from deploy.gate import (
+    Fairness,
+    GateResult,
+    Metrics,
+    PromoteIf,
+    Significance,
+    evaluate,
+    holdout_split,
+    score,
+)
+from deploy.registry import (
+    CHALLENGER,
+    CHAMPION,
+    PREVIOUS,
+    ModelVersion,
+    Registry,
+    atomic_write_text,
+)
 from deploy.targets import Target
 from deploy.training import (
     INDEX,
@@ -52,12 +78,17 @@ from deploy.training import (
     TRAIN_INFO_FILE,
     TrainResult,
     fingerprint,
+    reap_trainer,
     run_training,
 )
 
 log = logging.getLogger(__name__)
 
 Record = Callable[[str, dict[str, Any]], None]
+RollbackIf = Callable[[Metrics, Metrics | None, Metrics | None], bool]
+"""``rollback_if(live, champion, candidate)``: live = the deployed model on the verify window,
+champion = the version it replaced on the same rows, candidate = the deployed model's gate
+metrics."""
 
 #: A training run that needs longer than this is a policy mistake more often than not.
 DEFAULT_TRAIN_TIMEOUT = 1800.0
@@ -68,9 +99,15 @@ MAX_BACKOFF = 3600.0
 #: Alias set on the champion that a rollback replaced.
 ROLLED_BACK = "rolled_back"
 OUTCOME_FILE = "outcome.json"
+JUDGE_FILE = "judge.json"
+VERIFY_FILE = "verify.json"
 TRAIN_DATA_FILE = "train.parquet"
+#: Prefix of attribute columns (sensitive attributes, segments): never training inputs.
+ATTRIBUTE_PREFIX = "__attr_"
 
-TERMINAL_STATES = frozenset({"deployed", "promoted", "rejected", "failed", "rolled_back"})
+TERMINAL_STATES = frozenset(
+    {"deployed", "promoted", "rejected", "failed", "rolled_back", "verified"}
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -91,6 +128,9 @@ class RetrainSpec:
     backoff: float = DEFAULT_BACKOFF
     reference: Path | None = None
     cwd: Path | None = None
+    significance: Significance | None = None
+    fairness: Fairness | None = None
+    shadow: bool = False
 
     def __post_init__(self) -> None:
         if (self.entrypoint is None) == (self.command is None):
@@ -139,10 +179,13 @@ class _Failed(Exception):
 
 
 class _Run:
-    """One retrain run: holds what each step produced and reports through ``record``."""
+    """One phase of a run: holds what each step produced and reports through ``record``."""
 
-    def __init__(self, model: str, workdir: Path, record: Record) -> None:
+    def __init__(
+        self, model: str, workdir: Path | None, record: Record, outcome_file: str = OUTCOME_FILE
+    ) -> None:
         self.model, self.workdir, self._record = model, workdir, record
+        self.outcome_file = outcome_file
         self.state = "pending"
         self.version: str | None = None
         self.candidate: dict[str, float] | None = None
@@ -155,7 +198,19 @@ class _Run:
         log.info("%s: %s %s", self.model, state, _brief(info))
         self._record(state, json.loads(json.dumps(info, default=str)))
 
-    def finish(self, state: str, reason: str) -> Outcome:
+    def stored(self) -> Outcome | None:
+        """The outcome of this phase if it already ended in ``workdir``."""
+        if self.workdir is None:
+            return None
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        path = self.workdir / self.outcome_file
+        if not path.is_file():
+            return None
+        outcome = Outcome.from_json(json.loads(path.read_text()))
+        log.info("%s: %s already ended as %s; not repeating it", self.model, path, outcome.state)
+        return outcome
+
+    def finish(self, state: str, reason: str, **extra: Any) -> Outcome:
         outcome = Outcome(
             state=state,
             model=self.model,
@@ -169,14 +224,27 @@ class _Run:
         info.pop("model")
         info.pop("state")
         try:
-            self.report(state, **info)
+            self.report(state, **info, **extra)
         except Exception:  # noqa: BLE001 - the outcome is still returned and stored
             log.exception("%s: recording state %r failed", self.model, state)
-        try:
-            atomic_write_text(self.workdir / OUTCOME_FILE, json.dumps(outcome.to_json(), indent=2))
-        except Exception:  # noqa: BLE001
-            log.exception("%s: cannot store %s", self.model, OUTCOME_FILE)
+        if self.workdir is not None:
+            try:
+                atomic_write_text(
+                    self.workdir / self.outcome_file, json.dumps(outcome.to_json(), indent=2)
+                )
+            except Exception:  # noqa: BLE001
+                log.exception("%s: cannot store %s", self.model, self.outcome_file)
         return outcome
+
+    def guarded(self, step: Callable[[], Outcome]) -> Outcome:
+        """Run ``step``; a failure of any kind becomes the recorded ``failed`` outcome."""
+        try:
+            return step()
+        except _Failed as exc:
+            return self.finish("failed", str(exc))
+        except Exception as exc:  # noqa: BLE001 - nothing escapes: the outcome says what broke
+            log.warning("%s: failed while %s", self.model, self.state, exc_info=True)
+            return self.finish("failed", f"{type(exc).__name__} while {self.state}: {exc}")
 
 
 def retrain(
@@ -192,28 +260,21 @@ def retrain(
     sleep: Callable[[float], None] = time.sleep,
 ) -> Outcome:
     """Retrain ``model`` on ``data`` (features + ``__label``, ``__index``; optional ``__id``,
-    ``__ts``) in ``workdir`` and promote/deploy the candidate if ``promote_if`` allows.
+    ``__ts``, ``__attr_*``) in ``workdir`` and promote/deploy the candidate if the gate allows
+    (with ``spec.shadow``: register it as challenger and end ``shadowing``).
 
     ``lineage`` (e.g. policy, rule, window, idempotency key) is copied into the new version's
     metadata. See the module docstring for the states. Never raises.
     """
-    workdir = Path(workdir)
-    run = _Run(model, workdir, record)
-    try:
-        workdir.mkdir(parents=True, exist_ok=True)
-        stored = workdir / OUTCOME_FILE
-        if stored.is_file():
-            outcome = Outcome.from_json(json.loads(stored.read_text()))
-            log.info(
-                "%s: run in %s already ended as %s; not repeating it", model, workdir, outcome.state
-            )
-            return outcome
+    run = _Run(model, Path(workdir), record)
+
+    def step() -> Outcome:
+        stored = run.stored()
+        if stored is not None:
+            return stored
         return _retrain(spec, run, data, registry, target, promote_if, dict(lineage or {}), sleep)
-    except _Failed as exc:
-        return run.finish("failed", str(exc))
-    except Exception as exc:  # noqa: BLE001 - nothing escapes: the outcome says what broke
-        log.warning("%s: retrain failed while %s", model, run.state, exc_info=True)
-        return run.finish("failed", f"{type(exc).__name__} while {run.state}: {exc}")
+
+    return run.guarded(step)
 
 
 def _retrain(
@@ -227,6 +288,7 @@ def _retrain(
     sleep: Callable[[float], None],
 ) -> Outcome:
     model, workdir = run.model, run.workdir
+    assert workdir is not None
     for column in (LABEL, INDEX):
         if column not in data.columns:
             raise _Failed(f"training data has no {column!r} column")
@@ -234,9 +296,11 @@ def _retrain(
     if unlabeled:
         data = data[data[LABEL].notna()]
     train_df, held = holdout_split(data, spec.holdout)
-    features = [c for c in data.columns if c not in RESERVED_COLUMNS]
+    features = feature_columns(data)
     path = workdir / TRAIN_DATA_FILE
-    train_df.to_parquet(path, index=False)
+    train_df[features + [c for c in RESERVED_COLUMNS if c in train_df.columns]].to_parquet(
+        path, index=False
+    )
     data_info = {
         "rows": len(train_df),
         "holdout_rows": len(held),
@@ -295,29 +359,19 @@ def _retrain(
         attempt=run.attempts,
         train=result.to_json(),
         champion_version=champion.version if champion else None,
+        on="holdout",
     )
     with open(result.output / MODEL_FILE, "rb") as f:
         candidate_model = pickle.load(f)
     champion_model = registry.load(model, champion.version) if champion else None
-    gate = evaluate(
-        candidate_model,
-        champion_model,
-        held[features],
-        held[LABEL],
-        promote_if,
-        spec.metrics,
-        task=spec.task,  # type: ignore[arg-type]
-    )
+    gate = _gate(spec, candidate_model, champion_model, held, features, promote_if)
     run.candidate, run.champion = gate.candidate, gate.champion
-    if not gate.promoted:
-        return run.finish("rejected", gate.reason)
-
-    # -- promoted: register; with a target, deploy before moving the alias -----------------
     metadata = {
         **lineage,
         "metrics": gate.candidate,
         "champion_metrics": gate.champion,
         "gate": gate.reason,
+        "checks": gate.checks,
         "previous_champion": champion.version if champion else None,
         "parent": champion.version if champion else None,
         "data": data_info,
@@ -328,13 +382,69 @@ def _retrain(
             "params": dict(spec.params),
         },
     }
+    if spec.shadow:  # the held-out numbers are for the record; the live ones decide (judge)
+        version = registry.register(model, result.output, {**metadata, "shadow": True})
+        registry.set_alias(model, CHALLENGER, version.version)
+        run.version = version.version
+        return run.finish(
+            "shadowing",
+            f"{version.version} registered as {CHALLENGER}; scoring it on live traffic "
+            f"before the gate decides (held-out: {gate.reason})",
+            checks=gate.checks,
+        )
+    if not gate.promoted:
+        return run.finish("rejected", gate.reason, checks=gate.checks)
+
+    # -- promoted: register; with a target, deploy before moving the alias -----------------
     version = registry.register(model, result.output, metadata)
     run.version = version.version
+    return _promote(run, registry, target, version, champion, gate)
+
+
+def _gate(
+    spec: RetrainSpec,
+    candidate: Any,
+    champion: Any,
+    rows: pd.DataFrame,
+    features: list[str],
+    promote_if: PromoteIf,
+) -> GateResult:
+    groups = None
+    if spec.fairness is not None:
+        attr = spec.fairness.attribute
+        column = attr if attr in rows.columns else ATTRIBUTE_PREFIX + attr
+        if column not in rows.columns:
+            raise _Failed(f"fairness attribute {attr!r} is neither a feature nor an attribute")
+        groups = rows[column].astype(str).to_numpy()
+    return evaluate(
+        candidate,
+        champion,
+        rows[features],
+        rows[LABEL],
+        promote_if,
+        spec.metrics,
+        task=spec.task,  # type: ignore[arg-type]
+        significance=spec.significance,
+        fairness=spec.fairness,
+        groups=groups,
+    )
+
+
+def _promote(
+    run: _Run,
+    registry: Registry,
+    target: Target | None,
+    version: ModelVersion,
+    champion: ModelVersion | None,
+    gate: GateResult,
+) -> Outcome:
+    model = run.model
     if target is None:  # "promoted" is the final state: record it once, as the outcome
-        _move_champion(registry, version, champion)
+        _move_champion(registry, version, champion.version if champion else None)
         return run.finish(
             "promoted",
             f"{gate.reason}; registered {version.version} as champion (no deploy target)",
+            checks=gate.checks,
         )
     run.report(
         "promoted",
@@ -342,17 +452,201 @@ def _retrain(
         reason=gate.reason,
         candidate=gate.candidate,
         champion=gate.champion,
+        checks=gate.checks,
     )
-    run.report("deploying", version=version.version, target=repr(target))
+    previous = champion.version if champion else None
+    run.report("deploying", version=version.version, target=repr(target), previous=previous)
     served = target.deploy(version)
-    _move_champion(registry, version, champion)
-    return run.finish("deployed", f"{gate.reason}; {version.version} serving from {served}")
+    _move_champion(registry, version, previous)
+    log.info("%s: %s serving from %s", model, version.version, served)
+    return run.finish(
+        "deployed",
+        f"{gate.reason}; {version.version} serving from {served}",
+        previous=previous,
+    )
 
 
-def _move_champion(registry: Registry, new: ModelVersion, old: ModelVersion | None) -> None:
-    if old is not None:
-        registry.set_alias(new.model, PREVIOUS, old.version)
+def _move_champion(registry: Registry, new: ModelVersion, old: str | None) -> None:
+    """Champion → ``new``, previous → ``old``; idempotent (a resumed deploy repeats it)."""
+    if old is not None and old != new.version:
+        registry.set_alias(new.model, PREVIOUS, old)
     registry.set_alias(new.model, CHAMPION, new.version)
+    if registry.aliases(new.model).get(CHALLENGER) == new.version:
+        registry.set_alias(new.model, CHALLENGER, None)
+
+
+def feature_columns(data: pd.DataFrame) -> list[str]:
+    """The model inputs of a data window: every column not reserved (``__…``)."""
+    return [str(c) for c in data.columns if not str(c).startswith("__")]
+
+
+def judge(
+    spec: RetrainSpec,
+    model: str,
+    version: str,
+    live: pd.DataFrame,
+    workdir: Path,
+    registry: Registry,
+    target: Target | None,
+    promote_if: PromoteIf,
+    record: Record,
+) -> Outcome:
+    """Decide on a shadowed challenger: score it and the champion on ``live`` (labeled rows
+    that arrived after it was trained), apply the gate, then promote and deploy it or reject
+    it (the challenger alias is cleared). Never raises; a second call returns the stored
+    outcome."""
+    run = _Run(model, Path(workdir), record, JUDGE_FILE)
+
+    def step() -> Outcome:
+        stored = run.stored()
+        if stored is not None:
+            return stored
+        run.version = version
+        candidate = registry.get(model, version)
+        champion = registry.alias(model, CHAMPION)
+        rows = live[live[LABEL].notna()]
+        if rows.empty:
+            raise _Failed("no labeled live rows to judge the challenger on")
+        run.report(
+            "evaluating",
+            version=version,
+            champion_version=champion.version if champion else None,
+            on="live",
+            rows=len(rows),
+            live_index=[int(rows[INDEX].min()), int(rows[INDEX].max())],
+        )
+        features = list(candidate.metadata.get("data", {}).get("features") or feature_columns(rows))
+        champion_model = registry.load(model, champion.version) if champion else None
+        gate = _gate(
+            spec, registry.load(model, version), champion_model, rows, features, promote_if
+        )
+        run.candidate, run.champion = gate.candidate, gate.champion
+        if not gate.promoted:
+            if registry.aliases(model).get(CHALLENGER) == version:
+                registry.set_alias(model, CHALLENGER, None)
+            return run.finish("rejected", f"on live traffic: {gate.reason}", checks=gate.checks)
+        return _promote(run, registry, target, candidate, champion, gate)
+
+    return run.guarded(step)
+
+
+def deploy_version(
+    model: str,
+    version: str,
+    previous: str | None,
+    registry: Registry,
+    target: Target,
+    record: Record,
+) -> Outcome:
+    """Finish a deploy that was interrupted (the daemon died while ``promoted`` or
+    ``deploying``): deploy ``version`` (a target deploy is idempotent) and move the aliases
+    (champion → ``version``, previous → ``previous``). Never raises."""
+    run = _Run(model, None, record)
+    run.version = version
+
+    def step() -> Outcome:
+        new = registry.get(model, version)
+        run.report(
+            "deploying", version=version, target=repr(target), previous=previous, resumed=True
+        )
+        served = target.deploy(new)
+        _move_champion(registry, new, previous)
+        return run.finish(
+            "deployed",
+            f"resumed after a restart; {version} serving from {served}",
+            previous=previous,
+        )
+
+    return run.guarded(step)
+
+
+def verify(
+    model: str,
+    version: str,
+    previous: str | None,
+    live: pd.DataFrame,
+    rollback_if: RollbackIf,
+    registry: Registry,
+    target: Target | None,
+    record: Record,
+    *,
+    metrics: Sequence[str] | None = None,
+    task: str | None = None,
+    workdir: Path | None = None,
+) -> Outcome:
+    """Post-deploy verification: score the deployed ``version`` and the ``previous`` champion
+    on ``live`` (labeled rows after the deploy) and roll back to ``previous`` when
+    ``rollback_if(live, champion, candidate)`` holds (see :data:`RollbackIf`); otherwise end
+    ``verified``. Nothing is rolled back when ``version`` is no longer the champion (a later
+    deploy superseded it) or when there is no previous version. Never raises."""
+    run = _Run(model, workdir, record, VERIFY_FILE)
+    run.version = version
+
+    def step() -> Outcome:
+        stored = run.stored()
+        if stored is not None:
+            return stored
+        deployed = registry.get(model, version)
+        rows = live[live[LABEL].notna()]
+        if rows.empty:
+            raise _Failed("no labeled live rows to verify the deploy on")
+        features = list(deployed.metadata.get("data", {}).get("features") or feature_columns(rows))
+        X, y = rows[features], rows[LABEL]
+        wanted = None if metrics is None else tuple(metrics)
+        live_metrics = score(registry.load(model, version), X, y, wanted, task=task)  # type: ignore[arg-type]
+        champ_metrics = (
+            score(registry.load(model, previous), X, y, wanted, task=task)  # type: ignore[arg-type]
+            if previous
+            else None
+        )
+        gate_metrics = deployed.metadata.get("metrics")
+        run.candidate, run.champion = live_metrics, champ_metrics
+        span = [int(rows[INDEX].min()), int(rows[INDEX].max())]
+        current = registry.aliases(model).get(CHAMPION)
+        if current != version:
+            return run.finish(
+                "verified",
+                f"superseded by {current}; nothing to roll back",
+                live=live_metrics,
+                rows=len(rows),
+                live_index=span,
+            )
+        if previous is None:
+            return run.finish(
+                "verified",
+                "first deploy: no previous version to roll back to",
+                live=live_metrics,
+                rows=len(rows),
+                live_index=span,
+            )
+        if not rollback_if(live_metrics, champ_metrics, gate_metrics):
+            return run.finish(
+                "verified",
+                f"rollback_if does not hold on {len(rows)} live rows",
+                live=live_metrics,
+                rows=len(rows),
+                live_index=span,
+            )
+        reason = (
+            f"rollback_if holds on {len(rows)} live rows (live {_fmt(live_metrics)}; "
+            f"{previous} {_fmt(champ_metrics)})"
+        )
+        back = rollback(model, registry, target, record, reason, to=previous, replacing=version)
+        if back.state != "rolled_back":
+            raise _Failed(f"rollback after failed verification failed: {back.reason}")
+        outcome = Outcome(
+            state="rolled_back",
+            model=model,
+            version=previous,
+            candidate=live_metrics,
+            champion=champ_metrics,
+            reason=back.reason,
+        )
+        if workdir is not None:
+            atomic_write_text(workdir / VERIFY_FILE, json.dumps(outcome.to_json(), indent=2))
+        return outcome
+
+    return run.guarded(step)
 
 
 def rollback(
@@ -361,21 +655,31 @@ def rollback(
     target: Target | None,
     record: Record,
     reason: str = "",
+    *,
+    to: str | None = None,
+    replacing: str | None = None,
 ) -> Outcome:
     """Go back to the champion before the current one.
 
-    Records ``rolling_back`` then ``rolled_back`` (or ``failed``). Redeploys the current
-    champion's ``previous_champion`` (from its metadata) to ``target``, then moves the aliases:
-    ``champion`` → previous, ``rolled_back`` → the replaced champion, ``previous`` → the
-    previous one's own ``previous_champion`` (so rollbacks can walk further back). Never raises.
+    Records ``rolling_back`` then ``rolled_back`` (or ``failed``). Redeploys ``to`` (default:
+    the ``previous`` alias, else the champion's ``previous_champion``) to ``target``, then
+    moves the aliases: ``champion`` → it, ``rolled_back`` → the replaced champion, ``previous``
+    → its own ``previous_champion`` (so rollbacks can walk further back). With ``to`` and
+    ``replacing`` given it is idempotent: a rollback interrupted by a crash can be repeated.
+    Never raises.
     """
-    run = _Run(model, Path("."), record)
+    run = _Run(model, None, record)
     try:
-        current = registry.alias(model, CHAMPION)
-        if current is None:
-            raise _Failed(f"model {model!r} has no champion to roll back from")
-        back_to = current.metadata.get("previous_champion")
-        if not back_to:
+        if replacing is None:
+            current = registry.alias(model, CHAMPION)
+            if current is None:
+                raise _Failed(f"model {model!r} has no champion to roll back from")
+        else:
+            current = registry.get(model, replacing)
+        back_to = (
+            to or registry.aliases(model).get(PREVIOUS) or current.metadata.get("previous_champion")
+        )
+        if not back_to or back_to == current.version:
             raise _Failed(f"champion {current.version} of {model!r} has no previous champion")
         previous = registry.get(model, str(back_to))
         run.version = previous.version
@@ -405,6 +709,16 @@ def _finish_rollback(run: _Run, state: str, reason: str) -> Outcome:
     return outcome
 
 
+def abandon(workdir: Path) -> list[int]:
+    """After a crash during training: kill the trainers the dead run left behind in
+    ``workdir`` (see :func:`deploy.training.reap_trainer`); returns their pids."""
+    workdir = Path(workdir)
+    if not workdir.is_dir():
+        return []
+    killed = [reap_trainer(p) for p in sorted(workdir.glob("attempt-*")) if p.is_dir()]
+    return [pid for pid in killed if pid is not None]
+
+
 def _tail(result: TrainResult, lines: int = 20) -> str:
     return "\n".join(result.log.splitlines()[-lines:])
 
@@ -414,6 +728,12 @@ def _read_json(path: Path) -> dict[str, Any]:
         return dict(json.loads(path.read_text()))
     except (OSError, ValueError):
         return {}
+
+
+def _fmt(metrics: Mapping[str, float] | None) -> str:
+    if not metrics:
+        return "-"
+    return ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
 
 
 def _brief(info: Mapping[str, Any]) -> str:

@@ -50,11 +50,29 @@ from typing import Any, Protocol, runtime_checkable
 
 from deploy.training import MODEL_FILE
 
+
+def open_registry(location: str | Path) -> Registry:
+    """The registry at ``location``: ``mlflow:<tracking uri>`` (e.g.
+    ``mlflow:sqlite:///state/mlflow.db``, needs the ``mlflow`` extra) or a local directory.
+
+    >>> open_registry("/tmp/reg")
+    LocalRegistry(root='/tmp/reg')
+    """
+    text = str(location)
+    if text.startswith("mlflow:"):
+        from deploy.mlflow_registry import MlflowRegistry
+
+        return MlflowRegistry(text.removeprefix("mlflow:"))
+    return LocalRegistry(Path(text))
+
+
 METADATA_FILE = "metadata.json"
 ALIASES_FILE = "aliases.json"
 CHAMPION = "champion"
 #: The champion before the current one; rollback goes back to it.
 PREVIOUS = "previous"
+#: A registered candidate not yet promoted (shadow mode scores it on live traffic).
+CHALLENGER = "challenger"
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _VERSION = re.compile(r"^v(\d{4,})$")
@@ -80,7 +98,12 @@ class ModelVersion:
 
 @runtime_checkable
 class Registry(Protocol):
-    """What the lifecycle needs from a model registry."""
+    """What the lifecycle and the CLI need from a model registry (:class:`LocalRegistry`,
+    :class:`deploy.mlflow_registry.MlflowRegistry`). Version ids look like ``v0001``."""
+
+    def models(self) -> list[str]: ...
+
+    def aliases(self, model: str) -> dict[str, str]: ...
 
     def register(
         self, model: str, artifact_dir: Path, metadata: Mapping[str, Any]

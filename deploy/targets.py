@@ -134,9 +134,28 @@ class LocalTarget:
             atomic_write_text(self.store / HISTORY_FILE, json.dumps(history, indent=2))
         return self.store / name
 
+    def revert(self, away_from: str) -> str | None:
+        """Switch back to the most recent kept copy of a version other than ``away_from``
+        (after a deploy of ``away_from`` that the serving side refused). Returns the version
+        now served, or ``None`` when no such copy is kept (the serving path is left alone)."""
+        with self._locked():
+            if self.current() != away_from:
+                return self.current()
+            for entry in reversed(self.history()):
+                if entry["version"] != away_from and (self.store / entry["dir"]).is_dir():
+                    self._switch(entry["dir"])
+                    now = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+                    history = self.history() + [{**entry, "deployed_at": now, "revert": True}]
+                    atomic_write_text(self.store / HISTORY_FILE, json.dumps(history, indent=2))
+                    return str(entry["version"])
+        return None
+
     # -- helpers -------------------------------------------------------------------------
 
     def _switch(self, name: str) -> None:
+        for stale in self.path.parent.glob(f".{self.path.name}.link-*"):  # a crashed switch's
+            with contextlib.suppress(OSError):
+                stale.unlink()
         link = self.path.parent / f".{self.path.name}.link-{uuid.uuid4().hex}"
         os.symlink(os.path.join(self.store.name, name), link, target_is_directory=True)
         try:
@@ -172,3 +191,114 @@ class LocalTarget:
                 yield
             finally:
                 fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+class DeployError(RuntimeError):
+    """The serving side refused a deploy; the target switched back (see the message)."""
+
+
+#: Per call to a model server's reload or health endpoint: a reload loads a model from disk.
+DEFAULT_HTTP_TIMEOUT = 10.0
+
+
+class HttpTarget:
+    """A :class:`LocalTarget` plus a model server that must take the new version.
+
+    ``deploy`` switches the serving directory, POSTs ``{"model", "version", "path"}`` (JSON) to
+    ``reload_url`` and then GETs ``health_url`` (if given): both must answer 2xx, and when the
+    health answer is a JSON object with a ``version``, it must be the deployed one. If any of
+    that fails, the directory is switched back to the version served before, the server is
+    asked to reload that one (best effort), and :class:`DeployError` is raised — so the
+    lifecycle records a failed deploy and never moves the champion alias.
+
+    Deploying the version already switched to repeats the reload and the health check (a
+    restart after a crash mid-deploy finishes it).
+    """
+
+    def __init__(
+        self,
+        local: LocalTarget,
+        reload_url: str,
+        health_url: str | None = None,
+        timeout: float = DEFAULT_HTTP_TIMEOUT,
+    ) -> None:
+        if not reload_url.startswith(("http://", "https://")):
+            raise ValueError(f"reload_url must be an http(s) URL, got {reload_url!r}")
+        if not timeout > 0:
+            raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
+        self.local, self.reload_url, self.health_url, self.timeout = (
+            local,
+            reload_url,
+            health_url,
+            timeout,
+        )
+
+    def __repr__(self) -> str:
+        return f"HttpTarget({self.local!r}, reload_url={self.reload_url!r})"
+
+    @property
+    def path(self) -> Path:
+        return self.local.path
+
+    def current(self) -> str | None:
+        return self.local.current()
+
+    def revert(self, away_from: str) -> str | None:
+        back = self.local.revert(away_from)
+        if back is not None:
+            with contextlib.suppress(DeployError):
+                self._reload(back)
+        return back
+
+    def deploy(self, version: ModelVersion) -> Path:
+        served = self.local.deploy(version)
+        try:
+            self._reload(version.version)
+            self._health(version.version)
+        except DeployError as exc:
+            back = self.revert(version.version)
+            raise DeployError(
+                f"{exc}; switched {self.local.path.name} back to {back or 'nothing (no kept copy)'}"
+            ) from None
+        return served
+
+    def _reload(self, version: str) -> None:
+        body = {"model": self.local.path.name, "version": version, "path": str(self.local.path)}
+        status, _ = _http("POST", self.reload_url, body, self.timeout)
+        if not 200 <= status < 300:
+            raise DeployError(f"reload {self.reload_url} answered {status}")
+
+    def _health(self, version: str) -> None:
+        if self.health_url is None:
+            return
+        status, answer = _http("GET", self.health_url, None, self.timeout)
+        if not 200 <= status < 300:
+            raise DeployError(
+                f"health {self.health_url} answered {status} after reloading {version}"
+            )
+        if isinstance(answer, dict) and answer.get("version") not in (None, version):
+            raise DeployError(
+                f"health {self.health_url} reports version {answer['version']!r}, not {version!r}"
+            )
+
+
+def _http(method: str, url: str, body: Any, timeout: float) -> tuple[int, Any]:
+    """``(status, parsed JSON or None)``; connection failures are :class:`DeployError`."""
+    import urllib.error
+    import urllib.request
+
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - policy URL
+            status, raw = resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        status, raw = exc.code, exc.read()
+    except (urllib.error.URLError, OSError) as exc:
+        raise DeployError(f"{method} {url} failed: {getattr(exc, 'reason', exc)}") from None
+    try:
+        return status, json.loads(raw) if raw else None
+    except ValueError:
+        return status, None

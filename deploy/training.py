@@ -77,6 +77,8 @@ LOG_FILE = "train.log"
 PARAMS_FILE = "params.json"
 #: Written by the runner when it fails on its own terms (bad entrypoint, trainer raised…).
 ERROR_FILE = "error.json"
+#: The trainer's process id while it runs (its process group id too).
+PID_FILE = "train.pid"
 
 #: sysexits.h EX_TEMPFAIL: "try again later" — the trainer asks to be retried.
 EX_TEMPFAIL = 75
@@ -222,6 +224,9 @@ def run_training(
             )
         except OSError as exc:
             return _failed(output, f"cannot start {what}: {exc}", temporary=False)
+        # For a restart after the caller was killed: the trainer runs in its own session and
+        # would outlive it; reap_trainer() finds it through this file.
+        (output / PID_FILE).write_text(str(proc.pid))
         timed_out = False
         try:
             returncode: int | None = proc.wait(timeout=timeout)
@@ -235,6 +240,7 @@ def run_training(
             if proc.returncode is None:  # an exception (e.g. KeyboardInterrupt) in wait()
                 proc.kill()
                 proc.wait()
+            (output / PID_FILE).unlink(missing_ok=True)
     duration = time.monotonic() - started
     tail = _tail(output / LOG_FILE)
 
@@ -280,6 +286,33 @@ def run_training(
         error=error,
         temporary=temporary,
     )
+
+
+def reap_trainer(output: Path) -> int | None:
+    """Kill a trainer left running in ``output`` by a caller that died (SIGKILL, power loss).
+
+    The trainer runs in its own session, so it survives its caller; :func:`run_training`
+    leaves its pid in ``<output>/train.pid`` while it runs. The process group is killed only
+    when the pid still belongs to a trainer of this ``output`` (its environment says so; a
+    recycled pid is left alone). Returns the killed pid, or ``None``.
+    """
+    output = Path(output).absolute()
+    pid_file = output / PID_FILE
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    killed: int | None = None
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        environ = []  # gone, or not Linux: nothing we may safely kill
+    if f"DRIFTWARDEN_OUTPUT={output}".encode() in environ:
+        log.warning("killing trainer %d left running in %s by a previous run", pid, output)
+        _signal_group(pid, signal.SIGKILL)
+        killed = pid
+    pid_file.unlink(missing_ok=True)
+    return killed
 
 
 def _expand(

@@ -22,7 +22,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from scipy.stats import false_discovery_control
 
 from detectors import stats
 from detectors.base import Batch, Monitor, Signal, column
@@ -168,6 +167,8 @@ class FeatureDrift(Monitor):
         if self.correction == "bonferroni":
             q = np.minimum(1.0, p * len(p))
         else:
+            from scipy.stats import false_discovery_control
+
             q = false_discovery_control(p, method="bh")
         for name, q_value in zip(tested, q, strict=True):
             verdicts[name] = bool(q_value < results[name].threshold)

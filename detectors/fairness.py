@@ -46,7 +46,6 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
-import pandas as pd
 
 from detectors import intervals
 from detectors.base import Batch, Monitor, Signal
@@ -487,6 +486,8 @@ def group_codes(columns: Sequence[np.ndarray]) -> tuple[np.ndarray, list[str]]:
     combined = np.zeros(len(columns[0]), dtype=np.int64)
     labels: list[list[str]] = []
     for col in columns:
+        import pandas as pd
+
         codes, uniques = pd.factorize(col, use_na_sentinel=True)
         names = [_name(v) for v in uniques] + [MISSING]
         codes = np.where(codes < 0, len(names) - 1, codes)

@@ -28,12 +28,13 @@ True
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import norm
 
 
 def z_value(confidence: float) -> float:
     """The two-sided standard normal quantile of ``confidence`` (1.96 for 0.95)."""
-    return float(norm.ppf(0.5 + confidence / 2))
+    from scipy.special import ndtri
+
+    return float(ndtri(0.5 + confidence / 2))
 
 
 def wilson(

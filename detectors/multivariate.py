@@ -17,11 +17,17 @@ from statistics import NormalDist
 from typing import Any
 
 import numpy as np
-from river import anomaly, compose, linear_model, optim, preprocessing
-from scipy.stats import binom
 
 from detectors.base import Batch, Monitor, Signal, column
+from detectors.lazy import lazy_module
 from detectors.windows import Windower
+
+anomaly = lazy_module("river.anomaly")
+compose = lazy_module("river.compose")
+linear_model = lazy_module("river.linear_model")
+optim = lazy_module("river.optim")
+preprocessing = lazy_module("river.preprocessing")
+scipy_stats = lazy_module("scipy.stats")
 
 DEFAULT_WINDOW_EVENTS = 500
 """Live events per window: the AUC of 500 vs 500 events has a null spread of about 0.018."""
@@ -427,8 +433,8 @@ class AnomalyRate(_Windowed):
             scores = np.array([self._trees.score_one(r) for r in rows])
             n = len(scores)
             k = int(np.sum(scores > self._cut))
-            p_value = float(binom.sf(k - 1, n, self._rate)) if n else 1.0
-            critical = (float(binom.isf(self.alpha, n, self._rate)) + 1) / n if n else math.nan
+            p_value = float(scipy_stats.binom.sf(k - 1, n, self._rate)) if n else 1.0
+            critical = (float(scipy_stats.binom.isf(self.alpha, n, self._rate)) + 1) / n if n else math.nan
             out.append(
                 Signal(
                     kind=self.kind,

@@ -13,7 +13,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
-from scipy.stats import rankdata
 
 from detectors.base import Batch, Monitor, Signal
 from detectors.windows import Windower
@@ -58,6 +57,8 @@ def roc_auc(y: np.ndarray, score: np.ndarray, positive: Any = 1) -> float:
     n_neg = len(yb) - n_pos
     if n_pos == 0 or n_neg == 0:
         return math.nan
+    from scipy.stats import rankdata
+
     ranks = rankdata(np.asarray(score, dtype=np.float64))
     return float((ranks[yb].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 

@@ -22,8 +22,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
-from river import drift
-from river.drift import binary
+import importlib
 
 from detectors.base import Batch, Monitor, Signal, Stream
 
@@ -34,7 +33,8 @@ class RiverDetector(Monitor):
     """A River detector behind the monitor interface. Subclasses name the River class and its arguments."""
 
     edge = True
-    river_class: ClassVar[type]
+    river_class: ClassVar[str]
+    """``module:Class`` of the River detector, imported at the first update (River takes a second to import)."""
     river_args: ClassVar[tuple[str, ...]]
     threshold_arg: ClassVar[str | None] = None
 
@@ -46,12 +46,19 @@ class RiverDetector(Monitor):
         return "labeled" if self.series in LABELED_SERIES else "predictions"
 
     def _reset(self) -> None:
-        self._detector = self.river_class(**{a: getattr(self, a) for a in self.river_args})
+        self._detector: Any = None
         self._seen = 0
+
+    def _make(self) -> Any:
+        module, name = self.river_class.split(":")
+        cls = getattr(importlib.import_module(module), name)
+        return cls(**{a: getattr(self, a) for a in self.river_args})
 
     def update(self, batch: Batch) -> list[Signal]:
         if len(batch) == 0 or not batch.has(self.series):
             return []
+        if self._detector is None:
+            self._detector = self._make()
         values = np.asarray(batch.series(self.series), dtype=np.float64)
         detector, update = self._detector, self._detector.update
         out: list[Signal] = []
@@ -79,10 +86,12 @@ class RiverDetector(Monitor):
 
     def snapshot(self) -> dict[str, Any]:
         # River detectors hold nested buckets; pickled bytes inside JSON keep them exact.
+        if self._detector is None:
+            return {"river": None, "seen": self._seen}
         return {"river": base64.b64encode(pickle.dumps(self._detector)).decode(), "seen": self._seen}
 
     def restore(self, state: Mapping[str, Any]) -> None:
-        self._detector = pickle.loads(base64.b64decode(state["river"]))
+        self._detector = None if state["river"] is None else pickle.loads(base64.b64decode(state["river"]))
         self._seen = int(state["seen"])
 
 
@@ -99,7 +108,7 @@ class Adwin(RiverDetector):
     """
 
     kind = "adwin"
-    river_class = drift.ADWIN
+    river_class = "river.drift:ADWIN"
     river_args = ("delta", "clock", "grace_period")
     threshold_arg = "delta"
 
@@ -118,7 +127,7 @@ class PageHinkley(RiverDetector):
     """
 
     kind = "page_hinkley"
-    river_class = drift.PageHinkley
+    river_class = "river.drift:PageHinkley"
     river_args = ("min_instances", "delta", "threshold", "alpha", "mode")
     threshold_arg = "threshold"
 
@@ -142,7 +151,7 @@ class Kswin(RiverDetector):
     """
 
     kind = "kswin"
-    river_class = drift.KSWIN
+    river_class = "river.drift:KSWIN"
     river_args = ("alpha", "window_size", "stat_size", "seed")
     threshold_arg = "alpha"
 
@@ -161,7 +170,7 @@ class Ddm(RiverDetector):
     """
 
     kind = "ddm"
-    river_class = binary.DDM
+    river_class = "river.drift.binary:DDM"
     river_args = ("warm_start", "warning_threshold", "drift_threshold")
     threshold_arg = "drift_threshold"
 
@@ -179,7 +188,7 @@ class Eddm(RiverDetector):
     """
 
     kind = "eddm"
-    river_class = binary.EDDM
+    river_class = "river.drift.binary:EDDM"
     river_args = ("warm_start", "alpha", "beta")
     threshold_arg = "beta"
 
@@ -196,7 +205,7 @@ class HddmA(RiverDetector):
     """
 
     kind = "hddm_a"
-    river_class = binary.HDDMA
+    river_class = "river.drift.binary:HDDMA"
     river_args = ("drift_confidence", "warning_confidence", "two_sided_test")
     threshold_arg = "drift_confidence"
 
@@ -214,7 +223,7 @@ class HddmW(RiverDetector):
     """
 
     kind = "hddm_w"
-    river_class = binary.HDDMW
+    river_class = "river.drift.binary:HDDMW"
     river_args = ("drift_confidence", "warning_confidence", "lambda_val", "two_sided_test")
     threshold_arg = "drift_confidence"
 

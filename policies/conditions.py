@@ -19,8 +19,17 @@ from typing import Any
 
 import cel
 
-FUNCTIONS = ("fired_within", "count")
-"""Helpers available in every condition (they turn detector edges into levels)."""
+FUNCTIONS = ("fired_within", "count", "seconds")
+"""Helpers available in every rule condition: ``fired_within(monitor, duration)`` and
+``count(monitor, duration)`` turn detector edges into levels; ``seconds(duration)`` is a
+duration string in seconds (to compare with ``model.age`` or ``actions.<kind>.since``)."""
+
+CEL_BUILTINS = frozenset(
+    "size has matches startsWith endsWith contains int uint double string bytes bool duration timestamp type "
+    "dyn all exists exists_one map filter getFullYear getMonth getDate getDayOfMonth getDayOfWeek "
+    "getDayOfYear getHours getMinutes getSeconds getMilliseconds".split()
+)
+"""CEL's standard functions and macros."""
 
 _POSITION = re.compile(r"<input>:(\d+):(\d+):\s*(.*)")
 
@@ -45,7 +54,9 @@ class Condition:
             raise _syntax_error(str(e)) from None
         self.source = source
         self.names = frozenset(self._program.variables())
-        self.functions = frozenset(f for f in self._program.functions() if not f.startswith("_") and f in FUNCTIONS)
+        self.all_functions = frozenset(f for f in self._program.functions() if f[:1].isalpha())
+        """Every named function the condition calls (operators excluded)."""
+        self.functions = self.all_functions & frozenset(FUNCTIONS)
 
     def column_of(self, name: str) -> int:
         """1-based column of the first use of identifier ``name`` (for error messages)."""

@@ -28,8 +28,9 @@ events — not on batch sizes, wall-clock time or restarts.
 from __future__ import annotations
 
 import logging
+import math
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,8 +40,9 @@ import numpy as np
 from detectors.base import Batch, Monitor, Signal
 from detectors.registry import build
 from policies.durations import parse_duration
-from policies.loader import LoadedPolicy, monitor_params
+from policies.loader import LoadedPolicy, monitor_params, uses_policy_reference
 from policies.rules import RuleState, step
+from policies.schema import ACTION_TYPES
 
 log = logging.getLogger("driftwarden.policies")
 
@@ -49,7 +51,7 @@ FIRED_HISTORY = 10_000
 
 LATEST_DEFAULTS: dict[str, Any] = {
     "drift": False, "value": 0.0, "p_value": 1.0, "threshold": 0.0, "share_drifted": 0.0,
-    "count": 0, "features": {}, "ready": False, "at": -1,
+    "count": 0, "features": {}, "ready": False, "at": -1, "ci_low": 0.0, "ci_high": 1.0,
 }
 """What a condition reads of a monitor that has not spoken yet."""
 
@@ -78,7 +80,15 @@ class Decision:
 
 
 class PolicyEngine:
-    """Monitors, latest signals, rule states and counters of one model's policy."""
+    """Monitors, latest signals, rule states and counters of one model's policy.
+
+    A rule is evaluated when a monitor its ``when`` names (directly, or inside ``fired_within``
+    or ``count``) emits a signal; a rule that names no monitor, at every signal.
+
+    The daemon tells the engine two facts from outside the event stream before each batch:
+    :attr:`busy` (action types running for this model: inhibition) and :meth:`set_deployed`
+    (the model version serving). Everything else the engine derives from the events alone.
+    """
 
     def __init__(self, policy: LoadedPolicy, reference: Mapping[str, np.ndarray] | None = None) -> None:
         self.policy = policy
@@ -86,7 +96,7 @@ class PolicyEngine:
         self.monitors: dict[str, Monitor] = {}
         for name, spec in policy.spec.monitors.items():
             params = monitor_params(spec)
-            if spec.kind == "feature_drift" and reference is not None and "reference" not in params:
+            if reference is not None and uses_policy_reference(spec):
                 wanted = params.get("features", "all")
                 params["reference"] = {k: v for k, v in reference.items() if wanted == "all" or k in wanted}
             self.monitors[name] = build(spec.kind, params)
@@ -97,6 +107,21 @@ class PolicyEngine:
         self.labels = 0
         self.dead_letters = 0
         self.condition_errors = 0
+        self.inhibited = 0
+        """Firings muted by inhibition."""
+        self.clock = -math.inf
+        """Rule time: the latest event time a rule was evaluated at (it never goes backwards)."""
+        self.last_action: dict[str, float] = {}
+        """Action name or type → rule time of the last decision for it (dry-run rules excluded)."""
+        self.action_counts: dict[str, int] = {}
+        self.busy: frozenset[str] = frozenset()
+        """Action types running for this model now (set by the daemon): they mute rules that name them in ``inhibited_by``."""
+        self.deployed: tuple[str, float | None] = ("", None)
+        """(version, time it was deployed or registered) of the model in production, from the daemon."""
+
+    def set_deployed(self, version: str, since: float | None) -> None:
+        """The version serving now and since when (epoch seconds); ``""`` when unknown."""
+        self.deployed = (version, since)
 
     # -- the data path -------------------------------------------------------------------------
 
@@ -147,22 +172,39 @@ class PolicyEngine:
             self.drift_times[name].append(s.ts)
 
     def _evaluate(self, names: set[str], at: int, ts: float, counts: tuple[int, int]) -> list[Decision]:
-        context = self.context(counts)
-        functions = self._functions(ts)
+        now = self.clock = max(self.clock, ts)
+        context = self.context(counts, now)
+        functions = self.functions(now)
         out = []
         for rule in self.policy.spec.rules:
             cond = self.policy.when.get(rule.name)
-            if cond is None or (cond.names & set(self.monitors) and not cond.names & names):
+            if cond is None:
+                continue
+            triggers = self.policy.triggers.get(rule.name, cond.names & set(self.monitors))
+            if triggers and not triggers & names:
                 continue
             holds = self._holds(rule.name, cond, context, functions)
             require = self.policy.require.get(rule.name)
             if holds and require is not None:
                 holds = self._holds(rule.name, require, context, functions)
-            state, fire = step(self.policy.timing[rule.name], self.rule_states[rule.name], holds, ts)
-            self.rule_states[rule.name] = state
+            fire = self._step(rule, holds, now)
             if fire:
                 out.append(self._decision(rule, at, ts, cond.source))
         return out
+
+    def _step(self, rule: Any, holds: bool, now: float) -> bool:
+        """Advance a rule's state machine; note the decision's action when it fires."""
+        muted = bool(self.policy.inhibitors.get(rule.name, frozenset()) & self.busy)
+        state, fire = step(self.policy.timing[rule.name], self.rule_states[rule.name], holds, now, inhibited=muted)
+        self.rule_states[rule.name] = state
+        if muted and holds and state.phase == "firing":
+            self.inhibited += 1
+            log.info("rule %s of model %s is muted: %s running", rule.name, self.model, ", ".join(sorted(self.busy)))
+        if fire and not rule.dry_run:
+            for key in {rule.do, self.policy.spec.action_type(rule.do)}:
+                self.last_action[key] = now
+                self.action_counts[key] = self.action_counts.get(key, 0) + 1
+        return fire
 
     def _holds(self, rule: str, cond: Any, context: dict[str, Any], functions: dict[str, Any]) -> bool:
         try:
@@ -180,25 +222,53 @@ class PolicyEngine:
         )
 
     def scheduled(self, rule_name: str, now: float, at: int) -> Decision | None:
-        """A cron rule's time came: its decision, unless cooldown or daily budget forbid it."""
-        rule = next(r for r in self.policy.spec.rules if r.name == rule_name)
-        state, fire = step(self.policy.timing[rule_name], self.rule_states[rule_name], True, now)
-        self.rule_states[rule_name] = state
-        if not fire:
+        """A cron rule's time came: its decision, unless its ``require`` fails, it is inhibited, or
+        cooldown or daily budget forbid it. None for a rule the (reloaded) policy no longer has."""
+        rule = next((r for r in self.policy.spec.rules if r.name == rule_name and r.schedule), None)
+        if rule is None:
+            log.warning("scheduled rule %s is not in the policy of model %s any more; ignored", rule_name, self.model)
+            return None
+        now = self.clock = max(self.clock, now)
+        holds = True
+        require = self.policy.require.get(rule_name)
+        if require is not None:
+            holds = self._holds(rule_name, require, self.context(None, now), self.functions(now))
+        if not self._step(rule, holds, now):
             return None
         d = self._decision(rule, at, now, f"schedule {rule.schedule}")
         return Decision(**{**d.as_dict(), "key": f"{self.model}/{rule_name}/t{int(now)}"})
 
-    def context(self, counts: tuple[int, int] | None = None) -> dict[str, Any]:
-        """What conditions read: each monitor's latest signal, and the counts."""
+    def context(self, counts: tuple[int, int] | None = None, now: float | None = None) -> dict[str, Any]:
+        """What conditions read (documented in the README's policy reference):
+
+        - ``<monitor>``: the monitor's latest signal — ``drift``, ``value``, ``p_value``,
+          ``threshold``, ``share_drifted``, ``features`` (per-feature map), ``ready``, ``at`` and
+          the kind's own fields;
+        - ``events.count``, ``labels.count`` (joined), ``dead_letters.count``;
+        - ``model.name``, ``model.version`` (``""`` when unknown), ``model.age`` (seconds since it was deployed);
+        - ``actions.<name or type>.since`` (seconds since the last decision for it; infinite if
+          never) and ``actions.<name or type>.count``.
+        """
         events, labels = counts or (self.events, self.labels)
+        now = self.clock if now is None else now
         ctx: dict[str, Any] = dict(self.latest)
         ctx["events"] = {"count": events}
         ctx["labels"] = {"count": labels}
         ctx["dead_letters"] = {"count": self.dead_letters}
+        version, since = self.deployed
+        age = max(0.0, now - since) if since is not None and math.isfinite(now) else math.inf
+        ctx["model"] = {"name": self.model, "version": version, "age": age}
+        kinds = set(self.policy.spec.actions) | set(ACTION_TYPES) | set(self.last_action)
+        kinds |= {self.policy.spec.action_type(a) for a in self.policy.spec.actions}
+        ctx["actions"] = {
+            k: {"since": max(0.0, now - self.last_action[k]) if k in self.last_action else math.inf,
+                "count": self.action_counts.get(k, 0)}
+            for k in sorted(kinds)
+        }
         return ctx
 
-    def _functions(self, now: float) -> dict[str, Any]:
+    def functions(self, now: float) -> dict[str, Any]:
+        """The helpers conditions call, at rule time ``now``."""
         def within(monitor: str, duration: str) -> list[float]:
             span = parse_duration(duration)
             return [t for t in self.drift_times.get(monitor, ()) if now - span < t <= now]
@@ -206,30 +276,62 @@ class PolicyEngine:
         return {
             "fired_within": lambda monitor, duration: bool(within(monitor, duration)),
             "count": lambda monitor, duration: len(within(monitor, duration)),
+            "seconds": parse_duration,
         }
 
     # -- state ---------------------------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
+        """Plain JSON-able state; with each monitor's and rule's definition digest, so that
+        :meth:`restore` (after a restart or a reload) resumes only what did not change."""
         return {
             "digest": self.policy.digest,
+            "definitions": {n: self.policy.monitor_definition(n) for n in self.monitors},
+            "rule_definitions": {r.name: self.policy.rule_definition(r.name) for r in self.policy.spec.rules},
             "monitors": {n: m.snapshot() for n, m in self.monitors.items()},
             "latest": self.latest,
             "rules": {n: s.as_dict() for n, s in self.rule_states.items()},
             "drift_times": {n: list(q) for n, q in self.drift_times.items()},
             "counts": [self.events, self.labels, self.dead_letters, self.condition_errors],
+            "clock": self.clock if math.isfinite(self.clock) else None,
+            "last_action": dict(self.last_action),
+            "action_counts": dict(self.action_counts),
+            "inhibited": self.inhibited,
         }
 
-    def restore(self, state: Mapping[str, Any]) -> None:
-        for name, monitor_state in state["monitors"].items():
-            if name in self.monitors:
-                self.monitors[name].restore(monitor_state)
-        self.latest.update({k: v for k, v in state["latest"].items() if k in self.monitors})
-        self.rule_states.update({k: RuleState.from_dict(v) for k, v in state["rules"].items() if k in self.rule_states})
-        for name, times in state["drift_times"].items():
-            if name in self.drift_times:
-                self.drift_times[name].extend(times)
+    def restore(self, state: Mapping[str, Any]) -> list[str]:
+        """Resume from :meth:`snapshot` output, possibly of another version of the policy.
+
+        A monitor's state (and its latest signal and drift history) is restored when its
+        definition is unchanged; a rule keeps its firing history (cooldown, daily budget) when
+        its name is unchanged, and its pending/firing phase when its condition and timing are
+        unchanged too. Counters always carry over. Returns the names of the monitors restored.
+        """
+        defs = state.get("definitions")
+        kept = [n for n in state["monitors"] if n in self.monitors
+                and (defs is None or defs.get(n) == self.policy.monitor_definition(n))]
+        for name in kept:
+            self.monitors[name].restore(state["monitors"][name])
+            if name in state["latest"]:
+                self.latest[name] = state["latest"][name]
+            self.drift_times[name].clear()
+            self.drift_times[name].extend(state["drift_times"].get(name, ()))
+        rule_defs = state.get("rule_definitions")
+        for name, saved in state["rules"].items():
+            if name not in self.rule_states:
+                continue
+            old = RuleState.from_dict(saved)
+            if rule_defs is None or rule_defs.get(name) == self.policy.rule_definition(name):
+                self.rule_states[name] = old
+            else:
+                self.rule_states[name] = RuleState(last_fired=old.last_fired, fired=old.fired)
         self.events, self.labels, self.dead_letters, self.condition_errors = state["counts"]
+        clock = state.get("clock")
+        self.clock = -math.inf if clock is None else clock
+        self.last_action = dict(state.get("last_action", {}))
+        self.action_counts = dict(state.get("action_counts", {}))
+        self.inhibited = state.get("inhibited", 0)
+        return kept
 
 
 def load_reference(policy: LoadedPolicy) -> dict[str, np.ndarray] | None:
@@ -246,3 +348,27 @@ def load_reference(policy: LoadedPolicy) -> dict[str, np.ndarray] | None:
     frame = pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
     return {c: column(frame[c].to_numpy()) if frame[c].dtype.kind in "fiub" else column(frame[c].tolist())
             for c in frame.columns if not str(c).startswith("__")}
+
+
+def rule_summary(decisions: Iterable[Mapping[str, Any]], policies: Iterable[LoadedPolicy]) -> list[dict[str, Any]]:
+    """Per rule of each policy: firings, first and last event index, and what would have been done
+    (the backtest table of ``driftwarden replay``; the ``rules`` of its JSON summary line).
+
+    >>> rule_summary([{"model": "m", "rule": "r", "at": 5}, {"model": "m", "rule": "r", "at": 9}], [])
+    []
+    """
+    ats: dict[tuple[str, str], list[int]] = {}
+    for d in decisions:
+        ats.setdefault((d["model"], d["rule"]), []).append(d["at"])
+    out = []
+    for p in policies:
+        for r in p.spec.rules:
+            hits = ats.get((p.model, r.name), [])
+            kind = p.spec.action_type(r.do) if r.do in p.spec.actions or r.do in ACTION_TYPES else r.do
+            would = r.do if kind == r.do else f"{r.do} ({kind})"
+            if r.dry_run:
+                would += ", dry run"
+            out.append({"model": p.model, "rule": r.name, "firings": len(hits), "first_at": hits[0] if hits else None,
+                        "last_at": hits[-1] if hits else None, "action": r.do, "action_type": kind,
+                        "severity": r.severity, "dry_run": r.dry_run, "would_do": would})
+    return out

@@ -1,40 +1,70 @@
 """Load a policy file: every error collected, each as ``file:line:col: field: message``.
 
+Loading is in two passes, and both always run, so one broken part never hides the errors of
+another: the schema (pydantic: unknown keys, types, required fields), then the meaning
+(conditions compiled and their names resolved, durations, cron strings, actions, monitor
+parameters). Parts the first pass rejected are checked by the second with their unknown keys
+dropped, and names of rejected monitors and actions still count as defined (no cascades).
+
 >>> import tempfile, pathlib
 >>> d = pathlib.Path(tempfile.mkdtemp())
 >>> _ = (d / "p.yaml").write_text("version: 1\\nmodel: m\\nmonitors:\\n  e: {kind: adwin, series: error}\\n"
 ...                          "rules:\\n  - {name: r, when: 'e.drift && x.value > 1', do: alert, cooldown: 6 hours}\\n")
 >>> for e in check_policy(d / "p.yaml"): print(e.short())
-p.yaml:6:33: rules[0].when: unknown name 'x'; monitors: e; also available: events, labels, dead_letters
+p.yaml:6:33: rules[0].when: unknown name 'x'; monitors: e; also available: events, labels, dead_letters, model, actions
 p.yaml:6:68: rules[0].cooldown: not a duration: '6 hours' (use a number and a unit: 30s, 10m, 6h, 1d, 1w)
 """
 
 from __future__ import annotations
 
+import copy
 import difflib
 import hashlib
-import typing
-from collections.abc import Iterable
+import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from detectors.registry import MONITORS, build
-from policies.conditions import Condition, ConditionError
+from policies.conditions import CEL_BUILTINS, FUNCTIONS, Condition, ConditionError
 from policies.durations import parse_duration, parse_for
 from policies.rules import RuleTiming
-from policies.schema import BUILTIN_ACTIONS, Policy
+from policies.schema import (
+    ACTION_TYPES,
+    BUILTIN_ACTIONS,
+    MONITOR_MODELS,
+    Action,
+    MonitorBase,
+    MonitorSpec,
+    Policy,
+    Rule,
+    WindowSpec,
+)
 
-CONTEXT_NAMES = ("events", "labels", "dead_letters")
-"""Names every condition may read besides the monitors: ``events.count``, ``labels.count``, ``dead_letters.count``."""
+CONTEXT_NAMES = ("events", "labels", "dead_letters", "model", "actions")
+"""Names every condition may read besides the monitors (see :meth:`policies.engine.PolicyEngine.context`)."""
 
 GATE_NAMES = ("candidate", "champion")
 ROLLBACK_NAMES = ("live", "champion", "candidate")
 
+CEL_RESERVED = frozenset(
+    "true false null in as break const continue else for function if import let loop package namespace "
+    "return var void while".split()
+)
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_COMPREHENSION = re.compile(r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_]\w*)\s*,")
+_HELPER_CALL = re.compile(r"\b(fired_within|count)\s*\(([^()]*)\)")
+_STRING = re.compile(r"""^\s*(?:"([^"]*)"|'([^']*)')\s*$""")
+
 Path_ = tuple[str | int, ...]
+
+HINT_CUTOFF = 0.7
+"""Similarity (difflib ratio) from which 'did you mean' suggests a name: typos, not unrelated words."""
+_MONITOR = TypeAdapter(MonitorSpec)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,17 +101,43 @@ class LoadedPolicy:
     when: dict[str, Condition] = field(default_factory=dict)
     require: dict[str, Condition] = field(default_factory=dict)
     timing: dict[str, RuleTiming] = field(default_factory=dict)
+    inhibitors: dict[str, frozenset[str]] = field(default_factory=dict)
+    """Per rule: the action types whose run in progress mutes it."""
     promote_if: dict[str, Condition] = field(default_factory=dict)
     rollback_if: dict[str, Condition] = field(default_factory=dict)
+    triggers: dict[str, frozenset[str]] = field(default_factory=dict)
+    """Per rule: the monitors whose signals make it evaluate (named in 'when', also inside helpers)."""
+    reference_digest: str | None = None
+    _digests: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def model(self) -> str:
         return self.spec.model
 
+    def monitor_definition(self, name: str) -> str:
+        """A digest of monitor ``name``'s definition (and of the reference data it compares with):
+        its state carries over a reload or restart only when this is unchanged."""
+        if f"monitor:{name}" in self._digests:
+            return self._digests[f"monitor:{name}"]
+        spec = self.spec.monitors[name]
+        text = json.dumps([spec.definition(), self.reference_digest if uses_policy_reference(spec) else None],
+                          sort_keys=True, default=str)
+        digest = self._digests[f"monitor:{name}"] = hashlib.sha256(text.encode()).hexdigest()[:16]
+        return digest
+
+    def rule_definition(self, name: str) -> str:
+        """A digest of what makes a rule pending or firing (when, require, schedule, for, keep_firing_for)."""
+        if f"rule:{name}" in self._digests:
+            return self._digests[f"rule:{name}"]
+        rule = next(r for r in self.spec.rules if r.name == name)
+        text = json.dumps([rule.when, rule.require, rule.schedule, rule.for_, rule.keep_firing_for])
+        digest = self._digests[f"rule:{name}"] = hashlib.sha256(text.encode()).hexdigest()[:16]
+        return digest
+
 
 def load_policy(path: str | Path) -> LoadedPolicy:
     """The policy at ``path``, or :class:`PolicyLoadError` listing every error."""
-    loaded, errors = _load(Path(path))
+    loaded, errors = load_text(Path(path))
     if errors or loaded is None:
         raise PolicyLoadError(errors)
     return loaded
@@ -89,15 +145,17 @@ def load_policy(path: str | Path) -> LoadedPolicy:
 
 def check_policy(path: str | Path) -> list[PolicyError]:
     """Every error of the policy at ``path`` (empty when it is valid)."""
-    return _load(Path(path))[1]
+    return load_text(Path(path))[1]
 
 
-def _load(path: Path) -> tuple[LoadedPolicy | None, list[PolicyError]]:
+def load_text(path: Path, text: str | None = None) -> tuple[LoadedPolicy | None, list[PolicyError]]:
+    """The policy in ``text`` (read from ``path`` when None) and its errors; exactly one is empty/None."""
     file = str(path)
-    try:
-        text = path.read_text()
-    except OSError as e:
-        return None, [PolicyError(file, 1, 1, "", f"cannot read: {e.strerror or e}")]
+    if text is None:
+        try:
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError) as e:
+            return None, [PolicyError(file, 1, 1, "", f"cannot read: {getattr(e, 'strerror', None) or e}")]
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -105,7 +163,7 @@ def _load(path: Path) -> tuple[LoadedPolicy | None, list[PolicyError]]:
         mark = e.problem_mark or e.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         return None, [PolicyError(file, line, col, "", f"YAML: {e.problem or e.context}")]
-    positions = _Positions(file)
+    positions = _Positions(file, text)
     if node is not None:
         positions.walk(node, ())
     if not isinstance(data, dict):
@@ -115,13 +173,105 @@ def _load(path: Path) -> tuple[LoadedPolicy | None, list[PolicyError]]:
     errors += _nested_on_keys(data, (), positions)
     if errors:
         return None, errors
+    spec: Policy | None
     try:
         spec = Policy.model_validate(data)
     except ValidationError as e:
-        return None, _pydantic_errors(e, positions)
-    loaded = LoadedPolicy(path=path, spec=spec, digest=hashlib.sha256(text.encode()).hexdigest())
-    errors = _semantic_errors(loaded, positions, path)
-    return (None if errors else loaded), errors
+        spec = None
+        errors = _pydantic_errors(e, positions, data)
+    parts = _Parts.of(spec, data, errors)
+    reference_digest = None
+    if spec is not None and spec.reference is not None:
+        reference_digest = _file_digest(_reference_path(path, spec.reference.path))
+    loaded = LoadedPolicy(path=path, spec=spec, digest=hashlib.sha256(text.encode()).hexdigest(),  # type: ignore[arg-type]
+                          reference_digest=reference_digest)
+    errors += _semantic_errors(parts, loaded, positions, path)
+    errors = sorted(dict.fromkeys(errors), key=lambda e: (e.line, e.col, e.where, e.message))
+    return (None if errors or spec is None else loaded), errors
+
+
+def _reference_path(policy_path: Path, ref: str) -> Path:
+    p = Path(ref)
+    if p.is_absolute() or p.exists():
+        return p
+    return policy_path.parent / p
+
+
+def _file_digest(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    except OSError:
+        return None
+
+
+@dataclass
+class _Parts:
+    """The parts of a policy that passed the schema, by their place in the file, and every defined name."""
+
+    monitors: dict[str, MonitorBase]
+    monitor_names: list[str]
+    rules: list[tuple[int, Rule]]
+    actions: dict[str, Action]
+    action_names: list[str]
+    reference: str | None
+
+    @classmethod
+    def of(cls, spec: Policy | None, data: dict[Any, Any], errors: list[PolicyError]) -> _Parts:
+        raw_monitors = _mapping(data.get("monitors"))
+        raw_actions = _mapping(data.get("actions"))
+        names = sorted(str(k) for k in raw_monitors)
+        action_names = sorted(str(k) for k in raw_actions)
+        if spec is not None:
+            return cls(dict(spec.monitors), names, list(enumerate(spec.rules)), dict(spec.actions), action_names,
+                       spec.reference.path if spec.reference else None)
+        pruned = _prune(data, errors)
+
+        def valid(validate: Any, value: Any) -> Any:
+            try:
+                return validate(value)
+            except (ValidationError, ValueError, TypeError):
+                return None
+
+        monitors = {str(k): m for k, v in _mapping(pruned.get("monitors")).items()
+                    if (m := valid(_MONITOR.validate_python, v)) is not None}
+        rules_raw = pruned.get("rules")
+        rules = [(i, r) for i, v in enumerate(rules_raw if isinstance(rules_raw, list) else [])
+                 if (r := valid(Rule.model_validate, v)) is not None]
+        actions = {str(k): a for k, v in _mapping(pruned.get("actions")).items()
+                   if (a := valid(Action.model_validate, v)) is not None}
+        ref = pruned.get("reference")
+        reference = ref.get("path") if isinstance(ref, dict) and isinstance(ref.get("path"), str) else None
+        return cls(monitors, names, rules, actions, action_names, reference)
+
+
+def _mapping(value: Any) -> dict[Any, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _prune(data: dict[Any, Any], errors: list[PolicyError]) -> dict[Any, Any]:
+    """A copy of ``data`` without the keys the schema named unknown."""
+    out = copy.deepcopy(data)
+    for e in errors:
+        if not e.message.startswith("unknown key"):
+            continue
+        path = _parse_where(e.where)
+        node: Any = out
+        for part in path[:-1]:
+            try:
+                node = node[part]
+            except (KeyError, IndexError, TypeError):
+                node = None
+                break
+        if isinstance(node, dict):
+            node.pop(path[-1], None)
+    return out
+
+
+def _parse_where(where: str) -> Path_:
+    out: list[str | int] = []
+    for m in re.finditer(r"([^.\[\]]+)|\[(\d+)\]", where):
+        out.append(int(m.group(2)) if m.group(2) is not None else m.group(1))
+    return tuple("for" if p == "for" else p for p in out)
 
 
 def _nested_on_keys(data: Any, path: Path_, positions: _Positions) -> list[PolicyError]:
@@ -137,21 +287,26 @@ def _nested_on_keys(data: Any, path: Path_, positions: _Positions) -> list[Polic
     return out
 
 
-def _semantic_errors(p: LoadedPolicy, pos: _Positions, path: Path) -> list[PolicyError]:
-    spec, errors = p.spec, []
-    for name, m in spec.monitors.items():
-        if m.kind not in MONITORS:
-            close = difflib.get_close_matches(m.kind, MONITORS, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else f"; known kinds: {', '.join(sorted(MONITORS))}"
-            errors.append(pos.error(("monitors", name, "kind"), f"unknown monitor kind {m.kind!r}{hint}"))
-            continue
-        try:
-            build(m.kind, monitor_params(m))
-        except ValueError as e:
-            errors.append(pos.error(("monitors", name), str(e)))
-    names = sorted(spec.monitors)
+def _hint(word: str, known: list[str] | tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(word, list(known), n=1, cutoff=HINT_CUTOFF)
+    return f"did you mean {close[0]!r}? " if close else ""
+
+
+def _semantic_errors(parts: _Parts, p: LoadedPolicy, pos: _Positions, path: Path) -> list[PolicyError]:
+    errors: list[PolicyError] = []
+    for name in parts.monitor_names:
+        if not _IDENTIFIER.match(name) or name in CEL_RESERVED:
+            errors.append(pos.error(("monitors", name), f"monitor name {name!r} cannot be used in conditions; "
+                                    "use letters, digits and '_' (e.g. " + re.sub(r"\W", "_", name) + ")", key=True))
+        elif name in CONTEXT_NAMES or name in FUNCTIONS:
+            errors.append(pos.error(("monitors", name), f"monitor name {name!r} is taken by the condition context "
+                                    f"({', '.join(CONTEXT_NAMES + FUNCTIONS)}); choose another", key=True))
+    for name, m in parts.monitors.items():
+        errors += _monitor_errors(name, m, pos)
+    names = parts.monitor_names
+    actions = sorted(set(parts.action_names) | set(BUILTIN_ACTIONS))
     seen: set[str] = set()
-    for i, rule in enumerate(spec.rules):
+    for i, rule in parts.rules:
         at: Path_ = ("rules", i)
         if rule.name in seen:
             errors.append(pos.error(at + ("name",), f"duplicate rule name {rule.name!r}"))
@@ -160,18 +315,12 @@ def _semantic_errors(p: LoadedPolicy, pos: _Positions, path: Path) -> list[Polic
             source = getattr(rule, key)
             if source is None:
                 continue
-            cond = _compile(source, at + (key,), pos, errors)
-            if cond is None:
-                continue
-            unknown = sorted(cond.names - set(names) - set(CONTEXT_NAMES))
-            for u in unknown:
-                close = difflib.get_close_matches(u, names, n=1)
-                hint = f"did you mean {close[0]!r}? " if close else ""
-                errors.append(pos.error_in(at + (key,), cond.column_of(u),
-                              f"unknown name {u!r}; {hint}monitors: {', '.join(names) or '(none)'}; "
-                              f"also available: {', '.join(CONTEXT_NAMES)}"))
-            if not unknown:
+            helped: set[str] = set()
+            cond = _condition(source, at + (key,), names, pos, errors, helped)
+            if cond is not None:
                 (p.when if key == "when" else p.require)[rule.name] = cond
+                if key == "when":
+                    p.triggers[rule.name] = frozenset((cond.names | helped) & set(names))
         timing = _timing(rule, at, pos, errors)
         if timing is not None:
             p.timing[rule.name] = timing
@@ -181,15 +330,31 @@ def _semantic_errors(p: LoadedPolicy, pos: _Positions, path: Path) -> list[Polic
 
                 CronTrigger.from_crontab(rule.schedule)
             except ValueError as e:
-                errors.append(pos.error(at + ("schedule",), f"bad cron string {rule.schedule!r}: {e}"))
-        if rule.do not in spec.actions and rule.do not in BUILTIN_ACTIONS:
-            known = sorted(set(spec.actions) | set(BUILTIN_ACTIONS))
-            close = difflib.get_close_matches(rule.do, known, n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            errors.append(pos.error(at + ("do",), f"unknown action {rule.do!r}; {hint}actions: {', '.join(known)}"))
-    for name, action in spec.actions.items():
+                errors.append(pos.error(at + ("schedule",), f"bad cron string {rule.schedule!r}: {e} "
+                                        "(five fields: minute hour day month day-of-week, e.g. '0 3 * * SUN')"))
+            for key in ("for", "keep_firing_for"):
+                if getattr(rule, "for_" if key == "for" else key) is not None:
+                    errors.append(pos.error(at + (key,), f"'{key}' has no meaning on a scheduled rule; remove it"))
+        if rule.do not in actions:
+            errors.append(pos.error(at + ("do",), f"unknown action {rule.do!r}; {_hint(rule.do, actions)}actions: {', '.join(actions)}"))
+        muting: set[str] = set()
+        for j, name in enumerate(rule.inhibited_by):
+            if name in parts.actions:
+                muting.add(parts.actions[name].type or name)
+            elif name in ACTION_TYPES or name in parts.action_names:
+                muting.add(name)
+            else:
+                known = sorted(set(parts.action_names) | set(ACTION_TYPES))
+                errors.append(pos.error(at + ("inhibited_by", j), f"unknown action {name!r}; {_hint(name, known)}"
+                                        f"use an action name or type: {', '.join(known)}"))
+        p.inhibitors[rule.name] = frozenset(muting)
+    for name, action in parts.actions.items():
         at = ("actions", name)
-        if spec.action_type(name) == "retrain":
+        kind = action.type or name
+        if kind not in ACTION_TYPES:
+            errors.append(pos.error(at, f"action {name!r} needs 'type' ({' or '.join(ACTION_TYPES)}): "
+                                    "its name is not an action type"))
+        if kind == "retrain":
             if action.train is None:
                 errors.append(pos.error(at, "a retrain action needs 'train' (entrypoint or command)"))
             else:
@@ -208,20 +373,47 @@ def _semantic_errors(p: LoadedPolicy, pos: _Positions, path: Path) -> list[Polic
                 for u in sorted(rb.names - set(ROLLBACK_NAMES)):
                     errors.append(pos.error_in(at + ("rollback_if",), rb.column_of(u), f"unknown name {u!r}; use live.<metric> and champion.<metric>"))
                 p.rollback_if[name] = rb
-    if spec.reference is not None and not (path.parent / spec.reference.path).exists() and not Path(spec.reference.path).exists():
-        errors.append(pos.error(("reference", "path"), f"reference file not found: {spec.reference.path}"))
-    return sorted(errors, key=lambda e: (e.line, e.col))
+    if parts.reference is not None and not _reference_path(path, parts.reference).exists():
+        errors.append(pos.error(("reference", "path"), f"reference file not found: {parts.reference}"))
+    return errors
+
+
+def _monitor_errors(name: str, m: MonitorBase, pos: _Positions) -> list[PolicyError]:
+    at: Path_ = ("monitors", name)
+    window = getattr(m, "window", None)
+    if window is not None and window.time is not None:
+        try:
+            parse_duration(window.time)
+        except ValueError as e:
+            return [pos.error(at + ("window", "time"), str(e))]
+    try:
+        build(m.kind, monitor_params(m))
+    except ValueError as e:
+        message = str(e).removeprefix(f"{m.kind}: ")
+        # Point at the parameter the message names first (constructor messages start with it).
+        named = [(message.find(k), k) for k in m.params() if re.search(rf"\b{re.escape(k)}\b", message)]
+        where = at + (min(named)[1],) if named else at
+        return [pos.error(where, message)]
+    return []
+
+
+def uses_policy_reference(m: MonitorBase) -> bool:
+    """Whether a monitor compares features with the policy's ``reference`` data: its kind takes
+    ``features`` and ``reference`` (feature → values), and the entry gives no ``reference`` itself."""
+    fields = type(m).model_fields
+    return "features" in fields and "reference" in fields and getattr(m, "reference", None) is None
 
 
 def monitor_params(m: Any) -> dict[str, Any]:
     """A monitor spec's constructor arguments, with ``window`` spelled out."""
     params = m.params()
-    if m.window is not None:
-        if m.window.events is not None:
-            params["window_events"] = m.window.events
+    window: WindowSpec | None = getattr(m, "window", None)
+    if window is not None:
+        if window.events is not None:
+            params["window_events"] = window.events
         else:
             params["window_events"] = None
-            params["window_seconds"] = parse_duration(m.window.time)
+            params["window_seconds"] = parse_duration(window.time or "")
     return params
 
 
@@ -247,6 +439,55 @@ def _timing(rule: Any, at: Path_, pos: _Positions, errors: list[PolicyError]) ->
     return RuleTiming(max_per_day=rule.max_per_day, **values)
 
 
+def _condition(source: str, at: Path_, monitors: list[str], pos: _Positions, errors: list[PolicyError],
+               helped: set[str]) -> Condition | None:
+    """Compile a rule condition and resolve every name and function it uses; ``helped`` gets the
+    monitors named inside fired_within()/count()."""
+    cond = _compile(source, at, pos, errors)
+    if cond is None:
+        return None
+    before = len(errors)
+    bound = set(_COMPREHENSION.findall(source))
+    for u in sorted(cond.names - set(monitors) - set(CONTEXT_NAMES) - bound):
+        errors.append(pos.error_in(at, cond.column_of(u),
+                      f"unknown name {u!r}; {_hint(u, monitors)}monitors: {', '.join(monitors) or '(none)'}; "
+                      f"also available: {', '.join(CONTEXT_NAMES)}"))
+    known_functions = set(FUNCTIONS) | CEL_BUILTINS
+    for f in sorted(cond.all_functions - known_functions):
+        errors.append(pos.error_in(at, cond.column_of(f),
+                      f"unknown function {f!r}; {_hint(f, sorted(FUNCTIONS))}helpers: {', '.join(FUNCTIONS)}"))
+    for call in _HELPER_CALL.finditer(source):
+        helper, args = call.group(1), call.group(2)
+        pieces = args.split(",")
+        col = call.start(2) + 1
+        if len(pieces) != 2:
+            errors.append(pos.error_in(at, call.start() + 1, f"{helper}() takes two arguments: "
+                                       f"{helper}(\"<monitor>\", \"<duration>\")"))
+            continue
+        first = _STRING.match(pieces[0])
+        if first is None:
+            bare = pieces[0].strip()
+            errors.append(pos.error_in(at, col + len(pieces[0]) - len(pieces[0].lstrip()),
+                          f"{helper}() takes the monitor's name as a string: {helper}(\"{bare}\", ...)"))
+        else:
+            name = first.group(1) if first.group(1) is not None else first.group(2)
+            helped.add(name)
+            if name not in monitors:
+                errors.append(pos.error_in(at, col + len(pieces[0]) - len(pieces[0].lstrip()),
+                              f"{helper}() names unknown monitor {name!r}; {_hint(name, monitors)}"
+                              f"monitors: {', '.join(monitors) or '(none)'}"))
+        second = _STRING.match(pieces[1])
+        dcol = col + len(pieces[0]) + 1 + len(pieces[1]) - len(pieces[1].lstrip())
+        if second is None:
+            errors.append(pos.error_in(at, dcol, f"{helper}() takes a duration string such as \"1h\""))
+        else:
+            try:
+                parse_duration(second.group(1) if second.group(1) is not None else second.group(2))
+            except ValueError as e:
+                errors.append(pos.error_in(at, dcol, str(e)))
+    return cond if len(errors) == before else None
+
+
 def _compile(source: str, at: Path_, pos: _Positions, errors: list[PolicyError]) -> Condition | None:
     try:
         return Condition(source)
@@ -258,8 +499,9 @@ def _compile(source: str, at: Path_, pos: _Positions, errors: list[PolicyError])
 class _Positions:
     """Line and column of every key and value of a composed YAML document."""
 
-    def __init__(self, file: str) -> None:
+    def __init__(self, file: str, text: str = "") -> None:
         self.file = file
+        self.lines = text.splitlines()
         self.keys: dict[Path_, tuple[int, int]] = {}
         self.values: dict[Path_, yaml.Node] = {}
 
@@ -279,8 +521,9 @@ class _Positions:
     def _where(self, path: Path_) -> str:
         out = ""
         for p in path:
+            p = "on" if p is True else p
             out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
-        return out.replace("True", "on")
+        return out
 
     def error(self, path: Path_, message: str, key: bool = False) -> PolicyError:
         probe = path
@@ -304,48 +547,73 @@ class _Positions:
         if node.style in ("'", '"'):
             col += 1
         elif node.style in ("|", ">"):
-            line, col = line + 1, col + 2
+            # Content starts on the next line, at the block's indentation.
+            body = [x for x in self.lines[line:] if x.strip()]
+            line, col = line + 1, (len(body[0]) - len(body[0].lstrip()) + 1) if body else 1
         if line_offset:
-            line, col = line + line_offset, 1
+            line += line_offset
+            if node.style not in ("|", ">"):
+                col = 1
         return PolicyError(self.file, line, col + column - 1, self._where(path), message)
 
 
-def _pydantic_errors(exc: ValidationError, pos: _Positions) -> list[PolicyError]:
+def _pydantic_errors(exc: ValidationError, pos: _Positions, data: dict[Any, Any]) -> list[PolicyError]:
     out = []
     for err in exc.errors():
         loc = tuple(x for x in err["loc"] if not (isinstance(x, str) and x.startswith("function-")))
         loc = tuple("for" if x == "for_" else x for x in loc)
+        if len(loc) > 2 and loc[0] == "monitors" and loc[2] in MONITOR_MODELS:
+            loc = loc[:2] + loc[3:]  # the discriminated union's tag is not part of the file's path
         kind = err["type"]
-        if kind == "extra_forbidden":
-            allowed = _allowed_keys(loc[:-1])
-            close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else (f"; allowed: {', '.join(allowed)}" if allowed else "")
-            out.append(pos.error(loc, f"unknown key {loc[-1]!r}{hint}", key=True))
+        if kind == "extra_forbidden" and loc[0] == "monitors" and loc[-1] == "window" and len(loc) == 3:
+            kind_name = data["monitors"][loc[1]].get("kind")
+            out.append(pos.error(loc, f"a monitor of kind {kind_name!r} has no window: it updates on every event", key=True))
+        elif kind == "extra_forbidden":
+            allowed = _allowed_keys(loc[:-1], data)
+            hint = _hint(str(loc[-1]), allowed)
+            tail = f"; {hint.strip()}" if hint else (f"; allowed: {', '.join(allowed)}" if allowed else "")
+            out.append(pos.error(loc, f"unknown key {loc[-1]!r}{tail}", key=True))
         elif kind == "missing":
             out.append(pos.error(loc, "required field missing"))
+        elif kind == "union_tag_invalid":
+            tag = str(err.get("ctx", {}).get("tag"))
+            kinds = sorted(MONITORS)
+            close = difflib.get_close_matches(tag, kinds, n=1, cutoff=HINT_CUTOFF)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; known kinds: {', '.join(kinds)}"
+            out.append(pos.error(loc + ("kind",), f"unknown monitor kind {tag!r}{hint}"))
+        elif kind == "union_tag_not_found":
+            out.append(pos.error(loc, f"a monitor needs 'kind', one of: {', '.join(sorted(MONITORS))}"))
         else:
             msg = err["msg"].removeprefix("Value error, ")
             out.append(pos.error(loc, msg))
-    return sorted(out, key=lambda e: (e.line, e.col))
+    return out
 
 
-def _allowed_keys(loc: Iterable[str | int]) -> list[str]:
+def _allowed_keys(loc: tuple[Any, ...], data: Any) -> list[str]:
     """The keys the model at ``loc`` accepts (for 'did you mean')."""
     model: Any = Policy
-    for part in loc:
-        fields = getattr(model, "model_fields", None)
-        if fields is None:
+    i = 0
+    while i < len(loc):
+        part = loc[i]
+        data = data.get(part) if isinstance(data, dict) else (data[part] if isinstance(data, list) and isinstance(part, int) and part < len(data) else None)
+        if model is Policy and part == "monitors" and i + 1 < len(loc):
+            i += 1
+            data = data.get(loc[i]) if isinstance(data, dict) else None
+            model = MONITOR_MODELS.get(str(data.get("kind"))) if isinstance(data, dict) else None
+        elif isinstance(part, str):
+            fields = getattr(model, "model_fields", None) or {}
+            match = next((f for n, f in fields.items() if (f.alias or n) == part), None)
+            model = _inner_model(match.annotation) if match else None
+        i += 1
+        if model is None:
             return []
-        if isinstance(part, str) and part in {f.alias or n for n, f in fields.items()}:
-            name = next(n for n, f in fields.items() if (f.alias or n) == part)
-            model = _inner_model(fields[name].annotation)
-        elif isinstance(model, type) and issubclass(model, BaseModel):
-            continue
     fields = getattr(model, "model_fields", {})
     return sorted(f.alias or n for n, f in fields.items())
 
 
 def _inner_model(annotation: Any) -> Any:
+    import typing
+
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
     for arg in typing.get_args(annotation):

@@ -14,6 +14,15 @@ when its cooldown (Alertmanager's repeat interval) has passed and the day's budg
 False
 >>> s, fire = step(t, s, False, now=180.0); s.phase
 'inactive'
+
+``keep_firing_for`` keeps a firing rule firing (its ``for`` is not restarted) for that long after
+the condition stopped holding; it emits decisions only while the condition holds. An
+``inhibited`` rule (a retrain of its model is running) goes on moving between phases but emits
+nothing, and a muted firing uses none of the cooldown or the daily budget, so the rule fires on
+the first evaluation after the inhibition ends if it still holds (Alertmanager's inhibition).
+
+>>> s, fire = step(RuleTiming(), RuleState(), True, now=0.0, inhibited=True); fire, s.phase, s.last_fired
+(False, 'firing', None)
 """
 
 from __future__ import annotations
@@ -57,7 +66,9 @@ class RuleState:
         return cls(**{**d, "fired": tuple(d.get("fired", ()))})
 
 
-def step(timing: RuleTiming, state: RuleState, condition: bool, now: float) -> tuple[RuleState, bool]:
+def step(
+    timing: RuleTiming, state: RuleState, condition: bool, now: float, inhibited: bool = False
+) -> tuple[RuleState, bool]:
     """The next state and whether the rule fires (emits a decision) at ``now``."""
     fired = tuple(t for t in state.fired if now - t < DAY)
     if not condition:
@@ -74,7 +85,7 @@ def step(timing: RuleTiming, state: RuleState, condition: bool, now: float) -> t
         ready = False
     state = replace(state, held=held, active_since=since, last_true=now, fired=fired,
                     phase="firing" if ready else "pending")
-    if not ready:
+    if not ready or inhibited:
         return state, False
     if state.last_fired is not None and timing.cooldown is not None and now - state.last_fired < timing.cooldown:
         return state, False

@@ -1,21 +1,83 @@
 """The policy file format: pydantic models with unknown keys forbidden.
 
-``driftwarden schema`` prints :func:`json_schema` for editor completion.
+``driftwarden schema`` prints :func:`json_schema` for editor completion. A monitor entry's keys
+are its kind's constructor arguments: one model per kind is derived from the constructor
+signatures in :data:`detectors.registry.MONITORS` (add a kind there and the policy format, the
+JSON Schema and the README reference know it), with ``window: {events: N} | {time: 10m}`` in
+place of ``window_events``/``window_seconds``.
 
 >>> p = Policy.model_validate({"version": 1, "model": "m", "monitors": {"e": {"kind": "adwin", "series": "error"}},
 ...                            "rules": [{"name": "r", "when": "e.drift", "do": "alert"}]})
 >>> p.rules[0].do, p.monitors["e"].params()
 ('alert', {'series': 'error'})
+>>> sorted(MONITOR_MODELS["adwin"].model_fields)
+['clock', 'delta', 'grace_period', 'kind', 'series']
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import builtins
+import inspect
+import math
+import sys
+import typing
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+
+from detectors.registry import MONITORS
 
 BUILTIN_ACTIONS = ("alert",)
 ACTION_TYPES = ("retrain", "alert")
+SEVERITIES = ("info", "warning", "critical")
+
+WINDOW_PARAMS = ("window_events", "window_seconds")
+"""Constructor arguments a policy writes as ``window: {events: N}`` or ``window: {time: 10m}``."""
+
+PARAM_DOCS: dict[str, str] = {
+    "series": "What the detector watches: a feature or attribute name, `prediction`, `score`, "
+              "`label`, `error` (0/1 mistakes of labeled predictions) or `residual` (label - prediction).",
+    "features": "Feature names to compare, or `all` (every feature of the first batch).",
+    "method": "Two-sample test: `auto` (Evidently's choice per column) or ks, psi, wasserstein, "
+              "jensenshannon, chisquare, ...",
+    "threshold": "The value the statistic is compared with (the kind's default when omitted).",
+    "drift_share": "Share of drifted features at which the whole window counts as drifted.",
+    "correction": "Multiple-test correction of per-feature p-values: none, bonferroni or bh.",
+    "per_feature": "Per-feature overrides: `{feature: {method: ..., threshold: ...}}`.",
+    "reference": "Reference to compare with (kind-specific); kinds with `features` default to the policy's `reference` file, else the first window.",
+    "reference_mode": "`fixed` reference, or `rolling` (each window is the next one's reference).",
+    "metric": "The metric computed per window, e.g. accuracy, f1, mae, rmse.",
+    "tolerance": "Without a threshold: how far below the first window's value counts as degraded.",
+    "positive": "The positive class.",
+    "delta": "Confidence parameter (smaller: fewer false alarms, later detection).",
+    "clock": "How often (in updates) ADWIN checks for a change.",
+    "grace_period": "Updates before the first check.",
+    "min_instances": "Updates before the first check.",
+    "alpha": "Significance level / forgetting factor of the detector.",
+    "mode": "Direction of change to detect: up, down or both.",
+    "window_size": "Sliding window length.",
+    "stat_size": "Length of the most recent part compared with the rest of the window.",
+    "seed": "Random seed (deterministic runs).",
+    "warm_start": "Updates before the first alarm.",
+    "warning_threshold": "Warning level in standard deviations.",
+    "drift_threshold": "Drift level in standard deviations.",
+    "beta": "EDDM's drift level.",
+    "drift_confidence": "Confidence of the drift test.",
+    "warning_confidence": "Confidence of the warning test.",
+    "two_sided_test": "Detect decreases as well as increases.",
+    "lambda_val": "Weight of the newest value in the moving average.",
+    "attribute": "Group attribute (from attributes or features); a list makes intersectional groups.",
+    "measure": "`difference` (max - min) or `ratio` (min / max) between groups.",
+    "confidence": "Confidence level of the intervals.",
+    "require_interval": "Drift only when the whole confidence interval is beyond the threshold.",
+    "min_group_size": "Groups smaller than this are reported but not judged.",
+    "bias_drift": "Report the change of the gap against a reference instead of the gap.",
+    "four_fifths": "Drift when the selection-rate ratio falls below 0.8 (EEOC rule).",
+    "warmup": "Values that estimate the reference mean and standard deviation.",
+    "mean": "Reference mean (estimated during warmup when omitted).",
+    "sd": "Reference standard deviation (estimated during warmup when omitted).",
+}
+"""One-line meanings of monitor parameters for the schema and the README reference."""
 
 
 class Strict(BaseModel):
@@ -35,39 +97,113 @@ class WindowSpec(Strict):
         return self
 
 
-class MonitorSpec(BaseModel):
+class MonitorBase(Strict):
     """A monitor: ``kind`` selects it; the other keys are that kind's parameters."""
 
-    model_config = ConfigDict(extra="allow")
-
-    kind: str = Field(description="Monitor kind, e.g. feature_drift, adwin, performance.")
-    window: WindowSpec | None = Field(None, description="Window of a windowed monitor.")
+    kind: str
 
     def params(self) -> dict[str, Any]:
-        """The monitor constructor's arguments (``window`` spelled out as window_events/window_seconds)."""
-        return dict(self.model_extra or {})
+        """The keys the policy set (constructor arguments; ``window`` is spelled out by the loader)."""
+        return self.model_dump(by_alias=True, exclude={"kind", "window"}, exclude_unset=True)
+
+    def definition(self) -> dict[str, Any]:
+        """Every parameter with defaults filled in: two entries that behave the same compare equal."""
+        return self.model_dump(by_alias=True, mode="json")
+
+
+def _annotation(cls: type, name: str, raw: Any) -> Any:
+    """The parameter's type, evaluated in the monitor's module; ``Any`` when it cannot be."""
+    if raw is inspect.Parameter.empty:
+        return Any
+    if not isinstance(raw, str):
+        return raw
+    module = sys.modules.get(cls.__module__)
+    namespace = {**vars(typing), **vars(builtins), **(vars(module) if module else {})}
+    try:
+        hint = eval(raw, namespace)  # noqa: S307 - annotations of our own registered classes
+        typing.get_type_hints(create_model("_Probe", x=(hint, ...)))
+        return hint
+    except Exception:  # noqa: BLE001 - an annotation we cannot evaluate accepts anything
+        return Any
+
+
+def _default(value: Any) -> Any:
+    if value is inspect.Parameter.empty:
+        return ...
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def monitor_model(kind: str, cls: type) -> type[MonitorBase]:
+    """The policy model of one monitor kind, derived from its constructor signature."""
+    fields: dict[str, Any] = {"kind": (Literal[kind], Field(description="Monitor kind."))}  # type: ignore[valid-type]
+    extra = "forbid"
+    windowed = False
+    for name, p in inspect.signature(cls).parameters.items():
+        if p.kind is p.VAR_POSITIONAL:
+            continue
+        if p.kind is p.VAR_KEYWORD:
+            extra = "allow"
+            continue
+        if name in WINDOW_PARAMS:
+            windowed = True
+            continue
+        doc = PARAM_DOCS.get(name, f"Parameter of {cls.__name__} (see its docstring).")
+        field_name = name if not (hasattr(BaseModel, name) or name.startswith("model_")) else f"{name}_param"
+        fields[field_name] = (_annotation(cls, name, p.annotation),
+                              Field(_default(p.default), alias=name if field_name != name else None, description=doc))
+    if windowed:
+        fields["window"] = (WindowSpec | None, Field(None, description="Tumbling window: {events: N} or {time: 10m}."))
+    summary = (inspect.getdoc(cls) or "").split("\n\n")[0].replace("\n", " ")
+    model = create_model(  # type: ignore[call-overload]
+        f"Monitor_{kind}", __base__=MonitorBase, __doc__=summary or f"The {kind} monitor.", **fields,
+    )
+    model.model_config = ConfigDict(extra=extra, populate_by_name=True)  # type: ignore[typeddict-item]
+    model.model_rebuild(force=True)
+    return model  # type: ignore[no-any-return]
+
+
+MONITOR_MODELS: dict[str, type[MonitorBase]] = {kind: monitor_model(kind, cls) for kind, cls in sorted(MONITORS.items())}
+"""The policy model of every monitor kind."""
+
+if TYPE_CHECKING:
+    MonitorSpec = MonitorBase
+else:
+    MonitorSpec = Annotated[Union[tuple(MONITOR_MODELS.values())], Field(discriminator="kind")]  # noqa: UP007
 
 
 class ReferenceSpec(Strict):
+    """Reference data for drift monitors."""
+
     path: str = Field(description="Parquet or CSV file of reference data (feature columns), relative to the policy file.")
 
 
 class Rule(Strict):
     """When ``when`` holds (for ``for``, and ``require`` holds too), do ``do`` — at most once per ``cooldown``."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
-    when: str | None = Field(None, description="CEL condition over the monitors' latest signals.")
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="Unique name of the rule in this policy.")
+    when: str | None = Field(None, description="CEL condition over the context (monitors' latest signals, counts, ...).")
     schedule: str | None = Field(None, description="Cron string (minute hour day month day-of-week), instead of 'when'.")
-    for_: str | int | None = Field(None, alias="for", description="How long 'when' must hold: 'N windows' or a duration.")
-    keep_firing_for: str | None = Field(None, description="Keep firing this long after 'when' stops holding.")
-    require: str | None = Field(None, description="CEL precondition, e.g. labels.count >= 1000.")
+    for_: str | int | None = Field(
+        None, alias="for",
+        description="How long 'when' must hold before the rule fires: 'N windows' (consecutive evaluations) or a duration.",
+    )
+    keep_firing_for: str | None = Field(
+        None, description="Stay firing this long after 'when' stops holding (a flap does not restart 'for').",
+    )
+    require: str | None = Field(None, description="CEL precondition, e.g. labels.count >= 1000; the rule fires only when it holds too.")
     cooldown: str | None = Field(None, description="Minimum time between two firings (a repeat interval), e.g. 6h.")
     max_per_day: int | None = Field(None, ge=1, description="At most this many firings in any 24 hours.")
+    inhibited_by: list[str] = Field(
+        default_factory=list,
+        description="Action names or types (e.g. retrain) that mute this rule for the model while one is running.",
+    )
     do: str = Field(description="The action to run: a name under 'actions', or 'alert'.")
     dry_run: bool = Field(False, description="Emit and log decisions, execute nothing.")
-    severity: Literal["info", "warning", "critical"] = "warning"
-    labels: dict[str, str] = Field(default_factory=dict)
-    annotations: dict[str, str] = Field(default_factory=dict)
+    severity: Literal["info", "warning", "critical"] = Field("warning", description="Carried into decisions and alerts.")
+    labels: dict[str, str] = Field(default_factory=dict, description="Carried into decisions and alerts (routing, ownership).")
+    annotations: dict[str, str] = Field(default_factory=dict, description="Carried into decisions and alerts (summary, runbook URL).")
 
     @model_validator(mode="after")
     def _trigger(self) -> Rule:
@@ -77,10 +213,12 @@ class Rule(Strict):
 
 
 class TrainSpec(Strict):
+    """How a candidate model is trained."""
+
     entrypoint: str | None = Field(None, description="Python 'module:function' called as function(X, y, params) -> model.")
     command: str | list[str] | None = Field(None, description="A command with {data}, {output}, {reference}.")
     timeout: str = Field("30m", description="Kill training after this long.")
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: dict[str, Any] = Field(default_factory=dict, description="Passed to the trainer.")
 
     @model_validator(mode="after")
     def _one(self) -> TrainSpec:
@@ -90,34 +228,79 @@ class TrainSpec(Strict):
 
 
 class DataSpec(Strict):
+    """Which buffered events a retrain uses."""
+
     last: int = Field(50_000, ge=10, description="Train on the most recent N labeled events.")
-    labeled: bool = True
+    labeled: bool = Field(True, description="Only events whose label arrived.")
 
 
 class DeploySpec(Strict):
-    target: Literal["local"] = "local"
+    """Where a promoted model goes."""
+
+    target: Literal["local", "http"] = Field("local", description="local: switch the serving directory; http: switch it, then POST the model server's reload endpoint and GET its health (a failure switches back).")
     path: str = Field(description="Serving directory (a symlink switched atomically).")
+    url: str | None = Field(None, description="http target: the reload endpoint, POSTed after the switch.")
+    health: str | None = Field(None, description="http target: the health endpoint, GET after reloading; 2xx is healthy.")
+    timeout: str = Field("10s", description="http target: timeout of each call.")
+
+    @model_validator(mode="after")
+    def _http(self) -> DeploySpec:
+        if self.target == "http" and not self.url:
+            raise ValueError("an http deploy target needs 'url' (the model server's reload endpoint)")
+        return self
+
+
+class SignificanceSpec(Strict):
+    """The candidate must beat the champion beyond noise on the held-out (or shadow) rows."""
+
+    test: Literal["mcnemar", "bootstrap"] = Field("mcnemar", description="McNemar's exact test on paired errors, or a seeded paired bootstrap of 'metric'.")
+    alpha: float = Field(0.05, gt=0, lt=1, description="One-sided significance level.")
+    metric: str = Field("accuracy", description="bootstrap: the metric compared.")
+    resamples: int = Field(1000, ge=100, description="bootstrap: number of resamples.")
+    seed: int = Field(0, description="bootstrap: random seed (the gate is reproducible).")
+
+
+class FairnessSpec(Strict):
+    """The candidate must not widen the demographic-parity gap of a group attribute."""
+
+    attribute: str = Field(description="A feature or event attribute naming the groups.")
+    max_increase: float = Field(0.0, ge=0, le=1, description="How much wider than the champion's gap the candidate's may be.")
+    max_gap: float | None = Field(None, gt=0, le=1, description="An absolute bound on the candidate's gap.")
+
+
+class WindowedCheck(Strict):
+    """A check on live labeled traffic."""
+
+    window: int = Field(ge=10, description="Labeled live events to wait for.")
 
 
 class Action(Strict):
+    """What a rule triggers: a retrain (train → gate → register → deploy) or an alert."""
+
     type: Literal["retrain", "alert"] | None = Field(None, description="Defaults to the action's name.")
-    train: TrainSpec | None = None
-    data: DataSpec = Field(default_factory=DataSpec)
+    train: TrainSpec | None = Field(None, description="Required for a retrain.")
+    data: DataSpec = Field(default_factory=DataSpec, description="The training data window.")
     holdout: float = Field(0.2, gt=0, lt=1, description="Most recent share of the data held out for the gate.")
-    metrics: list[str] = Field(default_factory=lambda: ["accuracy"])
+    metrics: list[str] = Field(default_factory=lambda: ["accuracy"], description="Metrics the gate computes for candidate and champion.")
     promote_if: str = Field("candidate.accuracy >= champion.accuracy", description="CEL over candidate.* and champion.*")
     retries: int = Field(2, ge=0, description="Retries of a temporary training failure.")
-    deploy: DeploySpec | None = None
-    rollback_if: str | None = None
+    deploy: DeploySpec | None = Field(None, description="Deploy the promoted model here.")
+    rollback_if: str | None = Field(None, description="CEL over live.* (the deployed model on the verify window), champion.* (the version it replaced, on the same rows) and candidate.* (the deployed model at the gate): roll back when it holds.")
+    significance: SignificanceSpec | None = Field(None, description="Also require a significant improvement.")
+    fairness: FairnessSpec | None = Field(None, description="Also require that a group gap does not widen.")
+    shadow: WindowedCheck | None = Field(None, description="Score the candidate on this many live labeled events without serving it; the gate decides on them.")
+    verify: WindowedCheck | None = Field(None, description="After a deploy, check rollback_if on this many live labeled events.")
 
 
 class Policy(Strict):
+    """One policy file: what to watch for one model and what to do about it."""
+
     version: Literal[1] = Field(description="Policy format version.")
     model: str = Field(description="The model this policy watches (the events' 'model').")
-    reference: ReferenceSpec | None = None
-    monitors: dict[str, MonitorSpec] = Field(default_factory=dict)
-    rules: list[Rule] = Field(default_factory=list)
-    actions: dict[str, Action] = Field(default_factory=dict)
+    reference: ReferenceSpec | None = Field(None, description="Reference data; without it a drift monitor's first window is its reference.")
+    monitors: dict[str, MonitorSpec] = Field(default_factory=dict, description="Monitors by name; the name is how conditions refer to them.")
+    rules: list[Rule] = Field(default_factory=list, description="Rules, evaluated when a monitor they name emits a signal.")
+    actions: dict[str, Action] = Field(default_factory=dict, description="Actions by name ('alert' exists without one).")
 
     def action_type(self, name: str) -> str:
         if name in BUILTIN_ACTIONS and name not in self.actions:
@@ -127,6 +310,7 @@ class Policy(Strict):
 
 
 def json_schema() -> dict[str, Any]:
+    """The policy JSON Schema (draft 2020-12)."""
     schema = Policy.model_json_schema(by_alias=True)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "driftwarden policy"

@@ -82,3 +82,39 @@ def fit_sleeps(X: pd.DataFrame, y: pd.Series, params: dict[str, Any]) -> None:
 
 def fit_no_predict(X: pd.DataFrame, y: pd.Series, params: dict[str, Any]) -> dict[str, int]:
     return {"not": 1}
+
+
+class LinearRule:
+    """A fixed rule ``w0*x0 + w1*x1 > 0`` (the data's truth is w0 = w1 = 1); with ``favor``,
+    every row with x2 > ``favor`` is approved — a model that treats one group better.
+    Picklable and deterministic: the gate's numbers in the tests are exact."""
+
+    classes_ = np.array([0, 1])
+
+    def __init__(self, w0: float = 1.0, w1: float = 1.0, favor: float | None = None) -> None:
+        self.w0, self.w1, self.favor = w0, w1, favor
+
+    def fit(self, X: Any, y: Any) -> LinearRule:
+        return self
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        x = X[list(FEATURES)].to_numpy(dtype=float)
+        out = (self.w0 * x[:, 0] + self.w1 * x[:, 1] > 0).astype(int)
+        if self.favor is not None:
+            out[x[:, 2] > self.favor] = 1
+        return out
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        p = self.predict(X).astype(float) * 0.8 + 0.1
+        return np.c_[1 - p, p]
+
+
+def slow_copy(X: pd.DataFrame, y: pd.Series, params: dict[str, Any]) -> Any:
+    """Leave a marker (one per training), sleep params["sleep"] seconds, then return the model
+    pickled at params["model"]: a trainer to SIGKILL a daemon under."""
+    import pickle
+
+    marker = Path(params["markers"]) / f"trained-{os.getpid()}"
+    marker.write_text(str(os.getpid()))
+    time.sleep(float(params.get("sleep", 0)))
+    return pickle.loads(Path(params["model"]).read_bytes())

@@ -1,0 +1,225 @@
+"""Where the daemon's outputs go: files and Kafka topics, behind one small interface.
+
+A :class:`Sink` takes JSON-able mappings with :meth:`~Sink.write` and makes them durable with
+:meth:`~Sink.flush`; the checkpoint flushes every sink *before* its store transaction, so the
+outputs of a batch are out before its offsets are committed (at-least-once: a crash between the
+flush and the transaction replays the batch, and a replayed decision carries the same
+idempotency key). :class:`~daemon.actions.JsonlSink` is the file sink; this module adds:
+
+- :class:`KafkaJsonSink`: JSON objects to a topic, keyed by model (a model's outputs stay in
+  order), the object's ``type`` and decision ``key`` in the headers. The decisions-and-alerts
+  topic is one of these.
+- :class:`DeadLetterSink`: the JSONL file plus, optionally, a dead-letter topic that receives
+  the *raw* value, byte for byte, with the reason and the source position in the headers.
+- :class:`ModelUpdates`: a ``model-updated`` event after each deploy or rollback, sent and
+  flushed at once (from the action's worker thread) so serving apps reload without waiting for
+  the next checkpoint.
+- :class:`Tee`: one sink writing to several.
+
+>>> class Memory:
+...     def __init__(self): self.items, self.flushed = [], 0
+...     def write(self, obj): self.items.append(obj)
+...     def flush(self): self.flushed += 1
+>>> a, b = Memory(), Memory()
+>>> t = Tee(a, b); t.write({"type": "alert"}); t.flush(); (a.items, b.flushed)
+([{'type': 'alert'}], 1)
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+import orjson
+
+from daemon.config import Settings
+
+log = logging.getLogger("driftwarden.sinks")
+
+MODEL_UPDATED = "model-updated"
+"""The ``type`` of the event sent after a deploy or rollback."""
+
+UPDATE_STATES = frozenset({"deployed", "rolled_back"})
+"""Action states after which the serving model changed."""
+
+
+class Sink(Protocol):
+    """Takes JSON-able objects; :meth:`flush` returns once they are durable (or raises)."""
+
+    def write(self, obj: Mapping[str, Any]) -> None: ...
+
+    def flush(self) -> None: ...
+
+
+class Tee:
+    """Writes every object to each of ``sinks``; flushes them all."""
+
+    def __init__(self, *sinks: Sink) -> None:
+        self.sinks = sinks
+
+    def write(self, obj: Mapping[str, Any]) -> None:
+        for s in self.sinks:
+            s.write(obj)
+
+    def flush(self) -> None:
+        for s in self.sinks:
+            s.flush()
+
+    @property
+    def pending(self) -> int:
+        return sum(getattr(s, "pending", 0) for s in self.sinks)
+
+    def close(self) -> None:
+        for s in self.sinks:
+            close = getattr(s, "close", None)
+            if close is not None:
+                close()
+
+
+def _dumps(obj: Mapping[str, Any]) -> bytes:
+    return orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+class KafkaJsonSink:
+    """JSON objects to one Kafka topic: key = the object's ``model``, headers ``type`` and (for
+    decisions) ``key``, the idempotency key consumers deduplicate on."""
+
+    def __init__(self, bootstrap: str, topic: str, settings: Mapping[str, Any] | None = None) -> None:
+        from daemon.kafka_io import KafkaSink
+
+        self.topic = topic
+        self._sink = KafkaSink(bootstrap, topic, **dict(settings or {}))
+
+    def write(self, obj: Mapping[str, Any]) -> None:
+        headers = {"type": str(obj.get("type", ""))}
+        if obj.get("key"):
+            headers["key"] = str(obj["key"])
+        model = obj.get("model")
+        self._sink.send(_dumps(obj), key=str(model).encode() if model else None, headers=headers)
+
+    def flush(self) -> None:
+        self._sink.flush()
+
+    @property
+    def pending(self) -> int:
+        return self._sink.pending
+
+    def close(self) -> None:
+        self._sink.close()
+
+
+class DeadLetterSink:
+    """Dead letters to the JSONL file (``raw`` as text) and, when configured, to a topic.
+
+    ``write`` takes :meth:`daemon.events.DeadLetter.as_dict` with ``raw`` replaced by the
+    original bytes. The topic gets those bytes unchanged as the value (so the producer's own
+    tooling can read them), the record's key, and headers ``reason``, ``source`` (partition
+    name), ``offset`` and ``index``.
+    """
+
+    def __init__(self, file: Sink, topic: Any | None = None) -> None:
+        self.file = file
+        self.topic = topic  # a daemon.kafka_io.KafkaSink
+
+    def write(self, obj: Mapping[str, Any]) -> None:
+        raw = obj.get("raw", b"")
+        if isinstance(raw, str):
+            raw = raw.encode()
+        self.file.write({**obj, "raw": raw.decode("utf-8", "replace")})
+        if self.topic is not None:
+            headers = {"reason": str(obj.get("reason", "")), "source": str(obj.get("partition", "")),
+                       "offset": str(obj.get("offset", "")), "index": str(obj.get("index", ""))}
+            self.topic.send(raw, key=obj.get("key"), headers=headers)
+
+    def flush(self) -> None:
+        self.file.flush()
+        if self.topic is not None:
+            self.topic.flush()
+
+    @property
+    def pending(self) -> int:
+        return self.topic.pending if self.topic is not None else 0
+
+    def close(self) -> None:
+        if self.topic is not None:
+            self.topic.close()
+
+
+class ModelUpdates:
+    """Sends ``{"type": "model-updated", "model", "version", "previous", "state", "action",
+    "ts"}`` when an action reaches a state in :data:`UPDATE_STATES`; ``version`` is the model's
+    champion after the change (what serving apps should load). Thread-safe; each event is flushed
+    before :meth:`observe` returns, and a failed send is logged, never raised into the action."""
+
+    def __init__(self, sink: Sink, champion: Callable[[str], str | None], clock: Callable[[], float] = time.time) -> None:
+        self.sink, self.champion, self.clock = sink, champion, clock
+        self._lock = threading.Lock()
+
+    def observe(self, item: Mapping[str, Any]) -> None:
+        if item.get("type") != "action" or item.get("state") not in UPDATE_STATES:
+            return
+        model = str(item.get("model"))
+        try:
+            version = self.champion(model)
+        except Exception as e:  # noqa: BLE001 - the registry is another component; report what the action said
+            log.warning("cannot read the champion of %s (%s); sending the action's version", model, e)
+            version = None
+        event = {"type": MODEL_UPDATED, "model": model, "version": version or item.get("version"),
+                 "previous": item.get("previous"), "state": item.get("state"), "action": item.get("key"),
+                 "ts": self.clock()}
+        try:
+            with self._lock:
+                self.sink.write(event)
+                self.sink.flush()
+        except Exception as e:  # noqa: BLE001 - serving apps also poll the registry; never fail the deploy
+            log.error("model-updated event for %s %s not delivered: %s", model, event["version"], e)
+
+
+def kafka_target(settings: Settings) -> tuple[str, dict[str, Any]] | None:
+    """(bootstrap, client settings) for the sinks: ``sinks.bootstrap`` or the Kafka source's."""
+    s = settings.sinks
+    bootstrap = s.bootstrap or (settings.source.bootstrap if settings.source.kind == "kafka" else None)
+    if bootstrap is None:
+        return None
+    client = dict(settings.source.settings) if settings.source.kind == "kafka" else {}
+    client.update(s.settings)
+    return bootstrap, _producer_settings(client)
+
+
+# Consumer-only settings of the source that a producer refuses.
+_CONSUMER_ONLY = frozenset({
+    "heartbeat_interval_ms", "session_timeout_ms", "max_poll_interval_ms", "max_poll_records",
+    "fetch_min_bytes", "fetch_max_wait_ms", "fetch_max_bytes", "max_partition_fetch_bytes",
+    "partition_assignment_strategy", "check_crcs", "exclude_internal_topics", "isolation_level",
+    "group_instance_id", "leave_group_on_close", "auto_commit_interval_ms",
+})
+
+
+def _producer_settings(client: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in client.items() if k not in _CONSUMER_ONLY}
+
+
+def build_sinks(settings: Settings, file_dead_letters: Sink, file_alerts: Sink) -> tuple[DeadLetterSink, Sink, Sink | None, KafkaJsonSink | None]:
+    """(dead letters, alerts, decisions, model-updated) sinks as ``settings.sinks`` asks: each
+    Kafka topic is off unless named."""
+    s = settings.sinks
+    target = kafka_target(settings)
+    named = [t for t in (s.decisions_topic, s.dead_letter_topic, s.model_updated_topic) if t]
+    if named and target is None:
+        raise ValueError(f"sinks name Kafka topics {named} but no bootstrap: set sinks.bootstrap or use a kafka source")
+    dlq = decisions = updates = None
+    if target is not None:
+        from daemon.kafka_io import KafkaSink
+
+        bootstrap, client = target
+        if s.dead_letter_topic:
+            dlq = KafkaSink(bootstrap, s.dead_letter_topic, **client)
+        if s.decisions_topic:
+            decisions = KafkaJsonSink(bootstrap, s.decisions_topic, client)
+        if s.model_updated_topic:
+            updates = KafkaJsonSink(bootstrap, s.model_updated_topic, client)
+    alerts: Sink = Tee(file_alerts, decisions) if decisions is not None else file_alerts
+    return DeadLetterSink(file_dead_letters, dlq), alerts, decisions, updates

@@ -1,0 +1,257 @@
+"""The example model server: serves predictions from driftwarden's serving directory, writes
+every prediction and label as an event for the daemon, and reloads when driftwarden deploys.
+
+    python -m examples.credit.server --serving .driftwarden/serving/credit --events events.jsonl
+
+Endpoints (JSON in, JSON out):
+
+- ``POST /predict`` ``{"id", "features": {...}, "attributes": {...}}`` or
+  ``{"instances": [{...}, ...]}`` → ``{"predictions": [{"id", "prediction", "score",
+  "version"}]}``; each prediction is appended to the events file (the wire contract) with the
+  version that made it;
+- ``POST /label`` ``{"id", "label"}`` or ``{"labels": [...]}``: the true outcome, appended to the
+  events file (the daemon joins it to the prediction by id);
+- ``POST /reload``: load the model the serving directory now points to (driftwarden's ``http``
+  deploy target calls this after switching the directory) → ``{"version"}``;
+- ``GET /health`` → ``{"status": "ok", "version", "model"}``, or 503 without a model.
+
+The serving path is a symlink that driftwarden switches atomically; the server resolves it
+once per load and reads ``VERSION`` and ``model.pkl`` from that one directory, so the version
+it reports is the model it serves. Point the daemon at the events file
+(``driftwarden run --events events.jsonl``) and give the policy
+``deploy: {target: http, path: serving/credit, url: http://HOST:PORT/reload,
+health: http://HOST:PORT/health}``.
+
+stdlib only (``http.server``): an example, not a production server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import pickle
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pandas as pd
+
+log = logging.getLogger("credit.server")
+
+#: Largest request body accepted: a batch of a few thousand predictions.
+MAX_BODY = 16 << 20
+
+
+class ModelHolder:
+    """The served model: reloaded from the serving directory on demand, swapped atomically."""
+
+    def __init__(self, serving: Path) -> None:
+        self.serving = Path(serving)
+        self._lock = threading.Lock()
+        self.model: Any = None
+        self.version: str | None = None
+        self.features: list[str] | None = None
+
+    def reload(self) -> str:
+        """Load what the serving path points to now; returns its version."""
+        resolved = self.serving.resolve(strict=True)  # one directory: VERSION and model agree
+        version = (resolved / "VERSION").read_text().strip()
+        with open(resolved / "model.pkl", "rb") as f:
+            model = pickle.load(f)
+        features = getattr(model, "feature_names_in_", None)
+        with self._lock:
+            self.model, self.version = model, version
+            self.features = None if features is None else [str(c) for c in features]
+        log.info("serving %s from %s", version, resolved)
+        return version
+
+    def predict(self, rows: list[dict[str, Any]]) -> tuple[list[Any], list[float | None], str]:
+        with self._lock:
+            model, version, features = self.model, self.version, self.features
+        if model is None or version is None:
+            raise LookupError("no model loaded")
+        frame = pd.DataFrame.from_records(rows)
+        if features is not None:
+            frame = frame[features]
+        predictions = [_plain(p) for p in model.predict(frame)]
+        scores: list[float | None] = [None] * len(rows)
+        if callable(getattr(model, "predict_proba", None)):
+            proba = model.predict_proba(frame)
+            if proba.shape[1] == 2:
+                scores = [round(float(s), 6) for s in proba[:, 1]]
+        return predictions, scores, version
+
+
+class EventLog:
+    """Append-only JSONL events file, one flushed write per request (the daemon tails it)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+
+    def write(self, events: list[dict[str, Any]]) -> None:
+        data = b"".join(orjson.dumps(e, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n" for e in events)
+        with self._lock, open(self.path, "ab") as f:
+            f.write(data)
+
+
+class ModelServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(
+        self, address: tuple[str, int], holder: ModelHolder, events: EventLog, model: str
+    ) -> None:
+        super().__init__(address, Handler)
+        self.holder, self.events, self.model_name = holder, events, model
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host.decode() if isinstance(host, bytes) else host}:{port}"
+
+
+class Handler(BaseHTTPRequestHandler):
+    server: ModelServer
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        log.debug("%s " + format, self.address_string(), *args)
+
+    def _reply(self, status: int, body: Any) -> None:
+        data = orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _body(self) -> Any:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_BODY:
+            raise ValueError(f"body of {length} bytes is over {MAX_BODY}")
+        raw = self.rfile.read(length) if length else b"{}"
+        return json.loads(raw or b"{}")
+
+    def do_GET(self) -> None:  # noqa: N802 - stdlib name
+        if self.path.split("?")[0] != "/health":
+            return self._reply(404, {"error": f"no route GET {self.path}"})
+        holder = self.server.holder
+        if holder.version is None:
+            return self._reply(503, {"status": "no model", "version": None})
+        self._reply(
+            200, {"status": "ok", "version": holder.version, "model": self.server.model_name}
+        )
+
+    def do_POST(self) -> None:  # noqa: N802 - stdlib name
+        route = self.path.split("?")[0]
+        try:
+            body = self._body()
+            if route == "/predict":
+                return self._predict(body)
+            if route == "/label":
+                return self._label(body)
+            if route == "/reload":
+                return self._reply(200, {"version": self.server.holder.reload()})
+            return self._reply(404, {"error": f"no route POST {self.path}"})
+        except LookupError as e:
+            return self._reply(503, {"error": str(e)})
+        except (ValueError, KeyError, TypeError, OSError, pickle.UnpicklingError) as e:
+            return self._reply(
+                400 if route != "/reload" else 503, {"error": f"{type(e).__name__}: {e}"}
+            )
+
+    def _predict(self, body: dict[str, Any]) -> None:
+        instances = body["instances"] if "instances" in body else [body]
+        predictions, scores, version = self.server.holder.predict(
+            [i["features"] for i in instances]
+        )
+        now = time.time()
+        events, out = [], []
+        for inst, pred, score in zip(instances, predictions, scores, strict=True):
+            event = {
+                "model": self.server.model_name,
+                "id": str(inst["id"]),
+                "ts": inst.get("ts", now),
+                "features": inst["features"],
+                "prediction": pred,
+                "score": score,
+                "attributes": {**inst.get("attributes", {}), "model_version": version},
+            }
+            events.append(event)
+            out.append({"id": event["id"], "prediction": pred, "score": score, "version": version})
+        self.server.events.write(events)
+        self._reply(200, {"predictions": out})
+
+    def _label(self, body: dict[str, Any]) -> None:
+        labels = body["labels"] if "labels" in body else [body]
+        now = time.time()
+        self.server.events.write(
+            [
+                {
+                    "model": self.server.model_name,
+                    "id": str(x["id"]),
+                    "ts": x.get("ts", now),
+                    "label": x["label"],
+                }
+                for x in labels
+            ]
+        )
+        self._reply(200, {"labels": len(labels)})
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
+
+
+def make_server(
+    serving: Path, events: Path, *, model: str = "credit", host: str = "127.0.0.1", port: int = 0
+) -> ModelServer:
+    """A server on ``host:port`` (port 0: any free port), with the served model loaded if the
+    serving directory has one."""
+    holder = ModelHolder(serving)
+    try:
+        holder.reload()
+    except (OSError, pickle.UnpicklingError) as e:
+        log.warning("no model to serve yet (%s); POST /reload once driftwarden deployed one", e)
+    return ModelServer((host, port), holder, EventLog(events), model)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m examples.credit.server", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--serving", type=Path, required=True, help="driftwarden's serving directory for the model"
+    )
+    parser.add_argument(
+        "--events", type=Path, required=True, help="JSONL file the events are appended to"
+    )
+    parser.add_argument("--model", default="credit", help="model name in the events")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080, help="0 picks a free port")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    server = make_server(
+        args.serving, args.events, model=args.model, host=args.host, port=args.port
+    )
+    print(
+        f"serving {args.model} on {server.url}", flush=True
+    )  # the first line: tests read the port
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
