@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from daemon.join import Joined
@@ -57,24 +58,20 @@ class LabeledBuffer:
     @property
     def last_index(self) -> int:
         if self._unflushed:
-            return int(self._unflushed[-1]["__index"])
+            return self._unflushed[-1].index
         return self._segments[-1].last if self._segments else -1
 
     def add(self, row: Joined) -> None:
-        record = {**row.features, "__label": row.label, "__prediction": row.prediction,
-                  "__id": row.id, "__ts": row.ts, "__index": row.index}
-        for k, v in row.attributes.items():
-            record[f"__attr_{k}"] = v
-        self._unflushed.append(record)
+        self._unflushed.append(row)
 
     def frame(self, upto: int | None = None, last: int | None = None) -> pd.DataFrame:
         """The newest ``last`` rows (default ``max_rows``) with index <= ``upto``, oldest first."""
         want = min(last or self.max_rows, self.max_rows)
         parts: list[pd.DataFrame] = []
-        pending = [r for r in self._unflushed if upto is None or r["__index"] <= upto]
+        pending = [r for r in self._unflushed if upto is None or r.index <= upto]
         have = len(pending)
         if pending:
-            parts.append(pd.DataFrame.from_records(pending))
+            parts.append(rows_table(pending).to_pandas())
         for seg in reversed(self._segments):
             if have >= want:
                 break
@@ -94,18 +91,20 @@ class LabeledBuffer:
         """Write the rows added since the last flush as a new segment, then forget them."""
         if not self._unflushed:
             return
-        frame = pd.DataFrame.from_records(self._unflushed)
-        self._segments.append(self._write(frame))
+        self._segments.append(self._write(rows_table(self._unflushed)))
         self._unflushed = []
         self._prune()
 
-    def _write(self, frame: pd.DataFrame) -> Segment:
-        first, last = int(frame["__index"].iloc[0]), int(frame["__index"].iloc[-1])
+    def _write(self, table: pa.Table | pd.DataFrame) -> Segment:
+        if isinstance(table, pd.DataFrame):
+            table = pa.Table.from_pandas(table, preserve_index=False)
+        index = table.column("__index")
+        first, last = int(index[0].as_py()), int(index[-1].as_py())
         path = self.root / f"{first:012d}.parquet"
         tmp = path.with_suffix(".tmp")
-        frame.to_parquet(tmp, index=False)
+        pq.write_table(table, tmp)
         tmp.replace(path)
-        return Segment(path, first, last, len(frame))
+        return Segment(path, first, last, table.num_rows)
 
     def _prune(self) -> None:
         total = sum(s.rows for s in self._segments)
@@ -139,3 +138,28 @@ class LabeledBuffer:
             else:
                 path.unlink()
         self._prune()
+
+
+def rows_table(rows: list[Joined]) -> pa.Table:
+    """Labeled rows as one Arrow table: features under their names, then ``__label``, ``__prediction``,
+    ``__id``, ``__ts``, ``__index`` and ``__attr_<name>``. Arrow converts the dicts in C++."""
+    meta = {"__label": [r.label for r in rows], "__prediction": [r.prediction for r in rows],
+            "__id": [r.id for r in rows], "__ts": [r.ts for r in rows], "__index": [r.index for r in rows]}
+    try:
+        table = pa.Table.from_pylist([r.features for r in rows])
+        for name, values in meta.items():
+            table = table.append_column(name, pa.array(values))
+        if any(r.attributes for r in rows):
+            attrs = pa.Table.from_pylist([r.attributes for r in rows])
+            for name in attrs.column_names:
+                table = table.append_column(f"__attr_{name}", attrs.column(name))
+        return table
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+        # Mixed types in one column (a type violation upstream): let pandas store it as text.
+        frame = pd.DataFrame.from_records([{**r.features, **{k: v[i] for k, v in meta.items()},
+                                            **{f"__attr_{a}": x for a, x in r.attributes.items()}}
+                                           for i, r in enumerate(rows)])
+        for col in frame.columns:
+            if frame[col].dtype == object:
+                frame[col] = frame[col].map(lambda v: v if v is None or isinstance(v, str) else str(v))
+        return pa.Table.from_pandas(frame, preserve_index=False)

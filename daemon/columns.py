@@ -13,7 +13,7 @@ missing and is counted as a type violation.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -44,12 +44,14 @@ class ColumnTypes:
         prediction: Sequence[Any] | None,
         score: Sequence[float | None] | None,
         label: Sequence[Any] | None,
+        lazy: bool = False,
     ) -> Batch:
+        """A column batch; with ``lazy`` the feature and attribute columns are built only if a monitor reads them."""
         return Batch(
             index=np.asarray(index, dtype=np.int64),
             ts=np.asarray(ts, dtype=np.float64),
-            features=self._columns(features, ""),
-            attributes=self._columns(attributes, "attr:"),
+            features=LazyColumns(self, features, "") if lazy else self._columns(features, ""),
+            attributes=LazyColumns(self, attributes, "attr:") if lazy else self._columns(attributes, "attr:"),
             prediction=None if prediction is None else self._target(prediction),
             score=None if score is None else np.array(score, dtype=np.float64),
             label=None if label is None else self._target(label),
@@ -103,6 +105,32 @@ class ColumnTypes:
     def restore(self, state: Mapping[str, Any]) -> None:
         self.types = dict(state["types"])
         self.violations = dict(state["violations"])
+
+
+class LazyColumns(Mapping[str, np.ndarray]):
+    """Feature columns built on first use: labeled batches often feed only error and performance monitors."""
+
+    def __init__(self, types: ColumnTypes, rows: Sequence[Mapping[str, Any]], prefix: str) -> None:
+        self._types, self._rows, self._prefix = types, rows, prefix
+        self._built: dict[str, np.ndarray] | None = None
+
+    def _columns(self) -> dict[str, np.ndarray]:
+        if self._built is None:
+            self._built = self._types._columns(self._rows, self._prefix)
+            self._rows = ()
+        return self._built
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self._columns()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._columns())
+
+    def __len__(self) -> int:
+        return len(self._columns())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._columns()
 
 
 def _categorical(values: Sequence[Any] | np.ndarray) -> np.ndarray:

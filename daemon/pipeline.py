@@ -76,7 +76,7 @@ class ModelPipeline:
         return self.types.batch(
             [p.index for p in pairs], [p.ts for p in pairs], [p.features for p in pairs],
             [p.attributes for p in pairs], [p.prediction for p in pairs], [p.score for p in pairs],
-            [p.label for p in pairs],
+            [p.label for p in pairs], lazy=True,
         )
 
     def snapshot(self) -> dict[str, Any]:
