@@ -112,6 +112,7 @@ class FileSource:
         self._start: int = 0
         self._done = False
         self._pace_origin: tuple[float, float] | None = None
+        self._held: Record | None = None
 
     def _open(self) -> Iterator[bytes]:
         if self.fmt == "jsonl":
@@ -125,6 +126,9 @@ class FileSource:
                 if next(self._rows, None) is None:
                     break
             self._next = self._start
+            self._held = None
+        if self.pace > 0:
+            return self._poll_paced(max_records, timeout)
         out: list[Record] = []
         for value in self._rows:
             out.append(Record(value, self.partition, self._next))
@@ -133,24 +137,44 @@ class FileSource:
                 break
         else:
             self._done = True
-        if self.pace > 0 and out:
-            self._wait_for_event_time(out[-1])
         return out
 
-    def _wait_for_event_time(self, last: Record) -> None:
+    def _poll_paced(self, max_records: int, timeout: float) -> list[Record]:
+        """Records whose event time is due; waits at most ``timeout`` for the first one."""
+        assert self._rows is not None
+        out: list[Record] = []
+        waited = False
+        while len(out) < max_records:
+            if self._held is None:
+                value = next(self._rows, None)
+                if value is None:
+                    self._done = True
+                    break
+                self._held = Record(value, self.partition, self._next)
+                self._next += 1
+            wait = self._due_in(self._held)
+            if wait > 0:
+                if out or waited:
+                    break
+                self._sleep(min(wait, max(timeout, 0.0)))
+                waited = True
+                continue
+            out.append(self._held)
+            self._held = None
+        return out
+
+    def _due_in(self, record: Record) -> float:
+        """Seconds until ``record`` is due by event time (0 when it has no time)."""
         try:
-            ts = _event_ts(last.value)
+            ts = _event_ts(record.value)
         except ValueError:
-            return
+            return 0.0
         if ts is None:
-            return
+            return 0.0
         now = self._clock()
         if self._pace_origin is None:
             self._pace_origin = (now, ts)
-            return
-        due = self._pace_origin[0] + (ts - self._pace_origin[1]) / self.pace
-        if due > now:
-            self._sleep(due - now)
+        return self._pace_origin[0] + (ts - self._pace_origin[1]) / self.pace - now
 
     def seek(self, positions: Mapping[str, int]) -> None:
         self._start = positions.get(self.partition, 0)

@@ -92,12 +92,19 @@ def test_file_source_resumes_at_a_position(tmp_path: Path) -> None:
     assert src.exhausted
 
 
-def test_paced_file_source_waits_for_event_time(tmp_path: Path) -> None:
+def test_paced_file_source_releases_records_when_their_event_time_is_due(tmp_path: Path) -> None:
     path = tmp_path / "e.jsonl"
     path.write_text("\n".join(f'{{"model": "m", "id": {i}, "ts": {100 + 10 * i}, "prediction": 1}}' for i in range(4)))
     now = [0.0]
-    slept: list[float] = []
-    src = FileSource(path, pace=10.0, clock=lambda: now[0], sleep=slept.append)
-    src.poll(1, 0)
-    src.poll(3, 0)
-    assert slept == [pytest.approx(3.0)]  # 30 s of event time at 10x
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    src = FileSource(path, pace=10.0, clock=lambda: now[0], sleep=sleep)  # 10 s of event time per second
+    assert [r.offset for r in src.poll(10, 5.0)] == [0]
+    assert [r.offset for r in src.poll(10, 5.0)] == [1] and now[0] == 1.0
+    now[0] = 2.5
+    assert [r.offset for r in src.poll(10, 5.0)] == [2]
+    assert src.poll(10, 0.2) == [] and now[0] == 2.7  # waits at most the timeout
+    assert [r.offset for r in src.poll(10, 5.0)] == [3]
+    assert src.exhausted

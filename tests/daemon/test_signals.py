@@ -1,0 +1,43 @@
+"""SIGTERM and SIGINT stop `driftwarden run` after the current batch: checkpointed, summary printed, exit 0."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from daemon.store import Store
+from tests.conftest import ROOT, json_lines
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_stops_gracefully_and_restart_resumes(tmp_path: Path, sig: signal.Signals) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_text("\n".join(f'{{"model": "m", "id": {i}, "ts": {i}, "prediction": 1, "label": {i % 2}}}'
+                                for i in range(400)) + "\n")
+    policy = tmp_path / "p.yaml"
+    policy.write_text("version: 1\nmodel: m\nmonitors:\n  e: {kind: adwin, series: error}\n")
+    state = tmp_path / "state"
+    args = [sys.executable, "-m", "daemon.cli", "run", "--policy", str(policy), "--events", str(events),
+            "--state-dir", str(state), "--json", "--log-level", "info"]
+    # pace 20: 20 s of event time per second, so 400 events take 20 s unless stopped.
+    proc = subprocess.Popen([*args, "--pace", "20"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (state / "state.db").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.5)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err[-2000:]
+    assert "stopping after the current batch" in err
+    summary = json_lines(out)[-1]
+    assert summary["type"] == "summary" and 0 < summary["records"] < 400
+    store = Store(state / "state.db")
+    assert store.next_index() == summary["records"]
+    store.close()
+    rest = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=120, check=True)
+    assert json_lines(rest.stdout)[-1]["records"] == 400 - summary["records"]
