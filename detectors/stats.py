@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
 from detectors.lazy import lazy_module
 
 special = lazy_module("scipy.special")

@@ -16,13 +16,13 @@ update where River raises an alarm (an *edge*); missing values are skipped.
 from __future__ import annotations
 
 import base64
+import importlib
 import math
 import pickle
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
-import importlib
 
 from detectors.base import Batch, Monitor, Signal, Stream
 

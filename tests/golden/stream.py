@@ -30,7 +30,6 @@ def write_stream(path: Path, n: int = 12_000, drift_at: int = 6_000, delay: int 
         feats.update({f"c{j}": f"v{cats[i, j]}" for j in range(4)})
         if i % 997 == 0:
             feats["x5"] = None
-        y = int(num[i, 0] > (0 if i < drift_at else 0.5))
         p = int(num[i, 0] > 0) if rng.random() < 0.92 else int(num[i, 0] <= 0)
         lines.append(orjson.dumps({"model": "g", "id": f"e{i}", "ts": 1.7e9 + i, "features": feats,
                                    "prediction": p, "score": round(float(rng.random()), 4)}))
