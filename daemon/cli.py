@@ -127,14 +127,15 @@ def _progress(console: Console) -> Progress:
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Daemon config (YAML): policies, source (file/kafka), state_dir, batch_size, sinks.")
 @click.option("--policy", "policy_paths", multiple=True, type=click.Path(path_type=Path), help="Policy file (repeatable); adds to the config's.")
-@click.option("--events", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Read events from this JSONL/CSV/Parquet file.")
+@click.option("--events", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Read events from this JSONL/CSV/Parquet file; repeat it for labels or features in other files (merged by event time).")
 @click.option("--pace", type=float, help="With --events: replay speed by event time (1 = real time, 0 = as fast as possible).")
 @click.option("--state-dir", type=click.Path(path_type=Path), help="State folder (default .driftwarden).")
 @click.option("--dry-run", is_flag=True, help="Record and print decisions; execute no action.")
 @click.option("--json", "json_mode", is_flag=True, help="One JSON object per line.")
 @click.option("--count", type=int, help="Stop after this many records (testing).")
 @click.option("--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"]))
-def run(config_path: Path | None, policy_paths: tuple[Path, ...], events: Path | None, pace: float | None,
+def run(config_path: Path | None, policy_paths: tuple[Path, ...], events: tuple[Path, ...], pace: float | None,
         state_dir: Path | None, dry_run: bool, json_mode: bool, count: int | None, log_level: str) -> None:
     """Run the daemon: consume events, monitor, decide, act. Stops cleanly on SIGTERM/SIGINT after the
     current batch (checkpointed); a restart resumes where it stopped."""
@@ -150,16 +151,17 @@ def run(config_path: Path | None, policy_paths: tuple[Path, ...], events: Path |
         settings = Settings.load(config_path, **overrides)
         if policy_paths:
             settings = settings.model_copy(update={"policies": [*settings.policies, *policy_paths]})
-        if events is not None:
+        if events:
             settings = settings.model_copy(update={"source": settings.source.model_copy(
-                update={"kind": "file", "path": str(events), "pace": pace or 0.0})})
+                update={"kind": "file", "path": str(events[0]), "pace": pace or 0.0})})
     except (ValueError, OSError) as e:
         raise click.UsageError(str(e)) from None
     if not settings.policies:
         raise click.UsageError("no policy: give --policy FILE or 'policies:' in --config")
     policies = _load_policies(settings.policies)
     sink = JsonLines() if json_mode else Timeline(Console())
-    daemon = Daemon(settings, make_source(settings), policies, listener=sink, watch_policies=True)
+    source = file_source(events, pace or 0.0) if events else make_source(settings)
+    daemon = Daemon(settings, source, policies, listener=sink, watch_policies=True)
     scheduler = RuleScheduler(policies, daemon.tick)
 
     def on_signal(signum: int, _frame: Any) -> None:
@@ -180,6 +182,18 @@ def run(config_path: Path | None, policy_paths: tuple[Path, ...], events: Path |
         sink({**stats.summary(), "model": None, "at": None, "ts": None})
     else:
         Console().print(summary_table(stats.summary(), "run"))
+
+
+def file_source(paths: tuple[Path, ...], pace: float = 0.0) -> Any:
+    """One file, or several merged by event time (e.g. predictions and labels in separate files)."""
+    from daemon.merge import MergedSource
+    from daemon.sources import FileSource
+
+    names = [p.name for p in paths]
+    if len(set(names)) != len(names):
+        raise click.UsageError(f"--events files need distinct names (they name the source positions): {names}")
+    sources = [FileSource(p, pace=pace) for p in paths]
+    return sources[0] if len(sources) == 1 else MergedSource(sources)
 
 
 def _load_policies(paths: list[Path]) -> list[Any]:
@@ -203,15 +217,15 @@ def _load_policies(paths: list[Path]) -> list[Any]:
 
 @main.command()
 @click.option("--policy", "policy_paths", multiple=True, required=True, type=click.Path(path_type=Path), help="Policy file (repeatable).")
-@click.option("--events", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Recorded events (JSONL, CSV or Parquet).")
+@click.option("--events", required=True, multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Recorded events (JSONL, CSV or Parquet); repeat it for labels in another file (merged by event time).")
 @click.option("--json", "json_mode", is_flag=True, help="One JSON object per line: every signal and decision, then a summary.")
 @click.option("--batch-size", type=click.IntRange(1), default=1000, show_default=True)
-def replay(policy_paths: tuple[Path, ...], events: Path, json_mode: bool, batch_size: int) -> None:
+def replay(policy_paths: tuple[Path, ...], events: tuple[Path, ...], json_mode: bool, batch_size: int) -> None:
     """Backtest policies on recorded events: monitors and rules run exactly as in the daemon, but
     nothing is executed. Ends with a table per rule (firings, first and last event index)."""
     from daemon.config import Settings
     from daemon.runtime import Daemon
-    from daemon.sources import FileSource
     from policies.engine import rule_summary
 
     _logging("warning", json_mode)
@@ -228,14 +242,15 @@ def replay(policy_paths: tuple[Path, ...], events: Path, json_mode: bool, batch_
 
     with tempfile.TemporaryDirectory(prefix="driftwarden-replay-") as tmp:
         settings = Settings(state_dir=Path(tmp), batch_size=batch_size, execute=False)
-        source = FileSource(events)
+        source = file_source(events)
         daemon = Daemon(settings, source, policies, listener=listener)
         if json_mode:
             stats = daemon.run()
         else:
-            total = _count_lines(events)
+            counts = [_count_lines(e) for e in events]
+            total = None if None in counts else sum(c for c in counts if c is not None)
             with _progress(console) as progress:
-                task = progress.add_task(f"replaying {events.name}", total=total)
+                task = progress.add_task(f"replaying {', '.join(e.name for e in events)}", total=total)
                 while not source.exhausted:
                     daemon.run(count=batch_size)
                     progress.update(task, completed=daemon.stats.records)
