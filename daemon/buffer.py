@@ -48,7 +48,7 @@ class LabeledBuffer:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.max_rows = max_rows
-        self._unflushed: list[dict[str, Any]] = []
+        self._unflushed: list[Joined] = []
         self._segments: list[Segment] = []
         self._load(upto)
 

@@ -112,9 +112,9 @@ class Store:
                 )
                 if cur.rowcount:
                     new.append(it.key)
-            for model, kind, key, payload in audit:
+            for audit_model, kind, audit_key, payload in audit:
                 db.execute("INSERT INTO audit (wall, model, type, key, payload) VALUES (?, ?, ?, ?, ?)",
-                           (now, model, kind, key, orjson.dumps(dict(payload), option=orjson.OPT_SERIALIZE_NUMPY)))
+                           (now, audit_model, kind, audit_key, orjson.dumps(dict(payload), option=orjson.OPT_SERIALIZE_NUMPY)))
         return new
 
     @staticmethod

@@ -93,8 +93,8 @@ class _Chart(Monitor):
         )
         _check("mode", self.mode, self.mode in MODES, f"allowed: {list(MODES)}")
 
-    @property  # type: ignore[override]
-    def stream(self) -> Stream:
+    @property
+    def stream(self) -> Stream:  # type: ignore[override]
         return "labeled" if self.series in LABELED_SERIES else "predictions"
 
     def _reset(self) -> None:

@@ -191,7 +191,7 @@ class DomainClassifier(_Windowed):
         if given is not None:
             self._set_reference(given)
 
-    def _fresh_model(self) -> compose.Pipeline:
+    def _fresh_model(self) -> Any:
         return compose.Pipeline(
             preprocessing.StandardScaler(),
             linear_model.LogisticRegression(optimizer=optim.SGD(self.learning_rate)),
@@ -247,7 +247,7 @@ class DomainClassifier(_Windowed):
 
     @staticmethod
     def _run(
-        model: compose.Pipeline, live: list[dict[str, Any]], ref: list[dict[str, Any]]
+        model: Any, live: list[dict[str, Any]], ref: list[dict[str, Any]]
     ) -> tuple[np.ndarray, np.ndarray]:
         s1 = np.empty(len(live))
         s0 = np.empty(len(ref))
@@ -371,7 +371,7 @@ class AnomalyRate(_Windowed):
 
     def _reset(self) -> None:
         self._start()
-        self._trees: anomaly.HalfSpaceTrees | None = None
+        self._trees: Any = None
         self._means: dict[str, float] = {}
         self._cut = math.inf
         self._rate = 0.0

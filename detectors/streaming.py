@@ -40,8 +40,8 @@ class RiverDetector(Monitor):
 
     series: str
 
-    @property  # type: ignore[override]
-    def stream(self) -> Stream:
+    @property
+    def stream(self) -> Stream:  # type: ignore[override]
         """Errors and residuals exist only on labeled events."""
         return "labeled" if self.series in LABELED_SERIES else "predictions"
 
