@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test lint bench kafka-start kafka-stop clean
+.PHONY: demo test lint bench bench-detection bench-kafka kafka-start kafka-stop clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +31,20 @@ lint: $(DEV_STAMP)
 	$(BIN)/mypy daemon detectors policies deploy
 
 bench: $(DEV_STAMP)
+	$(BIN)/python bench/throughput.py
 	$(BIN)/python bench/fastpath.py
+
+bench-detection: $(DEV_STAMP)
+	$(BIN)/python bench/detection.py
+
+bench-kafka: $(DEV_STAMP)
+	$(BIN)/python bench/kafka_throughput.py
+
+kafka-start:
+	deploy/kafka/broker start
+
+kafka-stop:
+	deploy/kafka/broker stop
 
 clean:
 	rm -rf out .driftwarden .pytest_cache
