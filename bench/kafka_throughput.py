@@ -11,11 +11,15 @@ over 3 partitions) to a fresh topic, then reads the whole topic back in alternat
 - ``KafkaSource``: driftwarden's consumer-group source, ``poll(500, ...)`` into ``Record``s,
   ``orjson.loads`` of every value (a new group per round, so it reads from the beginning too).
 
+- ``daemon end to end``: the whole daemon (``Daemon.run`` over a ``KafkaSource``): decode and
+  validate, route, the default monitor set of ``bench/throughput.py`` (``feature_drift`` on all
+  features with windows of 2,000 events, ``adwin`` on ``error``, ``performance``), rules,
+  checkpoints every 20,000 records (SQLite + commit); no changelog, actions not executed.
+
 Prints one table: median events/s per wall second and per CPU second of this process (the
 client's IO thread included; the broker is another process), and the ratio to raw. Without
 ``--bootstrap`` the dev broker (``deploy/kafka/broker``) is used, started if needed and then
-stopped again. This is the first version: the end-to-end row (decode + monitors) comes with the
-Kafka runtime.
+stopped again.
 """
 
 from __future__ import annotations
@@ -136,6 +140,37 @@ def source_round(bootstrap: str, topic: str, n: int) -> tuple[float, float]:
         source.close()
 
 
+def daemon_round(bootstrap: str, topic: str, n: int) -> tuple[float, float]:
+    import tempfile
+
+    from bench.throughput import POLICY
+    from daemon.config import Settings
+    from daemon.runtime import Daemon, make_source
+    from policies.loader import load_policy
+
+    with tempfile.TemporaryDirectory(prefix="driftwarden-bench-") as tmp:
+        policy = Path(tmp) / "churn.yaml"
+        policy.write_text(POLICY.format(model="churn"))
+        settings = Settings.model_validate({
+            "policies": [str(policy)], "state_dir": str(Path(tmp) / "state"), "batch_size": BATCH,
+            "poll_timeout": POLL_TIMEOUT_S, "execute": False,
+            "source": {"kind": "kafka", "bootstrap": bootstrap, "topics": [topic],
+                       "group_id": f"bench-{uuid.uuid4().hex[:8]}"},
+        })
+        daemon = Daemon(settings, make_source(settings), [load_policy(policy)])
+
+        def read() -> int:
+            deadline = time.monotonic() + ROUND_TIMEOUT_S
+            while daemon.stats.events < n and time.monotonic() < deadline:
+                daemon.run(timeout=POLL_TIMEOUT_S)
+            return daemon.stats.events
+
+        try:
+            return timed(read, n)
+        finally:
+            daemon.close()
+
+
 def machine() -> str:
     import kafka
     import kafka.record.util as record_util
@@ -186,10 +221,11 @@ def main() -> None:
         produce_rate = produce(bootstrap, topic, values)
         del values
 
-        rates: dict[str, list[tuple[float, float]]] = {"raw": [], "source": []}
+        rates: dict[str, list[tuple[float, float]]] = {"raw": [], "source": [], "daemon": []}
         for _ in range(args.rounds):
             rates["raw"].append(raw_round(bootstrap, topic, args.events))
             rates["source"].append(source_round(bootstrap, topic, args.events))
+            rates["daemon"].append(daemon_round(bootstrap, topic, args.events))
     finally:
         if started_broker:
             subprocess.run([str(BROKER), "stop"], capture_output=True)
@@ -208,6 +244,7 @@ def main() -> None:
     for name, label in (
         ("raw", "raw kafka-python poll + orjson.loads"),
         ("source", "KafkaSource.poll + orjson.loads"),
+        ("daemon", "daemon end to end (decode, default monitors, rules, checkpoints)"),
     ):
         ratio = med(name, 1) / med("raw", 1)
         print(f"| {label} | {med(name, 0):,.0f} | {med(name, 1):,.0f} | {ratio:.2f} |")

@@ -97,13 +97,25 @@ def daemon_rate(path: Path, policies: list[Path], state: Path, *, replay: bool, 
             "per_record_us": {k: 1e6 * v / stats.records for k, v in stages.items()}}
 
 
+def peak_rss_mb() -> float:
+    """Peak RSS of this process. On Linux ``ru_maxrss`` survives ``exec`` (a child reports its parent's
+    peak if that was higher), so read the address space's own high-water mark, ``VmHWM``."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def memory_run(tmp: Path, models: int, predictions: int) -> dict:
     """Peak RSS and restart time with ``models`` models × 20 features, in a fresh process."""
     code = f"""
 import resource, sys, time, json
 sys.path.insert(0, {str(ROOT)!r})
 from pathlib import Path
-from bench.throughput import daemon_rate
+from bench.throughput import daemon_rate, peak_rss_mb
 from daemon.config import Settings
 from daemon.runtime import Daemon
 from daemon.sources import FileSource
@@ -111,7 +123,7 @@ from policies.loader import load_policy
 tmp = Path({str(tmp)!r})
 policies = sorted(tmp.glob('policy-*.yaml'))
 r = daemon_rate(tmp / 'many.jsonl', policies, tmp / 'state-many', replay=False)
-rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+rss = peak_rss_mb()
 t0 = time.perf_counter()
 d = Daemon(Settings(state_dir=tmp / 'state-many', execute=False), FileSource(tmp / 'many.jsonl'), [load_policy(p) for p in policies])
 loaded = time.perf_counter() - t0
@@ -179,7 +191,7 @@ def main() -> None:
     console.print(stages)
     console.print(extra)
     console.print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, "
-                  f"peak RSS of this process {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+                  f"peak RSS of this process {peak_rss_mb():.0f} MB")
 
 
 if __name__ == "__main__":

@@ -46,6 +46,7 @@ from typing import Any
 
 import orjson
 
+from daemon.sinks import Sink
 from daemon.store import Store
 from deploy.gate import Fairness, Significance
 from deploy.lifecycle import (
@@ -119,7 +120,7 @@ class ActionRunner:
         data: DataProvider,
         workdir: Path,
         registry: Registry,
-        alerts: JsonlSink,
+        alerts: Sink,
         *,
         execute: bool = True,
         synchronous: bool = False,
@@ -136,6 +137,12 @@ class ActionRunner:
         self._waiting: dict[str, dict[str, Any]] = {}
         """Actions waiting for live labeled rows: key → {"phase", "after", "window"}."""
         self._lock = threading.Lock()
+
+    @property
+    def running(self) -> int:
+        """Actions running now (not those waiting for live traffic): what backpressure bounds."""
+        with self._lock:
+            return len(self._running)
 
     @property
     def busy_models(self) -> set[str]:

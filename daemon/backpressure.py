@@ -7,7 +7,7 @@ takes part in rebalances) and resumes it once all pass.
 
 >>> class Src:
 ...     def __init__(self): self.paused = False
-...     def poll(self, n, t): return ["r"]
+...     def poll(self, n, t): return [] if self.paused else ["r"]
 ...     def pause(self): self.paused = True
 ...     def resume(self): self.paused = False
 >>> busy = [3]

@@ -7,9 +7,9 @@ wholly older than the newest ``max_rows`` rows are deleted. On restart, rows pas
 checkpoint recorded are dropped, since the source replays them.
 
 >>> import tempfile
->>> from daemon.join import Joined
+>>> from daemon.join import LabeledRows
 >>> buf = LabeledBuffer(tempfile.mkdtemp(), max_rows=3)
->>> for i in range(5): buf.add(Joined(i, float(i), str(i), {"x": float(i)}, {}, 1, None, i % 2))
+>>> for i in range(5): buf.extend(LabeledRows.of([(i, float(i), str(i), {"x": float(i)}, {}, 1, None, i % 2)]))
 >>> buf.flush(); frame = buf.frame(); list(frame["x"]), list(frame["__label"])
 ([2.0, 3.0, 4.0], [0, 1, 0])
 >>> LabeledBuffer(buf.root, max_rows=3, upto=3).frame()["__index"].tolist()
@@ -20,13 +20,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from daemon.join import Joined
+from daemon.join import LabeledRows
 
 DEFAULT_MAX_ROWS = 50_000
 """Labeled rows kept per model unless a retrain action asks for more."""
@@ -48,29 +47,33 @@ class LabeledBuffer:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.max_rows = max_rows
-        self._unflushed: list[Joined] = []
+        self._unflushed: list[LabeledRows] = []
         self._segments: list[Segment] = []
         self._load(upto)
 
     def __len__(self) -> int:
-        return min(self.max_rows, sum(s.rows for s in self._segments) + len(self._unflushed))
+        return min(self.max_rows, sum(s.rows for s in self._segments) + sum(map(len, self._unflushed)))
 
     @property
     def last_index(self) -> int:
         if self._unflushed:
-            return self._unflushed[-1].index
+            return self._unflushed[-1].index[-1]
         return self._segments[-1].last if self._segments else -1
 
-    def add(self, row: Joined) -> None:
-        self._unflushed.append(row)
+    def extend(self, rows: LabeledRows) -> None:
+        """Add labeled rows (kept in memory until the next :meth:`flush`)."""
+        if len(rows):
+            self._unflushed.append(rows)
 
     def frame(self, upto: int | None = None, last: int | None = None) -> pd.DataFrame:
         """The newest ``last`` rows (default ``max_rows``) with index <= ``upto``, oldest first."""
         want = min(last or self.max_rows, self.max_rows)
         parts: list[pd.DataFrame] = []
-        pending = [r for r in self._unflushed if upto is None or r.index <= upto]
-        have = len(pending)
-        if pending:
+        pending = LabeledRows.concat(self._unflushed) if self._unflushed else None
+        if pending is not None and upto is not None:
+            pending = pending.upto(upto)
+        have = len(pending) if pending is not None else 0
+        if pending is not None and have:
             parts.append(rows_table(pending).to_pandas())
         for seg in reversed(self._segments):
             if have >= want:
@@ -91,7 +94,7 @@ class LabeledBuffer:
         """Write the rows added since the last flush as a new segment, then forget them."""
         if not self._unflushed:
             return
-        self._segments.append(self._write(rows_table(self._unflushed)))
+        self._segments.append(self._write(rows_table(LabeledRows.concat(self._unflushed))))
         self._unflushed = []
         self._prune()
 
@@ -102,7 +105,9 @@ class LabeledBuffer:
         first, last = int(index[0].as_py()), int(index[-1].as_py())
         path = self.root / f"{first:012d}.parquet"
         tmp = path.with_suffix(".tmp")
-        pq.write_table(table, tmp)
+        # Dictionary encoding pays for repeated strings only; on float columns it costs half the write.
+        strings = [f.name for f in table.schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+        pq.write_table(table, tmp, use_dictionary=strings)
         tmp.replace(path)
         return Segment(path, first, last, table.num_rows)
 
@@ -140,25 +145,26 @@ class LabeledBuffer:
         self._prune()
 
 
-def rows_table(rows: list[Joined]) -> pa.Table:
+def rows_table(rows: LabeledRows) -> pa.Table:
     """Labeled rows as one Arrow table: features under their names, then ``__label``, ``__prediction``,
     ``__id``, ``__ts``, ``__index`` and ``__attr_<name>``. Arrow converts the dicts in C++."""
-    meta = {"__label": [r.label for r in rows], "__prediction": [r.prediction for r in rows],
-            "__id": [r.id for r in rows], "__ts": [r.ts for r in rows], "__index": [r.index for r in rows]}
+    meta = {"__label": rows.label, "__prediction": rows.prediction, "__id": rows.ids, "__ts": rows.ts,
+            "__index": rows.index}
     try:
-        table = pa.Table.from_pylist([r.features for r in rows])
+        table = pa.Table.from_pylist(rows.features)
         for name, values in meta.items():
             table = table.append_column(name, pa.array(values))
-        if any(r.attributes for r in rows):
-            attrs = pa.Table.from_pylist([r.attributes for r in rows])
+        if any(rows.attributes):
+            attrs = pa.Table.from_pylist(rows.attributes)
             for name in attrs.column_names:
                 table = table.append_column(f"__attr_{name}", attrs.column(name))
         return table
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
         # Mixed types in one column (a type violation upstream): let pandas store it as text.
-        frame = pd.DataFrame.from_records([{**r.features, **{k: v[i] for k, v in meta.items()},
-                                            **{f"__attr_{a}": x for a, x in r.attributes.items()}}
-                                           for i, r in enumerate(rows)])
+        frame = pd.DataFrame.from_records([{**f, **{k: v[i] for k, v in meta.items()},
+                                            **{f"__attr_{a}": x for a, x in attrs.items()}}
+                                           for i, (f, attrs) in enumerate(zip(rows.features, rows.attributes,
+                                                                              strict=True))])
         for col in frame.columns:
             if frame[col].dtype == object:
                 frame[col] = frame[col].map(lambda v: v if v is None or isinstance(v, str) else str(v))

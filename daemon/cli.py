@@ -125,7 +125,9 @@ def _progress(console: Console) -> Progress:
 
 @main.command()
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Daemon config (YAML): policies, source (file/kafka), state_dir, batch_size, sinks.")
+              help="Daemon config (YAML): policies, source (file/kafka), state_dir, batch_size, sinks, backpressure. "
+                   "Kafka: source.bootstrap/topics/group_id/changelog_topic/settings (SSL, SASL) and "
+                   "sinks.decisions_topic/dead_letter_topic/model_updated_topic; see examples/kafka/config.yaml.")
 @click.option("--policy", "policy_paths", multiple=True, type=click.Path(path_type=Path), help="Policy file (repeatable); adds to the config's.")
 @click.option("--events", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Read events from this JSONL/CSV/Parquet file; repeat it for labels or features in other files (merged by event time).")

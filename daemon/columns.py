@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping, Sequence
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,7 @@ from detectors.base import Batch
 
 NUMERIC, CATEGORICAL = "numeric", "categorical"
 _NUMBER_OR_NONE = frozenset({int, float, type(None)})
+_STR_OR_NONE = frozenset({str, type(None)})
 
 
 def _is_number(v: Any) -> bool:
@@ -60,17 +62,19 @@ class ColumnTypes:
     def _columns(self, rows: Sequence[Mapping[str, Any]], prefix: str) -> dict[str, np.ndarray]:
         if not any(rows):
             return {}
-        layouts = set(map(tuple, rows))
-        if len(layouts) == 1:
-            # Every row has the same keys in the same order (the usual case): one object matrix, sliced.
-            (names,) = layouts
-            matrix = np.array([list(r.values()) for r in rows], dtype=object).reshape(len(rows), len(names))
-            values_of = {n: matrix[:, j] for j, n in enumerate(names)}
+        names = list(rows[0])
+        n, k = len(rows), len(names)
+        if k and set(map(len, rows)) == {k} and list(chain.from_iterable(rows)) == names * n:
+            # Every row has the same keys in the same order (the usual case): one object matrix,
+            # filled in C from the dicts' values, sliced by column.
+            flat: Iterator[Any] = chain.from_iterable(map(dict.values, rows))  # type: ignore[arg-type]
+            matrix = np.fromiter(flat, object, n * k).reshape(n, k)  # type: ignore[type-var]
+            values_of = {name: matrix[:, j] for j, name in enumerate(names)}
         else:
             seen: dict[str, None] = {}
-            for layout in layouts:
+            for layout in set(map(tuple, rows)):
                 seen.update(dict.fromkeys(layout))
-            values_of = {n: np.array([row.get(n) for row in rows], dtype=object) for n in seen}
+            values_of = {name: np.array([row.get(name) for row in rows], dtype=object) for name in seen}
         out = {}
         for name in sorted(values_of):
             values = values_of[name]
@@ -95,7 +99,7 @@ class ColumnTypes:
 
     @staticmethod
     def _target(values: Sequence[Any]) -> np.ndarray:
-        if all(type(v) in _NUMBER_OR_NONE for v in values):
+        if set(map(type, values)) <= _NUMBER_OR_NONE:
             return np.array(values, dtype=np.float64)
         return _categorical(values)
 
@@ -134,7 +138,7 @@ class LazyColumns(Mapping[str, np.ndarray]):
 
 
 def _categorical(values: Sequence[Any] | np.ndarray) -> np.ndarray:
-    if isinstance(values, np.ndarray) and all(type(v) is str or v is None for v in values):
+    if isinstance(values, np.ndarray) and set(map(type, values.tolist())) <= _STR_OR_NONE:
         return values
     out = np.empty(len(values), dtype=object)
     out[:] = [None if v is None else (v if isinstance(v, str) else str(v)) for v in values]

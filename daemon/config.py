@@ -67,10 +67,14 @@ class SinksConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     bootstrap: str | None = Field(None, description="Kafka bootstrap servers (default: the Kafka source's).")
-    settings: dict[str, Any] = Field(default_factory=dict, description="kafka-python producer settings (default: the source's client settings).")
-    decisions_topic: str | None = Field(None, description="Decisions and alerts as JSON, keyed by model; header 'key' is the idempotency key.")
-    dead_letter_topic: str | None = Field(None, description="Records that do not decode or validate: the raw value, the reason in headers.")
-    model_updated_topic: str | None = Field(None, description="A 'model-updated' event after each deploy or rollback, for serving apps to reload.")
+    settings: dict[str, Any] = Field(
+        default_factory=dict, description="kafka-python producer settings (default: the source's client settings).")
+    decisions_topic: str | None = Field(
+        None, description="Decisions and alerts as JSON, keyed by model; header 'key' is the idempotency key.")
+    dead_letter_topic: str | None = Field(
+        None, description="Records that do not decode or validate: the raw value, the reason in headers.")
+    model_updated_topic: str | None = Field(
+        None, description="A 'model-updated' event after each deploy or rollback, for serving apps to reload.")
 
 
 class BackpressureConfig(BaseModel):

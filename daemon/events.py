@@ -12,10 +12,11 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from itertools import compress
+from typing import Any, overload
 
 import orjson
 
@@ -40,6 +41,70 @@ class Event:
     prediction: Any = None
     score: float | None = None
     label: Any = None
+
+
+EVENT_FIELDS = ("model", "id", "index", "ts", "kind", "features", "attributes", "prediction", "score", "label")
+"""An :class:`Event`'s fields in order (its snapshot form: a dict with these keys)."""
+
+
+@dataclass(slots=True)
+class EventRows:
+    """The events of one model in one micro-batch as columns: what decoding produces for the
+    pipeline, without an :class:`Event` object per event. ``is_prediction[i]`` is True for kind
+    ``prediction``; missing ``features``/``attributes`` are empty dicts. Indexing gives an
+    :class:`Event` (a view made on demand, for code that wants one).
+
+    >>> rows = EventRows.from_events("m", [Event("m", "a", 3, 1.0, "prediction", {"x": 1}, prediction=1),
+    ...                                    Event("m", "b", 4, 2.0, "label", label=0)])
+    >>> len(rows), rows.ids, rows.is_prediction, rows[1].kind, rows.predictions().ids
+    (2, ['a', 'b'], [True, False], 'label', ['a'])
+    """
+
+    model: str
+    index: list[int]
+    ts: list[float]
+    is_prediction: list[bool]
+    ids: list[str]
+    features: list[dict[str, Any]]
+    attributes: list[dict[str, Any]]
+    prediction: list[Any]
+    score: list[float | None]
+    label: list[Any]
+
+    @classmethod
+    def from_events(cls, model: str, events: Sequence[Event]) -> EventRows:
+        return cls(model, [e.index for e in events], [e.ts for e in events], [e.kind == "prediction" for e in events],
+                   [e.id for e in events], [e.features for e in events], [e.attributes for e in events],
+                   [e.prediction for e in events], [e.score for e in events], [e.label for e in events])
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @overload
+    def __getitem__(self, i: int) -> Event: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[Event]: ...
+    def __getitem__(self, i: int | slice) -> Event | Sequence[Event]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        kind = "prediction" if self.is_prediction[i] else "label"
+        return Event(self.model, self.ids[i], self.index[i], self.ts[i], kind, self.features[i], self.attributes[i],
+                     self.prediction[i], self.score[i], self.label[i])
+
+    def __iter__(self) -> Iterator[Event]:
+        return (self[i] for i in range(len(self)))
+
+    def predictions(self) -> EventRows:
+        """The rows of kind ``prediction`` (self when all are)."""
+        mask = self.is_prediction
+        if all(mask):
+            return self
+        def keep(col: list[Any]) -> list[Any]:
+            return list(compress(col, mask))
+
+        return EventRows(self.model, keep(self.index), keep(self.ts), [True] * sum(mask), keep(self.ids),
+                         keep(self.features), keep(self.attributes), keep(self.prediction), keep(self.score),
+                         keep(self.label))
 
 
 @dataclass(frozen=True, slots=True)

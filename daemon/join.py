@@ -7,6 +7,15 @@
 Joined(index=5, ts=10.0, id='a', features={'x': 1.0}, attributes={}, prediction=1, score=None, label=0)
 >>> j.add(Event("m", "b", 6, 20.0, "prediction", prediction=1)); j.expire(now=100.0); j.expired
 {'predictions': 1, 'labels': 0}
+
+A micro-batch joins as columns, without an object per event or per pair:
+
+>>> from daemon.events import EventRows
+>>> rows = EventRows("m", [7, 8, 9], [30.0, 31.0, 32.0], [True, False, True], ["c", "c", "d"],
+...                  [{"x": 2.0}, {}, {"x": 3.0}], [{}, {}, {}], [1, None, 0], [None, None, None], [None, 1, 1])
+>>> pairs = j.add_rows(rows)
+>>> pairs.index, pairs.ids, pairs.label, pairs.features, j.pending
+([8, 9], ['c', 'd'], [1, 1], [{'x': 2.0}, {'x': 3.0}], {'predictions': 0, 'labels': 0})
 """
 
 from __future__ import annotations
@@ -15,7 +24,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from daemon.events import Event
+from daemon.events import EVENT_FIELDS, Event, EventRows
 
 DEFAULT_TTL = 7 * 86400.0
 """Hold an unmatched prediction or label for a week of event time: labels often come days later."""
@@ -38,13 +47,64 @@ class Joined:
     label: Any
 
 
+@dataclass(slots=True)
+class LabeledRows:
+    """Joined pairs as columns, in the order they were completed (see :class:`Joined` for one pair)."""
+
+    index: list[int]
+    ts: list[float]
+    ids: list[str]
+    features: list[dict[str, Any]]
+    attributes: list[dict[str, Any]]
+    prediction: list[Any]
+    score: list[float | None]
+    label: list[Any]
+
+    @classmethod
+    def of(cls, pairs: list[tuple[Any, ...]]) -> LabeledRows:
+        """From ``(index, ts, id, features, attributes, prediction, score, label)`` tuples."""
+        if not pairs:
+            return cls([], [], [], [], [], [], [], [])
+        return cls(*map(list, zip(*pairs, strict=True)))
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> Joined:
+        return Joined(self.index[i], self.ts[i], self.ids[i], self.features[i], self.attributes[i],
+                      self.prediction[i], self.score[i], self.label[i])
+
+    def upto(self, index: int) -> LabeledRows:
+        """The rows with index <= ``index``."""
+        keep = [i for i, x in enumerate(self.index) if x <= index]
+        if len(keep) == len(self):
+            return self
+        columns: tuple[list[Any], ...] = (self.index, self.ts, self.ids, self.features, self.attributes,
+                                          self.prediction, self.score, self.label)
+        return LabeledRows(*([col[i] for i in keep] for col in columns))
+
+    @staticmethod
+    def concat(parts: list[LabeledRows]) -> LabeledRows:
+        if len(parts) == 1:
+            return parts[0]
+        out = LabeledRows([], [], [], [], [], [], [], [])
+        for p in parts:
+            for name in LabeledRows.__slots__:
+                getattr(out, name).extend(getattr(p, name))
+        return out
+
+
 class LabelJoiner:
-    """Pairs predictions and labels of one model by id, in either arrival order."""
+    """Pairs predictions and labels of one model by id, in either arrival order.
+
+    An unmatched half waits as a tuple of :data:`~daemon.events.EVENT_FIELDS` (its snapshot is
+    the dict of those fields, as an :class:`Event` would give).
+    """
 
     def __init__(self, ttl: float = DEFAULT_TTL, max_pending: int = DEFAULT_MAX_PENDING) -> None:
         self.ttl, self.max_pending = ttl, max_pending
-        self._predictions: OrderedDict[str, Event] = OrderedDict()
-        self._labels: OrderedDict[str, Event] = OrderedDict()
+        self._predictions: OrderedDict[str, tuple[Any, ...]] = OrderedDict()
+        self._labels: OrderedDict[str, tuple[Any, ...]] = OrderedDict()
         self.expired = {"predictions": 0, "labels": 0}
         self.joined = 0
 
@@ -54,61 +114,73 @@ class LabelJoiner:
 
     def add(self, event: Event) -> Joined | None:
         """Add an event; return the labeled pair it completes, if any."""
-        if event.kind == "prediction":
-            if event.label is not None:
-                self.joined += 1
-                return _pair(event, event.label, event)
-            label = self._labels.pop(event.id, None)
-            if label is not None:
-                self.joined += 1
-                return _pair(event, label.label, event)
-            self._hold(self._predictions, event, "predictions")
-            return None
-        prediction = self._predictions.pop(event.id, None)
-        if prediction is not None:
-            self.joined += 1
-            return _pair(prediction, event.label, event)
-        self._hold(self._labels, event, "labels")
-        return None
+        pairs = self.add_rows(EventRows.from_events(event.model, [event]))
+        return pairs[0] if len(pairs) else None
 
-    def _hold(self, store: OrderedDict[str, Event], event: Event, what: str) -> None:
-        store[event.id] = event
-        store.move_to_end(event.id)
-        while len(store) > self.max_pending:
-            store.popitem(last=False)
-            self.expired[what] += 1
+    def add_rows(self, rows: EventRows) -> LabeledRows:
+        """Add a batch of one model's events in order; return the pairs they complete, in order.
+
+        One pass over the ids with dict operations only; a pair is a tuple until the columns are made.
+        """
+        predictions, labels = self._predictions, self._labels
+        pairs: list[tuple[Any, ...]] = []
+        pair = pairs.append
+        model = rows.model
+        for index, ts, is_prediction, ident, features, attributes, prediction, score, label in zip(
+            rows.index, rows.ts, rows.is_prediction, rows.ids, rows.features, rows.attributes, rows.prediction,
+            rows.score, rows.label, strict=True,
+        ):
+            if is_prediction:
+                if label is not None:
+                    pair((index, ts, ident, features, attributes, prediction, score, label))
+                    continue
+                waiting = labels.pop(ident, None)
+                if waiting is not None:
+                    pair((index, ts, ident, features, attributes, prediction, score, waiting[_LABEL]))
+                    continue
+                if ident in predictions:
+                    predictions.move_to_end(ident)
+                predictions[ident] = (model, ident, index, ts, "prediction", features, attributes, prediction, score,
+                                      None)
+                while len(predictions) > self.max_pending:
+                    predictions.popitem(last=False)
+                    self.expired["predictions"] += 1
+            else:
+                held = predictions.pop(ident, None)
+                if held is not None:
+                    pair((index, ts, ident, held[5], held[6], held[7], held[8], label))
+                    continue
+                if ident in labels:
+                    labels.move_to_end(ident)
+                labels[ident] = (model, ident, index, ts, "label", features, attributes, prediction, score, label)
+                while len(labels) > self.max_pending:
+                    labels.popitem(last=False)
+                    self.expired["labels"] += 1
+        self.joined += len(pairs)
+        return LabeledRows.of(pairs)
 
     def expire(self, now: float) -> None:
         """Drop halves older than the TTL (by event time) and count them."""
         for store, what in ((self._predictions, "predictions"), (self._labels, "labels")):
             while store:
                 first = next(iter(store.values()))
-                if now - first.ts <= self.ttl:
+                if now - first[_TS] <= self.ttl:
                     break
                 store.popitem(last=False)
                 self.expired[what] += 1
 
     def snapshot(self) -> dict[str, Any]:
         return {
-            "predictions": [_event_dict(e) for e in self._predictions.values()],
-            "labels": [_event_dict(e) for e in self._labels.values()],
+            "predictions": [dict(zip(EVENT_FIELDS, e, strict=True)) for e in self._predictions.values()],
+            "labels": [dict(zip(EVENT_FIELDS, e, strict=True)) for e in self._labels.values()],
             "expired": dict(self.expired), "joined": self.joined,
         }
 
     def restore(self, state: dict[str, Any]) -> None:
-        self._predictions = OrderedDict((e["id"], Event(**e)) for e in state["predictions"])
-        self._labels = OrderedDict((e["id"], Event(**e)) for e in state["labels"])
+        self._predictions = OrderedDict((e["id"], tuple(e[f] for f in EVENT_FIELDS)) for e in state["predictions"])
+        self._labels = OrderedDict((e["id"], tuple(e[f] for f in EVENT_FIELDS)) for e in state["labels"])
         self.expired = dict(state["expired"])
         self.joined = state["joined"]
 
 
-def _pair(prediction: Event, label: Any, closer: Event) -> Joined:
-    return Joined(
-        index=closer.index, ts=closer.ts, id=prediction.id, features=prediction.features,
-        attributes=prediction.attributes, prediction=prediction.prediction, score=prediction.score, label=label,
-    )
-
-
-def _event_dict(e: Event) -> dict[str, Any]:
-    return {"model": e.model, "id": e.id, "index": e.index, "ts": e.ts, "kind": e.kind, "features": e.features,
-            "attributes": e.attributes, "prediction": e.prediction, "score": e.score, "label": e.label}
+_TS, _LABEL = EVENT_FIELDS.index("ts"), EVENT_FIELDS.index("label")

@@ -14,8 +14,9 @@ at once:
    writes its checkpoint and calls :meth:`KafkaSource.commit` with the checkpoint's positions.
    That commit is carried out right after ``on_revoke`` returns, while this member still owns
    the partitions. (When the group has already expelled this member, the partitions are
-   *lost*: ``on_revoke`` is still called so the daemon can drop their state, but nothing is
-   committed, because the new owner may already have moved on.)
+   *lost*: ``on_lost(names)`` is called instead when given — the daemon drops their state and
+   writes nothing — else ``on_revoke``; nothing is committed either way, because the new owner
+   may already have moved on.)
 2. partitions arrive: positions given to :meth:`KafkaSource.seek` before the assignment are
    applied, then ``on_assign(names)`` is called; the daemon loads the partitions' state and may
    :meth:`KafkaSource.seek` to its stored positions. Partitions it does not seek start at the
@@ -179,6 +180,7 @@ class KafkaSource:
         auto_offset_reset: str = "earliest",
         on_assign: Callback | None = None,
         on_revoke: Callback | None = None,
+        on_lost: Callback | None = None,
     ) -> None:
         if not topics:
             raise ValueError("topics is empty; name at least one topic to consume")
@@ -191,6 +193,7 @@ class KafkaSource:
         self.group_id = group_id
         self.on_assign = on_assign
         self.on_revoke = on_revoke
+        self.on_lost = on_lost
         config = _check_settings(settings or {}, _SOURCE_OWNED, "KafkaSource")
         config.setdefault("bootstrap_timeout_ms", int(BOOTSTRAP_TIMEOUT_S * 1000))
         self._names: dict[TopicPartition, str] = {}
@@ -352,6 +355,10 @@ class KafkaSource:
         if self._failure_stop:
             return  # leaving after a failure: no callback, no commit
         names = sorted(self._name(tp) for tp in tps)
+        if lost and self.on_lost is not None:
+            if names:
+                self.on_lost(names)  # another member may own them already: nothing is written
+            return
         self._revoking, self._deferred = set(tps), {}
         try:
             if self.on_revoke is not None and names:

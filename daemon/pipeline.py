@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from daemon.buffer import DEFAULT_MAX_ROWS, LabeledBuffer
 from daemon.columns import ColumnTypes
-from daemon.events import Event
-from daemon.join import DEFAULT_TTL, Joined, LabelJoiner
+from daemon.events import Event, EventRows
+from daemon.join import DEFAULT_TTL, LabeledRows, LabelJoiner
 from detectors.base import Batch
 from policies.engine import Decision, PolicyEngine, load_reference
 from policies.loader import LoadedPolicy
@@ -39,22 +40,16 @@ class ModelPipeline:
         self.engine = PolicyEngine(policy, reference=load_reference(policy))
         self.timings = {"join": 0.0, "columns": 0.0, "monitors+rules": 0.0}
 
-    def process(self, events: list[Event]) -> tuple[list[dict[str, Any]], list[Decision]]:
+    def process(self, events: EventRows | Sequence[Event]) -> tuple[list[dict[str, Any]], list[Decision]]:
+        """Join, buffer, build columns and run the policy engine over one batch of this model's events."""
+        rows = events if isinstance(events, EventRows) else EventRows.from_events(self.model, events)
         started = time.perf_counter()
-        predictions: list[Event] = []
-        joined: list[Joined] = []
-        for e in events:
-            if e.kind == "prediction":
-                predictions.append(e)
-            pair = self.joiner.add(e)
-            if pair is not None:
-                joined.append(pair)
-        if events:
-            self.joiner.expire(now=max(e.ts for e in events))
-        for pair in joined:
-            self.buffer.add(pair)
+        joined = self.joiner.add_rows(rows)
+        if len(rows):
+            self.joiner.expire(now=max(rows.ts))
+        self.buffer.extend(joined)
         joined_at = time.perf_counter()
-        batches = self._predictions(predictions), self._labeled(joined)
+        batches = self._predictions(rows.predictions()), self._labeled(joined)
         columns_at = time.perf_counter()
         out = self.engine.process(*batches)
         self.timings["join"] += joined_at - started
@@ -62,22 +57,16 @@ class ModelPipeline:
         self.timings["monitors+rules"] += time.perf_counter() - columns_at
         return out
 
-    def _predictions(self, events: list[Event]) -> Batch | None:
-        if not events:
+    def _predictions(self, rows: EventRows) -> Batch | None:
+        if not len(rows):
             return None
-        return self.types.batch(
-            [e.index for e in events], [e.ts for e in events], [e.features for e in events],
-            [e.attributes for e in events], [e.prediction for e in events], [e.score for e in events], None,
-        )
+        return self.types.batch(rows.index, rows.ts, rows.features, rows.attributes, rows.prediction, rows.score, None)
 
-    def _labeled(self, pairs: list[Joined]) -> Batch | None:
-        if not pairs:
+    def _labeled(self, pairs: LabeledRows) -> Batch | None:
+        if not len(pairs):
             return None
-        return self.types.batch(
-            [p.index for p in pairs], [p.ts for p in pairs], [p.features for p in pairs],
-            [p.attributes for p in pairs], [p.prediction for p in pairs], [p.score for p in pairs],
-            [p.label for p in pairs], lazy=True,
-        )
+        return self.types.batch(pairs.index, pairs.ts, pairs.features, pairs.attributes, pairs.prediction,
+                                pairs.score, pairs.label, lazy=True)
 
     def snapshot(self) -> dict[str, Any]:
         return {

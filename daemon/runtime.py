@@ -17,19 +17,23 @@ restarted daemon makes exactly the decisions an uninterrupted one would.
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from daemon.actions import ActionRunner, JsonlSink
+from daemon.backpressure import Flow, pending_outputs, running_actions
 from daemon.config import Settings
-from daemon.events import decode
+from daemon.columnar import decode_batch
+from daemon.events import EventRows
 from daemon.pipeline import ModelPipeline
+from daemon.sinks import ModelUpdates, build_sinks
 from daemon.sources import FileSource, MemorySource, Record, Source
 from daemon.store import Intent, Store
 from deploy.registry import CHAMPION, LocalRegistry
@@ -98,8 +102,10 @@ class Daemon:
         self.policies = {p.model: p for p in policies}
         settings.state_dir.mkdir(parents=True, exist_ok=True)
         self.store = Store(settings.store_path)
-        self.dead_letters = JsonlSink(settings.dead_letter_path)
-        self.alerts = JsonlSink(settings.alerts_path)
+        # The JSONL files, plus the Kafka topics that settings.sinks names (daemon/sinks.py).
+        self.dead_letters, self.alerts, self.decisions, updates = build_sinks(
+            settings, JsonlSink(settings.dead_letter_path), JsonlSink(settings.alerts_path))
+        self.model_updates = ModelUpdates(updates, self._champion) if updates is not None else None
         self.registry = LocalRegistry(settings.registry_path)
         self._next_index = self.store.next_index()
         self._positions = self.store.positions()
@@ -115,6 +121,8 @@ class Daemon:
             self.store, self.policies, self._training_data, settings.state_dir / "runs", self.registry, self.alerts,
             execute=settings.execute, synchronous=synchronous_actions, listener=self._emit, base=settings.state_dir,
         )
+        self.fast_decode = True
+        """Decode whole batches as columns (daemon/columnar.py); False forces the per-record path."""
         self._stop = threading.Event()
         self._ticks: queue.Queue[tuple[str, str, float]] = queue.Queue()
         self._unrouted_logged: set[str] = set()
@@ -123,6 +131,15 @@ class Daemon:
         self._uncheckpointed = 0
         self._last_checkpoint = time.monotonic()
         self.stats = RunStats()
+        # -- Kafka: partition ownership and state moves (daemon/partitions.py); backpressure --
+        self.ownership = _ownership(self)
+        self._failed = False
+        self.flow = Flow(source, [
+            running_actions(lambda: self.actions.running, settings.backpressure.max_running_actions),
+            pending_outputs([self.dead_letters, self.alerts, self.decisions],
+                            settings.backpressure.max_pending_outputs),
+        ])
+        # -- end Kafka --
         if self._positions:
             log.info("resuming from checkpoint: positions %s, next event index %d", self._positions, self._next_index)
             source.seek(self._positions)
@@ -140,18 +157,43 @@ class Daemon:
 
     def close(self) -> None:
         self.actions.wait()
-        self.source.close()
+        if self.ownership is not None:  # Kafka: a graceful stop commits (on revoke), a failure stop never
+            self.source.close(revoke=not self._failed)  # type: ignore[call-arg]
+        else:
+            self.source.close()
+        for sink in (self.dead_letters, self.alerts, self.decisions, self.model_updates and self.model_updates.sink):
+            close = getattr(sink, "close", None)
+            if close is not None:
+                close()
+        if self.ownership is not None and self.ownership.changelog is not None:
+            self.ownership.changelog.close()
         self.store.close()
 
     def _emit(self, item: dict[str, Any]) -> None:
+        if self.model_updates is not None:
+            self.model_updates.observe(item)
         if self.listener is not None:
             self.listener(item)
+
+    def _champion(self, model: str) -> str | None:
+        return self.registry.aliases(model).get(CHAMPION)
 
     # -- the loop ------------------------------------------------------------------------------
 
     def run(self, count: int | None = None, timeout: float | None = None) -> RunStats:
         """Process until the source is exhausted, ``count`` records were read, ``timeout`` seconds
-        passed, or :meth:`stop` was called; return the counts."""
+        passed, or :meth:`stop` was called; return the counts. An exception makes it a failure
+        stop: :meth:`close` then commits nothing."""
+        try:
+            return self._run(count, timeout)
+        except BaseException:
+            self._failed = True
+            raise
+
+    def _run(self, count: int | None, timeout: float | None) -> RunStats:
+        # Everything alive now (imports, policies, restored state) lives as long as the process:
+        # keep it out of the cyclic collector's full passes, which otherwise cost a fifth of the loop.
+        gc.freeze()
         started = time.monotonic()
         read = 0
         while not self._stop.is_set():
@@ -164,7 +206,7 @@ class Daemon:
             if self.source.exhausted:
                 break
             want = self.settings.batch_size if count is None else min(self.settings.batch_size, count - read)
-            records = self.source.poll(want, self.settings.poll_timeout)
+            records = self.flow.poll(want, self.settings.poll_timeout)
             if not records:
                 continue
             read += len(records)
@@ -184,20 +226,23 @@ class Daemon:
             return
         started = time.perf_counter()
         first = self._next_index
-        events, dead = decode(fresh, first_index=first, arrival=self.clock())
+        batch = decode_batch(fresh, first_index=first, arrival=self.clock(), fast=self.fast_decode)
+        dead = batch.dead
         self._next_index = first + len(fresh)
         for r in fresh:
             if r.offset + 1 > self._positions.get(r.partition, 0):
                 self._positions[r.partition] = r.offset + 1
-        by_model: dict[str, list[Any]] = {}
-        for e in events:
-            if e.model in self.pipelines:
-                by_model.setdefault(e.model, []).append(e)
+        by_model: dict[str, EventRows] = {}
+        for model, rows in batch.by_model.items():
+            if model in self.pipelines:
+                by_model[model] = rows
             else:
-                self.stats.unrouted += 1
-                if e.model not in self._unrouted_logged:
-                    self._unrouted_logged.add(e.model)
-                    log.warning("events for model %r have no policy; they are counted and ignored", e.model)
+                self.stats.unrouted += len(rows)
+                if model not in self._unrouted_logged:
+                    self._unrouted_logged.add(model)
+                    log.warning("events for model %r have no policy; they are counted and ignored", model)
+        if self.ownership is not None:
+            self.ownership.routed(fresh, first, by_model)
         decoded = time.perf_counter()
         outputs: list[dict[str, Any]] = []
         decisions: list[Decision] = []
@@ -210,7 +255,7 @@ class Daemon:
             outputs += signals
             decisions += model_decisions
         for d in dead:
-            self.dead_letters.write(d.as_dict())
+            self.dead_letters.write({**d.as_dict(), "raw": d.raw, "key": fresh[d.index - first].key})
             outputs.append({"type": "dead_letter", "model": None, "at": d.index, **d.as_dict()})
         for pipe in self.pipelines.values():
             pipe.engine.dead_letters += len(dead)
@@ -224,7 +269,7 @@ class Daemon:
         self.stats.timings["decode"] += decoded - started
         self.stats.timings["monitors"] += monitored - decoded
         self.stats.timings["checkpoint"] += time.perf_counter() - monitored
-        self.stats.events += len(events)
+        self.stats.events += batch.events
         self.stats.dead_letters += len(dead)
         self.stats.signals += sum(1 for o in outputs if o["type"] == "signal")
         self.stats.decisions += len(decisions)
@@ -242,20 +287,35 @@ class Daemon:
     def checkpoint(self, decisions: Sequence[Decision] = ()) -> list[str]:
         """Flush the sinks, write state + positions + intents in one transaction, then commit the
         positions to the source. Returns the keys of the new intents."""
+        if self.decisions is not None:  # the decisions topic: at least once, keyed for deduplication
+            for d in decisions:
+                self.decisions.write({"type": "decision", **d.as_dict()})
+            self.decisions.flush()
         self.dead_letters.flush()
         for pipe in self.pipelines.values():
             pipe.buffer.flush()
         intents = [Intent(d.key, d.model, d.rule, d.action, d.action_type, d.at, d.ts, d.as_dict()) for d in decisions]
         audit = self._audit + [(d.model, "decision", d.key, d.as_dict()) for d in decisions]
-        new = self.store.checkpoint(
-            self._positions, self._next_index, {m: p.snapshot() for m, p in self.pipelines.items()}, intents, audit
-        )
-        self.source.commit(dict(self._positions))
+        snapshots = self._snapshots()
+        new = self.store.checkpoint(self._positions, self._next_index, snapshots, intents, audit)
+        if self.ownership is not None:  # Kafka: changelog (when configured), then commit
+            self.ownership.checkpointed(snapshots)
+            self.ownership.commit(dict(self._positions))
+        else:
+            self.source.commit(dict(self._positions))
         self._audit = []
         self._uncheckpointed = 0
         self._last_checkpoint = time.monotonic()
         self.stats.checkpoints += 1
         return new
+
+    def _snapshots(self) -> dict[str, Any]:
+        """The pipelines' states to checkpoint: with Kafka ownership, those of the owned models,
+        each with its task (partition number)."""
+        if self.ownership is None:
+            return {m: p.snapshot() for m, p in self.pipelines.items()}
+        own = self.ownership
+        return {m: {**p.snapshot(), "task": own.home.get(m)} for m, p in self.pipelines.items() if own.owns(m)}
 
     def _observe(self, model: str) -> None:
         """Tell a policy engine what the events do not: a running retrain (for ``inhibited_by``) and
@@ -347,5 +407,15 @@ def make_source(settings: Settings) -> Source:
     if src.kind == "kafka":
         from daemon.kafka_io import KafkaSource
 
-        return KafkaSource(src.bootstrap, src.topics, src.group_id, settings=src.settings)  # type: ignore[arg-type]
+        return KafkaSource(src.bootstrap, src.topics, src.group_id, settings=src.settings,  # type: ignore[arg-type]
+                           auto_offset_reset=src.auto_offset_reset)
     return MemorySource(closed=False)
+
+
+def _ownership(daemon: Daemon) -> Any:
+    """Partition ownership for a Kafka source (daemon/partitions.py), else None."""
+    if daemon.settings.source.kind != "kafka" and not hasattr(daemon.source, "on_assign"):
+        return None
+    from daemon.partitions import Ownership
+
+    return Ownership.attach(daemon)

@@ -115,8 +115,9 @@ class DeadLetterSink:
     """Dead letters to the JSONL file (``raw`` as text) and, when configured, to a topic.
 
     ``write`` takes :meth:`daemon.events.DeadLetter.as_dict` with ``raw`` replaced by the
-    original bytes. The topic gets those bytes unchanged as the value (so the producer's own
-    tooling can read them), the record's key, and headers ``reason``, ``source`` (partition
+    original bytes and ``key`` the record's key (bytes or None). The topic gets those bytes
+    unchanged as the value (so the producer's own tooling can read them), the record's key, and
+    headers ``reason``, ``source`` (partition
     name), ``offset`` and ``index``.
     """
 
@@ -128,7 +129,7 @@ class DeadLetterSink:
         raw = obj.get("raw", b"")
         if isinstance(raw, str):
             raw = raw.encode()
-        self.file.write({**obj, "raw": raw.decode("utf-8", "replace")})
+        self.file.write({k: v for k, v in obj.items() if k != "key"} | {"raw": raw.decode("utf-8", "replace")})
         if self.topic is not None:
             headers = {"reason": str(obj.get("reason", "")), "source": str(obj.get("partition", "")),
                        "offset": str(obj.get("offset", "")), "index": str(obj.get("index", ""))}
@@ -154,7 +155,9 @@ class ModelUpdates:
     champion after the change (what serving apps should load). Thread-safe; each event is flushed
     before :meth:`observe` returns, and a failed send is logged, never raised into the action."""
 
-    def __init__(self, sink: Sink, champion: Callable[[str], str | None], clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, sink: Sink, champion: Callable[[str], str | None], clock: Callable[[], float] = time.time
+    ) -> None:
         self.sink, self.champion, self.clock = sink, champion, clock
         self._lock = threading.Lock()
 
@@ -202,7 +205,9 @@ def _producer_settings(client: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in client.items() if k not in _CONSUMER_ONLY}
 
 
-def build_sinks(settings: Settings, file_dead_letters: Sink, file_alerts: Sink) -> tuple[DeadLetterSink, Sink, Sink | None, KafkaJsonSink | None]:
+def build_sinks(
+    settings: Settings, file_dead_letters: Sink, file_alerts: Sink
+) -> tuple[DeadLetterSink, Sink, KafkaJsonSink | None, KafkaJsonSink | None]:
     """(dead letters, alerts, decisions, model-updated) sinks as ``settings.sinks`` asks: each
     Kafka topic is off unless named."""
     s = settings.sinks

@@ -29,6 +29,8 @@ def _as_binary(y: np.ndarray, positive: Any) -> np.ndarray:
 
 
 def accuracy(y: np.ndarray, p: np.ndarray, positive: Any = 1) -> float:
+    if y.dtype.kind == "f" and p.dtype.kind == "f":  # numbers: the same comparisons, in C
+        return float(np.mean(y == p))
     return float(np.mean(np.fromiter((a == b for a, b in zip(y.tolist(), p.tolist(), strict=True)), bool, len(y))))
 
 

@@ -1,0 +1,179 @@
+"""Decode a whole micro-batch into per-model event columns: the fast path of :func:`daemon.events.decode`.
+
+orjson parses every record (one C-level ``map``); each wire field is then pulled out as a column
+and checked once per batch by the set of its value types, not by a Python test per event. A batch
+the fast path cannot take whole — a record that is not JSON or breaks the wire contract, an
+ISO time that does not parse, a score given as a class map — is decoded by the per-record path
+instead, so dead letters and their reasons are exactly that path's. Both give the same events.
+
+>>> from daemon.sources import Record
+>>> ok = [Record(b'{"model": "m", "id": 7, "ts": 5, "features": {"x": 1}, "prediction": 1}', "p", 0),
+...       Record(b'{"model": "n", "id": "a", "label": 0}', "p", 1)]
+>>> out = decode_batch(ok, first_index=10, arrival=0.0)
+>>> out.fast, out.events, [(m, r.index, r.ids, r.ts) for m, r in out.by_model.items()]
+(True, 2, [('m', [10], ['7'], [5.0]), ('n', [11], ['a'], [0.0])])
+>>> bad = decode_batch([*ok, Record(b'{oops', "p", 2)], first_index=10, arrival=0.0)
+>>> bad.fast, bad.events, [(d.index, d.reason[:8]) for d in bad.dead]
+(False, 2, [(12, 'not JSON')])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence, Set
+from dataclasses import dataclass, field
+from itertools import chain, repeat
+from operator import is_not
+from typing import Any
+
+import numpy as np
+import orjson
+
+from daemon.events import _SCALAR_TYPES, DeadLetter, Event, EventRows, decode, parse_ts
+from daemon.sources import Record
+
+_NONE = type(None)
+_DICT_OR_NONE = frozenset({dict, _NONE})
+_NUMBER_OR_NONE = frozenset({float, int, _NONE})
+_ID_TYPES = frozenset({str, int})
+_OPEN_BRACE, _OPEN_BRACKET = ord("{"), ord("[")
+_FIELDS = ("model", "id", "ts", "features", "attributes", "prediction", "score", "label")
+
+
+@dataclass(slots=True)
+class Decoded:
+    """A decoded batch: each model's events as columns (in order of first appearance), the dead
+    letters, the number of events, and whether the fast path took the batch."""
+
+    by_model: dict[str, EventRows] = field(default_factory=dict)
+    dead: list[DeadLetter] = field(default_factory=list)
+    events: int = 0
+    fast: bool = True
+
+
+class _Fallback(Exception):
+    """The batch needs the per-record path."""
+
+
+def decode_batch(records: Sequence[Record], first_index: int, arrival: float, *, fast: bool = True) -> Decoded:
+    """Record ``i`` becomes event index ``first_index + i`` (the same numbering as :func:`decode`).
+    ``fast=False`` forces the per-record path (tests compare the two)."""
+    if fast and records:
+        try:
+            return _fast(records, first_index, arrival)
+        except _Fallback:
+            pass
+    events, dead = decode(records, first_index=first_index, arrival=arrival)
+    return Decoded(_group(events), dead, len(events), fast=False)
+
+
+def _group(events: list[Event]) -> dict[str, EventRows]:
+    by_model: dict[str, list[Event]] = {}
+    for e in events:
+        by_model.setdefault(e.model, []).append(e)
+    return {m: EventRows.from_events(m, evs) for m, evs in by_model.items()}
+
+
+def _fast(records: Sequence[Record], first_index: int, arrival: float) -> Decoded:
+    n = len(records)
+    try:
+        values = [r.value for r in records]
+        objs = list(map(orjson.loads, values))
+    except orjson.JSONDecodeError:
+        raise _Fallback from None
+    if set(map(type, objs)) != {dict}:
+        raise _Fallback
+    get = dict.get
+    fields: list[list[Any]] = [list(map(get, objs, repeat(f))) for f in _FIELDS]
+    models, ids, ts, features, attributes, prediction, score, label = fields
+    _require(models, {str})
+    distinct: dict[str, None] = dict.fromkeys(models)
+    if "" in distinct:
+        raise _Fallback
+    ids = _ids(ids)
+    ts = _times(ts, records, arrival)
+    has_features = list(map(bool, features))
+    flat = _flat(values, len(features) - features.count(None) + len(attributes) - attributes.count(None))
+    features = _mapping(features, flat)
+    attributes = _mapping(attributes, flat)
+    _require(prediction, _SCALAR_TYPES)
+    _require(label, _SCALAR_TYPES)
+    score = _scores(score)
+    is_prediction = np.fromiter(map(is_not, prediction, repeat(None)), bool, n)
+    is_prediction |= np.fromiter(has_features, bool, n)
+    is_prediction |= np.fromiter(map(is_not, score, repeat(None)), bool, n)
+    if not is_prediction.all() and not (is_prediction | np.fromiter(map(is_not, label, repeat(None)), bool, n)).all():
+        raise _Fallback  # an event with neither features, prediction, score nor label: a dead letter
+    index = list(range(first_index, first_index + n))
+    kinds = is_prediction.tolist()
+    columns: tuple[list[Any], ...] = (index, ts, kinds, ids, features, attributes, prediction, score, label)
+    if len(distinct) == 1:
+        (model,) = distinct
+        return Decoded({model: EventRows(model, *columns)}, [], n)
+    code_of = {m: i for i, m in enumerate(distinct)}
+    codes = np.fromiter(map(code_of.__getitem__, models), np.intp, n)
+    order = np.argsort(codes, kind="stable")
+    bounds = np.cumsum(np.bincount(codes, minlength=len(distinct)))[:-1]
+    by_model: dict[str, EventRows] = {}
+    for model, positions in zip(distinct, np.split(order, bounds), strict=True):
+        pick = positions.tolist()
+        by_model[model] = EventRows(model, *([col[i] for i in pick] for col in columns))
+    return Decoded(by_model, [], n)
+
+
+def _require(values: list[Any], allowed: Set[Any]) -> None:
+    if not set(map(type, values)) <= allowed:
+        raise _Fallback
+
+
+def _ids(values: list[Any]) -> list[str]:
+    types = set(map(type, values))
+    if types == {str}:
+        return values
+    if not types <= _ID_TYPES:
+        raise _Fallback  # missing, or neither a string nor an integer
+    return [v if type(v) is str else str(v) for v in values]
+
+
+def _times(values: list[Any], records: Sequence[Record], arrival: float) -> list[float]:
+    types = set(map(type, values))
+    if types == {float}:
+        return values
+    if types <= _NUMBER_OR_NONE:
+        return [float(v) if v is not None else (r.ts if r.ts is not None else arrival)
+                for v, r in zip(values, records, strict=True)]
+    if not types <= {float, int, str, _NONE}:
+        raise _Fallback
+    try:
+        return [v if type(v) is float else float(v) if type(v) is int else parse_ts(v) if v is not None
+                else (r.ts if r.ts is not None else arrival) for v, r in zip(values, records, strict=True)]
+    except ValueError:
+        raise _Fallback from None
+
+
+def _flat(values: list[bytes], mappings: int) -> bool:
+    """Whether the raw records hold no object or array besides the records themselves and
+    ``mappings`` more (their ``features`` and ``attributes``): then no value inside those is
+    nested, and nothing needs a check per value. Counted on the bytes in C; a brace inside a
+    string only makes it answer False (the exact check then runs)."""
+    raw = np.frombuffer(b"".join(values), np.uint8)
+    return int(np.count_nonzero(raw == _OPEN_BRACE)) == len(values) + mappings and not (raw == _OPEN_BRACKET).any()
+
+
+def _mapping(values: list[Any], flat: bool) -> list[dict[str, Any]]:
+    types = set(map(type, values))
+    if not types <= _DICT_OR_NONE:
+        raise _Fallback
+    if _NONE in types:
+        values = [{} if v is None else v for v in values]
+    if not flat and not set(map(type, chain.from_iterable(map(dict.values, values)))) <= _SCALAR_TYPES:
+        raise _Fallback  # a nested value: the per-record path names the field
+    return values
+
+
+def _scores(values: list[Any]) -> list[float | None]:
+    types = set(map(type, values))
+    if types <= {float, _NONE}:
+        return values
+    if not types <= _NUMBER_OR_NONE:
+        raise _Fallback  # a class→probability map or a boolean
+    return [float(v) if type(v) is int else v for v in values]

@@ -1,0 +1,336 @@
+"""Scale-out over Kafka: which daemon owns which models, and how their state moves.
+
+Several daemons run in one consumer group. Producers key every event by model, and every
+input topic (predictions, features, labels) has the same number of partitions, so a model's
+events all arrive on the same partition *number* ``n`` of every topic. That number is the unit
+of ownership, a **task** (as in Kafka Streams): the group's range assignor (kafka-python's
+default) gives partition ``n`` of every topic to the same member, and the member owning task
+``n`` owns the monitors, rules, join and counters of every model homed there.
+
+State moves through a **changelog**: a compacted topic with one message per task, key
+``task:<n>``, value (JSON) ``{"task", "positions", "next_index", "models": {model: pipeline
+snapshot}, "owner", "generation"}``. The checkpoint order becomes:
+
+1. flush the sinks (decisions, dead letters, labeled-data segments);
+2. the local store transaction (positions, state, intents) — the local copy;
+3. one changelog message per owned task, flushed (acknowledged by the broker);
+4. commit the offsets.
+
+On **revoke** (a graceful rebalance or stop) the daemon checkpoints — so the changelog holds
+exactly the committed state — and forgets the tasks. On **assign** it reads the changelog and
+restores each new task from the snapshot that has read furthest (per-partition positions),
+comparing it with its own local copy: the local copy wins only when it is ahead (this daemon
+crashed between steps 2 and 3 and got its task back) or level (it keeps its labeled buffer).
+It then seeks every partition of the task to the snapshot's positions: records before them are
+already in the state and are skipped; records after them are processed once. Lost partitions
+(this member was expelled) are dropped without writing anything, since a new owner may have
+moved on.
+
+Without a changelog the state stays in the local store and the partitions resume from its
+positions: run one daemon per group.
+
+What does not move (known limits): the labeled-data buffer (Parquet segments on the previous
+owner's disk — a new owner buffers afresh, so a retrain right after a move trains on fewer
+rows), and actions already started (they finish on the daemon that decided them, from its local
+store). Zombie fencing is by "furthest positions wins", not by transactions.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import time
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from daemon.kafka_io import (
+    CommitFailed,
+    KafkaSink,
+    ensure_topics,
+    parse_partition_name,
+    partition_name,
+    read_messages,
+)
+from daemon.pipeline import ModelPipeline
+from policies.durations import parse_duration
+
+if TYPE_CHECKING:
+    from daemon.runtime import Daemon
+
+log = logging.getLogger("driftwarden.partitions")
+
+MAX_SNAPSHOT_BYTES = 64 * 1024 * 1024
+"""Largest changelog message (all models of one task, gzip-compressed): monitor windows of a
+few thousand events and tens of features per model fit with room to spare."""
+
+CHANGELOG_READ_TIMEOUT_S = 60.0
+"""Reading the whole compacted changelog on assign; it holds one live message per task."""
+
+TASK_PREFIX = "task:"
+
+
+def task_of(partition: str) -> int | None:
+    """The task (partition number) of a Kafka partition name; None for other sources.
+
+    >>> task_of("kafka:predictions:2"), task_of("file:a.jsonl")
+    (2, None)
+    """
+    parsed = parse_partition_name(partition)
+    return None if parsed is None else parsed[1]
+
+
+def furthest(snapshots: Sequence[Mapping[str, Any] | None]) -> Mapping[str, Any] | None:
+    """The snapshot that has read furthest: positions >= the others' on every partition it
+    shares with them, the sum of positions breaking ties between incomparable ones; among equal
+    ones the first wins.
+
+    >>> a = {"positions": {"p:0": 5, "q:0": 3}}; b = {"positions": {"p:0": 7, "q:0": 3}}
+    >>> furthest([a, b]) is b, furthest([b, a]) is b, furthest([None, a]) is a, furthest([a, dict(a)]) is a
+    (True, True, True, True)
+    """
+    best: Mapping[str, Any] | None = None
+    for snap in snapshots:
+        if snap is None:
+            continue
+        if best is None or _key(snap) > _key(best):
+            best = snap
+    return best
+
+
+def _key(snap: Mapping[str, Any]) -> tuple[int, int]:
+    positions = snap.get("positions") or {}
+    return sum(int(v) for v in positions.values()), len(positions)
+
+
+class Changelog:
+    """The compacted changelog topic of task snapshots (one partition: read whole on assign)."""
+
+    def __init__(self, bootstrap: str, topic: str, client: Mapping[str, Any]) -> None:
+        self.bootstrap, self.topic = bootstrap, topic
+        self._client = dict(client)
+        ensure_topics(
+            bootstrap, {topic: 1},
+            configs={topic: {"cleanup.policy": "compact", "max.message.bytes": str(MAX_SNAPSHOT_BYTES)}},
+            **_admin_settings(self._client),
+        )
+        producer = {k: v for k, v in self._client.items() if k in _SHARED_CLIENT}
+        self._sink = KafkaSink(bootstrap, topic, compression_type="gzip", max_request_size=MAX_SNAPSHOT_BYTES,
+                               **producer)
+
+    def write(self, task: int, value: Mapping[str, Any]) -> None:
+        self._sink.send(orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY), key=f"{TASK_PREFIX}{task}".encode())
+
+    def flush(self) -> None:
+        self._sink.flush()
+
+    def read(self) -> dict[int, list[dict[str, Any]]]:
+        """Every snapshot still in the topic, per task, oldest first (compaction keeps the last
+        per task; the ones not compacted yet let :func:`furthest` pass over a stale write)."""
+        reader = {k: v for k, v in self._client.items() if k in _SHARED_CLIENT}
+        messages = read_messages(self.bootstrap, self.topic, timeout=CHANGELOG_READ_TIMEOUT_S,
+                                 max_partition_fetch_bytes=MAX_SNAPSHOT_BYTES, fetch_max_bytes=MAX_SNAPSHOT_BYTES,
+                                 **reader)
+        out: dict[int, list[dict[str, Any]]] = {}
+        for m in messages:
+            if m.key is None or not m.key.startswith(TASK_PREFIX.encode()):
+                continue
+            task = int(m.key[len(TASK_PREFIX):])
+            if m.value is None:  # a tombstone: the task's state was deleted
+                out.pop(task, None)
+                continue
+            out.setdefault(task, []).append(orjson.loads(m.value))
+        return out
+
+    def close(self) -> None:
+        self._sink.close()
+
+
+# Client settings every Kafka client takes (security, identity, timeouts); the rest are the
+# consumer's own and are not passed to the changelog's producer, reader and admin client.
+_SHARED_CLIENT = frozenset({
+    "client_id", "security_protocol", "ssl_context", "ssl_check_hostname", "ssl_cafile", "ssl_certfile",
+    "ssl_keyfile", "ssl_password", "ssl_crlfile", "ssl_ciphers", "sasl_mechanism", "sasl_plain_username",
+    "sasl_plain_password", "sasl_kerberos_service_name", "sasl_kerberos_domain_name", "sasl_oauth_token_provider",
+    "request_timeout_ms", "connections_max_idle_ms", "api_version", "metadata_max_age_ms",
+})
+
+
+def _admin_settings(client: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in client.items() if k in _SHARED_CLIENT}
+
+
+class Ownership:
+    """The tasks a daemon owns and the moves of their state; installed as the Kafka source's
+    rebalance listener. Its callbacks run while the daemon's thread is inside ``poll`` or
+    ``close``, so they use the daemon's state without locks."""
+
+    def __init__(self, daemon: Daemon, changelog: Changelog | None) -> None:
+        self.daemon, self.changelog = daemon, changelog
+        self.topics: tuple[str, ...] = tuple(daemon.settings.source.topics)
+        self.tasks: set[int] = set()
+        self.home: dict[str, int] = {}
+        """model → the task its events arrive on."""
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self.moves = {"assigned": 0, "revoked": 0, "lost": 0, "restored_remote": 0, "restored_local": 0}
+        self._warned: set[str] = set()
+        for model in daemon.pipelines:
+            state = daemon.store.pipeline_state(model)
+            if state is not None and state.get("task") is not None:
+                self.home[model] = int(state["task"])
+        src: Any = daemon.source  # a KafkaSource (see attach)
+        src.on_assign, src.on_revoke, src.on_lost = self.assigned, self.revoked, self.lost
+
+    @classmethod
+    def attach(cls, daemon: Daemon) -> Ownership | None:
+        """Ownership for a Kafka source (with a changelog when the settings name one), else None."""
+        if not hasattr(daemon.source, "on_assign"):
+            return None
+        src = daemon.settings.source
+        changelog = None
+        if src.changelog_topic:
+            assert src.bootstrap is not None
+            changelog = Changelog(src.bootstrap, src.changelog_topic, src.settings)
+            daemon._positions.clear()  # positions come with each task on assign
+        return cls(daemon, changelog)
+
+    # -- the loop's hooks -------------------------------------------------------------------------
+
+    def routed(self, records: Sequence[Any], first: int, by_model: Mapping[str, list[Any]]) -> None:
+        """Note each model's task from its first event of the batch (a per-model, not per-event, cost)."""
+        for model, events in by_model.items():
+            task = task_of(records[events[0].index - first].partition)
+            if task is None:
+                continue
+            home = self.home.setdefault(model, task)
+            if home != task and model not in self._warned and self.changelog is not None:
+                self._warned.add(model)
+                log.error("model %s arrives on partitions %d and %d: key events by model and give every input "
+                          "topic the same partition count, or its state cannot move with a partition",
+                          model, home, task)
+
+    def owns(self, model: str) -> bool:
+        """Whether the checkpoint should save ``model``: its task is owned here (or, without a
+        changelog, it has ever been seen)."""
+        home = self.home.get(model)
+        return home is not None and (self.changelog is None or home in self.tasks)
+
+    def checkpointed(self, snapshots: Mapping[str, Mapping[str, Any]]) -> None:
+        """Step 3 of the checkpoint: one changelog message per owned task, flushed."""
+        if self.changelog is None:
+            return
+        d = self.daemon
+        for task in sorted(self.tasks):
+            names = self._names(task)
+            value = {
+                "task": task,
+                "positions": {n: d._positions[n] for n in names if n in d._positions},
+                "next_index": d._next_index,
+                "models": {m: s for m, s in snapshots.items() if self.home.get(m) == task},
+                "owner": self.owner,
+                "wall": time.time(),
+            }
+            self.changelog.write(task, value)
+        self.changelog.flush()
+
+    def commit(self, positions: Mapping[str, int]) -> None:
+        """Step 4. A commit the group refuses (it is rebalancing) is not an error: the state and
+        positions are in the changelog and the local store, so the next owner skips what is done."""
+        try:
+            self.daemon.source.commit(positions)
+        except CommitFailed as e:
+            log.warning("%s; the next owner resumes from the checkpointed positions", e)
+
+    # -- rebalance callbacks ------------------------------------------------------------------------
+
+    def revoked(self, names: list[str]) -> None:
+        """Checkpoint (and so commit) everything, then forget the revoked tasks."""
+        self.moves["revoked"] += 1
+        self.daemon.checkpoint()
+        self._drop(names)
+
+    def lost(self, names: list[str]) -> None:
+        """Expelled from the group: forget the tasks, write nothing (a new owner may be ahead)."""
+        self.moves["lost"] += 1
+        log.warning("partitions %s lost to a rebalance; their uncheckpointed work is dropped and replayed by "
+                    "their new owner", names)
+        self._drop(names)
+
+    def assigned(self, names: list[str]) -> None:
+        self.moves["assigned"] += 1
+        new = sorted({t for t in map(task_of, names) if t is not None} - self.tasks)
+        if not new:
+            return
+        self.tasks.update(new)
+        if self.changelog is None:
+            return  # the local store's positions were given to seek() at start
+        remote = self.changelog.read()
+        for task in new:
+            self._restore(task, remote.get(task, []))
+        log.info("assigned tasks %s (partitions %s); now owning %s", new, names, sorted(self.tasks))
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def _names(self, task: int) -> list[str]:
+        return [partition_name(t, task) for t in self.topics]
+
+    def _drop(self, names: list[str]) -> None:
+        gone = {t for t in map(task_of, names) if t is not None}
+        if self.changelog is None:
+            return  # the local store is the state: keep it, in case the partitions come back
+        d = self.daemon
+        for name in names:
+            d._positions.pop(name, None)
+        self.tasks -= gone
+        log.info("revoked tasks %s; now owning %s", sorted(gone), sorted(self.tasks))
+
+    def _local(self, task: int) -> dict[str, Any] | None:
+        """This daemon's own last checkpoint of ``task``, in the changelog's form."""
+        d = self.daemon
+        stored = d.store.positions()
+        positions = {n: stored[n] for n in self._names(task) if n in stored}
+        if not positions:
+            return None
+        models = {}
+        for model in d.policies:
+            state = d.store.pipeline_state(model)
+            if state is not None and state.get("task") == task:
+                models[model] = state
+        return {"task": task, "positions": positions, "next_index": d.store.next_index(), "models": models,
+                "local": True}
+
+    def _restore(self, task: int, remote: list[dict[str, Any]]) -> None:
+        d = self.daemon
+        local = self._local(task)
+        chosen = furthest([local, *remote])  # the local copy first: it wins ties (it has the buffer too)
+        names = self._names(task)
+        for n in names:
+            d._positions.pop(n, None)
+        if chosen is None:
+            log.info("task %d has no stored state: starting fresh at the group's committed offsets", task)
+            return
+        is_local = bool(chosen.get("local"))
+        self.moves["restored_local" if is_local else "restored_remote"] += 1
+        ttl = parse_duration(d.settings.label_ttl)
+        for model, state in chosen["models"].items():
+            policy = d.policies.get(model)
+            if policy is None:
+                log.warning("task %d holds state of model %s, which has no policy here; ignored", task, model)
+                continue
+            buffers = d.settings.state_dir / "buffers" / model
+            if not is_local:
+                shutil.rmtree(buffers, ignore_errors=True)  # another owner's rows since: ours are stale
+            pipe = ModelPipeline(policy, buffers, ttl=ttl, upto=int(chosen["next_index"]) - 1)
+            pipe.restore(state)
+            d.pipelines[model] = pipe
+            self.home[model] = task
+        positions = {n: int(p) for n, p in chosen["positions"].items() if n in names}
+        d._positions.update(positions)
+        d._next_index = max(d._next_index, int(chosen["next_index"]))
+        d.source.seek(positions)
+        log.info("task %d restored from %s (owner %s): positions %s, models %s", task,
+                 "the local store" if is_local else "the changelog", chosen.get("owner", "this daemon"),
+                 positions, sorted(chosen["models"]))
