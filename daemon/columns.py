@@ -22,6 +22,8 @@ import numpy as np
 from detectors.base import Batch
 
 NUMERIC, CATEGORICAL = "numeric", "categorical"
+MAX_SHARED_STRINGS = 100_000
+"""Distinct category strings shared per model before the table starts afresh (bounds its memory)."""
 _NUMBER_OR_NONE = frozenset({int, float, type(None)})
 _STR_OR_NONE = frozenset({str, type(None)})
 
@@ -36,6 +38,7 @@ class ColumnTypes:
     def __init__(self, types: Mapping[str, str] | None = None) -> None:
         self.types: dict[str, str] = dict(types or {})
         self.violations: dict[str, int] = {}
+        self._strings: dict[Any, Any] = {}
 
     def batch(
         self,
@@ -86,7 +89,7 @@ class ColumnTypes:
                     continue
                 kind = NUMERIC if _is_number(first) else CATEGORICAL
                 self.types[key] = kind
-            out[name] = self._numeric(name, values) if kind == NUMERIC else _categorical(values)
+            out[name] = self._numeric(name, values) if kind == NUMERIC else _categorical(values, self._strings)
         return out
 
     def _numeric(self, name: str, values: np.ndarray) -> np.ndarray:
@@ -97,11 +100,10 @@ class ColumnTypes:
             self.violations[name] = self.violations.get(name, 0) + bad
             return np.array([v if _is_number(v) else math.nan for v in values], dtype=np.float64)
 
-    @staticmethod
-    def _target(values: Sequence[Any]) -> np.ndarray:
+    def _target(self, values: Sequence[Any]) -> np.ndarray:
         if set(map(type, values)) <= _NUMBER_OR_NONE:
             return np.array(values, dtype=np.float64)
-        return _categorical(values)
+        return _categorical(values, self._strings)
 
     def snapshot(self) -> dict[str, Any]:
         return {"types": self.types, "violations": self.violations}
@@ -137,9 +139,16 @@ class LazyColumns(Mapping[str, np.ndarray]):
         return name in self._columns()
 
 
-def _categorical(values: Sequence[Any] | np.ndarray) -> np.ndarray:
-    if isinstance(values, np.ndarray) and set(map(type, values.tolist())) <= _STR_OR_NONE:
-        return values
-    out = np.empty(len(values), dtype=object)
-    out[:] = [None if v is None else (v if isinstance(v, str) else str(v)) for v in values]
+def _categorical(values: Sequence[Any] | np.ndarray, strings: dict[Any, Any] | None = None) -> np.ndarray:
+    """Strings (None for missing) in a fresh object array. With ``strings``, equal values share one
+    string object: a window of categories then costs a pointer per value, not a string per value."""
+    items = values.tolist() if isinstance(values, np.ndarray) else list(values)
+    if not set(map(type, items)) <= _STR_OR_NONE:
+        items = [None if v is None else (v if isinstance(v, str) else str(v)) for v in items]
+    if strings is not None:
+        if len(strings) > MAX_SHARED_STRINGS:
+            strings.clear()
+        items = list(map(strings.setdefault, items, items))
+    out = np.empty(len(items), dtype=object)
+    out[:] = items
     return out

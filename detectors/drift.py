@@ -95,11 +95,21 @@ class FeatureDrift(Monitor):
         )
         self._names: list[str] | None = None if self.features == "all" else list(self.features)
         self._reference: dict[str, np.ndarray] | None = None
+        self._encoded_reference: dict[str, Any] | None = None
         self._prepared: dict[str, stats.Reference] = {}
         if self.reference is not None:
             self._set_reference({k: column(v) for k, v in self.reference.items()})
 
+    def _reference_snapshot(self) -> dict[str, Any] | None:
+        """The encoded reference, computed once per reference (it changes rarely, checkpoints are frequent)."""
+        if self._reference is None:
+            return None
+        if self._encoded_reference is None:
+            self._encoded_reference = {k: encode(v) for k, v in self._reference.items()}
+        return self._encoded_reference
+
     def _set_reference(self, columns: Mapping[str, np.ndarray]) -> None:
+        self._encoded_reference = None
         self._reference = dict(columns)
         self._prepared = {
             name: stats.Reference(values, categorical=values.dtype == object) for name, values in columns.items()
@@ -178,7 +188,7 @@ class FeatureDrift(Monitor):
         return {
             "windows": self._windows.snapshot(),
             "names": self._names,
-            "reference": None if self._reference is None else {k: encode(v) for k, v in self._reference.items()},
+            "reference": self._reference_snapshot(),
         }
 
     def restore(self, state: Mapping[str, Any]) -> None:

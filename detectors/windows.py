@@ -23,6 +23,9 @@ from detectors.base import Batch
 
 Columns = dict[str, np.ndarray]
 
+MAX_CHUNKS = 64
+"""Pending chunks of a window before they are merged into one."""
+
 
 @dataclass(frozen=True, slots=True)
 class Window:
@@ -115,12 +118,18 @@ class Windower:
         self._index.append(index)
         self._ts.append(ts)
         self._chunks.append(cols)
+        if len(self._chunks) >= MAX_CHUNKS:  # many small batches: merge them, an array costs ~100 bytes
+            self._push(*self._drain())
 
     def _drain(self) -> tuple[np.ndarray, np.ndarray, Columns]:
         idx = np.concatenate(self._index)
         t = np.concatenate(self._ts)
-        names = self._chunks[0].keys()
-        cols = {n: np.concatenate([c[n] for c in self._chunks]) for n in names}
+        names: dict[str, np.dtype] = {}
+        for c in self._chunks:
+            for n, v in c.items():
+                names.setdefault(n, v.dtype)
+        cols = {n: np.concatenate([c[n] if n in c else _missing(dtype, len(i)) for c, i in zip(self._chunks, self._index, strict=True)])
+                for n, dtype in names.items()}
         self._chunks, self._index, self._ts = [], [], []
         return idx, t, cols
 
@@ -141,24 +150,44 @@ class Windower:
             self._push(decode(state["index"]), decode(state["ts"]), {k: decode(v) for k, v in state["columns"].items()})
 
 
+def _missing(dtype: np.dtype, n: int) -> np.ndarray:
+    """A column absent from a batch: all missing (NaN, or None for categories)."""
+    if dtype.kind in "fiub":
+        return np.full(n, np.nan)
+    return np.full(n, None, dtype=object)
+
+
 def encode(a: np.ndarray) -> dict[str, Any]:
-    """A numpy array as JSON-able data: numeric arrays as base64 bytes, others as lists.
+    """A numpy array as compact JSON-able data: numeric arrays as base64 bytes, others as base64
+    category codes plus the list of categories (missing values are code -1).
 
     >>> decode(encode(np.array([1.5, float("nan")]))).tolist()[0]
     1.5
-    >>> decode(encode(np.array(["a", None], dtype=object))).tolist()
-    ['a', None]
+    >>> encode(np.array(["a", None, "b", "a"], dtype=object))["categories"]
+    ['a', 'b']
+    >>> decode(encode(np.array(["a", None, "b", "a"], dtype=object))).tolist()
+    ['a', None, 'b', 'a']
     """
     if a.dtype.kind in "fiub":
         return {"dtype": a.dtype.str, "b64": base64.b64encode(np.ascontiguousarray(a).tobytes()).decode()}
-    return {"dtype": "object", "items": [to_jsonable(v) for v in a.tolist()]}
+    from pandas import factorize  # C-level hashing: a window of categories encodes in microseconds
+
+    codes, categories = factorize(a, use_na_sentinel=True)
+    return {"dtype": "object", "codes": base64.b64encode(codes.astype("<i4").tobytes()).decode(),
+            "categories": [to_jsonable(v) for v in categories.tolist()]}
 
 
 def decode(d: Mapping[str, Any]) -> np.ndarray:
     if d["dtype"] == "object":
-        out = np.empty(len(d["items"]), dtype=object)
-        out[:] = d["items"]
-        return out
+        if "items" in d:  # snapshots written before categories were coded
+            out = np.empty(len(d["items"]), dtype=object)
+            out[:] = d["items"]
+            return out
+        codes = np.frombuffer(base64.b64decode(d["codes"]), dtype="<i4")
+        categories = np.empty(len(d["categories"]) + 1, dtype=object)
+        categories[:-1] = d["categories"]
+        categories[-1] = None
+        return categories[codes]  # code -1 picks the trailing None
     return np.frombuffer(base64.b64decode(d["b64"]), dtype=np.dtype(d["dtype"])).copy()
 
 
