@@ -170,17 +170,26 @@ class LabelJoiner:
                 self.expired[what] += 1
 
     def snapshot(self) -> dict[str, Any]:
+        """Pending halves as rows of ``fields`` (tuples: orjson writes them in C, no dict per event)."""
         return {
-            "predictions": [dict(zip(EVENT_FIELDS, e, strict=True)) for e in self._predictions.values()],
-            "labels": [dict(zip(EVENT_FIELDS, e, strict=True)) for e in self._labels.values()],
+            "fields": list(EVENT_FIELDS),
+            "predictions": list(self._predictions.values()),
+            "labels": list(self._labels.values()),
             "expired": dict(self.expired), "joined": self.joined,
         }
 
     def restore(self, state: dict[str, Any]) -> None:
-        self._predictions = OrderedDict((e["id"], tuple(e[f] for f in EVENT_FIELDS)) for e in state["predictions"])
-        self._labels = OrderedDict((e["id"], tuple(e[f] for f in EVENT_FIELDS)) for e in state["labels"])
+        def rows(items: list[Any]) -> OrderedDict[str, tuple[Any, ...]]:
+            if "fields" in state:
+                positions = [state["fields"].index(f) for f in EVENT_FIELDS]
+                return OrderedDict((r[positions[_ID]], tuple(r[i] for i in positions)) for r in items)
+            return OrderedDict((e["id"], tuple(e[f] for f in EVENT_FIELDS)) for e in items)  # older snapshots
+
+        self._predictions = rows(state["predictions"])
+        self._labels = rows(state["labels"])
         self.expired = dict(state["expired"])
         self.joined = state["joined"]
 
 
 _TS, _LABEL = EVENT_FIELDS.index("ts"), EVENT_FIELDS.index("label")
+_ID = EVENT_FIELDS.index("id")
