@@ -59,28 +59,34 @@ def main() -> None:
 @click.option("--drift-at", type=click.IntRange(1_000), default=8_000, show_default=True, help="Prediction number where the world changes.")
 @click.option("--seed", type=int, default=7, show_default=True)
 @click.option("--log-level", default="error", show_default=True, type=click.Choice(["debug", "info", "warning", "error"]))
-def demo(out: Path, json_mode: bool, predictions: int, drift_at: int, seed: int, log_level: str) -> None:
-    """The whole lifecycle on bundled data, no services needed: drift → decision → retrain →
-    gate → deploy → recovery, in under a minute."""
-    from daemon.demo import run_demo
+@click.option("--live/--in-process", default=True,
+              help="--live (default): the example model server, the daemon (`driftwarden run --follow`) and this "
+                   "client as three processes, deploying through the server's /reload; --in-process: one process, "
+                   "actions run synchronously.")
+def demo(out: Path, json_mode: bool, predictions: int, drift_at: int, seed: int, log_level: str, live: bool) -> None:
+    """The whole lifecycle on bundled data: drift → decision → retrain → gate → deploy → recovery,
+    in under a minute."""
+    from daemon.demo import DemoError, run_demo, run_demo_live
 
     _logging(log_level, json_mode)
     if drift_at >= predictions:
         raise click.BadParameter(f"--drift-at ({drift_at}) must be below --predictions ({predictions})")
+    runner = run_demo_live if live else run_demo
     console = Console()
-    if json_mode:
-        sink = JsonLines()
-        result = run_demo(out, n=predictions, drift_at=drift_at, seed=seed, listener=sink)
-        assert result.stats is not None
-        sink({**result.stats.summary(), "at": None, "ts": None, "model": "credit", "demo": result.as_dict()})
-        return
-    timeline = Timeline(console)
-    with _progress(console) as progress:
-        task = progress.add_task("serving predictions", total=predictions)
-        result = run_demo(out, n=predictions, drift_at=drift_at, seed=seed, listener=timeline,
-                          progress=lambda done, total: progress.update(task, completed=done))
-    assert result.stats is not None
-    console.print(summary_table(result.stats.summary(), "daemon"))
+    try:
+        if json_mode:
+            sink = JsonLines()
+            result = runner(out, n=predictions, drift_at=drift_at, seed=seed, listener=sink)
+            sink({**result.summary, "at": None, "ts": None, "model": "credit", "demo": result.as_dict()})
+            return
+        timeline = Timeline(console)
+        with _progress(console) as progress:
+            task = progress.add_task("serving predictions", total=predictions)
+            result = runner(out, n=predictions, drift_at=drift_at, seed=seed, listener=timeline,
+                            progress=lambda done, total: progress.update(task, completed=done))
+    except DemoError as e:
+        raise click.ClickException(str(e)) from None
+    console.print(summary_table(result.summary, "daemon"))
     console.print(_demo_table(result))
     if result.report:
         console.print(f"Evidently drift report of the window that triggered retraining: [bold]{result.report}[/]")
@@ -132,13 +138,16 @@ def _progress(console: Console) -> Progress:
 @click.option("--events", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Read events from this JSONL/CSV/Parquet file; repeat it for labels or features in other files (merged by event time).")
 @click.option("--pace", type=float, help="With --events: replay speed by event time (1 = real time, 0 = as fast as possible).")
+@click.option("--follow", is_flag=True,
+              help="Follow the JSONL events file as it grows (tail -f; one file): never ends, runs until stopped.")
 @click.option("--state-dir", type=click.Path(path_type=Path), help="State folder (default .driftwarden).")
 @click.option("--dry-run", is_flag=True, help="Record and print decisions; execute no action.")
 @click.option("--json", "json_mode", is_flag=True, help="One JSON object per line.")
 @click.option("--count", type=int, help="Stop after this many records (testing).")
 @click.option("--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"]))
 def run(config_path: Path | None, policy_paths: tuple[Path, ...], events: tuple[Path, ...], pace: float | None,
-        state_dir: Path | None, dry_run: bool, json_mode: bool, count: int | None, log_level: str) -> None:
+        follow: bool, state_dir: Path | None, dry_run: bool, json_mode: bool, count: int | None,
+        log_level: str) -> None:
     """Run the daemon: consume events, monitor, decide, act. Stops cleanly on SIGTERM/SIGINT after the
     current batch (checkpointed); a restart resumes where it stopped."""
     from daemon.config import Settings
@@ -162,7 +171,10 @@ def run(config_path: Path | None, policy_paths: tuple[Path, ...], events: tuple[
         raise click.UsageError("no policy: give --policy FILE or 'policies:' in --config")
     policies = _load_policies(settings.policies)
     sink = JsonLines() if json_mode else Timeline(Console())
-    source = file_source(events, pace or 0.0) if events else make_source(settings)
+    if follow:
+        source = _follow_source(settings, pace, len(events))
+    else:
+        source = file_source(events, pace or 0.0) if events else make_source(settings)
     daemon = Daemon(settings, source, policies, listener=sink, watch_policies=True)
     scheduler = RuleScheduler(policies, daemon.tick)
 
@@ -196,6 +208,23 @@ def file_source(paths: tuple[Path, ...], pace: float = 0.0) -> Any:
         raise click.UsageError(f"--events files need distinct names (they name the source positions): {names}")
     sources = [FileSource(p, pace=pace) for p in paths]
     return sources[0] if len(sources) == 1 else MergedSource(sources)
+
+
+def _follow_source(settings: Any, pace: float | None, files: int) -> Any:
+    """``--follow``: the one JSONL file of ``--events`` (or the config's file source), tailed."""
+    from daemon.tail import TailSource
+
+    src = settings.source
+    if files > 1:
+        raise click.UsageError("--follow follows one file; give predictions and labels in one --events file")
+    if src.kind != "file" or not src.path:
+        raise click.UsageError("--follow needs a file: --events FILE or a file source in --config")
+    fmt = src.format or Path(src.path).suffix.lower().lstrip(".")
+    if fmt not in ("jsonl", "json", "ndjson"):
+        raise click.UsageError(f"--follow reads JSONL only, not {fmt!r}")
+    if pace:
+        raise click.UsageError("--follow reads lines as they are written; --pace does not apply")
+    return TailSource(Path(src.path))
 
 
 def _load_policies(paths: list[Path]) -> list[Any]:

@@ -1,19 +1,40 @@
-"""``driftwarden demo``: the whole lifecycle on bundled data, with no service running.
+"""``driftwarden demo``: the whole lifecycle on bundled data, in one of two modes.
 
-A serving app (simulated here, in-process) scores a stream of loan applications with whatever
-model is deployed in ``<out>/serving/credit``, sends each prediction to the daemon and each true
-label ``label_delay`` predictions later. At a known point the world changes (see
+In both, a serving app scores a stream of loan applications with whatever model is deployed in
+``<out>/serving/credit``, sends each prediction to the daemon and each true label
+``label_delay`` predictions later. At a known point the world changes (see
 :mod:`examples.credit.scenario`); driftwarden notices, retrains, gates and deploys, and the
-serving app picks the new model up on its next request.
+serving app serves the new model from then on.
 
-Actions run synchronously here — the stream waits for training — so the demo is reproducible
-event for event; ``driftwarden run`` runs them in worker threads.
+``run_demo_live`` (``--live``, the default) closes the loop process to process: the example model
+server (:mod:`examples.credit.server`) serves the predictions and appends them and the labels to
+``<out>/events.jsonl``; a ``driftwarden run --follow`` process reads that file and deploys the
+retrained model through the server's ``/reload``; this process is only the client, sending the
+scenario's requests and labels over HTTP, a chunk at a time (the labels due, then the chunk's
+predictions). After each chunk it waits until the daemon has checkpointed everything written so
+far and no action is in flight (it reads the daemon's SQLite store read-only), so a model swap
+always falls on a chunk boundary and the run is reproducible. The timeline is the daemon's own
+``--json`` output; the server's and daemon's logs are ``<out>/server.log`` and ``<out>/daemon.log``.
+
+``run_demo`` (``--in-process``) needs no service: the serving app is simulated in-process, pushes
+events into a memory source interleaved one by one, and actions run synchronously — the stream
+waits for training — so it is reproducible event for event.
 """
 
 from __future__ import annotations
 
+import os
 import pickle
+import queue
+import select
 import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,13 +47,15 @@ import pandas as pd
 from daemon.config import Settings
 from daemon.runtime import Daemon, RunStats
 from daemon.sources import MemorySource
+from daemon.store import TERMINAL_STATES
 from deploy.registry import LocalRegistry
 from deploy.targets import LocalTarget
 from policies.loader import load_policy
 
 MODEL = "credit"
 MARKER = ".driftwarden-demo"
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "credit"
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples" / "credit"
 START_TS = 1_796_140_800.0  # 2026-11-27T00:00:00Z; one prediction per second of event time
 
 
@@ -50,13 +73,16 @@ class DemoResult:
     accuracy: dict[str, float | None] = field(default_factory=dict)
     report: Path | None = None
     stats: RunStats | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
+    """The daemon's ``summary`` line (in-process: ``stats.summary()``)."""
+    mode: str = "in-process"
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "out": str(self.out), "drift_at": self.drift_at, "detected_at": self.detected_at,
             "retrain_at": self.retrain_at, "deployed_at": self.deployed_at, "deployed_version": self.deployed_version,
             "candidate": self.candidate, "champion": self.champion, "accuracy": self.accuracy,
-            "report": str(self.report) if self.report else None,
+            "report": str(self.report) if self.report else None, "mode": self.mode,
         }
 
 
@@ -74,6 +100,20 @@ class ServingApp:
             self.model = pickle.loads((self.serving / "model.pkl").read_bytes())
             self.version = version
         return version
+
+
+def _track(result: DemoResult, item: dict[str, Any]) -> None:
+    """Note in ``result`` what a daemon line tells: first drift, the retrain, the gate, the deploy."""
+    kind = item["type"]
+    if kind == "signal" and item.get("drift") and result.detected_at is None:
+        result.detected_at = item["at"]
+    if kind == "decision" and item.get("action_type") == "retrain" and result.retrain_at is None:
+        result.retrain_at = item["at"]
+    if kind == "action" and item["state"] == "deployed" and result.deployed_version is None:
+        result.deployed_version = item.get("version")
+        result.candidate, result.champion = item.get("candidate"), item.get("champion")
+    if kind == "action" and item["state"] in ("evaluating", "rejected", "promoted") and item.get("candidate"):
+        result.candidate, result.champion = item.get("candidate"), item.get("champion")
 
 
 def prepare_out(out: Path) -> None:
@@ -129,18 +169,11 @@ def run_demo(
     result = DemoResult(out=out, drift_at=records_before_drift, drift_at_prediction=drift_at)
     emit({"type": "scenario", "model": MODEL, "at": 0, "ts": START_TS, "drift_at": records_before_drift,
           "drift_at_prediction": drift_at, "predictions": n, "label_delay": label_delay,
-          "champion": first_version, "description": "Agrawal rule 2 -> rule 6 with older applicants and newer cars"})
+          "champion": first_version, "mode": "in-process",
+          "description": "Agrawal rule 2 -> rule 6 with older applicants and newer cars"})
 
     def on_item(item: dict[str, Any]) -> None:
-        if item["type"] == "signal" and item["drift"] and result.detected_at is None:
-            result.detected_at = item["at"]
-        if item["type"] == "decision" and item["action_type"] == "retrain" and result.retrain_at is None:
-            result.retrain_at = item["at"]
-        if item["type"] == "action" and item["state"] == "deployed" and result.deployed_version is None:
-            result.deployed_version = item.get("version")
-            result.candidate, result.champion = item.get("candidate"), item.get("champion")
-        if item["type"] == "action" and item["state"] in ("evaluating", "rejected", "promoted") and item.get("candidate"):
-            result.candidate, result.champion = item.get("candidate"), item.get("champion")
+        _track(result, item)
         emit(item)
 
     source = MemorySource(closed=False)
@@ -176,12 +209,340 @@ def run_demo(
     source.push(tail)
     source.close_input()
     result.stats = daemon.run()
+    result.summary = result.stats.summary()
     daemon.close()
     (out / "events.jsonl").write_bytes(b"\n".join(records) + b"\n")
     assert index_of_prediction[drift_at] == records_before_drift, "scenario index arithmetic"
 
     served = np.array(served_by)
     new = np.flatnonzero(served != first_version)
+    switch = int(new[0]) if len(new) else n
+    if len(new):
+        result.deployed_at = int(index_of_prediction[switch])
+    result.accuracy = {
+        "before": _mean(correct[:drift_at]),
+        "during": _mean(correct[drift_at:switch]),
+        "after": _mean(correct[switch:]) if len(new) else None,
+    }
+    if result.retrain_at is not None:
+        result.report = _report(out, X, index_of_prediction, result.retrain_at)
+    return result
+
+
+# -- the live demo: server, daemon and client as three processes ------------------------------
+
+LIVE_CHECKPOINT_SECONDS = 0.2
+"""The daemon's checkpoint interval in the live demo: its progress is what the client waits for."""
+
+STARTUP_TIMEOUT = 60.0
+"""Seconds the server may take to print its address, and the daemon to create its store."""
+
+CHUNK_TIMEOUT = 300.0
+"""Seconds the daemon may take to catch up with one chunk (a retrain included)."""
+
+STOP_TIMEOUT = 20.0
+"""Seconds a child process has to exit after SIGTERM before it is killed."""
+
+
+class DemoError(RuntimeError):
+    """The live demo could not run: a child process failed or did not keep up."""
+
+
+def chunk_layout(n: int, chunk: int, label_delay: int) -> tuple[list[tuple[range, range]], np.ndarray]:
+    """What the client sends per chunk — the labels due (``label_delay`` predictions late), then the
+    chunk's predictions — and each prediction's event index in the events file.
+
+    >>> layout, index = chunk_layout(6, 2, 3)
+    >>> [(list(labels), list(preds)) for labels, preds in layout]
+    [([], [0, 1]), ([0], [2, 3]), ([1, 2], [4, 5])]
+    >>> index.tolist()
+    [0, 1, 3, 4, 7, 8]
+    """
+    layout: list[tuple[range, range]] = []
+    index = np.zeros(n, dtype=np.int64)
+    written = 0
+    for start in range(0, n, chunk):
+        stop = min(n, start + chunk)
+        labels = range(max(0, start - label_delay), max(0, stop - label_delay))
+        written += len(labels)
+        index[start:stop] = np.arange(written, written + stop - start)
+        written += stop - start
+        layout.append((labels, range(start, stop)))
+    return layout, index
+
+
+class DaemonProgress:
+    """The daemon's progress, read from its store through a read-only SQLite connection."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db: sqlite3.Connection | None = None
+
+    def _conn(self) -> sqlite3.Connection | None:
+        if self._db is None and self.path.exists():
+            try:
+                self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=5)
+                self._db.execute("SELECT 1 FROM checkpoint LIMIT 1")
+            except sqlite3.Error:  # created but no schema yet
+                self.close()
+        return self._db
+
+    def caught_up(self, written: int) -> bool:
+        """The daemon checkpointed ``written`` records and runs no action."""
+        db = self._conn()
+        if db is None:
+            return False
+        try:
+            row = db.execute("SELECT value FROM checkpoint WHERE key = 'next_index'").fetchone()
+            done = orjson.loads(row[0]) if row else 0
+            if done < written:
+                return False
+            marks = ",".join("?" * len(TERMINAL_STATES))
+            running = db.execute(f"SELECT COUNT(*) FROM actions WHERE state NOT IN ({marks})",
+                                 sorted(TERMINAL_STATES)).fetchone()[0]
+            return int(running) == 0
+        except sqlite3.OperationalError:  # busy: look again
+            return False
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+        self._db = None
+
+
+def _call(url: str, body: Any = None, timeout: float = 30.0) -> Any:
+    data = None if body is None else orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+    req = urllib.request.Request(url, data=data, method="GET" if body is None else "POST",
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        return orjson.loads(resp.read())
+
+
+def _child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    return env
+
+
+def _stop(proc: subprocess.Popen[bytes] | None, name: str) -> None:
+    """SIGTERM, then SIGKILL to its whole process group (a trainer it started included)."""
+    if proc is None or proc.poll() is not None:
+        return
+    try:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        print(f"driftwarden demo: {name} (pid {proc.pid}) ignored SIGTERM; killing it", file=sys.stderr)
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            proc.kill()
+        proc.wait(timeout=STOP_TIMEOUT)
+    except ProcessLookupError:
+        pass
+
+
+def _tail(path: Path, limit: int = 3000) -> str:
+    try:
+        return path.read_text(errors="replace")[-limit:]
+    except OSError:
+        return ""
+
+
+def _start_server(out: Path, events: Path) -> tuple[subprocess.Popen[bytes], str]:
+    log_file = (out / "server.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "examples.credit.server", "--serving", str(out / "serving" / MODEL),
+         "--events", str(events), "--model", MODEL, "--host", "127.0.0.1", "--port", "0"],
+        cwd=ROOT, env=_child_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log_file,
+        start_new_session=True)
+    log_file.close()
+    assert proc.stdout is not None
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    line = b""
+    while not line.endswith(b"\n"):
+        ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            _stop(proc, "model server")
+            raise DemoError(f"the model server printed no address in {STARTUP_TIMEOUT:.0f} s:\n"
+                            f"{_tail(out / 'server.log')}")
+        byte = os.read(proc.stdout.fileno(), 1)
+        if not byte:
+            proc.wait(timeout=STOP_TIMEOUT)
+            raise DemoError(f"the model server exited ({proc.returncode}):\n{_tail(out / 'server.log')}")
+        line += byte
+    return proc, line.decode().split()[-1]
+
+
+def _live_policy(out: Path, url: str) -> Path:
+    """The example policy, deploying through the server's reload endpoint."""
+    import yaml
+
+    spec = yaml.safe_load((EXAMPLES / "policy.yaml").read_text())
+    spec["actions"]["retrain"]["deploy"] = {"target": "http", "path": f"serving/{MODEL}",
+                                            "url": f"{url}/reload", "health": f"{url}/health"}
+    path = out / "policy.yaml"
+    path.write_text("# examples/credit/policy.yaml, deploying through the demo's model server\n"
+                    + yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def _start_daemon(out: Path, policy: Path, events: Path, batch_size: int) -> subprocess.Popen[bytes]:
+    import yaml
+
+    config = out / "daemon.yaml"
+    # Every batch is checkpointed (checkpoint_records: 1) so that the store shows the daemon's
+    # progress as soon as it has read what the client sent; the seconds bound is then moot.
+    config.write_text(yaml.safe_dump({
+        "policies": [str(policy)], "source": {"kind": "file", "path": str(events)}, "state_dir": str(out),
+        "registry": str(out / "registry"), "batch_size": batch_size, "poll_timeout": 0.2,
+        "checkpoint_records": 1, "checkpoint_seconds": LIVE_CHECKPOINT_SECONDS,
+    }, sort_keys=False))
+    log_file = (out / "daemon.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "daemon.cli", "run", "--config", str(config), "--follow", "--json",
+         "--log-level", "warning"],
+        cwd=ROOT, env=_child_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log_file,
+        start_new_session=True)
+    log_file.close()
+    return proc
+
+
+def _read_lines(stream: Any, lines: queue.Queue[dict[str, Any] | None]) -> None:
+    """The daemon's JSON lines, into ``lines``; None at its end."""
+    try:
+        for raw in stream:
+            if raw.startswith(b"{"):
+                try:
+                    lines.put(orjson.loads(raw))
+                except orjson.JSONDecodeError:
+                    pass
+    finally:
+        lines.put(None)
+
+
+def run_demo_live(
+    out: Path,
+    *,
+    n: int = 16_000,
+    drift_at: int = 8_000,
+    seed: int = 7,
+    label_delay: int = 100,
+    chunk: int = 100,
+    listener: Callable[[dict[str, Any]], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> DemoResult:
+    """The scenario with the model server and the daemon as real processes (module docstring);
+    ``listener`` sees the scenario line and then the daemon's lines, all but its summary."""
+    from examples.credit.scenario import Scenario
+
+    emit = listener or (lambda item: None)
+    out = Path(out).resolve()
+    prepare_out(out)
+    world = Scenario(n=n, drift_at=drift_at, seed=seed)
+    X, y = world.sample()
+    first_version = bootstrap_champion(out, world.history())
+    events = out / "events.jsonl"
+    events.touch()
+    layout, index_of_prediction = chunk_layout(n, chunk, label_delay)
+    records_before_drift = int(index_of_prediction[drift_at])
+    result = DemoResult(out=out, drift_at=records_before_drift, drift_at_prediction=drift_at, mode="live")
+    features = X.to_dict("records")
+    correct = np.zeros(n, dtype=bool)
+    served_by = np.empty(n, dtype=object)
+    lines: queue.Queue[dict[str, Any] | None] = queue.Queue()
+    ended = threading.Event()
+    watcher = DaemonProgress(out / "state.db")
+    server = daemon = None
+    reader: threading.Thread | None = None
+
+    def on_item(item: dict[str, Any]) -> None:
+        if item["type"] == "summary":
+            result.summary = item
+            return
+        _track(result, item)
+        emit(item)
+
+    def drain() -> None:
+        while True:
+            try:
+                item = lines.get_nowait()
+            except queue.Empty:
+                return
+            if item is None:
+                ended.set()
+            else:
+                on_item(item)
+
+    def wait_for_daemon(written: int) -> None:
+        deadline = time.monotonic() + CHUNK_TIMEOUT
+        while not watcher.caught_up(written):
+            drain()
+            assert daemon is not None
+            if daemon.poll() is not None:
+                raise DemoError(f"the daemon exited ({daemon.returncode}):\n{_tail(out / 'daemon.log')}")
+            if time.monotonic() > deadline:
+                raise DemoError(f"the daemon did not process {written} records in {CHUNK_TIMEOUT:.0f} s:\n"
+                                f"{_tail(out / 'daemon.log')}")
+            time.sleep(0.005)
+        drain()
+
+    previous_sigterm = None
+    if threading.current_thread() is threading.main_thread():  # SIGTERM stops the children too
+
+        def on_sigterm(signum: int, _frame: Any) -> None:
+            raise SystemExit(128 + signum)
+
+        previous_sigterm = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        server, url = _start_server(out, events)
+        emit({"type": "scenario", "model": MODEL, "at": 0, "ts": START_TS, "drift_at": records_before_drift,
+              "drift_at_prediction": drift_at, "predictions": n, "label_delay": label_delay,
+              "champion": first_version, "mode": "live", "server": url,
+              "description": "Agrawal rule 2 -> rule 6 with older applicants and newer cars"})
+        daemon = _start_daemon(out, _live_policy(out, url), events, batch_size=chunk * 2)
+        reader = threading.Thread(target=_read_lines, args=(daemon.stdout, lines), name="daemon-lines", daemon=True)
+        reader.start()
+        written = 0
+        for labels, predictions in layout:
+            if len(labels):
+                _call(f"{url}/label", {"labels": [{"id": f"a-{j:06d}", "ts": START_TS + j + label_delay,
+                                                   "label": int(y[j])} for j in labels]})
+            answers = _call(f"{url}/predict", {"instances": [
+                {"id": f"a-{i:06d}", "ts": START_TS + i, "features": features[i]} for i in predictions]})["predictions"]
+            for i, answer in zip(predictions, answers, strict=True):
+                correct[i] = answer["prediction"] == y[i]
+                served_by[i] = answer["version"]
+            written += len(labels) + len(predictions)
+            wait_for_daemon(written)
+            if progress:
+                progress(predictions.stop, n)
+        tail = range(max(0, n - label_delay), n)
+        if len(tail):
+            _call(f"{url}/label", {"labels": [{"id": f"a-{j:06d}", "ts": START_TS + n + k, "label": int(y[j])}
+                                              for k, j in enumerate(tail)]})
+            written += len(tail)
+            wait_for_daemon(written)
+        daemon.send_signal(signal.SIGTERM)  # stops after the current batch and prints its summary
+        daemon.wait(timeout=STOP_TIMEOUT)
+        reader.join(timeout=STOP_TIMEOUT)
+        drain()
+        if daemon.returncode != 0 or not result.summary:
+            raise DemoError(f"the daemon exited {daemon.returncode} without a summary:\n{_tail(out / 'daemon.log')}")
+    finally:
+        if previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, previous_sigterm)
+        watcher.close()
+        _stop(daemon, "daemon")
+        _stop(server, "model server")
+        if reader is not None:
+            reader.join(timeout=STOP_TIMEOUT)
+        for proc in (daemon, server):
+            if proc is not None and proc.stdout is not None:
+                proc.stdout.close()
+
+    new = np.flatnonzero(served_by != first_version)
     switch = int(new[0]) if len(new) else n
     if len(new):
         result.deployed_at = int(index_of_prediction[switch])

@@ -7,7 +7,7 @@ that the new rule does not depend on.
 
 >>> world = Scenario(n=300, drift_at=200, seed=1)
 >>> X, y = world.sample()
->>> len(X), sorted(X.columns)[:3], world.shifted(X).age.mean() > X.age.mean()
+>>> len(X), sorted(X.columns)[:3], bool(world.shifted(X).age.mean() > X.age.mean())
 (300, ['age', 'car', 'commission'], True)
 """
 
