@@ -110,9 +110,9 @@ $ driftwarden replay --policy /tmp/p.yaml --events out/demo/events.jsonl --json 
 
 | `threshold` | `for` | firings | first at | verdict |
 |---|---|---|---|---|
-| 0.97 | 1 windows | 1 | 2098 | false alarm: healthy windows score 0.956-0.982 |
-| 0.8 | 1 windows | 1 | 17098 | first degraded window |
-| 0.8 | 3 windows | 1 | 19098 | the shipped policy: two windows later, robust to one bad window |
+| 0.97 | 1 windows | 1 | 1999 | false alarm: healthy windows score 0.956-0.982 |
+| 0.8 | 1 windows | 1 | 16999 | first degraded window |
+| 0.8 | 3 windows | 1 | 18999 | the shipped policy: two windows later, robust to one bad window |
 | 0.5 | 3 windows | 0 | — | misses the degradation (accuracy fell to about 0.5) |
 
 Any firing before the known onset is a false alarm; pick the value that fires soon after the onset
