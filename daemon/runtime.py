@@ -208,6 +208,8 @@ class Daemon:
             want = self.settings.batch_size if count is None else min(self.settings.batch_size, count - read)
             records = self.flow.poll(want, self.settings.poll_timeout)
             if not records:
+                if self._uncheckpointed and self._checkpoint_due():
+                    self.checkpoint()  # an idle stream still gets its progress written within checkpoint_seconds
                 continue
             read += len(records)
             self.process(records)

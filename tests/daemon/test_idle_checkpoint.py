@@ -1,0 +1,34 @@
+"""An idle stream still checkpoints within checkpoint_seconds: progress is never held back by silence."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+from daemon.config import Settings
+from daemon.runtime import Daemon
+from daemon.sources import MemorySource
+from daemon.store import Store
+from policies.loader import load_policy
+
+
+def test_progress_is_checkpointed_while_the_source_is_idle(tmp_path: Path) -> None:
+    (tmp_path / "p.yaml").write_text("version: 1\nmodel: m\nmonitors:\n  e: {kind: adwin, series: error}\n")
+    source = MemorySource(closed=False)
+    settings = Settings(state_dir=tmp_path / "s", checkpoint_records=1_000_000, checkpoint_seconds=0.3, poll_timeout=0.05)
+    daemon = Daemon(settings, source, [load_policy(tmp_path / "p.yaml")])
+    runner = threading.Thread(target=daemon.run, kwargs={"timeout": 5.0})
+    runner.start()
+    source.push([b'{"model": "m", "id": %d, "prediction": 1, "label": 1}' % i for i in range(10)])
+    deadline = time.monotonic() + 4.0
+    seen = 0
+    while time.monotonic() < deadline and seen < 10:
+        store = Store(settings.store_path)
+        seen = store.next_index()
+        store.close()
+        time.sleep(0.05)
+    daemon.stop()
+    runner.join()
+    daemon.close()
+    assert seen == 10
