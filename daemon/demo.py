@@ -212,21 +212,10 @@ def run_demo(
     result.summary = result.stats.summary()
     daemon.close()
     (out / "events.jsonl").write_bytes(b"\n".join(records) + b"\n")
-    assert index_of_prediction[drift_at] == records_before_drift, "scenario index arithmetic"
+    if index_of_prediction[drift_at] != records_before_drift:
+        raise RuntimeError("the scenario line announced a drift index the stream did not have")
 
-    served = np.array(served_by)
-    new = np.flatnonzero(served != first_version)
-    switch = int(new[0]) if len(new) else n
-    if len(new):
-        result.deployed_at = int(index_of_prediction[switch])
-    result.accuracy = {
-        "before": _mean(correct[:drift_at]),
-        "during": _mean(correct[drift_at:switch]),
-        "after": _mean(correct[switch:]) if len(new) else None,
-    }
-    if result.retrain_at is not None:
-        result.report = _report(out, X, index_of_prediction, result.retrain_at)
-    return result
+    return _finish(result, out, X, np.array(served_by), first_version, correct, index_of_prediction, drift_at)
 
 
 # -- the live demo: server, daemon and client as three processes ------------------------------
@@ -542,8 +531,14 @@ def run_demo_live(
             if proc is not None and proc.stdout is not None:
                 proc.stdout.close()
 
+    return _finish(result, out, X, np.asarray(served_by), first_version, correct, index_of_prediction, drift_at)
+
+
+def _finish(result: DemoResult, out: Path, X: pd.DataFrame, served_by: np.ndarray, first_version: str,
+            correct: np.ndarray, index_of_prediction: np.ndarray, drift_at: int) -> DemoResult:
+    """Accuracy before the drift, during it and after the new model served its first request; the report."""
     new = np.flatnonzero(served_by != first_version)
-    switch = int(new[0]) if len(new) else n
+    switch = int(new[0]) if len(new) else len(correct)
     if len(new):
         result.deployed_at = int(index_of_prediction[switch])
     result.accuracy = {
