@@ -29,9 +29,10 @@ from typing import Any
 
 from daemon.actions import ActionRunner, JsonlSink
 from daemon.backpressure import Flow, pending_outputs, running_actions
-from daemon.config import Settings
 from daemon.columnar import decode_batch
+from daemon.config import Settings
 from daemon.events import EventRows
+from daemon.heap import HeapTrimmer
 from daemon.pipeline import ModelPipeline
 from daemon.sinks import ModelUpdates, build_sinks
 from daemon.sources import FileSource, MemorySource, Record, Source
@@ -43,6 +44,9 @@ from policies.loader import LoadedPolicy
 from policies.watch import PolicyWatcher
 
 log = logging.getLogger("driftwarden.daemon")
+
+REGISTRY_POLL_SECONDS = 1.0
+"""How stale ``model.version`` may be after a change made outside this daemon (``driftwarden models promote``)."""
 
 Listener = Callable[[dict[str, Any]], None]
 
@@ -130,6 +134,8 @@ class Daemon:
         self._audit: list[tuple[str | None, str, str | None, dict[str, Any]]] = []
         self._uncheckpointed = 0
         self._last_checkpoint = time.monotonic()
+        self._registry_reads: dict[str, tuple[float, bool]] = {}
+        self._trim_heap = HeapTrimmer()
         self.stats = RunStats()
         # -- Kafka: partition ownership and state moves (daemon/partitions.py); backpressure --
         self.ownership = _ownership(self)
@@ -298,24 +304,25 @@ class Daemon:
             pipe.buffer.flush()
         intents = [Intent(d.key, d.model, d.rule, d.action, d.action_type, d.at, d.ts, d.as_dict()) for d in decisions]
         audit = self._audit + [(d.model, "decision", d.key, d.as_dict()) for d in decisions]
-        snapshots = self._snapshots()
-        new = self.store.checkpoint(self._positions, self._next_index, snapshots, intents, audit)
-        if self.ownership is not None:  # Kafka: changelog (when configured), then commit
+        if self.ownership is not None:  # Kafka: store, changelog (when configured), then commit
+            snapshots = self._snapshots()
+            new = self.store.checkpoint(self._positions, self._next_index, snapshots, intents, audit)
             self.ownership.checkpointed(snapshots)
             self.ownership.commit(dict(self._positions))
-        else:
+        else:  # one model's state in memory at a time
+            states = ((m, p.snapshot()) for m, p in self.pipelines.items())
+            new = self.store.checkpoint(self._positions, self._next_index, states, intents, audit)
             self.source.commit(dict(self._positions))
         self._audit = []
         self._uncheckpointed = 0
         self._last_checkpoint = time.monotonic()
         self.stats.checkpoints += 1
+        self._trim_heap()  # the states just written were the checkpoint's big temporaries
         return new
 
     def _snapshots(self) -> dict[str, Any]:
-        """The pipelines' states to checkpoint: with Kafka ownership, those of the owned models,
-        each with its task (partition number)."""
-        if self.ownership is None:
-            return {m: p.snapshot() for m, p in self.pipelines.items()}
+        """The states of the owned models, each with its task (partition number), for the store and the changelog."""
+        assert self.ownership is not None
         own = self.ownership
         return {m: {**p.snapshot(), "task": own.home.get(m)} for m, p in self.pipelines.items() if own.owns(m)}
 
@@ -323,7 +330,14 @@ class Daemon:
         """Tell a policy engine what the events do not: a running retrain (for ``inhibited_by``) and
         the version in production (``model.version``, ``model.age``: since its registration)."""
         engine = self.pipelines[model].engine
-        engine.busy = frozenset({"retrain"}) if model in self.actions.busy_models else frozenset()
+        busy = model in self.actions.busy_models
+        engine.busy = frozenset({"retrain"}) if busy else frozenset()
+        # The registry is read again once a second, and at once when an action of this model ends.
+        now = time.monotonic()
+        last = self._registry_reads.get(model)
+        if last is not None and now - last[0] < REGISTRY_POLL_SECONDS and last[1] == busy:
+            return
+        self._registry_reads[model] = (now, busy)
         try:
             version = self.registry.aliases(model).get(CHAMPION, "")
             if version != engine.deployed[0]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,18 +91,20 @@ class Store:
         self,
         positions: Mapping[str, int],
         next_index: int,
-        pipelines: Mapping[str, Any],
+        pipelines: Mapping[str, Any] | Iterable[tuple[str, Any]],
         intents: Sequence[Intent] = (),
         audit: Sequence[tuple[str | None, str, str | None, Mapping[str, Any]]] = (),
     ) -> list[str]:
-        """Write one checkpoint; return the keys of the intents that are new."""
+        """Write one checkpoint; return the keys of the intents that are new. ``pipelines`` maps a
+        model to its state, or yields (model, state) pairs: each state is serialized and written
+        before the next is made, so a checkpoint never holds every model's state at once."""
         now = time.time()
         new: list[str] = []
         with self._tx() as db:
             old = self._get(db, "positions") or {}
             db.execute("INSERT OR REPLACE INTO checkpoint VALUES ('positions', ?)", (orjson.dumps({**old, **positions}),))
             db.execute("INSERT OR REPLACE INTO checkpoint VALUES ('next_index', ?)", (orjson.dumps(next_index),))
-            for model, state in pipelines.items():
+            for model, state in pipelines.items() if isinstance(pipelines, Mapping) else pipelines:
                 db.execute("INSERT OR REPLACE INTO checkpoint VALUES (?, ?)", (f"pipeline:{model}", orjson.dumps(state, option=orjson.OPT_SERIALIZE_NUMPY)))
             for it in intents:
                 cur = db.execute(

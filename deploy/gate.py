@@ -28,12 +28,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import pandas as pd
 
 from deploy.training import INDEX
+
+if TYPE_CHECKING:  # pandas (40 MB) loads with the first retrain, not with the daemon
+    import pandas as pd
 
 Task = Literal["classification", "regression"]
 Metrics = dict[str, float]
@@ -57,6 +59,8 @@ def infer_task(y: Any) -> Task:
     >>> infer_task([0, 1, 1]), infer_task([0.5, 1.25, 3.0]), infer_task(["a", "b"])
     ('classification', 'regression', 'classification')
     """
+    import pandas as pd
+
     values = pd.Series(np.asarray(y) if not isinstance(y, pd.Series) else y)
     if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
         return "classification"
@@ -277,6 +281,7 @@ def holdout_split(df: pd.DataFrame, fraction: float) -> tuple[pd.DataFrame, pd.D
     Both parts come back sorted by ``__index``. At least one row is held out when
     ``fraction > 0``, and at least one row is left for training.
 
+    >>> import pandas as pd
     >>> df = pd.DataFrame({"x": range(10), "__index": [9, 8, 7, 6, 5, 4, 3, 2, 1, 0]})
     >>> train, held = holdout_split(df, 0.2)
     >>> list(train["__index"]), list(held["__index"])

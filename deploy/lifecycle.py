@@ -47,9 +47,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from deploy.gate import (
     Fairness,
@@ -81,6 +79,9 @@ from deploy.training import (
     reap_trainer,
     run_training,
 )
+
+if TYPE_CHECKING:  # pandas (40 MB) loads with the first retrain, not with the daemon
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 

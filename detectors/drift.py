@@ -25,7 +25,7 @@ import numpy as np
 
 from detectors import stats
 from detectors.base import Batch, Monitor, Signal, column
-from detectors.windows import Window, Windower, decode, encode
+from detectors.windows import Window, Windower, decode
 
 DEFAULT_WINDOW_EVENTS = 2000
 """Events per window: enough for KS to see a 0.1-sd shift, small enough to react within minutes."""
@@ -94,23 +94,12 @@ class FeatureDrift(Monitor):
             events=self.window_events if self.window_seconds is None else None, seconds=self.window_seconds
         )
         self._names: list[str] | None = None if self.features == "all" else list(self.features)
-        self._reference: dict[str, np.ndarray] | None = None
-        self._encoded_reference: dict[str, Any] | None = None
-        self._prepared: dict[str, stats.Reference] = {}
+        self._prepared: dict[str, stats.Reference] | None = None
         if self.reference is not None:
             self._set_reference({k: column(v) for k, v in self.reference.items()})
 
-    def _reference_snapshot(self) -> dict[str, Any] | None:
-        """The encoded reference, computed once per reference (it changes rarely, checkpoints are frequent)."""
-        if self._reference is None:
-            return None
-        if self._encoded_reference is None:
-            self._encoded_reference = {k: encode(v) for k, v in self._reference.items()}
-        return self._encoded_reference
-
     def _set_reference(self, columns: Mapping[str, np.ndarray]) -> None:
-        self._encoded_reference = None
-        self._reference = dict(columns)
+        """Only the prepared form is kept (sorted values, category counts): not the raw window."""
         self._prepared = {
             name: stats.Reference(values, categorical=values.dtype == object) for name, values in columns.items()
         }
@@ -123,7 +112,7 @@ class FeatureDrift(Monitor):
     def update(self, batch: Batch) -> list[Signal]:
         out = []
         for window in self._windows.add(batch, self._select):
-            if self._reference is None:
+            if self._prepared is None:
                 self._set_reference(window.columns)
                 continue
             out.append(self._compare(window))
@@ -135,6 +124,7 @@ class FeatureDrift(Monitor):
         per = self.per_feature or {}
         results: dict[str, stats.TestResult] = {}
         skipped: dict[str, str] = {}
+        assert self._prepared is not None
         for name, ref in self._prepared.items():
             current = window.columns.get(name)
             if current is None:
@@ -177,9 +167,7 @@ class FeatureDrift(Monitor):
         if self.correction == "bonferroni":
             q = np.minimum(1.0, p * len(p))
         else:
-            from scipy.stats import false_discovery_control
-
-            q = false_discovery_control(p, method="bh")
+            q = stats.bh_adjusted(p)
         for name, q_value in zip(tested, q, strict=True):
             verdicts[name] = bool(q_value < results[name].threshold)
         return verdicts
@@ -188,14 +176,21 @@ class FeatureDrift(Monitor):
         return {
             "windows": self._windows.snapshot(),
             "names": self._names,
-            "reference": self._reference_snapshot(),
+            "reference": None if self._prepared is None else {n: r.state() for n, r in self._prepared.items()},
         }
 
     def restore(self, state: Mapping[str, Any]) -> None:
         self._windows.restore(state["windows"])
         self._names = state["names"]
         if state["reference"] is not None:
-            self._set_reference({k: decode(v) for k, v in state["reference"].items()})
+            self._prepared = {name: _restore_reference(v) for name, v in state["reference"].items()}
+
+
+def _restore_reference(state: Mapping[str, Any]) -> stats.Reference:
+    if "dtype" in state:  # earlier snapshots held the raw reference window
+        values = decode(state)
+        return stats.Reference(values, categorical=values.dtype == object)
+    return stats.Reference.from_state(state)
 
 
 class PredictionDrift(FeatureDrift):

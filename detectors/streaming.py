@@ -16,7 +16,6 @@ update where River raises an alarm (an *edge*); missing values are skipped.
 from __future__ import annotations
 
 import base64
-import importlib
 import math
 import pickle
 from collections.abc import Mapping
@@ -25,6 +24,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from detectors.base import Batch, Monitor, Signal, Stream
+from detectors.lazy import import_leaf
 
 LABELED_SERIES = frozenset({"error", "residual", "label"})
 
@@ -49,10 +49,12 @@ class RiverDetector(Monitor):
         self._detector: Any = None
         self._seen = 0
 
-    def _make(self) -> Any:
+    def _river_type(self) -> type:
         module, name = self.river_class.split(":")
-        cls = getattr(importlib.import_module(module), name)
-        return cls(**{a: getattr(self, a) for a in self.river_args})
+        return getattr(import_leaf(module), name)  # not river.drift's __init__: it imports scikit-learn
+
+    def _make(self) -> Any:
+        return self._river_type()(**{a: getattr(self, a) for a in self.river_args})
 
     def update(self, batch: Batch) -> list[Signal]:
         if len(batch) == 0 or not batch.has(self.series):
@@ -91,7 +93,11 @@ class RiverDetector(Monitor):
         return {"river": base64.b64encode(pickle.dumps(self._detector)).decode(), "seen": self._seen}
 
     def restore(self, state: Mapping[str, Any]) -> None:
-        self._detector = None if state["river"] is None else pickle.loads(base64.b64decode(state["river"]))
+        if state["river"] is None:
+            self._detector = None
+        else:
+            self._river_type()  # imported as a leaf first, so unpickling does not import river.drift
+            self._detector = pickle.loads(base64.b64decode(state["river"]))
         self._seen = int(state["seen"])
 
 
@@ -108,7 +114,7 @@ class Adwin(RiverDetector):
     """
 
     kind = "adwin"
-    river_class = "river.drift:ADWIN"
+    river_class = "river.drift.adwin:ADWIN"
     river_args = ("delta", "clock", "grace_period")
     threshold_arg = "delta"
 
@@ -127,7 +133,7 @@ class PageHinkley(RiverDetector):
     """
 
     kind = "page_hinkley"
-    river_class = "river.drift:PageHinkley"
+    river_class = "river.drift.page_hinkley:PageHinkley"
     river_args = ("min_instances", "delta", "threshold", "alpha", "mode")
     threshold_arg = "threshold"
 
@@ -151,7 +157,7 @@ class Kswin(RiverDetector):
     """
 
     kind = "kswin"
-    river_class = "river.drift:KSWIN"
+    river_class = "river.drift.kswin:KSWIN"
     river_args = ("alpha", "window_size", "stat_size", "seed")
     threshold_arg = "alpha"
 
@@ -170,7 +176,7 @@ class Ddm(RiverDetector):
     """
 
     kind = "ddm"
-    river_class = "river.drift.binary:DDM"
+    river_class = "river.drift.binary.ddm:DDM"
     river_args = ("warm_start", "warning_threshold", "drift_threshold")
     threshold_arg = "drift_threshold"
 
@@ -188,7 +194,7 @@ class Eddm(RiverDetector):
     """
 
     kind = "eddm"
-    river_class = "river.drift.binary:EDDM"
+    river_class = "river.drift.binary.eddm:EDDM"
     river_args = ("warm_start", "alpha", "beta")
     threshold_arg = "beta"
 
@@ -205,7 +211,7 @@ class HddmA(RiverDetector):
     """
 
     kind = "hddm_a"
-    river_class = "river.drift.binary:HDDMA"
+    river_class = "river.drift.binary.hddm_a:HDDMA"
     river_args = ("drift_confidence", "warning_confidence", "two_sided_test")
     threshold_arg = "drift_confidence"
 
@@ -223,7 +229,7 @@ class HddmW(RiverDetector):
     """
 
     kind = "hddm_w"
-    river_class = "river.drift.binary:HDDMW"
+    river_class = "river.drift.binary.hddm_w:HDDMW"
     river_args = ("drift_confidence", "warning_confidence", "lambda_val", "two_sided_test")
     threshold_arg = "drift_confidence"
 

@@ -170,11 +170,13 @@ def encode(a: np.ndarray) -> dict[str, Any]:
     """
     if a.dtype.kind in "fiub":
         return {"dtype": a.dtype.str, "b64": base64.b64encode(np.ascontiguousarray(a).tobytes()).decode()}
-    from pandas import factorize  # C-level hashing: a window of categories encodes in microseconds
-
-    codes, categories = factorize(a, use_na_sentinel=True)
-    return {"dtype": "object", "codes": base64.b64encode(codes.astype("<i4").tobytes()).decode(),
-            "categories": [to_jsonable(v) for v in categories.tolist()]}
+    values = a.tolist()
+    first_seen = dict.fromkeys(values)  # categories in order of first appearance; missing is code -1
+    categories = [v for v in first_seen if v is not None and v == v]
+    code_of: dict[Any, int] = dict(zip(categories, range(len(categories)), strict=True))
+    codes = np.fromiter((code_of.get(v, -1) for v in values), dtype="<i4", count=len(values))
+    return {"dtype": "object", "codes": base64.b64encode(codes.tobytes()).decode(),
+            "categories": [to_jsonable(v) for v in categories]}
 
 
 def decode(d: Mapping[str, Any]) -> np.ndarray:

@@ -17,7 +17,11 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import cel
+from detectors.lazy import import_leaf
+
+cel = import_leaf("cel.cel")
+"""The compiled CEL library itself: the ``cel`` package's ``__init__`` also loads its interactive
+shell (prompt_toolkit, pygments, typer: 18 MB of RSS in a daemon that never uses it)."""
 
 FUNCTIONS = ("fired_within", "count", "seconds")
 """Helpers available in every rule condition: ``fired_within(monitor, duration)`` and
