@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping, Sequence
-from itertools import chain
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -65,19 +65,7 @@ class ColumnTypes:
     def _columns(self, rows: Sequence[Mapping[str, Any]], prefix: str) -> dict[str, np.ndarray]:
         if not any(rows):
             return {}
-        names = list(rows[0])
-        n, k = len(rows), len(names)
-        if k and set(map(len, rows)) == {k} and list(chain.from_iterable(rows)) == names * n:
-            # Every row has the same keys in the same order (the usual case): one object matrix,
-            # filled in C from the dicts' values, sliced by column.
-            flat: Iterator[Any] = chain.from_iterable(map(dict.values, rows))  # type: ignore[arg-type]
-            matrix = np.fromiter(flat, object, n * k).reshape(n, k)  # type: ignore[type-var]
-            values_of = {name: matrix[:, j] for j, name in enumerate(names)}
-        else:
-            seen: dict[str, None] = {}
-            for layout in set(map(tuple, rows)):
-                seen.update(dict.fromkeys(layout))
-            values_of = {name: np.array([row.get(name) for row in rows], dtype=object) for name in seen}
+        values_of = _by_name(rows)
         out = {}
         for name in sorted(values_of):
             values = values_of[name]
@@ -92,9 +80,9 @@ class ColumnTypes:
             out[name] = self._numeric(name, values) if kind == NUMERIC else _categorical(values, self._strings)
         return out
 
-    def _numeric(self, name: str, values: np.ndarray) -> np.ndarray:
+    def _numeric(self, name: str, values: list[Any]) -> np.ndarray:
         try:
-            return values.astype(np.float64)  # None becomes NaN, booleans 0/1
+            return np.fromiter(values, np.float64, len(values))  # None becomes NaN, booleans 0/1
         except (TypeError, ValueError):
             bad = sum(1 for v in values if v is not None and not _is_number(v))
             self.violations[name] = self.violations.get(name, 0) + bad
@@ -137,6 +125,21 @@ class LazyColumns(Mapping[str, np.ndarray]):
 
     def __contains__(self, name: object) -> bool:
         return name in self._columns()
+
+
+def _by_name(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
+    """Each key's values, None where a row lacks it. When every row has the same keys (the usual
+    case), a column is one C-level pass of ``itemgetter`` over the rows."""
+    names = list(rows[0])
+    if set(map(len, rows)) == {len(names)}:
+        try:
+            return {name: list(map(itemgetter(name), rows)) for name in names}
+        except KeyError:  # the same number of keys, not the same keys
+            pass
+    seen: dict[str, None] = {}
+    for layout in set(map(tuple, rows)):
+        seen.update(dict.fromkeys(layout))
+    return {name: [row.get(name) for row in rows] for name in seen}
 
 
 def _categorical(values: Sequence[Any] | np.ndarray, strings: dict[Any, Any] | None = None) -> np.ndarray:

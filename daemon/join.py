@@ -123,6 +123,8 @@ class LabelJoiner:
         One pass over the ids with dict operations only; a pair is a tuple until the columns are made.
         """
         predictions, labels = self._predictions, self._labels
+        take_prediction, take_label = predictions.pop, labels.pop
+        limit = self.max_pending
         pairs: list[tuple[Any, ...]] = []
         pair = pairs.append
         model = rows.model
@@ -131,33 +133,36 @@ class LabelJoiner:
             rows.score, rows.label, strict=True,
         ):
             if is_prediction:
-                if label is not None:
-                    pair((index, ts, ident, features, attributes, prediction, score, label))
-                    continue
-                waiting = labels.pop(ident, None)
-                if waiting is not None:
-                    pair((index, ts, ident, features, attributes, prediction, score, waiting[_LABEL]))
-                    continue
-                if ident in predictions:
-                    predictions.move_to_end(ident)
-                predictions[ident] = (model, ident, index, ts, "prediction", features, attributes, prediction, score,
-                                      None)
-                while len(predictions) > self.max_pending:
-                    predictions.popitem(last=False)
-                    self.expired["predictions"] += 1
+                if label is None:
+                    waiting = take_label(ident, None)
+                    if waiting is None:
+                        if ident in predictions:
+                            predictions.move_to_end(ident)
+                        predictions[ident] = (model, ident, index, ts, "prediction", features, attributes, prediction,
+                                              score, None)
+                        if len(predictions) > limit:
+                            self._evict(predictions, "predictions")
+                        continue
+                    label = waiting[_LABEL]
+                pair((index, ts, ident, features, attributes, prediction, score, label))
             else:
-                held = predictions.pop(ident, None)
+                held = take_prediction(ident, None)
                 if held is not None:
                     pair((index, ts, ident, held[5], held[6], held[7], held[8], label))
                     continue
                 if ident in labels:
                     labels.move_to_end(ident)
                 labels[ident] = (model, ident, index, ts, "label", features, attributes, prediction, score, label)
-                while len(labels) > self.max_pending:
-                    labels.popitem(last=False)
-                    self.expired["labels"] += 1
+                if len(labels) > limit:
+                    self._evict(labels, "labels")
         self.joined += len(pairs)
         return LabeledRows.of(pairs)
+
+    def _evict(self, store: OrderedDict[str, tuple[Any, ...]], what: str) -> None:
+        """Drop the oldest halves beyond ``max_pending`` and count them as expired."""
+        while len(store) > self.max_pending:
+            store.popitem(last=False)
+            self.expired[what] += 1
 
     def expire(self, now: float) -> None:
         """Drop halves older than the TTL (by event time) and count them."""

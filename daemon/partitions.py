@@ -29,7 +29,7 @@ moved on.
 Without a changelog the state stays in the local store and the partitions resume from its
 positions: run one daemon per group.
 
-What does not move (known limits): the labeled-data buffer (Parquet segments on the previous
+What does not move (known limits): the labeled-data buffer (JSON segments on the previous
 owner's disk — a new owner buffers afresh, so a retrain right after a move trains on fewer
 rows), and actions already started (they finish on the daemon that decided them, from its local
 store). Zombie fencing is by "furthest positions wins", not by transactions.

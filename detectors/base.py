@@ -194,6 +194,10 @@ class Monitor(ABC):
     def restore(self, state: Mapping[str, Any]) -> None:
         """Resume from :meth:`snapshot` output."""
 
+    def preload(self) -> None:  # noqa: B027 - an optional hook, empty for most monitors
+        """Import the libraries :meth:`update` will need, so the first window does not stall a
+        running stream (the daemon calls this at start; ``validate`` does not pay for it)."""
+
     def params(self) -> dict[str, Any]:
         """The constructor arguments (the monitor's configuration)."""
         import inspect

@@ -104,6 +104,9 @@ class FeatureDrift(Monitor):
             name: stats.Reference(values, categorical=values.dtype == object) for name, values in columns.items()
         }
 
+    def preload(self) -> None:
+        stats.preload()
+
     def _select(self, batch: Batch) -> dict[str, np.ndarray]:
         if self._names is None:
             self._names = sorted(batch.features)

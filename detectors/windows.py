@@ -62,11 +62,13 @@ class Windower:
         self._chunks: list[Columns] = []
         self._index: list[np.ndarray] = []
         self._ts: list[np.ndarray] = []
+        self._pending = 0
         self._window_start_ts: float | None = None
 
     @property
     def pending(self) -> int:
-        return sum(len(i) for i in self._index)
+        """Rows collected for the open window."""
+        return self._pending
 
     def add(self, batch: Batch, select: Callable[[Batch], Columns] | None = None) -> list[Window]:
         """Add a batch; return the windows it closed. ``select`` picks the columns to keep (default: features)."""
@@ -115,6 +117,7 @@ class Windower:
         return out
 
     def _push(self, index: np.ndarray, ts: np.ndarray, cols: Columns) -> None:
+        self._pending += len(index)
         self._index.append(index)
         self._ts.append(ts)
         self._chunks.append(cols)
@@ -131,6 +134,7 @@ class Windower:
         cols = {n: np.concatenate([c[n] if n in c else _missing(dtype, len(i)) for c, i in zip(self._chunks, self._index, strict=True)])
                 for n, dtype in names.items()}
         self._chunks, self._index, self._ts = [], [], []
+        self._pending = 0
         return idx, t, cols
 
     def snapshot(self) -> dict[str, Any]:
@@ -145,6 +149,7 @@ class Windower:
 
     def restore(self, state: Mapping[str, Any]) -> None:
         self._chunks, self._index, self._ts = [], [], []
+        self._pending = 0
         self._window_start_ts = state.get("window_start_ts")
         if state.get("index") is not None:
             self._push(decode(state["index"]), decode(state["ts"]), {k: decode(v) for k, v in state["columns"].items()})
@@ -171,10 +176,10 @@ def encode(a: np.ndarray) -> dict[str, Any]:
     if a.dtype.kind in "fiub":
         return {"dtype": a.dtype.str, "b64": base64.b64encode(np.ascontiguousarray(a).tobytes()).decode()}
     values = a.tolist()
-    first_seen = dict.fromkeys(values)  # categories in order of first appearance; missing is code -1
-    categories = [v for v in first_seen if v is not None and v == v]
-    code_of: dict[Any, int] = dict(zip(categories, range(len(categories)), strict=True))
-    codes = np.fromiter((code_of.get(v, -1) for v in values), dtype="<i4", count=len(values))
+    code_of: dict[Any, int] = dict.fromkeys(values, -1)  # every distinct value; None and NaN stay -1 (missing)
+    categories = [v for v in code_of if v is not None and v == v]  # in order of first appearance
+    code_of.update(zip(categories, range(len(categories)), strict=True))
+    codes = np.fromiter(map(code_of.__getitem__, values), dtype="<i4", count=len(values))
     return {"dtype": "object", "codes": base64.b64encode(codes.tobytes()).decode(),
             "categories": [to_jsonable(v) for v in categories]}
 

@@ -23,7 +23,9 @@ from detectors.stats import (
     _sturges_edges,
     adjust,
     auto_method,
+    bh_adjusted,
     default_threshold,
+    js_distance,
     two_sample,
 )
 
@@ -335,6 +337,23 @@ def test_bh_matches_scipy(seed: int) -> None:
         expected = sps.false_discovery_control(p, method="bh") <= alpha
         np.testing.assert_array_equal(adjust(p, alpha, "bh"), expected)
         np.testing.assert_array_equal(adjust(p, alpha, "bonferroni"), p <= alpha / p.size)
+
+
+def test_numpy_versions_give_scipys_floats_bit_for_bit() -> None:
+    """Benjamini-Hochberg and Jensen-Shannon are computed without importing scipy.stats and
+    scipy.spatial (memory); they must give the very same floats, or replay output would change."""
+    from scipy.spatial.distance import jensenshannon
+
+    rng = np.random.default_rng(7)
+    for _ in range(3000):
+        m = int(rng.integers(1, 40))
+        p = rng.uniform(size=m) ** rng.uniform(0.3, 5)
+        p[rng.integers(0, m, 2)] = p[0]  # ties
+        assert np.array_equal(bh_adjusted(p), sps.false_discovery_control(p, method="bh"))
+        k = int(rng.integers(2, 30))
+        r, c = rng.dirichlet(np.ones(k)), rng.dirichlet(np.ones(k) * rng.uniform(0.1, 3))
+        r[rng.integers(0, k)] = 0.0  # an empty bin on one side
+        assert js_distance(r, c) == float(jensenshannon(r, c))
 
 
 def test_render_drift_report_writes_html(tmp_path: Path) -> None:

@@ -1,0 +1,109 @@
+"""The per-batch hot path gives what the plain per-event rules give: label join, feature columns, windows."""
+
+from __future__ import annotations
+
+import random
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+import pytest
+
+from daemon.columns import ColumnTypes
+from daemon.events import EventRows
+from daemon.join import LabelJoiner
+from detectors.base import Batch
+from detectors.windows import MAX_CHUNKS, Windower
+
+
+def reference_join(
+    events: list[tuple[Any, ...]], max_pending: int
+) -> tuple[list[tuple[Any, ...]], dict[str, int]]:
+    """The join rules, one event at a time: ``(index, id, is_prediction, label)`` in, ``(index, id, label)`` out."""
+    held: dict[bool, OrderedDict[str, tuple[Any, ...]]] = {True: OrderedDict(), False: OrderedDict()}
+    expired = {True: 0, False: 0}
+    pairs = []
+    for index, ident, is_prediction, label in events:
+        if is_prediction and label is not None:
+            pairs.append((index, ident, label))
+            continue
+        other = held[not is_prediction].pop(ident, None)
+        if other is not None:
+            pairs.append((index, ident, label if label is not None else other[3]))
+            continue
+        mine = held[is_prediction]
+        mine.pop(ident, None)
+        mine[ident] = (index, ident, is_prediction, label)
+        while len(mine) > max_pending:
+            mine.popitem(last=False)
+            expired[is_prediction] += 1
+    return pairs, {"predictions": expired[True], "labels": expired[False]}
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_batched_join_matches_the_per_event_rules(seed: int) -> None:
+    rng = random.Random(seed)
+    events = []
+    for index in range(600):
+        is_prediction = rng.random() < 0.55
+        label = rng.choice([0, 1]) if not is_prediction or rng.random() < 0.1 else None
+        events.append((index, f"e{rng.randrange(120)}", is_prediction, label))  # repeated ids, both orders
+    joiner = LabelJoiner(ttl=1e12, max_pending=7)
+    got = []
+    start = 0
+    while start < len(events):  # batches of random sizes, one event to a hundred
+        chunk = events[start : start + rng.randrange(1, 100)]
+        start += len(chunk)
+        n = len(chunk)
+        rows = EventRows("m", [e[0] for e in chunk], [float(e[0]) for e in chunk], [e[2] for e in chunk],
+                         [e[1] for e in chunk], [{"x": float(e[0])} for e in chunk], [{}] * n,
+                         [1 if e[2] else None for e in chunk], [None] * n, [e[3] for e in chunk])
+        pairs = joiner.add_rows(rows)
+        got += list(zip(pairs.index, pairs.ids, pairs.label, strict=True))
+    want, expired = reference_join(events, max_pending=7)
+    assert got == want
+    assert joiner.expired == expired
+    assert joiner.joined == len(want)
+
+
+def reference_columns(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    names = sorted({k for row in rows for k in row})
+    return {name: [row.get(name) for row in rows] for name in names}
+
+
+@pytest.mark.parametrize("rows", [
+    [{"a": 1.0, "c": "x"}, {"c": "y", "a": 2}],                 # the same keys in another order
+    [{"a": 1.0, "c": "x"}, {"a": 2.0, "d": "z"}],               # the same number of keys, not the same keys
+    [{"a": 1.0}, {"a": None, "c": "y"}, {}],                     # missing keys and values
+    [{"a": True, "c": 3}, {"a": "2.5", "c": None}],              # booleans, numeric text, numbers as categories
+])
+def test_columns_by_name(rows: list[dict[str, Any]]) -> None:
+    types = ColumnTypes({"a": "numeric", "c": "categorical", "d": "categorical"})
+    columns = types._columns(rows, "")
+    want = reference_columns(rows)
+    assert sorted(columns) == sorted(want)
+    assert columns["a"].dtype == np.float64
+    expected_a = [np.nan if v is None else float(v) for v in want["a"]]
+    np.testing.assert_array_equal(columns["a"], np.array(expected_a))
+    for name in set(want) - {"a"}:
+        assert columns[name].tolist() == [None if v is None else str(v) for v in want[name]]
+    assert types.violations == {}
+
+
+def test_type_violations_are_counted_once_per_value() -> None:
+    types = ColumnTypes({"a": "numeric"})
+    columns = types._columns([{"a": 1.0, "b": "u"}, {"a": "oops", "b": "v"}, {"b": "w", "a": "no"}], "")
+    assert columns["a"].tolist()[0] == 1.0 and np.isnan(columns["a"][1:]).all()
+    assert types.violations == {"a": 2}
+
+
+def test_windower_pending_counts_rows_across_merges_and_restores() -> None:
+    w = Windower(events=10 * MAX_CHUNKS)
+    for i in range(MAX_CHUNKS + 3):  # more single-row chunks than MAX_CHUNKS: they get merged
+        w.add(Batch.of(index=[i], features={"x": [float(i)]}))
+        assert w.pending == i + 1
+    v = Windower(events=10 * MAX_CHUNKS)
+    v.restore(w.snapshot())
+    assert v.pending == w.pending == MAX_CHUNKS + 3
+    done = v.add(Batch.of(index=range(1000, 1000 + 10 * MAX_CHUNKS), features={"x": np.zeros(10 * MAX_CHUNKS)}))
+    assert len(done) == 1 and len(done[0]) == 10 * MAX_CHUNKS and v.pending == MAX_CHUNKS + 3
