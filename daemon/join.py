@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 from daemon.events import EVENT_FIELDS, Event, EventRows
@@ -29,8 +30,21 @@ from daemon.events import EVENT_FIELDS, Event, EventRows
 DEFAULT_TTL = 7 * 86400.0
 """Hold an unmatched prediction or label for a week of event time: labels often come days later."""
 
+LOG_SLACK = 10_000
+"""Halves the store's log of pending halves may hold beyond twice the live ones before it is rewritten."""
+
 DEFAULT_MAX_PENDING = 200_000
 """Bound on unmatched halves held per model; the oldest go first (counted as expired)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PendingDelta:
+    """Changes of the unmatched halves since the store last wrote them, per side (``predictions``,
+    ``labels``): halves to write in arrival order, ids to delete; ``replace``: delete all first."""
+
+    replace: bool
+    added: dict[str, list[tuple[Any, ...]]]
+    removed: dict[str, list[str]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +121,12 @@ class LabelJoiner:
         self._labels: OrderedDict[str, tuple[Any, ...]] = OrderedDict()
         self.expired = {"predictions": 0, "labels": 0}
         self.joined = 0
+        # What the store holds of the pending halves (see pending_delta): ids written, ids put
+        # since, and whether the store's copy must be replaced whole (unknown, or from a snapshot).
+        self._written: dict[str, set[str]] = {"predictions": set(), "labels": set()}
+        self._put: dict[str, set[str]] = {"predictions": set(), "labels": set()}
+        self._replace = True
+        self._logged = 0  # halves the store's log holds, live or not: past twice the live ones it is rewritten
 
     @property
     def pending(self) -> dict[str, int]:
@@ -124,6 +144,7 @@ class LabelJoiner:
         """
         predictions, labels = self._predictions, self._labels
         take_prediction, take_label = predictions.pop, labels.pop
+        put_prediction, put_label = self._put["predictions"].add, self._put["labels"].add
         limit = self.max_pending
         pairs: list[tuple[Any, ...]] = []
         pair = pairs.append
@@ -140,6 +161,7 @@ class LabelJoiner:
                             predictions.move_to_end(ident)
                         predictions[ident] = (model, ident, index, ts, "prediction", features, attributes, prediction,
                                               score, None)
+                        put_prediction(ident)
                         if len(predictions) > limit:
                             self._evict(predictions, "predictions")
                         continue
@@ -153,6 +175,7 @@ class LabelJoiner:
                 if ident in labels:
                     labels.move_to_end(ident)
                 labels[ident] = (model, ident, index, ts, "label", features, attributes, prediction, score, label)
+                put_label(ident)
                 if len(labels) > limit:
                     self._evict(labels, "labels")
         self.joined += len(pairs)
@@ -174,14 +197,57 @@ class LabelJoiner:
                 store.popitem(last=False)
                 self.expired[what] += 1
 
-    def snapshot(self) -> dict[str, Any]:
-        """Pending halves as rows of ``fields`` (tuples: orjson writes them in C, no dict per event)."""
-        return {
-            "fields": list(EVENT_FIELDS),
-            "predictions": list(self._predictions.values()),
-            "labels": list(self._labels.values()),
-            "expired": dict(self.expired), "joined": self.joined,
-        }
+    def snapshot(self, pending: bool = True) -> dict[str, Any]:
+        """Counters, and the pending halves as rows of ``fields`` (tuples: orjson writes them in C,
+        no dict per event) unless ``pending=False``: then the store keeps them through
+        :meth:`pending_delta`, and a checkpoint writes what changed, not all of them again."""
+        state: dict[str, Any] = {"fields": list(EVENT_FIELDS), "expired": dict(self.expired), "joined": self.joined}
+        if pending:
+            state["predictions"] = list(self._predictions.values())
+            state["labels"] = list(self._labels.values())
+        return state
+
+    def pending_delta(self) -> PendingDelta:
+        """The pending halves to write and the ids to delete since the last :meth:`written`, per side.
+
+        Halves are put only at the end of the arrival order, so those put since are its last ones
+        (in order); the deleted ids are the written ones no longer pending (joined, expired, evicted).
+        The store appends a delta to a log; a ``replace`` delta (the first, the first after a
+        restore, or once the log holds more than twice the live halves) writes them all afresh.
+        """
+        added: dict[str, list[tuple[Any, ...]]] = {}
+        removed: dict[str, list[str]] = {}
+        live = len(self._predictions) + len(self._labels)
+        replace = self._replace or self._logged > 2 * live + LOG_SLACK
+        for side, store in (("predictions", self._predictions), ("labels", self._labels)):
+            if replace:
+                added[side], removed[side] = list(store.values()), []
+                continue
+            fresh = sum(1 for i in self._put[side] if i in store)
+            added[side] = [store[i] for i in list(islice(reversed(store), fresh))[::-1]]
+            removed[side] = list(self._written[side].difference(store))
+        return PendingDelta(replace, added, removed)
+
+    def written(self, delta: PendingDelta) -> None:
+        """The store committed ``delta``."""
+        for side in ("predictions", "labels"):
+            ids = self._written[side]
+            if delta.replace:
+                ids.clear()
+            ids.difference_update(delta.removed[side])
+            ids.update(half[_ID] for half in delta.added[side])
+            self._put[side].clear()
+        self._logged = (0 if delta.replace else self._logged) + sum(map(len, delta.added.values()))
+        self._replace = False
+
+    def restore_pending(self, predictions: list[tuple[Any, ...]], labels: list[tuple[Any, ...]]) -> None:
+        """The pending halves as the store holds them (in arrival order), after :meth:`restore` of a
+        snapshot taken with ``pending=False``."""
+        self._predictions = OrderedDict((h[_ID], h) for h in predictions)
+        self._labels = OrderedDict((h[_ID], h) for h in labels)
+        self._written = {"predictions": set(self._predictions), "labels": set(self._labels)}
+        self._put = {"predictions": set(), "labels": set()}
+        self._replace = True  # the log may hold more than the live halves: start it afresh
 
     def restore(self, state: dict[str, Any]) -> None:
         def rows(items: list[Any]) -> OrderedDict[str, tuple[Any, ...]]:
@@ -190,10 +256,12 @@ class LabelJoiner:
                 return OrderedDict((r[positions[_ID]], tuple(r[i] for i in positions)) for r in items)
             return OrderedDict((e["id"], tuple(e[f] for f in EVENT_FIELDS)) for e in items)  # older snapshots
 
-        self._predictions = rows(state["predictions"])
-        self._labels = rows(state["labels"])
         self.expired = dict(state["expired"])
         self.joined = state["joined"]
+        self._replace = True  # whatever the store holds is replaced at the next delta
+        if "predictions" in state:
+            self._predictions = rows(state["predictions"])
+            self._labels = rows(state["labels"])
 
 
 _TS, _LABEL = EVENT_FIELDS.index("ts"), EVENT_FIELDS.index("label")

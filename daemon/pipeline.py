@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -68,18 +68,24 @@ class ModelPipeline:
         return self.types.batch(pairs.index, pairs.ts, pairs.features, pairs.attributes, pairs.prediction,
                                 pairs.score, pairs.label, lazy=True)
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self, pending: bool = True) -> dict[str, Any]:
+        """The state to checkpoint; ``pending=False`` leaves out the join's unmatched halves, which
+        the store then keeps through ``joiner.pending_delta()``."""
         return {
             "digest": self.policy.digest,
             "types": self.types.snapshot(),
-            "joiner": self.joiner.snapshot(),
+            "joiner": self.joiner.snapshot(pending),
             "engine": self.engine.snapshot(),
             "buffer_last_index": self.buffer.last_index,
         }
 
-    def restore(self, state: dict[str, Any]) -> None:
+    def restore(self, state: dict[str, Any], pending: Mapping[str, list[tuple[Any, ...]]] | None = None) -> None:
+        """Resume from :meth:`snapshot` output; ``pending`` gives the join's unmatched halves per side
+        (``predictions``, ``labels``) when the snapshot was taken without them."""
         self.types.restore(state["types"])
         self.joiner.restore(state["joiner"])
+        if "predictions" not in state["joiner"]:
+            self.joiner.restore_pending(list((pending or {}).get("predictions", [])), list((pending or {}).get("labels", [])))
         self.engine.restore(state["engine"])
 
     def swap(self, policy: LoadedPolicy) -> list[str]:

@@ -119,7 +119,7 @@ class Daemon:
             pipe = ModelPipeline(policy, settings.state_dir / "buffers" / model, ttl=ttl, upto=self._next_index - 1)
             state = self.store.pipeline_state(model)
             if state is not None:
-                pipe.restore(state)
+                pipe.restore(state, self.store.pending(model))
             for monitor in pipe.engine.monitors.values():
                 monitor.preload()
             self.pipelines[model] = pipe
@@ -322,9 +322,12 @@ class Daemon:
             new = self.store.checkpoint(self._positions, self._next_index, snapshots, intents, audit)
             self.ownership.checkpointed(snapshots)
             self.ownership.commit(dict(self._positions))
-        else:  # one model's state in memory at a time
-            states = ((m, p.snapshot()) for m, p in self.pipelines.items())
-            new = self.store.checkpoint(self._positions, self._next_index, states, intents, audit)
+        else:  # one model's state in memory at a time; of the join's unmatched halves, what changed
+            deltas = {m: p.joiner.pending_delta() for m, p in self.pipelines.items()}
+            states = ((m, p.snapshot(pending=False)) for m, p in self.pipelines.items())
+            new = self.store.checkpoint(self._positions, self._next_index, states, intents, audit, deltas)
+            for m, delta in deltas.items():
+                self.pipelines[m].joiner.written(delta)
             self.source.commit(dict(self._positions))
         self._audit = []
         self._uncheckpointed = 0

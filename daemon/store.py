@@ -22,9 +22,16 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
+
+from daemon.events import EVENT_FIELDS
+
+if TYPE_CHECKING:
+    from daemon.join import PendingDelta
+
+_HALF_ID = EVENT_FIELDS.index("id")
 
 TERMINAL_STATES = frozenset({"done", "skipped", "rejected", "deployed", "verified", "rolled_back", "failed"})
 
@@ -34,6 +41,9 @@ CREATE TABLE IF NOT EXISTS actions (
     key TEXT PRIMARY KEY, model TEXT NOT NULL, rule TEXT NOT NULL, action TEXT NOT NULL, type TEXT NOT NULL,
     at INTEGER NOT NULL, ts REAL NOT NULL, state TEXT NOT NULL, version TEXT, attempts INTEGER NOT NULL DEFAULT 0,
     created REAL NOT NULL, updated REAL NOT NULL, info BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS pending_log (
+    model TEXT NOT NULL, seq INTEGER NOT NULL, added BLOB NOT NULL, removed BLOB NOT NULL, PRIMARY KEY (model, seq)
 );
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, wall REAL NOT NULL, model TEXT, type TEXT NOT NULL, key TEXT, payload BLOB NOT NULL
@@ -94,10 +104,13 @@ class Store:
         pipelines: Mapping[str, Any] | Iterable[tuple[str, Any]],
         intents: Sequence[Intent] = (),
         audit: Sequence[tuple[str | None, str, str | None, Mapping[str, Any]]] = (),
+        pending: Mapping[str, PendingDelta] | None = None,
     ) -> list[str]:
         """Write one checkpoint; return the keys of the intents that are new. ``pipelines`` maps a
         model to its state, or yields (model, state) pairs: each state is serialized and written
-        before the next is made, so a checkpoint never holds every model's state at once."""
+        before the next is made, so a checkpoint never holds every model's state at once.
+        ``pending`` holds each model's changes to its unmatched join halves: one entry of its
+        ``pending_log`` per checkpoint (a ``replace`` delta starts the log afresh)."""
         now = time.time()
         new: list[str] = []
         with self._tx() as db:
@@ -106,6 +119,14 @@ class Store:
             db.execute("INSERT OR REPLACE INTO checkpoint VALUES ('next_index', ?)", (orjson.dumps(next_index),))
             for model, state in pipelines.items() if isinstance(pipelines, Mapping) else pipelines:
                 db.execute("INSERT OR REPLACE INTO checkpoint VALUES (?, ?)", (f"pipeline:{model}", orjson.dumps(state, option=orjson.OPT_SERIALIZE_NUMPY)))
+            for model, delta in (pending or {}).items():
+                if delta.replace:
+                    db.execute("DELETE FROM pending_log WHERE model = ?", (model,))
+                elif not any(delta.added.values()) and not any(delta.removed.values()):
+                    continue
+                db.execute("INSERT INTO pending_log VALUES (?, (SELECT coalesce(max(seq), 0) + 1 FROM pending_log WHERE model = ?), ?, ?)",
+                           (model, model, orjson.dumps(delta.added, option=orjson.OPT_SERIALIZE_NUMPY, default=str),
+                            orjson.dumps(delta.removed)))
             for it in intents:
                 cur = db.execute(
                     "INSERT OR IGNORE INTO actions (key, model, rule, action, type, at, ts, state, created, updated, info)"
@@ -131,6 +152,22 @@ class Store:
     def next_index(self) -> int:
         with self._lock:
             return self._get(self._db, "next_index") or 0
+
+    def pending(self, model: str) -> dict[str, list[tuple[Any, ...]]]:
+        """``model``'s unmatched join halves per side, in arrival order: its log replayed (each
+        entry deletes ids, then appends halves; a half whose id is held moves to the end)."""
+        held: dict[str, dict[str, tuple[Any, ...]]] = {"predictions": {}, "labels": {}}
+        with self._lock:
+            rows = self._db.execute("SELECT added, removed FROM pending_log WHERE model = ? ORDER BY seq", (model,)).fetchall()
+        for added, removed in rows:
+            for side, ids in orjson.loads(removed).items():
+                for i in ids:
+                    held[side].pop(i, None)
+            for side, halves in orjson.loads(added).items():
+                for half in halves:
+                    held[side].pop(half[_HALF_ID], None)
+                    held[side][half[_HALF_ID]] = tuple(half)
+        return {side: list(halves.values()) for side, halves in held.items()}
 
     def pipeline_state(self, model: str) -> dict[str, Any] | None:
         with self._lock:

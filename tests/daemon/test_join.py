@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
 from daemon.events import Event
 from daemon.join import LabelJoiner
 
@@ -52,3 +56,59 @@ def test_snapshot_restore_keeps_pending_halves() -> None:
     k.restore(j.snapshot())
     pair = k.add(label("a", 1, 1.0, 1))
     assert pair is not None and pair.label == 1 and k.joined == 1
+
+
+@pytest.mark.parametrize("slack", [10_000, 0])
+def test_pending_deltas_keep_the_stores_copy_equal_to_the_pending_halves(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, slack: int) -> None:
+    """Random traffic (repeated ids, labels first, TTL expiry, eviction), a checkpoint every few
+    batches into the real SQLite store: the store's halves, in order, always equal the joiner's,
+    and a joiner restored from the store joins the rest of the traffic as the original does.
+    With no slack the store's log is rewritten whenever it holds twice the live halves."""
+    import random
+
+    import daemon.join
+    from daemon.events import EventRows
+    from daemon.store import Store
+
+    monkeypatch.setattr(daemon.join, "LOG_SLACK", slack)
+
+    rng = random.Random(5)
+    store = Store(tmp_path / "state.db")
+    joiner = LabelJoiner(ttl=400.0, max_pending=40)
+    index = 0
+
+    def batch() -> EventRows:
+        nonlocal index
+        rows: list[tuple] = []
+        for _ in range(rng.randint(0, 12)):
+            ident = f"e{rng.randint(0, 60)}"
+            is_prediction = rng.random() < 0.6
+            rows.append((index, float(index), is_prediction, ident, {"x": float(index)} if is_prediction else {}, {},
+                         1 if is_prediction else None, None, None if is_prediction else index % 2))
+            index += 1
+        return EventRows("m", *(list(c) for c in zip(*rows, strict=True))) if rows else EventRows("m", *([] for _ in range(9)))
+
+    replaces = 0
+    for step in range(300):
+        joiner.add_rows(batch())
+        joiner.expire(now=float(index))
+        if step % 3 == 2:
+            delta = joiner.pending_delta()
+            replaces += delta.replace
+            store.checkpoint({}, index, {}, pending={"m": delta})
+            joiner.written(delta)
+            held = store.pending("m")
+            assert held["predictions"] == list(joiner._predictions.values())
+            assert held["labels"] == list(joiner._labels.values())
+    assert replaces == 1 if slack else replaces > 10  # the first write, or also every rewrite of the log
+    copy = LabelJoiner(ttl=400.0, max_pending=40)
+    copy.restore(joiner.snapshot(pending=False))
+    copy.restore_pending(**store.pending("m"))
+    for _ in range(50):
+        b = batch()
+        assert copy.add_rows(b) == joiner.add_rows(b)
+        now = float(index)
+        joiner.expire(now)
+        copy.expire(now)
+    assert copy.pending == joiner.pending and copy.expired == joiner.expired
