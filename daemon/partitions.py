@@ -324,7 +324,7 @@ class Ownership:
             if not is_local:
                 shutil.rmtree(buffers, ignore_errors=True)  # another owner's rows since: ours are stale
             pipe = ModelPipeline(policy, buffers, ttl=ttl, upto=int(chosen["next_index"]) - 1)
-            pipe.restore(state)
+            pipe.restore(state, d.store.pending(model) if is_local else None)
             d.pipelines[model] = pipe
             self.home[model] = task
         positions = {n: int(p) for n, p in chosen["positions"].items() if n in names}

@@ -317,18 +317,23 @@ class Daemon:
             pipe.buffer.flush()
         intents = [Intent(d.key, d.model, d.rule, d.action, d.action_type, d.at, d.ts, d.as_dict()) for d in decisions]
         audit = self._audit + [(d.model, "decision", d.key, d.as_dict()) for d in decisions]
-        if self.ownership is not None:  # Kafka: store, changelog (when configured), then commit
+        own = self.ownership
+        if own is not None and own.changelog is not None:  # store, changelog, then commit: whole states
             snapshots = self._snapshots()
             new = self.store.checkpoint(self._positions, self._next_index, snapshots, intents, audit)
-            self.ownership.checkpointed(snapshots)
-            self.ownership.commit(dict(self._positions))
+            own.checkpointed(snapshots)
+            own.commit(dict(self._positions))
         else:  # one model's state in memory at a time; of the join's unmatched halves, what changed
-            deltas = {m: p.joiner.pending_delta() for m, p in self.pipelines.items()}
-            states = ((m, p.snapshot(pending=False)) for m, p in self.pipelines.items())
+            saved = [(m, p) for m, p in self.pipelines.items() if own is None or own.owns(m)]
+            deltas = {m: p.joiner.pending_delta() for m, p in saved}
+            states = ((m, self._state(m, p)) for m, p in saved)
             new = self.store.checkpoint(self._positions, self._next_index, states, intents, audit, deltas)
             for m, delta in deltas.items():
                 self.pipelines[m].joiner.written(delta)
-            self.source.commit(dict(self._positions))
+            if own is not None:
+                own.commit(dict(self._positions))
+            else:
+                self.source.commit(dict(self._positions))
         self._audit = []
         self._uncheckpointed = 0
         self._last_checkpoint = time.monotonic()
@@ -337,10 +342,19 @@ class Daemon:
         return new
 
     def _snapshots(self) -> dict[str, Any]:
-        """The states of the owned models, each with its task (partition number), for the store and the changelog."""
+        """The whole states of the owned models, each with its task (partition number), for the
+        store and the changelog (which carries them, unmatched join halves included, to the next owner)."""
         assert self.ownership is not None
         own = self.ownership
         return {m: {**p.snapshot(), "task": own.home.get(m)} for m, p in self.pipelines.items() if own.owns(m)}
+
+    def _state(self, model: str, pipe: ModelPipeline) -> dict[str, Any]:
+        """A state for the store alone: without the join's unmatched halves (the store's pending log
+        has them), with the model's task under Kafka."""
+        state = pipe.snapshot(pending=False)
+        if self.ownership is not None:
+            state["task"] = self.ownership.home.get(model)
+        return state
 
     def _observe(self, model: str) -> None:
         """Tell a policy engine what the events do not: a running retrain (for ``inhibited_by``) and
