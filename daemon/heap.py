@@ -37,6 +37,7 @@ class HeapTrimmer:
 
 def _malloc_trim() -> Callable[[int], int] | None:
     try:
-        return ctypes.CDLL("libc.so.6").malloc_trim  # type: ignore[no-any-return]
+        trim: Callable[[int], int] = ctypes.CDLL("libc.so.6").malloc_trim
+        return trim
     except (OSError, AttributeError):  # not glibc (macOS, musl)
         return None

@@ -85,7 +85,8 @@ class ModelPipeline:
         self.types.restore(state["types"])
         self.joiner.restore(state["joiner"])
         if "predictions" not in state["joiner"]:
-            self.joiner.restore_pending(list((pending or {}).get("predictions", [])), list((pending or {}).get("labels", [])))
+            held = pending or {}
+            self.joiner.restore_pending(list(held.get("predictions", [])), list(held.get("labels", [])))
         self.engine.restore(state["engine"])
 
     def swap(self, policy: LoadedPolicy) -> list[str]:

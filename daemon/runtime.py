@@ -324,9 +324,9 @@ class Daemon:
             own.checkpointed(snapshots)
             own.commit(dict(self._positions))
         else:  # one model's state in memory at a time; of the join's unmatched halves, what changed
-            saved = [(m, p) for m, p in self.pipelines.items() if own is None or own.owns(m)]
+            saved = self._saved()
             deltas = {m: p.joiner.pending_delta() for m, p in saved}
-            states = ((m, self._state(m, p)) for m, p in saved)
+            states = ((m, self._state(m, p, pending=False)) for m, p in saved)
             new = self.store.checkpoint(self._positions, self._next_index, states, intents, audit, deltas)
             for m, delta in deltas.items():
                 self.pipelines[m].joiner.written(delta)
@@ -341,17 +341,19 @@ class Daemon:
         self._trim_heap()  # the states just written were the checkpoint's big temporaries
         return new
 
-    def _snapshots(self) -> dict[str, Any]:
-        """The whole states of the owned models, each with its task (partition number), for the
-        store and the changelog (which carries them, unmatched join halves included, to the next owner)."""
-        assert self.ownership is not None
-        own = self.ownership
-        return {m: {**p.snapshot(), "task": own.home.get(m)} for m, p in self.pipelines.items() if own.owns(m)}
+    def _saved(self) -> list[tuple[str, ModelPipeline]]:
+        """The pipelines a checkpoint saves: all, or with Kafka those of the owned models."""
+        return [(m, p) for m, p in self.pipelines.items() if self.ownership is None or self.ownership.owns(m)]
 
-    def _state(self, model: str, pipe: ModelPipeline) -> dict[str, Any]:
-        """A state for the store alone: without the join's unmatched halves (the store's pending log
-        has them), with the model's task under Kafka."""
-        state = pipe.snapshot(pending=False)
+    def _snapshots(self) -> dict[str, Any]:
+        """The whole states of the saved models, for the store and the changelog (which carries
+        them, unmatched join halves included, to the next owner)."""
+        return {m: self._state(m, p, pending=True) for m, p in self._saved()}
+
+    def _state(self, model: str, pipe: ModelPipeline, *, pending: bool) -> dict[str, Any]:
+        """A model's state, with its task (partition number) under Kafka; without the join's
+        unmatched halves when the store's pending log keeps them."""
+        state = pipe.snapshot(pending)
         if self.ownership is not None:
             state["task"] = self.ownership.home.get(model)
         return state

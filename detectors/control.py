@@ -21,6 +21,7 @@ detection delay. Missing values (NaN) are skipped.
 from __future__ import annotations
 
 import math
+from abc import abstractmethod
 from collections.abc import Mapping
 from typing import Any
 
@@ -158,18 +159,21 @@ class _Chart(Monitor):
                 self._start_chart()
         return out
 
+    @abstractmethod
     def _start_chart(self) -> None:
-        raise NotImplementedError
+        """(Re)start the chart's statistic."""
 
+    @abstractmethod
     def _step(self, z: float) -> tuple[float, float, str | None]:
         """Advance the chart by one standardised value: (statistic, limit, direction or None)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _chart_state(self) -> dict[str, Any]:
-        raise NotImplementedError
+        """The chart's own state, for :meth:`snapshot`."""
 
+    @abstractmethod
     def _set_chart_state(self, state: Mapping[str, Any]) -> None:
-        raise NotImplementedError
+        """Resume the chart from :meth:`_chart_state` output."""
 
     def snapshot(self) -> dict[str, Any]:
         return {

@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 
 from detectors.lazy import lazy_module
+from detectors.windows import to_jsonable
 
 special = lazy_module("scipy.special")
 stats = lazy_module("scipy.stats")
@@ -225,7 +226,7 @@ class Reference:
         """JSON-able data :meth:`from_state` rebuilds this reference from exactly: the sorted values
         (not the raw column: smaller, and all a test reads), or the category counts."""
         if self.categorical:
-            return {"categories": [_jsonable(k) for k in self.keys.tolist()], "counts": self.counts.tolist()}
+            return {"categories": [to_jsonable(k) for k in self.keys.tolist()], "counts": self.counts.tolist()}
         assert self.sorted is not None
         return {"sorted": base64.b64encode(self.sorted.tobytes()).decode()}
 
@@ -243,10 +244,6 @@ class Reference:
     def __repr__(self) -> str:
         kind = "categorical" if self.categorical else "numeric"
         return f"Reference({kind}, size={self.size}, distinct={self.distinct})"
-
-
-def _jsonable(v: Any) -> Any:
-    return v.item() if isinstance(v, np.generic) else v
 
 
 @dataclass(frozen=True, slots=True)
