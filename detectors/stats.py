@@ -590,7 +590,9 @@ def _wasserstein(ref: Reference, cur: _Current) -> Outcome:
     deltas = np.diff(both)
     u_count = np.cumsum(order < u.size)[:-1]
     v_count = np.arange(1, both.size) - u_count
-    wd = float(np.dot(np.abs(u_count / u.size - v_count / v.size), deltas))
+    # np.sum(np.multiply(...)) as scipy writes it, not np.dot: BLAS kernels round differently per CPU
+    # (an AVX-512 ddot gave other last digits than an AVX2 one), numpy's pairwise sum does not.
+    wd = float(np.sum(np.multiply(np.abs(u_count / u.size - v_count / v.size), deltas)))
     return wd / max(ref.std, WASSERSTEIN_MIN_NORM), None
 
 
