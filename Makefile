@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test lint bench bench-detection bench-kafka kafka-start kafka-stop clean
+.PHONY: demo test lint format bench bench-detection bench-kafka kafka-start kafka-stop clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,13 +22,25 @@ $(DEV_STAMP): pyproject.toml | $(BIN)/python
 demo: $(STAMP)
 	$(BIN)/driftwarden demo
 
-test: $(DEV_STAMP)
+SOURCES := daemon detectors policies deploy examples tests bench
+# mypy reads the packages under their installed names (driftwarden.daemon, ...) through a tree of links.
+TYPECHECK := build/typecheck
+
+test: lint
 	$(BIN)/python -m pytest
-	$(BIN)/lint-imports
 
 lint: $(DEV_STAMP)
-	$(BIN)/ruff check daemon detectors policies deploy tests bench examples
-	$(BIN)/mypy daemon detectors policies deploy
+	$(BIN)/ruff check $(SOURCES)
+	$(BIN)/ruff format --check $(SOURCES)
+	mkdir -p $(TYPECHECK)/driftwarden
+	for d in daemon detectors policies deploy examples; do ln -sfn ../../../$$d $(TYPECHECK)/driftwarden/$$d; done
+	MYPYPATH=$(TYPECHECK) $(BIN)/mypy -p driftwarden.daemon -p driftwarden.detectors -p driftwarden.policies \
+		-p driftwarden.deploy -p driftwarden.examples
+	$(BIN)/lint-imports
+
+format: $(DEV_STAMP)
+	$(BIN)/ruff format $(SOURCES)
+	$(BIN)/ruff check --fix $(SOURCES)
 
 bench: $(DEV_STAMP)
 	$(BIN)/python bench/throughput.py

@@ -55,9 +55,9 @@ from scipy.stats import false_discovery_control
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from detectors.base import Batch  # noqa: E402
-from detectors.drift import FeatureDrift  # noqa: E402
-from detectors.registry import build  # noqa: E402
+from driftwarden.detectors.base import Batch  # noqa: E402
+from driftwarden.detectors.drift import FeatureDrift  # noqa: E402
+from driftwarden.detectors.registry import build  # noqa: E402
 
 FEATURE_EVENTS = 12_000
 CHANGE = 5_000

@@ -1,9 +1,9 @@
 """Two-sample drift per window: driftwarden's numpy/scipy fast path vs Evidently.
 
 One window is 1,000 current rows x 20 features against a prepared reference. For each method
-(and ``auto``) the table shows the time per window of the fast path (``detectors.stats``,
+(and ``auto``) the table shows the time per window of the fast path (``driftwarden.detectors.stats``,
 reference prepared once, not counted) and of Evidently (one Report with a ValueDrift per
-feature, as ``detectors.evidently_adapter`` runs it), the speedup, and the largest absolute
+feature, as ``driftwarden.detectors.evidently_adapter`` runs it), the speedup, and the largest absolute
 difference between the two drift scores over every feature of every timed window.
 
     .venv/bin/python bench/fastpath.py [--evidently-windows 3] [--fast-windows 30]
@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from detectors.evidently_adapter import evidently_column_drift
-from detectors.stats import Reference, TestResult, two_sample
+from driftwarden.detectors.evidently_adapter import evidently_column_drift
+from driftwarden.detectors.stats import Reference, TestResult, two_sample
 
 WINDOW_ROWS = 1_000
 FEATURES = 20

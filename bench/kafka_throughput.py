@@ -71,7 +71,7 @@ def events(n: int, features: int, seed: int = 0) -> list[bytes]:
 
 
 def produce(bootstrap: str, topic: str, values: list[bytes]) -> float:
-    from daemon.kafka_io import KafkaSink
+    from driftwarden.daemon.io.kafka.client import KafkaSink
 
     sink = KafkaSink(bootstrap, topic, linger_ms=20, batch_size=512 * 1024)
     t0 = time.perf_counter()
@@ -120,7 +120,7 @@ def raw_round(bootstrap: str, topic: str, n: int) -> tuple[float, float]:
 
 
 def source_round(bootstrap: str, topic: str, n: int) -> tuple[float, float]:
-    from daemon.kafka_io import KafkaSource
+    from driftwarden.daemon.io.kafka.client import KafkaSource
 
     source = KafkaSource(bootstrap, [topic], f"bench-{uuid.uuid4().hex[:8]}")
 
@@ -144,9 +144,9 @@ def daemon_round(bootstrap: str, topic: str, n: int) -> tuple[float, float]:
     import tempfile
 
     from bench.throughput import POLICY
-    from daemon.config import Settings
-    from daemon.runtime import Daemon, make_source
-    from policies.loader import load_policy
+    from driftwarden.daemon.config import Settings
+    from driftwarden.daemon.runtime import Daemon, make_source
+    from driftwarden.policies.loader import load_policy
 
     with tempfile.TemporaryDirectory(prefix="driftwarden-bench-") as tmp:
         policy = Path(tmp) / "churn.yaml"
@@ -210,7 +210,7 @@ def main() -> None:
             raise SystemExit(f"cannot start the dev broker:\n{proc.stderr}")
         bootstrap, started_broker = proc.stdout.strip().splitlines()[-1], not running
     try:
-        from daemon.kafka_io import ensure_topics
+        from driftwarden.daemon.io.kafka.client import ensure_topics
 
         topic = f"bench-{uuid.uuid4().hex[:8]}"
         ensure_topics(bootstrap, {topic: 3})

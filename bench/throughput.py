@@ -81,11 +81,11 @@ def bare_orjson(path: Path) -> tuple[float, float]:
 
 def daemon_rate(path: Path, policies: list[Path], state: Path, *, replay: bool, batch_size: int = 1000) -> dict:
     """Run the daemon loop over the file; marginal rates after the first batch, stage times."""
-    from daemon.config import Settings
-    from daemon.output import JsonLines
-    from daemon.runtime import Daemon
-    from daemon.sources import FileSource
-    from policies.loader import load_policy
+    from driftwarden.daemon.config import Settings
+    from driftwarden.daemon.cli.output import JsonLines
+    from driftwarden.daemon.runtime import Daemon
+    from driftwarden.daemon.io.sources import FileSource
+    from driftwarden.policies.loader import load_policy
 
     sink = JsonLines(open(os.devnull, "w")) if replay else None  # noqa: SIM115 - closed with the process
     settings = Settings(state_dir=state, batch_size=batch_size, execute=False)
@@ -152,10 +152,10 @@ import resource, sys, time, json
 sys.path.insert(0, {str(ROOT)!r})
 from pathlib import Path
 from bench.throughput import current_rss_mb, daemon_rate, peak_rss_mb
-from daemon.config import Settings
-from daemon.runtime import Daemon
-from daemon.sources import FileSource
-from policies.loader import load_policy
+from driftwarden.daemon.config import Settings
+from driftwarden.daemon.runtime import Daemon
+from driftwarden.daemon.io.sources import FileSource
+from driftwarden.policies.loader import load_policy
 tmp = Path({str(tmp)!r})
 policies = sorted(tmp.glob('policy-*.yaml'))
 start = current_rss_mb()
@@ -175,7 +175,7 @@ print(json.dumps({{"rss_mb": rss, "start_mb": start, "restart_s": loaded, "rate"
 
 def startup_seconds(args: list[str]) -> float:
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "daemon.cli", *args], capture_output=True, check=True, cwd=ROOT)
+    subprocess.run([sys.executable, "-m", "driftwarden.daemon.cli", *args], capture_output=True, check=True, cwd=ROOT)
     return time.perf_counter() - t0
 
 

@@ -46,10 +46,10 @@ from typing import Any
 
 import orjson
 
-from daemon.sinks import Sink
-from daemon.store import Store
-from deploy.gate import Fairness, Significance
-from deploy.lifecycle import (
+from driftwarden.daemon.io.sinks import Sink
+from driftwarden.daemon.state.store import Store
+from driftwarden.deploy.gate import Fairness, Significance
+from driftwarden.deploy.lifecycle import (
     OUTCOME_FILE,
     Outcome,
     RetrainSpec,
@@ -60,10 +60,10 @@ from deploy.lifecycle import (
     rollback,
     verify,
 )
-from deploy.registry import CHALLENGER, CHAMPION, PREVIOUS, Registry
-from deploy.targets import HttpTarget, LocalTarget, Target
-from policies.durations import parse_duration
-from policies.loader import LoadedPolicy
+from driftwarden.deploy.registry import CHALLENGER, CHAMPION, PREVIOUS, Registry
+from driftwarden.deploy.targets import HttpTarget, LocalTarget, Target
+from driftwarden.policies.durations import parse_duration
+from driftwarden.policies.loader import LoadedPolicy
 
 log = logging.getLogger("driftwarden.actions")
 

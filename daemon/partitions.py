@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from daemon.kafka_io import (
+from driftwarden.daemon.io.kafka.client import (
     CommitFailed,
     KafkaSink,
     ensure_topics,
@@ -55,11 +55,11 @@ from daemon.kafka_io import (
     partition_name,
     read_messages,
 )
-from daemon.pipeline import ModelPipeline
-from policies.durations import parse_duration
+from driftwarden.daemon.pipeline import ModelPipeline
+from driftwarden.policies.durations import parse_duration
 
 if TYPE_CHECKING:
-    from daemon.runtime import Daemon
+    from driftwarden.daemon.runtime import Daemon
 
 log = logging.getLogger("driftwarden.partitions")
 

@@ -7,20 +7,20 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from daemon.buffer import DEFAULT_MAX_ROWS, LabeledBuffer
-from daemon.columns import ColumnTypes
-from daemon.events import Event, EventRows
-from daemon.join import DEFAULT_TTL, LabeledRows, LabelJoiner
-from detectors.base import Batch
-from policies.engine import Decision, PolicyEngine, load_reference
-from policies.loader import LoadedPolicy
+from driftwarden.daemon.state.labeled_buffer import DEFAULT_MAX_ROWS, LabeledBuffer
+from driftwarden.daemon.state.column_types import ColumnTypes
+from driftwarden.daemon.io.events import Event, EventRows
+from driftwarden.daemon.state.label_join import DEFAULT_TTL, LabeledRows, LabelJoiner
+from driftwarden.detectors.base import Batch
+from driftwarden.policies.engine import Decision, PolicyEngine, load_reference
+from driftwarden.policies.loader import LoadedPolicy
 
 
 class ModelPipeline:
     """Events of one model in, signals and decisions out.
 
     >>> import tempfile, pathlib
-    >>> from policies.loader import load_policy
+    >>> from driftwarden.policies.loader import load_policy
     >>> d = pathlib.Path(tempfile.mkdtemp())
     >>> _ = (d / "p.yaml").write_text("version: 1\\nmodel: m\\nmonitors:\\n  e: {kind: adwin, series: error}\\n")
     >>> p = ModelPipeline(load_policy(d / "p.yaml"), d / "buf")

@@ -27,21 +27,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from daemon.actions import ActionRunner, JsonlSink
-from daemon.backpressure import Flow, pending_outputs, running_actions
-from daemon.columnar import decode_batch
-from daemon.config import Settings
-from daemon.events import EventRows
-from daemon.heap import HeapTrimmer
-from daemon.pipeline import ModelPipeline
-from daemon.sinks import ModelUpdates, build_sinks
-from daemon.sources import FileSource, MemorySource, Record, Source
-from daemon.store import Intent, Store
-from deploy.registry import CHAMPION, LocalRegistry
-from policies.durations import parse_duration
-from policies.engine import Decision
-from policies.loader import LoadedPolicy
-from policies.watch import PolicyWatcher
+from driftwarden.daemon.actions import ActionRunner, JsonlSink
+from driftwarden.daemon.io.backpressure import Flow, pending_outputs, running_actions
+from driftwarden.daemon.io.batch_decoder import decode_batch
+from driftwarden.daemon.config import Settings
+from driftwarden.daemon.io.events import EventRows
+from driftwarden.daemon.heap import HeapTrimmer
+from driftwarden.daemon.pipeline import ModelPipeline
+from driftwarden.daemon.io.sinks import ModelUpdates, build_sinks
+from driftwarden.daemon.io.sources import FileSource, MemorySource, Record, Source
+from driftwarden.daemon.state.store import Intent, Store
+from driftwarden.deploy.registry import CHAMPION, LocalRegistry
+from driftwarden.policies.durations import parse_duration
+from driftwarden.policies.engine import Decision
+from driftwarden.policies.loader import LoadedPolicy
+from driftwarden.policies.watch import PolicyWatcher
 
 log = logging.getLogger("driftwarden.daemon")
 
@@ -78,7 +78,7 @@ class Daemon:
     """The monitoring daemon over one source and a set of policies (one per model).
 
     >>> import tempfile, pathlib
-    >>> from policies.loader import load_policy
+    >>> from driftwarden.policies.loader import load_policy
     >>> d = pathlib.Path(tempfile.mkdtemp())
     >>> _ = (d / "p.yaml").write_text("version: 1\\nmodel: m\\nmonitors:\\n  e: {kind: adwin, series: error}\\n")
     >>> src = MemorySource([b'{"model": "m", "id": "1", "prediction": 1, "label": 1}', b'junk'])
@@ -453,7 +453,7 @@ def make_source(settings: Settings) -> Source:
         assert src.path is not None
         return FileSource(Path(src.path), fmt=src.format, pace=src.pace)
     if src.kind == "kafka":
-        from daemon.kafka_io import KafkaSource
+        from driftwarden.daemon.io.kafka.client import KafkaSource
 
         return KafkaSource(src.bootstrap, src.topics, src.group_id, settings=src.settings,  # type: ignore[arg-type]
                            auto_offset_reset=src.auto_offset_reset)
@@ -464,6 +464,6 @@ def _ownership(daemon: Daemon) -> Any:
     """Partition ownership for a Kafka source (daemon/partitions.py), else None."""
     if daemon.settings.source.kind != "kafka" and not hasattr(daemon.source, "on_assign"):
         return None
-    from daemon.partitions import Ownership
+    from driftwarden.daemon.partitions import Ownership
 
     return Ownership.attach(daemon)

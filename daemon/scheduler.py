@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 
-from policies.loader import LoadedPolicy
+from driftwarden.policies.loader import LoadedPolicy
 
 log = logging.getLogger("driftwarden.scheduler")
 

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from deploy.training import INDEX
+from driftwarden.deploy.training import INDEX
 
 if TYPE_CHECKING:  # pandas (40 MB) loads with the first retrain, not with the daemon
     import pandas as pd

@@ -21,7 +21,7 @@ persists it; ``info`` is plain JSON) and which ends in an :class:`Outcome`::
   label are dropped first.
 - ``evaluating``: candidate and champion are scored on the held-out rows; ``promote_if``
   decides (with ``champion=None`` for a first model), and the optional significance and
-  fairness checks of the spec must pass too (:mod:`deploy.gate`).
+  fairness checks of the spec must pass too (:mod:`driftwarden.deploy.gate`).
 - ``promoted``: the candidate is registered (metadata: metrics, lineage, data fingerprint,
   ``previous_champion``). With a target, it is deployed first and the ``champion`` alias moves
   only once the deploy succeeded, so the alias always names what is served; without a target
@@ -49,7 +49,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from deploy.gate import (
+from driftwarden.deploy.gate import (
     Fairness,
     GateResult,
     Metrics,
@@ -59,7 +59,7 @@ from deploy.gate import (
     holdout_split,
     score,
 )
-from deploy.registry import (
+from driftwarden.deploy.registry import (
     CHALLENGER,
     CHAMPION,
     PREVIOUS,
@@ -67,8 +67,8 @@ from deploy.registry import (
     Registry,
     atomic_write_text,
 )
-from deploy.targets import Target
-from deploy.training import (
+from driftwarden.deploy.targets import Target
+from driftwarden.deploy.training import (
     INDEX,
     LABEL,
     MODEL_FILE,
@@ -114,7 +114,7 @@ TERMINAL_STATES = frozenset(
 @dataclass(frozen=True, kw_only=True)
 class RetrainSpec:
     """How to retrain one model: the trainer (exactly one of ``entrypoint``/``command``, see
-    :func:`deploy.training.run_training`), the gate's held-out fraction and metrics
+    :func:`driftwarden.deploy.training.run_training`), the gate's held-out fraction and metrics
     (``None``: all of the task's), and the retry policy for temporary failures.
     """
 
@@ -712,7 +712,7 @@ def _finish_rollback(run: _Run, state: str, reason: str) -> Outcome:
 
 def abandon(workdir: Path) -> list[int]:
     """After a crash during training: kill the trainers the dead run left behind in
-    ``workdir`` (see :func:`deploy.training.reap_trainer`); returns their pids."""
+    ``workdir`` (see :func:`driftwarden.deploy.training.reap_trainer`); returns their pids."""
     workdir = Path(workdir)
     if not workdir.is_dir():
         return []

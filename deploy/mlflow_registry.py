@@ -1,7 +1,7 @@
-"""The :class:`~deploy.registry.Registry` on MLflow's model registry (the ``mlflow`` extra).
+"""The :class:`~driftwarden.deploy.registry.Registry` on MLflow's model registry (the ``mlflow`` extra).
 
 The one module of ours that imports MLflow. Everything it returns is our own
-:class:`~deploy.registry.ModelVersion`, with version ids ``v0001``… as in the local registry
+:class:`~driftwarden.deploy.registry.ModelVersion`, with version ids ``v0001``… as in the local registry
 (MLflow's version ``3`` is our ``v0003``), so the lifecycle, the deploy targets and the CLI
 work the same on either.
 
@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from deploy.registry import (
+from driftwarden.deploy.registry import (
     CHAMPION,
     METADATA_FILE,
     ModelVersion,
@@ -39,7 +39,7 @@ from deploy.registry import (
     version_id,
     version_number,
 )
-from deploy.training import MODEL_FILE
+from driftwarden.deploy.training import MODEL_FILE
 
 EXPERIMENT_PREFIX = "driftwarden/"
 ARTIFACT_PATH = "model"
@@ -136,7 +136,7 @@ class MlflowRegistry:
 
     def register(self, model: str, artifact_dir: Path, metadata: Mapping[str, Any]) -> ModelVersion:
         """Log ``artifact_dir`` (must hold ``model.pkl``) as a run and register it as the next
-        version of ``model``; metadata as in :meth:`deploy.registry.LocalRegistry.register`."""
+        version of ``model``; metadata as in :meth:`driftwarden.deploy.registry.LocalRegistry.register`."""
         _check_name(model, "model")
         artifact_dir = Path(artifact_dir)
         if not (artifact_dir / MODEL_FILE).is_file():

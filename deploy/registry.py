@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from deploy.training import MODEL_FILE
+from driftwarden.deploy.training import MODEL_FILE
 
 
 def open_registry(location: str | Path) -> Registry:
@@ -60,7 +60,7 @@ def open_registry(location: str | Path) -> Registry:
     """
     text = str(location)
     if text.startswith("mlflow:"):
-        from deploy.mlflow_registry import MlflowRegistry
+        from driftwarden.deploy.mlflow_registry import MlflowRegistry
 
         return MlflowRegistry(text.removeprefix("mlflow:"))
     return LocalRegistry(Path(text))
@@ -99,7 +99,7 @@ class ModelVersion:
 @runtime_checkable
 class Registry(Protocol):
     """What the lifecycle and the CLI need from a model registry (:class:`LocalRegistry`,
-    :class:`deploy.mlflow_registry.MlflowRegistry`). Version ids look like ``v0001``."""
+    :class:`driftwarden.deploy.mlflow_registry.MlflowRegistry`). Version ids look like ``v0001``."""
 
     def models(self) -> list[str]: ...
 

@@ -16,7 +16,7 @@ an old path for longer than ``keep`` deploys can lose it — open once, then rea
 
 >>> import pickle, tempfile
 >>> from pathlib import Path
->>> from deploy.registry import LocalRegistry
+>>> from driftwarden.deploy.registry import LocalRegistry
 >>> tmp = Path(tempfile.mkdtemp())
 >>> art = tmp / "art"; art.mkdir()
 >>> _ = (art / "model.pkl").write_bytes(pickle.dumps("model-1"))
@@ -43,7 +43,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from deploy.registry import ModelVersion, _fsync_dir, _fsync_tree, atomic_write_text
+from driftwarden.deploy.registry import ModelVersion, _fsync_dir, _fsync_tree, atomic_write_text
 
 VERSION_FILE = "VERSION"
 DEPLOYED_FILE = "DEPLOYED.json"

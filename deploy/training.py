@@ -2,8 +2,8 @@
 
 Two kinds of trainer, exactly one per call:
 
-- an **entrypoint** ``"package.module:function"``, called by :mod:`deploy._train_runner` in a
-  fresh ``sys.executable -m deploy._train_runner`` process as ``function(X, y, params)``; the
+- an **entrypoint** ``"package.module:function"``, called by :mod:`driftwarden.deploy.train_runner` in a
+  fresh ``sys.executable -m driftwarden.deploy.train_runner`` process as ``function(X, y, params)``; the
   runner pickles the returned model to ``<output>/model.pkl`` and writes ``<output>/train.json``;
 - a **command**: a list of arguments run without a shell, or a string run with ``/bin/sh -c``
   (a string is the explicit opt-in to a shell). Placeholders ``{data}``, ``{output}`` and
@@ -183,7 +183,7 @@ def run_training(
         argv: str | list[str] = [
             sys.executable,
             "-m",
-            "deploy._train_runner",
+            "driftwarden.deploy.train_runner",
             "--entrypoint",
             entrypoint,
             "--data",
@@ -204,9 +204,6 @@ def run_training(
     env["DRIFTWARDEN_DATA"] = str(data)
     env["DRIFTWARDEN_OUTPUT"] = str(output)
     env["DRIFTWARDEN_REFERENCE"] = str(reference) if reference is not None else ""
-    # `deploy` must import in the child even when it is not installed (run from a checkout).
-    ours = str(Path(__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("PYTHONPATH"), ours) if p)
 
     log.info("training %s on %s (timeout %.0f s)", what, data.name, timeout)
     started = time.monotonic()

@@ -9,7 +9,7 @@ against the same reference, so a shift that persists raises a signal again after
 detection delay. Missing values (NaN) are skipped.
 
 >>> import numpy as np
->>> from detectors.base import Batch
+>>> from driftwarden.detectors.base import Batch
 >>> rng = np.random.default_rng(7)
 >>> x = np.concatenate([rng.normal(0, 1, 2000), rng.normal(1, 1, 100)])
 >>> [s.at for s in Cusum(series="x").update(Batch.of(index=range(2100), features={"x": x}))]
@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from detectors.base import Batch, Monitor, Signal, Stream
-from detectors.streaming import LABELED_SERIES
+from driftwarden.detectors.base import Batch, Monitor, Signal, Stream
+from driftwarden.detectors.streaming import LABELED_SERIES
 
 DEFAULT_WARMUP = 1000
 """Values that estimate the reference mean and sd: their errors (about 0.03 sd) then move the
@@ -204,7 +204,7 @@ class Cusum(_Chart):
     Memory: O(1) — running moments during warmup, two sums after.
 
     >>> m = Cusum(series="x", mean=0.0, sd=1.0, h=4.0)
-    >>> from detectors.base import Batch
+    >>> from driftwarden.detectors.base import Batch
     >>> b = Batch.of(index=range(6), features={"x": [0, 3, 3, 0, -4, -4]})
     >>> [(s.at, s.details["direction"]) for s in m.update(b)]
     [(2, 'up'), (5, 'down')]
@@ -263,7 +263,7 @@ class Ewma(_Chart):
     1-sd shift after about 35 events (bench/detection.py). Memory: O(1).
 
     >>> m = Ewma(series="x", mean=0.0, sd=1.0, lam=0.5, L=2.0)
-    >>> from detectors.base import Batch
+    >>> from driftwarden.detectors.base import Batch
     >>> b = Batch.of(index=range(4), features={"x": [0, 0, 3, 0]})
     >>> [(s.at, round(s.value, 3)) for s in m.update(b)]
     [(2, 1.5)]

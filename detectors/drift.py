@@ -1,11 +1,11 @@
 """Windowed data drift: each feature's current window against a reference, two-sample tests per feature.
 
-The statistics come from :mod:`detectors.stats` (numpy/scipy, equal to Evidently's own numbers);
+The statistics come from :mod:`driftwarden.detectors.stats` (numpy/scipy, equal to Evidently's own numbers);
 Evidently itself only renders reports. A window's ``drift`` is Evidently's dataset-drift rule:
 the share of drifted features is at least ``drift_share``.
 
 >>> import numpy as np
->>> from detectors.base import Batch
+>>> from driftwarden.detectors.base import Batch
 >>> rng = np.random.default_rng(1)
 >>> m = FeatureDrift(window_events=500, method="ks")
 >>> same = m.update(Batch.of(index=range(1000), features={"a": rng.normal(0, 1, 1000), "b": rng.normal(0, 1, 1000)}))
@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from detectors import stats
-from detectors.base import Batch, Monitor, Signal, column
-from detectors.windows import Window, Windower, decode
+from driftwarden.detectors import stats
+from driftwarden.detectors.base import Batch, Monitor, Signal, column
+from driftwarden.detectors.windows import Window, Windower, decode
 
 DEFAULT_WINDOW_EVENTS = 2000
 """Events per window: enough for KS to see a 0.1-sd shift, small enough to react within minutes."""
@@ -205,7 +205,7 @@ class PredictionDrift(FeatureDrift):
     / ``"score"`` to values. Memory: the reference plus one window of the two columns.
 
     >>> import numpy as np
-    >>> from detectors.base import Batch
+    >>> from driftwarden.detectors.base import Batch
     >>> rng = np.random.default_rng(3)
     >>> m = PredictionDrift(window_events=400)
     >>> s = rng.beta(2, 5, 800)

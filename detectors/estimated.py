@@ -19,7 +19,7 @@ signal's details hold the realized metric over those events next to the estimate
 at least ``handover`` of the window is labeled, ``value`` is the realized metric.
 
 >>> import numpy as np
->>> from detectors.base import Batch
+>>> from driftwarden.detectors.base import Batch
 >>> rng = np.random.default_rng(0)
 >>> s = rng.beta(4, 2, 1000)
 >>> m = EstimatedPerformance(metric="accuracy", window_events=500, threshold=0.7)
@@ -40,9 +40,9 @@ from typing import Any
 
 import numpy as np
 
-from detectors.base import Batch, Monitor, Signal, column
-from detectors.performance import DEFAULT_TOLERANCE
-from detectors.windows import Windower
+from driftwarden.detectors.base import Batch, Monitor, Signal, column
+from driftwarden.detectors.performance import DEFAULT_TOLERANCE
+from driftwarden.detectors.windows import Windower
 
 DEFAULT_WINDOW_EVENTS = 1000
 """Events per window: the expected accuracy's own spread is then about 0.01."""

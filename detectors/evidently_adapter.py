@@ -4,7 +4,7 @@ Evidently is imported lazily, inside the functions, with its telemetry switched 
 ``import detectors`` stays fast and nothing phones home. Its results become our own frozen
 :class:`ColumnDrift` at once; nothing of Evidently leaks out of this module.
 
-The hot path does not come here: :mod:`detectors.stats` computes the same numbers ~100x faster.
+The hot path does not come here: :mod:`driftwarden.detectors.stats` computes the same numbers ~100x faster.
 This module is for HTML reports and for checking the fast path against Evidently in tests.
 
 >>> import numpy as np, pandas as pd
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from detectors.stats import METHODS, P_VALUE_METHODS
+from driftwarden.detectors.stats import METHODS, P_VALUE_METHODS
 
 __all__ = ["ColumnDrift", "evidently_column_drift", "render_drift_report"]
 
@@ -74,7 +74,7 @@ def evidently_column_drift(
     """Evidently's own drift numbers for the columns named in ``methods``, in one Report run.
 
     ``reference`` and ``current`` are pandas DataFrames; ``methods`` maps a column to one of
-    :data:`detectors.stats.METHODS` or ``"auto"``; ``thresholds`` maps a column to its threshold
+    :data:`driftwarden.detectors.stats.METHODS` or ``"auto"``; ``thresholds`` maps a column to its threshold
     (Evidently's default otherwise); columns in ``categorical`` are categorical, the others
     numeric. Each column is one ``evidently.metrics.ValueDrift`` of an Evidently 0.7 Report.
 

@@ -21,7 +21,7 @@ of the two ratios); ``four_fifths: true`` on demographic parity is the EEOC rule
 ratio falls below 0.8. ``bias_drift: true`` reports the change of the metric against a reference
 (the first window with a defined value, or ``reference``) in the harmful direction.
 
-Intervals (see :mod:`detectors.intervals`): ``interval: wilson`` — Wilson per group, Newcombe's
+Intervals (see :mod:`driftwarden.detectors.intervals`): ``interval: wilson`` — Wilson per group, Newcombe's
 hybrid score interval for the gap (Bonferroni over pairs beyond two groups), simultaneous Wilson
 bounds for the ratio; ``interval: bootstrap`` — a seeded parametric bootstrap of the window;
 ``auto`` (default) is Wilson wherever the rate is a proportion and bootstrap otherwise (F1, MAE,
@@ -29,7 +29,7 @@ RMSE). ``require_interval: true`` makes ``drift`` hold only when the whole inter
 threshold. Groups with fewer than ``min_group_size`` rows in a rate's denominator are reported with
 ``eligible: false`` but left out of the value. Memory: one window of the watched columns.
 
->>> from detectors.base import Batch
+>>> from driftwarden.detectors.base import Batch
 >>> m = DemographicParity(attribute="sex", window_events=8, min_group_size=1, threshold=0.2)
 >>> b = Batch.of(index=range(8), attributes={"sex": ["f", "m"] * 4},
 ...               prediction=[0, 1, 1, 1, 0, 1, 0, 1])
@@ -47,9 +47,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from detectors import intervals
-from detectors.base import Batch, Monitor, Signal
-from detectors.windows import Window, Windower
+from driftwarden.detectors import intervals
+from driftwarden.detectors.base import Batch, Monitor, Signal
+from driftwarden.detectors.windows import Window, Windower
 
 DEFAULT_WINDOW_EVENTS = 5000
 """Rows per window: a 30%-sized group then has ~1500 rows, a Wilson half-width of about 0.025."""
@@ -550,7 +550,7 @@ class DemographicParity(_GroupFairness):
     0.8 threshold: drift when the ratio (with ``require_interval``: its upper bound) is below 0.8.
 
     >>> import numpy as np
-    >>> from detectors.base import Batch
+    >>> from driftwarden.detectors.base import Batch
     >>> rng = np.random.default_rng(0)
     >>> sex = rng.choice(["f", "m"], 4000)
     >>> pred = (rng.random(4000) < np.where(sex == "f", 0.30, 0.50)).astype(float)
@@ -621,7 +621,7 @@ class EqualOpportunity(_GroupFairness):
     """Gap between groups' true-positive rates (recall) on labeled predictions.
 
     >>> import numpy as np
-    >>> from detectors.base import Batch
+    >>> from driftwarden.detectors.base import Batch
     >>> y = np.array([1, 1, 1, 1, 0, 0, 1, 1, 1, 1, 0, 0.])
     >>> p = np.array([1, 1, 1, 0, 0, 1, 1, 0, 0, 0, 0, 0.])
     >>> m = EqualOpportunity(attribute="g", window_events=12, min_group_size=1)
@@ -642,7 +642,7 @@ class EqualizedOdds(_GroupFairness):
     Each component's interval is taken at ``1 - (1 - confidence) / 2`` so that both hold together.
 
     >>> import numpy as np
-    >>> from detectors.base import Batch
+    >>> from driftwarden.detectors.base import Batch
     >>> y = np.array([1, 1, 0, 0, 1, 1, 0, 0.])
     >>> p = np.array([1, 1, 0, 0, 1, 1, 1, 1.])
     >>> m = EqualizedOdds(attribute="g", window_events=8, min_group_size=1)
@@ -661,7 +661,7 @@ class PredictiveParity(_GroupFairness):
     """Gap between groups' precision P(label = positive | prediction = positive).
 
     >>> import numpy as np
-    >>> from detectors.base import Batch
+    >>> from driftwarden.detectors.base import Batch
     >>> m = PredictiveParity(attribute="g", window_events=8, min_group_size=1)
     >>> [s] = m.update(Batch.of(index=range(8), attributes={"g": ["a"] * 4 + ["b"] * 4},
     ...                         prediction=[1, 1, 0, 0, 1, 1, 1, 1],
@@ -683,7 +683,7 @@ class GroupPerformance(_GroupFairness):
     Newcombe intervals; ``f1``, ``mae`` and ``rmse`` a seeded bootstrap.
 
     >>> import numpy as np
-    >>> from detectors.base import Batch
+    >>> from driftwarden.detectors.base import Batch
     >>> m = GroupPerformance(attribute="g", metric="mae", window_events=6, min_group_size=1,
     ...                      threshold=1.0)
     >>> [s] = m.update(Batch.of(index=range(6), attributes={"g": ["a", "a", "a", "b", "b", "b"]},

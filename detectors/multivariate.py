@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from detectors.base import Batch, Monitor, Signal, column
-from detectors.lazy import lazy_module
-from detectors.windows import Windower
+from driftwarden.detectors.base import Batch, Monitor, Signal, column
+from driftwarden.detectors.lazy import lazy_module
+from driftwarden.detectors.windows import Windower
 
 anomaly = lazy_module("river.anomaly")
 compose = lazy_module("river.compose")

@@ -1,6 +1,6 @@
 """Model performance over windows of labeled predictions.
 
->>> from detectors.base import Batch
+>>> from driftwarden.detectors.base import Batch
 >>> m = Performance(metric="accuracy", window_events=4, threshold=0.8)
 >>> [(s.value, s.drift) for s in m.update(Batch.of(index=range(8), prediction=[1, 1, 0, 0, 1, 0, 0, 0], label=[1, 1, 0, 0, 1, 1, 1, 0]))]
 [(1.0, False), (0.5, True)]
@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from detectors.base import Batch, Monitor, Signal
-from detectors.windows import Windower
+from driftwarden.detectors.base import Batch, Monitor, Signal
+from driftwarden.detectors.windows import Windower
 
 DEFAULT_WINDOW_EVENTS = 1000
 """Labeled events per window: the standard error of an accuracy near 0.9 is then about 0.01."""

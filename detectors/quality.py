@@ -17,7 +17,7 @@ share exceeds its tolerance or the volume ratio leaves ``[1 / volume_factor, vol
 The signal's ``value`` is the largest excess over a tolerance (0 when all is well), and
 ``details["issues"]`` lists what went wrong as ``"check:feature"``.
 
->>> from detectors.base import Batch
+>>> from driftwarden.detectors.base import Batch
 >>> m = DataQuality(window_events=4)
 >>> ok = m.update(Batch.of(index=range(4), features={"x": [1.0, 2.0, 3.0, 4.0], "c": list("abab")}))
 >>> new = {"x": [1.0, None, 9.0, 2.0], "c": list("azab")}
@@ -34,8 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from detectors.base import Batch, Monitor, Signal, column
-from detectors.windows import Windower
+from driftwarden.detectors.base import Batch, Monitor, Signal, column
+from driftwarden.detectors.windows import Windower
 
 DEFAULT_WINDOW_EVENTS = 1000
 """Events per window: a 2-point rise of a missing rate is then about 4 standard errors."""

@@ -11,21 +11,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from detectors.base import Monitor
-from detectors.control import Cusum, Ewma
-from detectors.drift import FeatureDrift, PredictionDrift
-from detectors.estimated import EstimatedPerformance
-from detectors.fairness import (
+from driftwarden.detectors.base import Monitor
+from driftwarden.detectors.control import Cusum, Ewma
+from driftwarden.detectors.drift import FeatureDrift, PredictionDrift
+from driftwarden.detectors.estimated import EstimatedPerformance
+from driftwarden.detectors.fairness import (
     DemographicParity,
     EqualizedOdds,
     EqualOpportunity,
     GroupPerformance,
     PredictiveParity,
 )
-from detectors.multivariate import AnomalyRate, DomainClassifier
-from detectors.performance import Performance
-from detectors.quality import DataQuality
-from detectors.streaming import Adwin, Ddm, Eddm, HddmA, HddmW, Kswin, PageHinkley
+from driftwarden.detectors.multivariate import AnomalyRate, DomainClassifier
+from driftwarden.detectors.performance import Performance
+from driftwarden.detectors.quality import DataQuality
+from driftwarden.detectors.streaming import Adwin, Ddm, Eddm, HddmA, HddmW, Kswin, PageHinkley
 
 MONITORS: dict[str, type[Monitor]] = {
     cls.kind: cls

@@ -45,8 +45,8 @@ from typing import Any
 
 import numpy as np
 
-from detectors.lazy import lazy_module
-from detectors.windows import to_jsonable
+from driftwarden.detectors.lazy import lazy_module
+from driftwarden.detectors.windows import to_jsonable
 
 special = lazy_module("scipy.special")
 stats = lazy_module("scipy.stats")

@@ -5,7 +5,7 @@ Each detector watches the series named by ``series``: a feature, ``prediction``,
 update where River raises an alarm (an *edge*); missing values are skipped.
 
 >>> import numpy as np
->>> from detectors.base import Batch
+>>> from driftwarden.detectors.base import Batch
 >>> rng = np.random.default_rng(7)
 >>> x = np.concatenate([rng.normal(0, 1, 1000), rng.normal(1, 1, 1000)])
 >>> signals = Adwin(series="x").update(Batch.of(index=range(2000), features={"x": x}))
@@ -23,8 +23,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from detectors.base import Batch, Monitor, Signal, Stream
-from detectors.lazy import import_leaf
+from driftwarden.detectors.base import Batch, Monitor, Signal, Stream
+from driftwarden.detectors.lazy import import_leaf
 
 LABELED_SERIES = frozenset({"error", "residual", "label"})
 
@@ -105,7 +105,7 @@ class Adwin(RiverDetector):
     """ADWIN (adaptive windowing): the recommended default — no false alarms on stationary data at
     the default ``delta`` and a delay of about 50 events for a 1-sd mean shift. Memory: O(log n) buckets.
 
-    >>> from detectors.base import Batch
+    >>> from driftwarden.detectors.base import Batch
     >>> m = Adwin(series="error")
     >>> m.update(Batch.of(index=[0, 1], prediction=[1, 0], label=[1, 1]))
     []

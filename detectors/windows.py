@@ -1,6 +1,6 @@
 """Tumbling windows over column batches, by event count or by event time.
 
->>> from detectors.base import Batch
+>>> from driftwarden.detectors.base import Batch
 >>> w = Windower(events=3)
 >>> done = w.add(Batch.of(index=range(7), features={"x": [0., 1., 2., 3., 4., 5., 6.]}))
 >>> [(x.start, x.end, x.at, x.columns["x"].tolist()) for x in done]
@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from detectors.base import Batch
+from driftwarden.detectors.base import Batch
 
 Columns = dict[str, np.ndarray]
 

@@ -8,7 +8,7 @@ True
 >>> Condition("x >")  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-policies.conditions.ConditionError: 1:4: syntax error: mismatched input '<EOF>' expecting ...
+driftwarden.policies.conditions.ConditionError: 1:4: syntax error: mismatched input '<EOF>' expecting ...
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from detectors.lazy import import_leaf
+from driftwarden.detectors.lazy import import_leaf
 
 cel = import_leaf("cel.cel")
 """The compiled CEL library itself: the ``cel`` package's ``__init__`` also loads its interactive

@@ -5,8 +5,8 @@ signal), at that signal's event index and event time, so the decisions depend on
 events — not on batch sizes, wall-clock time or restarts.
 
 >>> import tempfile, pathlib, numpy as np
->>> from detectors.base import Batch
->>> from policies.loader import load_policy
+>>> from driftwarden.detectors.base import Batch
+>>> from driftwarden.policies.loader import load_policy
 >>> d = pathlib.Path(tempfile.mkdtemp())
 >>> _ = (d / "p.yaml").write_text('''
 ... version: 1
@@ -37,12 +37,12 @@ from typing import Any
 
 import numpy as np
 
-from detectors.base import Batch, Monitor, Signal
-from detectors.registry import build
-from policies.durations import parse_duration
-from policies.loader import LoadedPolicy, monitor_params, uses_policy_reference
-from policies.rules import RuleState, step
-from policies.schema import ACTION_TYPES
+from driftwarden.detectors.base import Batch, Monitor, Signal
+from driftwarden.detectors.registry import build
+from driftwarden.policies.durations import parse_duration
+from driftwarden.policies.loader import LoadedPolicy, monitor_params, uses_policy_reference
+from driftwarden.policies.rules import RuleState, step
+from driftwarden.policies.schema import ACTION_TYPES
 
 log = logging.getLogger("driftwarden.policies")
 
@@ -343,7 +343,7 @@ def load_reference(policy: LoadedPolicy) -> dict[str, np.ndarray] | None:
         return None
     import pandas as pd
 
-    from detectors.base import column
+    from driftwarden.detectors.base import column
 
     path = Path(policy.spec.reference.path)
     if not path.is_absolute() and not path.exists():

@@ -29,11 +29,11 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from detectors.registry import MONITORS, build
-from policies.conditions import CEL_BUILTINS, FUNCTIONS, Condition, ConditionError
-from policies.durations import parse_duration, parse_for
-from policies.rules import RuleTiming
-from policies.schema import (
+from driftwarden.detectors.registry import MONITORS, build
+from driftwarden.policies.conditions import CEL_BUILTINS, FUNCTIONS, Condition, ConditionError
+from driftwarden.policies.durations import parse_duration, parse_for
+from driftwarden.policies.rules import RuleTiming
+from driftwarden.policies.schema import (
     ACTION_TYPES,
     BUILTIN_ACTIONS,
     MONITOR_MODELS,
@@ -46,7 +46,7 @@ from policies.schema import (
 )
 
 CONTEXT_NAMES = ("events", "labels", "dead_letters", "model", "actions")
-"""Names every condition may read besides the monitors (see :meth:`policies.engine.PolicyEngine.context`)."""
+"""Names every condition may read besides the monitors (see :meth:`driftwarden.policies.engine.PolicyEngine.context`)."""
 
 GATE_NAMES = ("candidate", "champion")
 ROLLBACK_NAMES = ("live", "champion", "candidate")

@@ -1,6 +1,6 @@
 """The README's policy reference, generated from the schema (field, type, default, meaning).
 
-``python -m policies.reference --write README.md`` rewrites the part of the README between
+``python -m driftwarden.policies.reference --write README.md`` rewrites the part of the README between
 :data:`START` and :data:`END`; a test regenerates it and fails when the README is stale (after a
 field or a monitor kind was added: run the command and commit the README).
 
@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from policies.schema import (
+from driftwarden.policies.schema import (
     MONITOR_MODELS,
     Action,
     DataSpec,
@@ -191,7 +191,7 @@ def render() -> str:
     out = [
         "## Policy reference",
         "",
-        "Generated from the policy schema by `python -m policies.reference --write README.md` (a test keeps it",
+        "Generated from the policy schema by `python -m driftwarden.policies.reference --write README.md` (a test keeps it",
         "in sync). `driftwarden schema` prints the same as a JSON Schema for editor completion; `driftwarden",
         "validate` reports every error as `file:line:col: field.path: message`, with the fix where one is known.",
         "Durations are a number and a unit: `30s`, `10m`, `6h`, `1d`, `1w` (combined: `1h30m`).",

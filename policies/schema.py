@@ -2,7 +2,7 @@
 
 ``driftwarden schema`` prints :func:`json_schema` for editor completion. A monitor entry's keys
 are its kind's constructor arguments: one model per kind is derived from the constructor
-signatures in :data:`detectors.registry.MONITORS` (add a kind there and the policy format, the
+signatures in :data:`driftwarden.detectors.registry.MONITORS` (add a kind there and the policy format, the
 JSON Schema and the README reference know it), with ``window: {events: N} | {time: 10m}`` in
 place of ``window_events``/``window_seconds``.
 
@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
-from detectors.registry import MONITORS
+from driftwarden.detectors.registry import MONITORS
 
 BUILTIN_ACTIONS = ("alert",)
 ACTION_TYPES = ("retrain", "alert")

@@ -29,7 +29,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from policies.loader import LoadedPolicy, PolicyError, load_text
+from driftwarden.policies.loader import LoadedPolicy, PolicyError, load_text
 
 
 @dataclass(frozen=True)

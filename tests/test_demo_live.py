@@ -118,7 +118,7 @@ def test_run_follow_tails_a_growing_file_and_resumes_after_sigterm(tmp_path: Pat
 
     def start() -> subprocess.Popen[str]:
         return subprocess.Popen(
-            [sys.executable, "-m", "daemon.cli", "run", "--config", str(config), "--policy", str(policy),
+            [sys.executable, "-m", "driftwarden.daemon.cli", "run", "--config", str(config), "--policy", str(policy),
              "--events", str(events), "--follow", "--state-dir", str(state), "--json", "--log-level", "warning"],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

@@ -1,7 +1,7 @@
 """The example model server: serves predictions from driftwarden's serving directory, writes
 every prediction and label as an event for the daemon, and reloads when driftwarden deploys.
 
-    python -m examples.credit.server --serving .driftwarden/serving/credit --events events.jsonl
+    python -m driftwarden.examples.credit.server --serving .driftwarden/serving/credit --events events.jsonl
 
 Endpoints (JSON in, JSON out):
 
@@ -223,7 +223,7 @@ def make_server(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m examples.credit.server", description=__doc__.split("\n\n")[0]
+        prog="python -m driftwarden.examples.credit.server", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument(
         "--serving", type=Path, required=True, help="driftwarden's serving directory for the model"

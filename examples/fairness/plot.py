@@ -1,7 +1,7 @@
 """Stream the German credit data through the fairness policy with a bias injected over time, and
 draw the demographic-parity gap with its 95% interval as ``examples/fairness/parity.png``.
 
-    python -m examples.fairness.plot [--out PATH]
+    python -m driftwarden.examples.fairness.plot [--out PATH]
 
 The stream is 30 windows of 1000 applications, each a seeded resample of the 1000 applicants
 with the model's real predictions. From window 10 on, a growing share of women's approvals are
@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from detectors.base import Batch
-from examples.fairness.data import german_credit, predictions
+from driftwarden.detectors.base import Batch
+from driftwarden.examples.fairness.data import german_credit, predictions
 
 HERE = Path(__file__).resolve().parent
 WINDOW = 1000
@@ -50,8 +50,8 @@ def events(seed: int = SEED) -> pd.DataFrame:
 
 def replay(df: pd.DataFrame) -> tuple[list[dict], list]:
     """The policy engine over the stream (labels arrive with the predictions here)."""
-    from policies.engine import PolicyEngine
-    from policies.loader import load_policy
+    from driftwarden.policies.engine import PolicyEngine
+    from driftwarden.policies.loader import load_policy
 
     engine = PolicyEngine(load_policy(HERE / "policy.yaml"))
     batch_size = 250

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from daemon.buffer import MAX_SEGMENTS, LabeledBuffer
-from daemon.join import LabeledRows
+from driftwarden.daemon.state.labeled_buffer import MAX_SEGMENTS, LabeledBuffer
+from driftwarden.daemon.state.label_join import LabeledRows
 
 
 def rows(start: int, n: int, features: dict | None = None) -> LabeledRows:

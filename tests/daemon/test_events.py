@@ -7,11 +7,11 @@ from pathlib import Path
 import orjson
 import pytest
 
-from daemon.config import Settings
-from daemon.events import decode
-from daemon.runtime import Daemon
-from daemon.sources import FileSource, MemorySource, Record
-from policies.loader import load_policy
+from driftwarden.daemon.config import Settings
+from driftwarden.daemon.io.events import decode
+from driftwarden.daemon.runtime import Daemon
+from driftwarden.daemon.io.sources import FileSource, MemorySource, Record
+from driftwarden.policies.loader import load_policy
 
 BAD = [
     (b"{not json", "not JSON"),

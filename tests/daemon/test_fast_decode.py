@@ -9,12 +9,12 @@ from typing import Any
 import orjson
 import pytest
 
-from daemon.columnar import decode_batch
-from daemon.config import Settings
-from daemon.events import decode
-from daemon.runtime import Daemon
-from daemon.sources import FileSource, Record
-from policies.loader import load_policy
+from driftwarden.daemon.io.batch_decoder import decode_batch
+from driftwarden.daemon.config import Settings
+from driftwarden.daemon.io.events import decode
+from driftwarden.daemon.runtime import Daemon
+from driftwarden.daemon.io.sources import FileSource, Record
+from driftwarden.policies.loader import load_policy
 from tests.golden.stream import POLICY, write_stream
 
 ODD = [

@@ -9,11 +9,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from daemon.columns import ColumnTypes
-from daemon.events import EventRows
-from daemon.join import LabelJoiner
-from detectors.base import Batch
-from detectors.windows import MAX_CHUNKS, Windower
+from driftwarden.daemon.state.column_types import ColumnTypes
+from driftwarden.daemon.io.events import EventRows
+from driftwarden.daemon.state.label_join import LabelJoiner
+from driftwarden.detectors.base import Batch
+from driftwarden.detectors.windows import MAX_CHUNKS, Windower
 
 
 def reference_join(

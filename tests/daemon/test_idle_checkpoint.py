@@ -6,11 +6,11 @@ import threading
 import time
 from pathlib import Path
 
-from daemon.config import Settings
-from daemon.runtime import Daemon
-from daemon.sources import MemorySource
-from daemon.store import Store
-from policies.loader import load_policy
+from driftwarden.daemon.config import Settings
+from driftwarden.daemon.runtime import Daemon
+from driftwarden.daemon.io.sources import MemorySource
+from driftwarden.daemon.state.store import Store
+from driftwarden.policies.loader import load_policy
 
 
 def test_progress_is_checkpointed_while_the_source_is_idle(tmp_path: Path) -> None:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from daemon.events import Event
-from daemon.join import LabelJoiner
+from driftwarden.daemon.io.events import Event
+from driftwarden.daemon.state.label_join import LabelJoiner
 
 
 def pred(i: str, index: int, ts: float) -> Event:
@@ -67,11 +67,11 @@ def test_pending_deltas_keep_the_stores_copy_equal_to_the_pending_halves(
     With no slack the store's log is rewritten whenever it holds twice the live halves."""
     import random
 
-    import daemon.join
-    from daemon.events import EventRows
-    from daemon.store import Store
+    import driftwarden.daemon.state.label_join
+    from driftwarden.daemon.io.events import EventRows
+    from driftwarden.daemon.state.store import Store
 
-    monkeypatch.setattr(daemon.join, "LOG_SLACK", slack)
+    monkeypatch.setattr(driftwarden.daemon.state.label_join, "LOG_SLACK", slack)
 
     rng = random.Random(5)
     store = Store(tmp_path / "state.db")

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from daemon.config import Settings
-from daemon.sinks import build_sinks
+from driftwarden.daemon.config import Settings
+from driftwarden.daemon.io.sinks import build_sinks
 from tests.conftest import ROOT
 
 

@@ -1,4 +1,4 @@
-"""SIGKILL a real daemon process (``python -m daemon.cli run``) during training and during a
+"""SIGKILL a real daemon process (``python -m driftwarden.daemon.cli run``) during training and during a
 deploy, restart it, and check: exactly one training per decision, the serving directory held
 one whole model at every moment, and registry and serving agree in the end."""
 
@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from daemon.store import Store
-from deploy.registry import LocalRegistry
+from driftwarden.daemon.state.store import Store
+from driftwarden.deploy.registry import LocalRegistry
 from tests.conftest import ROOT
 from tests.daemon.test_lifecycle_runner import MODEL, events, seed_champion
 from tests.deploy.trainers import LinearRule
@@ -72,7 +72,7 @@ class Setup:
             [
                 sys.executable,
                 "-m",
-                "daemon.cli",
+                "driftwarden.daemon.cli",
                 "run",
                 "--policy",
                 str(policy),

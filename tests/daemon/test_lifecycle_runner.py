@@ -14,14 +14,14 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from daemon.cli import main as cli
-from daemon.config import Settings
-from daemon.runtime import Daemon
-from daemon.sources import MemorySource
-from daemon.store import Store
-from deploy.registry import LocalRegistry
-from deploy.targets import LocalTarget
-from policies.loader import load_policy
+from driftwarden.daemon.cli import main as cli
+from driftwarden.daemon.config import Settings
+from driftwarden.daemon.runtime import Daemon
+from driftwarden.daemon.io.sources import MemorySource
+from driftwarden.daemon.state.store import Store
+from driftwarden.deploy.registry import LocalRegistry
+from driftwarden.deploy.targets import LocalTarget
+from driftwarden.policies.loader import load_policy
 from tests.deploy.trainers import FEATURES, LinearRule
 
 MODEL = "m"

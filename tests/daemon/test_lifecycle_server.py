@@ -73,7 +73,7 @@ def test_server_and_daemon_close_the_loop(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "examples.credit.server",
+            "driftwarden.examples.credit.server",
             "--serving",
             str(state / "serving" / MODEL),
             "--events",
@@ -104,7 +104,7 @@ def test_server_and_daemon_close_the_loop(tmp_path: Path) -> None:
             [
                 sys.executable,
                 "-m",
-                "daemon.cli",
+                "driftwarden.daemon.cli",
                 "run",
                 "--policy",
                 str(policy),

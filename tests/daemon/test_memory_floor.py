@@ -19,10 +19,10 @@ import json, sys
 sys.path.insert(0, {root!r})
 from pathlib import Path
 from bench.throughput import POLICY, write_stream
-from daemon.config import Settings
-from daemon.runtime import Daemon
-from daemon.sources import FileSource
-from policies.loader import load_policy
+from driftwarden.daemon.config import Settings
+from driftwarden.daemon.runtime import Daemon
+from driftwarden.daemon.io.sources import FileSource
+from driftwarden.policies.loader import load_policy
 
 tmp = Path({tmp!r})
 write_stream(tmp / "events.jsonl", 6000)
@@ -52,7 +52,7 @@ def test_monitoring_and_restart_do_not_import_the_heavy_libraries(tmp_path: Path
 def test_a_leaf_import_leaves_the_package_whole_for_later_imports() -> None:
     code = """
 import sys
-from detectors.lazy import import_leaf
+from driftwarden.detectors.lazy import import_leaf
 adwin = import_leaf("river.drift.adwin").ADWIN
 assert "river.drift" not in sys.modules and "sklearn" not in sys.modules
 import river.drift

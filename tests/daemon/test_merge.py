@@ -6,11 +6,11 @@ from pathlib import Path
 
 import orjson
 
-from daemon.config import Settings
-from daemon.merge import MergedSource
-from daemon.runtime import Daemon
-from daemon.sources import FileSource
-from policies.loader import load_policy
+from driftwarden.daemon.config import Settings
+from driftwarden.daemon.io.merge import MergedSource
+from driftwarden.daemon.runtime import Daemon
+from driftwarden.daemon.io.sources import FileSource
+from driftwarden.policies.loader import load_policy
 
 POLICY = """version: 1
 model: m

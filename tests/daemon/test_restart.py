@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.store import Store
+from driftwarden.daemon.state.store import Store
 from tests.conftest import ROOT, json_lines, run_cli
 
 POLICY = ROOT / "examples" / "credit" / "policy.yaml"
@@ -65,7 +65,7 @@ def test_clean_stop_and_restart_gives_the_same_decisions(uninterrupted: tuple[Pa
 def test_sigkill_and_restart_gives_the_same_decisions(uninterrupted: tuple[Path, list[dict]], tmp_path: Path) -> None:
     events, whole = uninterrupted
     proc = subprocess.Popen(
-        [sys.executable, "-m", "daemon.cli", "run", "--policy", str(POLICY), "--events", str(events),
+        [sys.executable, "-m", "driftwarden.daemon.cli", "run", "--policy", str(POLICY), "--events", str(events),
          "--state-dir", str(tmp_path), "--json", "--log-level", "warning"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.store import Store
+from driftwarden.daemon.state.store import Store
 from tests.conftest import ROOT, json_lines
 
 
@@ -22,7 +22,7 @@ def test_signal_stops_gracefully_and_restart_resumes(tmp_path: Path, sig: signal
     policy = tmp_path / "p.yaml"
     policy.write_text("version: 1\nmodel: m\nmonitors:\n  e: {kind: adwin, series: error}\n")
     state = tmp_path / "state"
-    args = [sys.executable, "-m", "daemon.cli", "run", "--policy", str(policy), "--events", str(events),
+    args = [sys.executable, "-m", "driftwarden.daemon.cli", "run", "--policy", str(policy), "--events", str(events),
             "--state-dir", str(state), "--json", "--log-level", "info"]
     # pace 20: 20 s of event time per second, so 400 events take 20 s unless stopped.
     proc = subprocess.Popen([*args, "--pace", "20"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -14,7 +14,7 @@ import pytest
 def mlflow_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An empty MLflow database with its schema, made once (the migrations take seconds)."""
     pytest.importorskip("mlflow", reason="the mlflow extra is not installed")
-    from deploy.mlflow_registry import MlflowRegistry
+    from driftwarden.deploy.mlflow_registry import MlflowRegistry
 
     path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
     MlflowRegistry(f"sqlite:///{path}").models()
@@ -24,10 +24,10 @@ def mlflow_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(params=["local", "mlflow"])
 def registry(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
     if request.param == "local":
-        from deploy.registry import LocalRegistry
+        from driftwarden.deploy.registry import LocalRegistry
 
         return LocalRegistry(tmp_path / "registry")
-    from deploy.mlflow_registry import MlflowRegistry
+    from driftwarden.deploy.mlflow_registry import MlflowRegistry
 
     db = tmp_path / "mlflow" / "mlflow.db"
     db.parent.mkdir()

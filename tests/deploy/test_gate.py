@@ -10,7 +10,7 @@ from sklearn.linear_model import LinearRegression
 from sklearn.svm import LinearSVC
 from sklearn.tree import DecisionTreeClassifier
 
-from deploy.gate import (
+from driftwarden.deploy.gate import (
     CLASSIFICATION_METRICS,
     GateResult,
     evaluate,

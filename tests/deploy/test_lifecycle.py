@@ -11,10 +11,10 @@ import pytest
 from sklearn.dummy import DummyClassifier
 from sklearn.tree import DecisionTreeClassifier
 
-from deploy.gate import holdout_split, improves
-from deploy.lifecycle import Outcome, RetrainSpec, retrain, rollback
-from deploy.registry import LocalRegistry, ModelVersion
-from deploy.targets import LocalTarget
+from driftwarden.deploy.gate import holdout_split, improves
+from driftwarden.deploy.lifecycle import Outcome, RetrainSpec, retrain, rollback
+from driftwarden.deploy.registry import LocalRegistry, ModelVersion
+from driftwarden.deploy.targets import LocalTarget
 from tests.deploy.trainers import FEATURES, make_data
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -20,10 +20,10 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from deploy.gate import Fairness, Significance, improves
-from deploy.lifecycle import Outcome, RetrainSpec, deploy_version, judge, retrain, rollback, verify
-from deploy.registry import ModelVersion
-from deploy.targets import HttpTarget, LocalTarget
+from driftwarden.deploy.gate import Fairness, Significance, improves
+from driftwarden.deploy.lifecycle import Outcome, RetrainSpec, deploy_version, judge, retrain, rollback, verify
+from driftwarden.deploy.registry import ModelVersion
+from driftwarden.deploy.targets import HttpTarget, LocalTarget
 from tests.deploy.trainers import LinearRule, make_data
 
 MODEL = "churn"

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deploy.registry import LocalRegistry, ModelVersion, Registry
+from driftwarden.deploy.registry import LocalRegistry, ModelVersion, Registry
 
 
 def artifact(tmp_path: Path, payload: object, name: str = "art") -> Path:

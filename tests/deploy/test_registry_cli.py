@@ -9,8 +9,8 @@ from typing import Any
 import orjson
 from click.testing import CliRunner
 
-from daemon.cli import main as cli
-from deploy.targets import LocalTarget
+from driftwarden.daemon.cli import main as cli
+from driftwarden.deploy.targets import LocalTarget
 from tests.deploy.trainers import LinearRule
 
 

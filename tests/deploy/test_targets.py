@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from deploy.registry import LocalRegistry, ModelVersion
-from deploy.targets import LocalTarget, Target
+from driftwarden.deploy.registry import LocalRegistry, ModelVersion
+from driftwarden.deploy.targets import LocalTarget, Target
 
 
 @pytest.fixture

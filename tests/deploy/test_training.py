@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.training import LOG_TAIL_BYTES, fingerprint, run_training
+from driftwarden.deploy.training import LOG_TAIL_BYTES, fingerprint, run_training
 from tests.deploy.trainers import FEATURES, make_data
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -14,8 +14,8 @@ import numpy as np
 import orjson
 import pytest
 
-from detectors.base import Batch, Monitor, Signal
-from detectors.registry import MONITORS, build
+from driftwarden.detectors.base import Batch, Monitor, Signal
+from driftwarden.detectors.registry import MONITORS, build
 
 WINDOW = 100
 

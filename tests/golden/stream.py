@@ -44,7 +44,7 @@ def write_stream(path: Path, n: int = 12_000, drift_at: int = 6_000, delay: int 
 
 def replay_lines(events: Path, batch_size: int = 1000) -> list[bytes]:
     """The replay's JSON lines; the summary keeps only its counts (timings and tables may change)."""
-    proc = subprocess.run([sys.executable, "-m", "daemon.cli", "replay", "--policy", str(POLICY), "--events", str(events),
+    proc = subprocess.run([sys.executable, "-m", "driftwarden.daemon.cli", "replay", "--policy", str(POLICY), "--events", str(events),
                            "--json", "--batch-size", str(batch_size)], capture_output=True, check=True, cwd=HERE.parent.parent)
     out = []
     for line in proc.stdout.splitlines():

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.kafka_io import ensure_topics
+from driftwarden.daemon.io.kafka.client import ensure_topics
 
 ROOT = Path(__file__).resolve().parents[2]
 BROKER = ROOT / "deploy" / "kafka" / "broker"

@@ -11,11 +11,11 @@ from typing import Any
 import numpy as np
 import orjson
 
-from daemon.config import Settings
-from daemon.kafka_io import KafkaSink, read_messages
-from daemon.runtime import Daemon, make_source
-from daemon.sources import MemorySource
-from policies.loader import LoadedPolicy, load_policy
+from driftwarden.daemon.config import Settings
+from driftwarden.daemon.io.kafka.client import KafkaSink, read_messages
+from driftwarden.daemon.runtime import Daemon, make_source
+from driftwarden.daemon.io.sources import MemorySource
+from driftwarden.policies.loader import LoadedPolicy, load_policy
 
 # Fast group membership: a rebalance is noticed within one heartbeat.
 FAST_GROUP = {"heartbeat_interval_ms": 300, "session_timeout_ms": 6000}

@@ -15,8 +15,8 @@ import orjson
 import pytest
 import yaml
 
-from daemon.kafka_io import read_messages
-from daemon.store import Store
+from driftwarden.daemon.io.kafka.client import read_messages
+from driftwarden.daemon.state.store import Store
 from tests.conftest import ROOT
 from tests.kafka.streams import (
     WAIT_S,
@@ -119,7 +119,7 @@ def test_sigkill_between_processing_and_commit_replays_without_counting_twice(
                  batch_size=250, execute=False, sinks={"decisions_topic": decisions},
                  source={"changelog_topic": changelog})
     proc = subprocess.Popen(
-        [sys.executable, "-m", "daemon.cli", "run", "--config", str(_config(tmp_path / "config.yaml", s)),
+        [sys.executable, "-m", "driftwarden.daemon.cli", "run", "--config", str(_config(tmp_path / "config.yaml", s)),
          "--json", "--log-level", "warning"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )
@@ -252,7 +252,7 @@ def test_two_daemons_share_a_group_and_one_stops_mid_stream(
 def test_backpressure_pauses_the_kafka_source_and_resumes(
     kafka_bootstrap: str, kafka_topic: Callable[..., str], kafka_group: Callable[[], str], tmp_path: Path
 ) -> None:
-    from daemon.backpressure import Backpressure
+    from driftwarden.daemon.io.backpressure import Backpressure
 
     paths = policies(tmp_path, ["m0"])
     values = stream("m0", 1000, seed=5)

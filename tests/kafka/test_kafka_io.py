@@ -10,14 +10,14 @@ from typing import Any
 import orjson
 import pytest
 
-from daemon.kafka_io import (
+from driftwarden.daemon.io.kafka.client import (
     KafkaSink,
     KafkaSource,
     KafkaUnavailable,
     partition_name,
     read_messages,
 )
-from daemon.sources import Record
+from driftwarden.daemon.io.sources import Record
 
 pytestmark = pytest.mark.kafka
 

@@ -10,11 +10,11 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from daemon.cli import main
-from daemon.config import Settings
-from daemon.runtime import Daemon
-from daemon.sources import MemorySource
-from policies.loader import load_policy
+from driftwarden.daemon.cli import main
+from driftwarden.daemon.config import Settings
+from driftwarden.daemon.runtime import Daemon
+from driftwarden.daemon.io.sources import MemorySource
+from driftwarden.policies.loader import load_policy
 from tests.conftest import json_lines
 
 T0 = 1_700_000_000.0
@@ -102,7 +102,7 @@ def test_the_daemons_dry_run_executes_no_rule(tmp_path: Path) -> None:
 def test_run_dry_run_on_the_command_line(tmp_path: Path) -> None:
     policy = tmp_path / "policy.yaml"
     policy.write_text(POLICY.replace("do: alert", "do: retrain", 1) + "actions:\n  retrain:\n"
-                      "    train: {entrypoint: \"examples.credit.train:train\"}\n")
+                      "    train: {entrypoint: \"driftwarden.examples.credit.train:train\"}\n")
     events = tmp_path / "events.jsonl"
     events.write_bytes(b"\n".join(records(2200)) + b"\n")
     result = CliRunner().invoke(main, ["run", "--policy", str(policy), "--events", str(events), "--dry-run",

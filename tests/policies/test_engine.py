@@ -11,10 +11,10 @@ import numpy as np
 import orjson
 import pytest
 
-from detectors.base import Batch
-from policies.conditions import Condition
-from policies.engine import Decision, PolicyEngine
-from policies.loader import LoadedPolicy, load_policy
+from driftwarden.detectors.base import Batch
+from driftwarden.policies.conditions import Condition
+from driftwarden.policies.engine import Decision, PolicyEngine
+from driftwarden.policies.loader import LoadedPolicy, load_policy
 
 N = 3000
 
@@ -60,7 +60,7 @@ rules:
     do: retrain
 actions:
   retrain:
-    train: {entrypoint: "examples.credit.train:train"}
+    train: {entrypoint: "driftwarden.examples.credit.train:train"}
 """
 
 

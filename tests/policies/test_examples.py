@@ -12,9 +12,9 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from daemon.cli import main
-from policies.loader import load_policy
-from policies.schema import json_schema
+from driftwarden.daemon.cli import main
+from driftwarden.policies.loader import load_policy
+from driftwarden.policies.schema import json_schema
 from tests.conftest import json_lines
 
 ROOT = Path(__file__).resolve().parents[2]

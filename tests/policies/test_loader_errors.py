@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from daemon.cli import EXIT_INVALID, main
-from policies.loader import PolicyLoadError, check_policy, load_policy
+from driftwarden.daemon.cli import EXIT_INVALID, main
+from driftwarden.policies.loader import PolicyLoadError, check_policy, load_policy
 
 BASE = """\
 version: 1
@@ -26,7 +26,7 @@ rules:
     do: retrain
 actions:
   retrain:
-    train: {entrypoint: "examples.credit.train:train"}
+    train: {entrypoint: "driftwarden.examples.credit.train:train"}
 """
 
 # One mistake each: (replace this, by that) in BASE → the one expected error line.
@@ -109,7 +109,7 @@ rules:
     do: retrian
 actions:
   retrain:
-    train: {entrypoint: "examples.credit.train:train"}
+    train: {entrypoint: "driftwarden.examples.credit.train:train"}
 """
 
 ALL_ERRORS = [

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from policies.conditions import FUNCTIONS
-from policies.engine import LATEST_DEFAULTS
-from policies.loader import CONTEXT_NAMES
-from policies.reference import CONTEXT, END, START, render, replace_section
-from policies.schema import MONITOR_MODELS, Rule
+from driftwarden.policies.conditions import FUNCTIONS
+from driftwarden.policies.engine import LATEST_DEFAULTS
+from driftwarden.policies.loader import CONTEXT_NAMES
+from driftwarden.policies.reference import CONTEXT, END, START, render, replace_section
+from driftwarden.policies.schema import MONITOR_MODELS, Rule
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -16,7 +16,7 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 def test_the_readme_reference_is_up_to_date() -> None:
     text = README.read_text()
     assert replace_section(text, render()) == text, (
-        "the README's policy reference is stale: run `python -m policies.reference --write README.md`"
+        "the README's policy reference is stale: run `python -m driftwarden.policies.reference --write README.md`"
     )
 
 

@@ -8,7 +8,7 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from policies.rules import DAY, RuleState, RuleTiming, step
+from driftwarden.policies.rules import DAY, RuleState, RuleTiming, step
 
 # Evaluations: (gap in seconds since the previous one, condition, inhibited); times never go back
 # (the engine's rule clock guarantees it).

@@ -4,7 +4,7 @@ A :class:`Sink` takes JSON-able mappings with :meth:`~Sink.write` and makes them
 :meth:`~Sink.flush`; the checkpoint flushes every sink *before* its store transaction, so the
 outputs of a batch are out before its offsets are committed (at-least-once: a crash between the
 flush and the transaction replays the batch, and a replayed decision carries the same
-idempotency key). :class:`~daemon.actions.JsonlSink` is the file sink; this module adds:
+idempotency key). :class:`~driftwarden.daemon.actions.JsonlSink` is the file sink; this module adds:
 
 - :class:`KafkaJsonSink`: JSON objects to a topic, keyed by model (a model's outputs stay in
   order), the object's ``type`` and decision ``key`` in the headers. The decisions-and-alerts
@@ -35,7 +35,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from daemon.config import Settings
+from driftwarden.daemon.config import Settings
 
 log = logging.getLogger("driftwarden.sinks")
 
@@ -88,7 +88,7 @@ class KafkaJsonSink:
     decisions) ``key``, the idempotency key consumers deduplicate on."""
 
     def __init__(self, bootstrap: str, topic: str, settings: Mapping[str, Any] | None = None) -> None:
-        from daemon.kafka_io import KafkaSink
+        from driftwarden.daemon.io.kafka.client import KafkaSink
 
         self.topic = topic
         self._sink = KafkaSink(bootstrap, topic, **dict(settings or {}))
@@ -114,7 +114,7 @@ class KafkaJsonSink:
 class DeadLetterSink:
     """Dead letters to the JSONL file (``raw`` as text) and, when configured, to a topic.
 
-    ``write`` takes :meth:`daemon.events.DeadLetter.as_dict` with ``raw`` replaced by the
+    ``write`` takes :meth:`driftwarden.daemon.io.events.DeadLetter.as_dict` with ``raw`` replaced by the
     original bytes and ``key`` the record's key (bytes or None). The topic gets those bytes
     unchanged as the value (so the producer's own tooling can read them), the record's key, and
     headers ``reason``, ``source`` (partition
@@ -123,7 +123,7 @@ class DeadLetterSink:
 
     def __init__(self, file: Sink, topic: Any | None = None) -> None:
         self.file = file
-        self.topic = topic  # a daemon.kafka_io.KafkaSink
+        self.topic = topic  # a driftwarden.daemon.io.kafka.client.KafkaSink
 
     def write(self, obj: Mapping[str, Any]) -> None:
         raw = obj.get("raw", b"")
@@ -217,7 +217,7 @@ def build_sinks(
         raise ValueError(f"sinks name Kafka topics {named} but no bootstrap: set sinks.bootstrap or use a kafka source")
     dlq = decisions = updates = None
     if target is not None:
-        from daemon.kafka_io import KafkaSink
+        from driftwarden.daemon.io.kafka.client import KafkaSink
 
         bootstrap, client = target
         if s.dead_letter_topic:

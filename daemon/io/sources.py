@@ -1,4 +1,4 @@
-"""Where records come from: files (JSONL, CSV, Parquet), memory, and (in :mod:`daemon.kafka_io`) Kafka.
+"""Where records come from: files (JSONL, CSV, Parquet), memory, and (in :mod:`driftwarden.daemon.io.kafka.client`) Kafka.
 
 Every source yields :class:`Record` batches and knows positions: ``seek`` resumes after a
 checkpoint, ``commit`` acknowledges what the checkpoint holds.
@@ -237,7 +237,7 @@ def _clean(v: object) -> object:
 
 
 def _event_ts(value: bytes) -> float | None:
-    from daemon.events import parse_ts
+    from driftwarden.daemon.io.events import parse_ts
 
     try:
         obj = orjson.loads(value)

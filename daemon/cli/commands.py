@@ -16,8 +16,8 @@ from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from daemon.cli_registry import register as register_registry_commands
-from daemon.output import JsonLines, Timeline, rule_table, summary_table
+from driftwarden.daemon.cli.registry import register as register_registry_commands
+from driftwarden.daemon.cli.output import JsonLines, Timeline, rule_table, summary_table
 
 EXIT_INVALID = 2
 
@@ -66,7 +66,7 @@ def main() -> None:
 def demo(out: Path, json_mode: bool, predictions: int, drift_at: int, seed: int, log_level: str, live: bool) -> None:
     """The whole lifecycle on bundled data: drift → decision → retrain → gate → deploy → recovery,
     in under a minute."""
-    from daemon.demo import DemoError, run_demo, run_demo_live
+    from driftwarden.examples.credit.demo import DemoError, run_demo, run_demo_live
 
     _logging(log_level, json_mode)
     if drift_at >= predictions:
@@ -150,9 +150,9 @@ def run(config_path: Path | None, policy_paths: tuple[Path, ...], events: tuple[
         log_level: str) -> None:
     """Run the daemon: consume events, monitor, decide, act. Stops cleanly on SIGTERM/SIGINT after the
     current batch (checkpointed); a restart resumes where it stopped."""
-    from daemon.config import Settings
-    from daemon.runtime import Daemon, make_source
-    from daemon.scheduler import RuleScheduler
+    from driftwarden.daemon.config import Settings
+    from driftwarden.daemon.runtime import Daemon, make_source
+    from driftwarden.daemon.scheduler import RuleScheduler
 
     _logging(log_level, json_mode)
     overrides: dict[str, Any] = {"state_dir": state_dir}
@@ -200,8 +200,8 @@ def run(config_path: Path | None, policy_paths: tuple[Path, ...], events: tuple[
 
 def file_source(paths: tuple[Path, ...], pace: float = 0.0) -> Any:
     """One file, or several merged by event time (e.g. predictions and labels in separate files)."""
-    from daemon.merge import MergedSource
-    from daemon.sources import FileSource
+    from driftwarden.daemon.io.merge import MergedSource
+    from driftwarden.daemon.io.sources import FileSource
 
     names = [p.name for p in paths]
     if len(set(names)) != len(names):
@@ -212,7 +212,7 @@ def file_source(paths: tuple[Path, ...], pace: float = 0.0) -> Any:
 
 def _follow_source(settings: Any, pace: float | None, files: int) -> Any:
     """``--follow``: the one JSONL file of ``--events`` (or the config's file source), tailed."""
-    from daemon.tail import TailSource
+    from driftwarden.daemon.io.tail import TailSource
 
     src = settings.source
     if files > 1:
@@ -228,7 +228,7 @@ def _follow_source(settings: Any, pace: float | None, files: int) -> Any:
 
 
 def _load_policies(paths: list[Path]) -> list[Any]:
-    from policies.loader import PolicyLoadError, load_policy
+    from driftwarden.policies.loader import PolicyLoadError, load_policy
 
     loaded, failed = [], False
     for p in paths:
@@ -255,9 +255,9 @@ def _load_policies(paths: list[Path]) -> list[Any]:
 def replay(policy_paths: tuple[Path, ...], events: tuple[Path, ...], json_mode: bool, batch_size: int) -> None:
     """Backtest policies on recorded events: monitors and rules run exactly as in the daemon, but
     nothing is executed. Ends with a table per rule (firings, first and last event index)."""
-    from daemon.config import Settings
-    from daemon.runtime import Daemon
-    from policies.engine import rule_summary
+    from driftwarden.daemon.config import Settings
+    from driftwarden.daemon.runtime import Daemon
+    from driftwarden.policies.engine import rule_summary
 
     _logging("warning", json_mode)
     policies = _load_policies(list(policy_paths))
@@ -310,7 +310,7 @@ def _count_lines(path: Path) -> int | None:
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 def validate(paths: tuple[Path, ...]) -> None:
     """Check policy files: exit 0 when all are valid, else exit 2 with one `file:line:col: message` per error."""
-    from policies.loader import check_policy
+    from driftwarden.policies.loader import check_policy
 
     bad = 0
     for p in paths:
@@ -325,7 +325,7 @@ def validate(paths: tuple[Path, ...]) -> None:
 @main.command()
 def schema() -> None:
     """Print the policy JSON Schema (for editor completion)."""
-    from policies.schema import json_schema
+    from driftwarden.policies.schema import json_schema
 
     click.echo(orjson.dumps(json_schema(), option=orjson.OPT_INDENT_2).decode())
 
@@ -338,7 +338,7 @@ def schema() -> None:
 @click.option("--json", "json_mode", is_flag=True)
 def status(state_dir: Path, json_mode: bool) -> None:
     """What the daemon with this state folder has done: position, models, actions in flight."""
-    from daemon.store import Store
+    from driftwarden.daemon.state.store import Store
 
     db = state_dir / "state.db"
     if not db.exists():
@@ -354,9 +354,6 @@ def status(state_dir: Path, json_mode: bool) -> None:
         Console().print(info)
 
 
-# history, models list|show|promote|rollback: daemon/cli_registry.py
+# history, models list|show|promote|rollback: daemon/cli/registry.py
 register_registry_commands(main)
 
-
-if __name__ == "__main__":
-    main()

@@ -1,6 +1,6 @@
 """Follow a growing JSONL file, as ``tail -f`` does: the source a model server appends events to.
 
-:class:`TailSource` is a :class:`~daemon.sources.FileSource` that never ends: it returns the
+:class:`TailSource` is a :class:`~driftwarden.daemon.io.sources.FileSource` that never ends: it returns the
 complete lines written so far (a line still being written waits for its newline), waits up to
 the poll's ``timeout`` for more, and is never ``exhausted`` — the daemon runs until it is
 stopped. Positions are the same as FileSource's (the number of non-blank lines before a
@@ -36,7 +36,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import BinaryIO
 
-from daemon.sources import Record
+from driftwarden.daemon.io.sources import Record
 
 log = logging.getLogger("driftwarden.tail")
 

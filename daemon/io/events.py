@@ -1,6 +1,6 @@
 """Decode wire-format records into events; whatever does not decode or validate becomes a dead letter.
 
->>> from daemon.sources import Record
+>>> from driftwarden.daemon.io.sources import Record
 >>> events, dead = decode([Record(b'{"model": "m", "id": 7, "features": {"x": 1}, "prediction": 1}', "p", 0),
 ...                        Record(b'{"id": 8}', "p", 1), Record(b'{oops', "p", 2)], first_index=0, arrival=0.0)
 >>> [(e.model, e.id, e.index, e.features) for e in events]
@@ -20,7 +20,7 @@ from typing import Any, overload
 
 import orjson
 
-from daemon.sources import Record
+from driftwarden.daemon.io.sources import Record
 
 SCALARS = (str, int, float, bool, type(None))
 _SCALAR_TYPES = frozenset(SCALARS)

@@ -1,4 +1,4 @@
-"""Decode a whole micro-batch into per-model event columns: the fast path of :func:`daemon.events.decode`.
+"""Decode a whole micro-batch into per-model event columns: the fast path of :func:`driftwarden.daemon.io.events.decode`.
 
 orjson parses every record (one C-level ``map``); each wire field is then pulled out as a column
 and checked once per batch by the set of its value types, not by a Python test per event. A batch
@@ -6,7 +6,7 @@ the fast path cannot take whole — a record that is not JSON or breaks the wire
 ISO time that does not parse, a score given as a class map — is decoded by the per-record path
 instead, so dead letters and their reasons are exactly that path's. Both give the same events.
 
->>> from daemon.sources import Record
+>>> from driftwarden.daemon.io.sources import Record
 >>> ok = [Record(b'{"model": "m", "id": 7, "ts": 5, "features": {"x": 1}, "prediction": 1}', "p", 0),
 ...       Record(b'{"model": "n", "id": "a", "label": 0}', "p", 1)]
 >>> out = decode_batch(ok, first_index=10, arrival=0.0)
@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 import orjson
 
-from daemon.events import _SCALAR_TYPES, DeadLetter, Event, EventRows, decode, parse_ts
-from daemon.sources import Record
+from driftwarden.daemon.io.events import _SCALAR_TYPES, DeadLetter, Event, EventRows, decode, parse_ts
+from driftwarden.daemon.io.sources import Record
 
 _NONE = type(None)
 _DICT_OR_NONE = frozenset({dict, _NONE})

@@ -26,10 +26,10 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from daemon.events import EVENT_FIELDS
+from driftwarden.daemon.io.events import EVENT_FIELDS
 
 if TYPE_CHECKING:
-    from daemon.join import PendingDelta
+    from driftwarden.daemon.state.label_join import PendingDelta
 
 _HALF_ID = EVENT_FIELDS.index("id")
 

@@ -1,6 +1,6 @@
 """Join late labels to their predictions by id, holding unmatched halves for a bounded time.
 
->>> from daemon.events import Event
+>>> from driftwarden.daemon.io.events import Event
 >>> j = LabelJoiner(ttl=60.0)
 >>> j.add(Event("m", "a", 0, 0.0, "prediction", features={"x": 1.0}, prediction=1))
 >>> j.add(Event("m", "a", 5, 10.0, "label", label=0))
@@ -10,7 +10,7 @@ Joined(index=5, ts=10.0, id='a', features={'x': 1.0}, attributes={}, prediction=
 
 A micro-batch joins as columns, without an object per event or per pair:
 
->>> from daemon.events import EventRows
+>>> from driftwarden.daemon.io.events import EventRows
 >>> rows = EventRows("m", [7, 8, 9], [30.0, 31.0, 32.0], [True, False, True], ["c", "c", "d"],
 ...                  [{"x": 2.0}, {}, {"x": 3.0}], [{}, {}, {}], [1, None, 0], [None, None, None], [None, 1, 1])
 >>> pairs = j.add_rows(rows)
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
-from daemon.events import EVENT_FIELDS, Event, EventRows
+from driftwarden.daemon.io.events import EVENT_FIELDS, Event, EventRows
 
 DEFAULT_TTL = 7 * 86400.0
 """Hold an unmatched prediction or label for a week of event time: labels often come days later."""
@@ -111,7 +111,7 @@ class LabeledRows:
 class LabelJoiner:
     """Pairs predictions and labels of one model by id, in either arrival order.
 
-    An unmatched half waits as a tuple of :data:`~daemon.events.EVENT_FIELDS` (its snapshot is
+    An unmatched half waits as a tuple of :data:`~driftwarden.daemon.io.events.EVENT_FIELDS` (its snapshot is
     the dict of those fields, as an :class:`Event` would give).
     """
 

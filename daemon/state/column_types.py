@@ -1,4 +1,4 @@
-"""Turn rows into the column :class:`~detectors.base.Batch` monitors read, with a stable type per column.
+"""Turn rows into the column :class:`~driftwarden.detectors.base.Batch` monitors read, with a stable type per column.
 
 A feature is numeric (float64, NaN for missing) or categorical (strings, None for missing),
 decided by its first non-null value and kept from then on; a value of the wrong type becomes
@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from detectors.base import Batch
+from driftwarden.detectors.base import Batch
 
 NUMERIC, CATEGORICAL = "numeric", "categorical"
 MAX_SHARED_STRINGS = 100_000

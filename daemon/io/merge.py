@@ -4,7 +4,7 @@ The merge is deterministic — the earliest event time first, ties in the order 
 given — so a replay gives the same event indices whatever the batch size. Records without a
 time sort as if they had the time of the last record seen from their source.
 
->>> from daemon.sources import MemorySource
+>>> from driftwarden.daemon.io.sources import MemorySource
 >>> preds = MemorySource([b'{"model": "m", "id": "a", "ts": 1, "prediction": 1}',
 ...                       b'{"model": "m", "id": "b", "ts": 3, "prediction": 0}'])
 >>> labels = MemorySource([b'{"model": "m", "id": "a", "ts": 2, "label": 1}'])
@@ -22,8 +22,8 @@ from collections.abc import Mapping, Sequence
 
 import orjson
 
-from daemon.events import parse_ts
-from daemon.sources import Record, Source
+from driftwarden.daemon.io.events import parse_ts
+from driftwarden.daemon.io.sources import Record, Source
 
 READ_AHEAD = 1000
 """Records read ahead from each source to merge by time."""

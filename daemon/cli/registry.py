@@ -55,7 +55,7 @@ def history(
 ) -> None:
     """The audit log: every drift signal, decision and action step with its inputs and outcome,
     oldest first."""
-    from daemon.store import Store
+    from driftwarden.daemon.state.store import Store
 
     db = state_dir / "state.db"
     if not db.exists():
@@ -109,7 +109,7 @@ _registry_option = click.option(
 
 
 def _open(location: str) -> Any:
-    from deploy.registry import open_registry
+    from driftwarden.deploy.registry import open_registry
 
     try:
         return open_registry(location)
@@ -201,8 +201,8 @@ def models_promote(
 ) -> None:
     """Make VERSION the champion (the old one becomes 'previous'); with --serving, deploy it
     first."""
-    from deploy.registry import CHAMPION, PREVIOUS
-    from deploy.targets import LocalTarget
+    from driftwarden.deploy.registry import CHAMPION, PREVIOUS
+    from driftwarden.deploy.targets import LocalTarget
 
     reg = _open(location)
     v = _resolve(reg, model, version)
@@ -240,8 +240,8 @@ def models_rollback(
     location: str, model: str, serving: Path | None, reason: str, json_mode: bool
 ) -> None:
     """Go back to the previous champion (exit 1 when there is none)."""
-    from deploy.lifecycle import rollback
-    from deploy.targets import LocalTarget
+    from driftwarden.deploy.lifecycle import rollback
+    from driftwarden.deploy.targets import LocalTarget
 
     reg = _open(location)
     outcome = rollback(

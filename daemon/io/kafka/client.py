@@ -1,6 +1,6 @@
 """Kafka source and sink: the only module of driftwarden that imports kafka-python.
 
-:class:`KafkaSource` is a consumer-group member that yields :class:`~daemon.sources.Record`
+:class:`KafkaSource` is a consumer-group member that yields :class:`~driftwarden.daemon.io.sources.Record`
 batches like the file sources do. Offsets are never committed by the client on its own
 (``enable_auto_commit`` is off): the daemon commits the positions its checkpoint holds,
 after the checkpoint, through :meth:`KafkaSource.commit`.
@@ -45,7 +45,7 @@ from kafka import errors as kafka_errors
 from kafka.admin import KafkaAdminClient
 from kafka.consumer.subscription_state import AsyncConsumerRebalanceListener
 
-from daemon.sources import Record
+from driftwarden.daemon.io.sources import Record
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Subprocess entry for entrypoint trainers: ``python -m deploy._train_runner``.
+"""Subprocess entry for entrypoint trainers: ``python -m driftwarden.deploy.train_runner``.
 
 Reads the Parquet data, splits features from the reserved columns, calls
 ``function(X, y, params)``, checks the result has ``predict``, pickles it atomically to
@@ -11,7 +11,7 @@ writes ``<output>/error.json`` ({"kind", "message"}) and exits:
 - 75 — the trainer raised ``MemoryError`` (temporary); ``sys.exit(n)`` inside the trainer
   passes through unchanged, so a trainer may ask for a retry with ``sys.exit(75)``.
 
-Not a public API: :func:`deploy.training.run_training` builds the command line.
+Not a public API: :func:`driftwarden.deploy.training.run_training` builds the command line.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from deploy.training import (
+from driftwarden.deploy.training import (
     ERROR_FILE,
     EX_TEMPFAIL,
     LABEL,
@@ -132,7 +132,7 @@ def _run(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m deploy._train_runner")
+    parser = argparse.ArgumentParser(prog="python -m driftwarden.deploy.train_runner")
     parser.add_argument("--entrypoint", required=True)
     parser.add_argument("--data", required=True)
     parser.add_argument("--output", required=True)

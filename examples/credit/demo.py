@@ -3,11 +3,11 @@
 In both, a serving app scores a stream of loan applications with whatever model is deployed in
 ``<out>/serving/credit``, sends each prediction to the daemon and each true label
 ``label_delay`` predictions later. At a known point the world changes (see
-:mod:`examples.credit.scenario`); driftwarden notices, retrains, gates and deploys, and the
+:mod:`driftwarden.examples.credit.scenario`); driftwarden notices, retrains, gates and deploys, and the
 serving app serves the new model from then on.
 
 ``run_demo_live`` (``--live``, the default) closes the loop process to process: the example model
-server (:mod:`examples.credit.server`) serves the predictions and appends them and the labels to
+server (:mod:`driftwarden.examples.credit.server`) serves the predictions and appends them and the labels to
 ``<out>/events.jsonl``; a ``driftwarden run --follow`` process reads that file and deploys the
 retrained model through the server's ``/reload``; this process is only the client, sending the
 scenario's requests and labels over HTTP, a chunk at a time (the labels due, then the chunk's
@@ -44,18 +44,17 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from daemon.config import Settings
-from daemon.runtime import Daemon, RunStats
-from daemon.sources import MemorySource
-from daemon.store import TERMINAL_STATES
-from deploy.registry import LocalRegistry
-from deploy.targets import LocalTarget
-from policies.loader import load_policy
+from driftwarden.daemon.config import Settings
+from driftwarden.daemon.runtime import Daemon, RunStats
+from driftwarden.daemon.io.sources import MemorySource
+from driftwarden.daemon.state.store import TERMINAL_STATES
+from driftwarden.deploy.registry import LocalRegistry
+from driftwarden.deploy.targets import LocalTarget
+from driftwarden.policies.loader import load_policy
 
 MODEL = "credit"
 MARKER = ".driftwarden-demo"
-ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = ROOT / "examples" / "credit"
+EXAMPLES = Path(__file__).resolve().parent
 START_TS = 1_796_140_800.0  # 2026-11-27T00:00:00Z; one prediction per second of event time
 
 
@@ -128,7 +127,7 @@ def prepare_out(out: Path) -> None:
 
 def bootstrap_champion(out: Path, history: tuple[pd.DataFrame, np.ndarray]) -> str:
     """Train the first model on pre-drift history, register it as champion and deploy it."""
-    from examples.credit.train import train
+    from driftwarden.examples.credit.train import train
 
     X, y = history
     art = out / "bootstrap"
@@ -153,7 +152,7 @@ def run_demo(
     progress: Callable[[int, int], None] | None = None,
 ) -> DemoResult:
     """Run the scenario; ``listener`` sees the scenario line and every signal, decision and action."""
-    from examples.credit.scenario import Scenario
+    from driftwarden.examples.credit.scenario import Scenario
 
     emit = listener or (lambda item: None)
     out = Path(out)
@@ -310,7 +309,6 @@ def _call(url: str, body: Any = None, timeout: float = 30.0) -> Any:
 def _child_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONUNBUFFERED"] = "1"
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
     return env
 
 
@@ -342,9 +340,9 @@ def _tail(path: Path, limit: int = 3000) -> str:
 def _start_server(out: Path, events: Path) -> tuple[subprocess.Popen[bytes], str]:
     log_file = (out / "server.log").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "examples.credit.server", "--serving", str(out / "serving" / MODEL),
+        [sys.executable, "-m", "driftwarden.examples.credit.server", "--serving", str(out / "serving" / MODEL),
          "--events", str(events), "--model", MODEL, "--host", "127.0.0.1", "--port", "0"],
-        cwd=ROOT, env=_child_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log_file,
+        env=_child_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log_file,
         start_new_session=True)
     log_file.close()
     assert proc.stdout is not None
@@ -390,9 +388,9 @@ def _start_daemon(out: Path, policy: Path, events: Path, batch_size: int) -> sub
     }, sort_keys=False))
     log_file = (out / "daemon.log").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "daemon.cli", "run", "--config", str(config), "--follow", "--json",
+        [sys.executable, "-m", "driftwarden.daemon.cli", "run", "--config", str(config), "--follow", "--json",
          "--log-level", "warning"],
-        cwd=ROOT, env=_child_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log_file,
+        env=_child_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log_file,
         start_new_session=True)
     log_file.close()
     return proc
@@ -424,7 +422,7 @@ def run_demo_live(
 ) -> DemoResult:
     """The scenario with the model server and the daemon as real processes (module docstring);
     ``listener`` sees the scenario line and then the daemon's lines, all but its summary."""
-    from examples.credit.scenario import Scenario
+    from driftwarden.examples.credit.scenario import Scenario
 
     emit = listener or (lambda item: None)
     out = Path(out).resolve()
@@ -566,7 +564,7 @@ def _label_event(i: int, label: int, ts: float) -> bytes:
 
 def _report(out: Path, X: pd.DataFrame, index_of_prediction: np.ndarray, at: int, window: int = 1000) -> Path | None:
     """Evidently's drift report: the first window (the reference) against the window before the retrain decision."""
-    from detectors.evidently_adapter import render_drift_report
+    from driftwarden.detectors.evidently_adapter import render_drift_report
 
     upto = int(np.searchsorted(index_of_prediction, at, "right"))
     current = X.iloc[max(0, upto - window):upto]
