@@ -128,11 +128,7 @@ def _generators(name: str, seed: int) -> tuple[Any, Any, Callable[[], Any]]:
 
 def error_stream(name: str, seed: int, drifted: bool) -> np.ndarray:
     a, b, make = _generators(name, seed)
-    source = (
-        synth.ConceptDriftStream(a, b, position=WARM + CHANGE, width=WIDTH, seed=seed)
-        if drifted
-        else a
-    )
+    source = synth.ConceptDriftStream(a, b, position=WARM + CHANGE, width=WIDTH, seed=seed) if drifted else a
     model = make()
     out = np.empty(WARM + ERROR_EVENTS)
     for i, (x, y) in enumerate(itertools.islice(source, WARM + ERROR_EVENTS)):
@@ -221,9 +217,7 @@ def outcome(
 ) -> Outcome:
     hits = [a - change for a in alarms_drift if change - early <= a <= change + horizon]
     before = [a for a in alarms_drift if a < change - early]
-    return Outcome(
-        hits[0] if hits else None, len(before) + len(alarms_twin), change - early + n_twin
-    )
+    return Outcome(hits[0] if hits else None, len(before) + len(alarms_twin), change - early + n_twin)
 
 
 def task(args: tuple[str, str, int, bool]) -> list[tuple[str, str, str, Outcome]]:
@@ -251,9 +245,7 @@ def task(args: tuple[str, str, int, bool]) -> list[tuple[str, str, str, Outcome]
             )
         if quick and d.sampled:
             continue
-        results.append(
-            (stream, d.name, d.source, outcome(d.run(x), d.run(y), len(y), change, early, horizon))
-        )
+        results.append((stream, d.name, d.source, outcome(d.run(x), d.run(y), len(y), change, early, horizon)))
     return results
 
 
@@ -264,9 +256,7 @@ def summarise(rows: list[tuple[str, str, str, Outcome]]) -> list[dict[str, Any]]
     order = {s: i for i, s in enumerate(FEATURE_STREAMS + ERROR_STREAMS)}
     det_order = {d.name: i for i, d in enumerate(DETECTORS)}
     out = []
-    for (stream, name, source), outs in sorted(
-        table.items(), key=lambda kv: (order[kv[0][0]], det_order[kv[0][1]])
-    ):
+    for (stream, name, source), outs in sorted(table.items(), key=lambda kv: (order[kv[0][0]], det_order[kv[0][1]])):
         delays = [o.delay for o in outs if o.delay is not None]
         fa = sum(o.false_alarms for o in outs)
         ev = sum(o.events for o in outs)
@@ -315,9 +305,7 @@ def feature_drift_task(args: tuple[int, float, int]) -> list[np.ndarray]:
     cur = rng.normal(shift, 1, (FD_WINDOW * windows, FD_FEATURES))
     x = np.vstack([ref, cur])
     m = FeatureDrift(window_events=FD_WINDOW, correction="none")
-    signals = m.update(
-        Batch.of(index=range(len(x)), features={f"f{i:02d}": x[:, i] for i in range(FD_FEATURES)})
-    )
+    signals = m.update(Batch.of(index=range(len(x)), features={f"f{i:02d}": x[:, i] for i in range(FD_FEATURES)}))
     return [np.array([f["p_value"] for f in s.details["features"].values()]) for s in signals]
 
 
@@ -325,11 +313,7 @@ def drifted_features(p: np.ndarray, correction: str, alpha: float = 0.05) -> int
     """As FeatureDrift decides: KS ``p <= alpha`` uncorrected, else corrected ``q < alpha``."""
     if correction == "none":
         return int((p <= alpha).sum())
-    q = (
-        np.minimum(1.0, p * len(p))
-        if correction == "bonferroni"
-        else false_discovery_control(p, method="bh")
-    )
+    q = np.minimum(1.0, p * len(p)) if correction == "bonferroni" else false_discovery_control(p, method="bh")
     return int((q < alpha).sum())
 
 
@@ -353,28 +337,19 @@ def feature_drift_check(pool: Pool, seeds: int, windows: int) -> None:
         cells = []
         for shift in shifts:
             counts = np.array(
-                [
-                    drifted_features(p, correction)
-                    for s in range(seeds)
-                    for p in results[(s, shift, windows)]
-                ]
+                [drifted_features(p, correction) for s in range(seeds) for p in results[(s, shift, windows)]]
             )
             cells.append((np.mean(counts >= FD_FEATURES / 2), np.mean(counts >= 1), counts.mean()))
         (n_drift, n_any, _), (s_drift, s_any, s_mean) = cells
         default = " (default)" if correction == "bh" else ""
-        print(
-            f"| {correction}{default} | {n_drift:.1%} | {n_any:.1%} | {s_drift:.1%} "
-            f"| {s_any:.1%} | {s_mean:.1f} |"
-        )
+        print(f"| {correction}{default} | {n_drift:.1%} | {n_any:.1%} | {s_drift:.1%} | {s_any:.1%} | {s_mean:.1f} |")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument(
-        "--fd-windows", type=int, default=50, help="windows per seed in the 20-feature check"
-    )
+    ap.add_argument("--fd-windows", type=int, default=50, help="windows per seed in the 20-feature check")
     ap.add_argument("--quick", action="store_true", help="skip KSWIN and use 3 seeds (a smoke run)")
     args = ap.parse_args()
     seeds = 3 if args.quick else args.seeds

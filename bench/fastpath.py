@@ -18,7 +18,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-
 from driftwarden.detectors.evidently_adapter import evidently_column_drift
 from driftwarden.detectors.stats import Reference, TestResult, two_sample
 
@@ -46,15 +45,10 @@ def _column(rng: np.random.Generator, kind: str, rows: int, shift: float) -> np.
     return out
 
 
-def _frame(
-    rng: np.random.Generator, kinds: tuple[str, ...], rows: int, drifted: bool
-) -> pd.DataFrame:
+def _frame(rng: np.random.Generator, kinds: tuple[str, ...], rows: int, drifted: bool) -> pd.DataFrame:
     # in a drifted window, every other feature moves a little more than the one before
     return pd.DataFrame(
-        {
-            f"f{i:02d}": _column(rng, kind, rows, 0.02 * i if drifted and i % 2 else 0.0)
-            for i, kind in enumerate(kinds)
-        }
+        {f"f{i:02d}": _column(rng, kind, rows, 0.02 * i if drifted and i % 2 else 0.0) for i, kind in enumerate(kinds)}
     )
 
 
@@ -73,14 +67,10 @@ def _timed(fn: Callable[[], object], repeat: int) -> tuple[float, list[object]]:
     return (time.perf_counter() - start) / repeat, out
 
 
-def run_case(
-    case: Case, evidently_windows: int, fast_windows: int, seed: int = 0
-) -> dict[str, object]:
+def run_case(case: Case, evidently_windows: int, fast_windows: int, seed: int = 0) -> dict[str, object]:
     rng = np.random.default_rng(seed)
     ref = _frame(rng, case.kinds, case.reference_rows, drifted=False)
-    windows = [
-        _frame(rng, case.kinds, WINDOW_ROWS, drifted=bool(w % 2)) for w in range(evidently_windows)
-    ]
+    windows = [_frame(rng, case.kinds, WINDOW_ROWS, drifted=bool(w % 2)) for w in range(evidently_windows)]
     categorical = [c for c, k in zip(ref.columns, case.kinds, strict=True) if k == "cat"]
     prepared = {c: Reference(ref[c].to_numpy(), categorical=c in categorical) for c in ref.columns}
     arrays = [{c: w[c].to_numpy() for c in w.columns} for w in windows]
@@ -94,9 +84,7 @@ def run_case(
     methods = dict.fromkeys(ref.columns, case.method)
     counter = iter(range(10**9))
     ev_s, ev_out = _timed(
-        lambda: evidently_column_drift(
-            ref, windows[next(counter)], methods, categorical=categorical
-        ),
+        lambda: evidently_column_drift(ref, windows[next(counter)], methods, categorical=categorical),
         evidently_windows,
     )
     diff, resolved, drifted = 0.0, set(), 0
@@ -125,10 +113,7 @@ def cases() -> list[Case]:
     return [
         Case("20 numeric", "ks", 1_000, num),
         *(Case("20 numeric", m, 5_000, num) for m in ("ks", "psi", "wasserstein", "jensenshannon")),
-        *(
-            Case("20 categorical", m, 5_000, cat)
-            for m in ("psi", "jensenshannon", "chisquare", "z")
-        ),
+        *(Case("20 categorical", m, 5_000, cat) for m in ("psi", "jensenshannon", "chisquare", "z")),
         Case("10 num + 10 cat", "auto", 1_000, mixed),
         Case("10 num + 10 cat", "auto", 5_000, mixed),
     ]
@@ -136,17 +121,10 @@ def cases() -> list[Case]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--evidently-windows", type=int, default=3, help="windows timed for Evidently"
-    )
-    parser.add_argument(
-        "--fast-windows", type=int, default=30, help="windows timed for the fast path"
-    )
+    parser.add_argument("--evidently-windows", type=int, default=3, help="windows timed for Evidently")
+    parser.add_argument("--fast-windows", type=int, default=30, help="windows timed for the fast path")
     args = parser.parse_args()
-    rows = [
-        run_case(c, args.evidently_windows, max(args.fast_windows, args.evidently_windows))
-        for c in cases()
-    ]
+    rows = [run_case(c, args.evidently_windows, max(args.fast_windows, args.evidently_windows)) for c in cases()]
 
     from rich.console import Console
     from rich.table import Table

@@ -105,9 +105,7 @@ def raw_round(bootstrap: str, topic: str, n: int) -> tuple[float, float]:
         count, deadline = 0, time.monotonic() + ROUND_TIMEOUT_S
         loads = orjson.loads
         while count < n and time.monotonic() < deadline:
-            for msgs in consumer.poll(
-                timeout_ms=int(POLL_TIMEOUT_S * 1000), max_records=BATCH
-            ).values():
+            for msgs in consumer.poll(timeout_ms=int(POLL_TIMEOUT_S * 1000), max_records=BATCH).values():
                 for m in msgs:
                     loads(m.value)
                 count += len(msgs)
@@ -143,20 +141,30 @@ def source_round(bootstrap: str, topic: str, n: int) -> tuple[float, float]:
 def daemon_round(bootstrap: str, topic: str, n: int) -> tuple[float, float]:
     import tempfile
 
-    from bench.throughput import POLICY
     from driftwarden.daemon.config import Settings
     from driftwarden.daemon.runtime import Daemon, make_source
     from driftwarden.policies.loader import load_policy
 
+    from bench.throughput import POLICY
+
     with tempfile.TemporaryDirectory(prefix="driftwarden-bench-") as tmp:
         policy = Path(tmp) / "churn.yaml"
         policy.write_text(POLICY.format(model="churn"))
-        settings = Settings.model_validate({
-            "policies": [str(policy)], "state_dir": str(Path(tmp) / "state"), "batch_size": BATCH,
-            "poll_timeout": POLL_TIMEOUT_S, "execute": False,
-            "source": {"kind": "kafka", "bootstrap": bootstrap, "topics": [topic],
-                       "group_id": f"bench-{uuid.uuid4().hex[:8]}"},
-        })
+        settings = Settings.model_validate(
+            {
+                "policies": [str(policy)],
+                "state_dir": str(Path(tmp) / "state"),
+                "batch_size": BATCH,
+                "poll_timeout": POLL_TIMEOUT_S,
+                "execute": False,
+                "source": {
+                    "kind": "kafka",
+                    "bootstrap": bootstrap,
+                    "topics": [topic],
+                    "group_id": f"bench-{uuid.uuid4().hex[:8]}",
+                },
+            }
+        )
         daemon = Daemon(settings, make_source(settings), [load_policy(policy)])
 
         def read() -> int:
@@ -188,8 +196,7 @@ def machine() -> str:
     except OSError:
         pass
     return (
-        f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"kafka-python {kafka.__version__} ({crc})"
+        f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, kafka-python {kafka.__version__} ({crc})"
     )
 
 

@@ -57,8 +57,19 @@ def write_stream(path: Path, predictions: int, models: int = 1, features: int = 
             feats.update({f"c{j}": f"v{k}" for j, k in enumerate(rng.integers(0, 5, size=features - n_num).tolist())})
             y = int(num[0] > 0)
             p = y if rng.random() < 0.9 else 1 - y
-            out.write(orjson.dumps({"model": model, "id": f"e{i}", "ts": 1.7e9 + i, "features": feats,
-                                    "prediction": p, "score": round(float(rng.random()), 4)}) + b"\n")
+            out.write(
+                orjson.dumps(
+                    {
+                        "model": model,
+                        "id": f"e{i}",
+                        "ts": 1.7e9 + i,
+                        "features": feats,
+                        "prediction": p,
+                        "score": round(float(rng.random()), 4),
+                    }
+                )
+                + b"\n"
+            )
             pending.append((model, f"e{i}", y))
             written += 1
             if len(pending) > 50:
@@ -81,10 +92,10 @@ def bare_orjson(path: Path) -> tuple[float, float]:
 
 def daemon_rate(path: Path, policies: list[Path], state: Path, *, replay: bool, batch_size: int = 1000) -> dict:
     """Run the daemon loop over the file; marginal rates after the first batch, stage times."""
-    from driftwarden.daemon.config import Settings
     from driftwarden.daemon.cli.output import JsonLines
-    from driftwarden.daemon.runtime import Daemon
+    from driftwarden.daemon.config import Settings
     from driftwarden.daemon.io.sources import FileSource
+    from driftwarden.daemon.runtime import Daemon
     from driftwarden.policies.loader import load_policy
 
     sink = JsonLines(open(os.devnull, "w")) if replay else None  # noqa: SIM115 - closed with the process
@@ -101,8 +112,13 @@ def daemon_rate(path: Path, policies: list[Path], state: Path, *, replay: bool, 
             stages[k] = stages.get(k, 0.0) + v
     stages["monitors"] = stages.pop("monitors") - sum(stages.get(k, 0.0) for k in ("join", "columns", "monitors+rules"))
     daemon.close()
-    return {"cpu_rate": n / cpu, "wall_rate": n / wall, "records": stats.records, "stages": stages,
-            "per_record_us": {k: 1e6 * v / stats.records for k, v in stages.items()}}
+    return {
+        "cpu_rate": n / cpu,
+        "wall_rate": n / wall,
+        "records": stats.records,
+        "stages": stages,
+        "per_record_us": {k: 1e6 * v / stats.records for k, v in stages.items()},
+    }
 
 
 def peak_rss_mb() -> float:
@@ -137,10 +153,12 @@ def current_rss_mb() -> float:
 def fresh_daemon_rate(path: Path, policies: list[Path], state: Path, *, replay: bool) -> dict:
     """:func:`daemon_rate` in a fresh process, as a deployment runs one daemon: sequential daemons in
     one process leave each other a bigger heap (and, after ``gc.freeze``, garbage no pass frees)."""
-    code = (f"import json, sys; sys.path.insert(0, {str(ROOT)!r}); from pathlib import Path; "
-            f"from bench.throughput import daemon_rate; "
-            f"print(json.dumps(daemon_rate(Path({str(path)!r}), [Path(p) for p in {[str(p) for p in policies]!r}], "
-            f"Path({str(state)!r}), replay={replay!r})))")
+    code = (
+        f"import json, sys; sys.path.insert(0, {str(ROOT)!r}); from pathlib import Path; "
+        f"from bench.throughput import daemon_rate; "
+        f"print(json.dumps(daemon_rate(Path({str(path)!r}), [Path(p) for p in {[str(p) for p in policies]!r}], "
+        f"Path({str(state)!r}), replay={replay!r})))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -184,8 +202,12 @@ def main() -> None:
     ap.add_argument("--predictions", type=int, default=100_000)
     ap.add_argument("--models", type=int, default=100)
     ap.add_argument("--repeat", type=int, default=3, help="runs of each single-model path; the median is reported")
-    ap.add_argument("--model-predictions", type=int, default=400_000,
-                    help="predictions in the many-models run (400,000: every model fills its reference and a current window)")
+    ap.add_argument(
+        "--model-predictions",
+        type=int,
+        default=400_000,
+        help="predictions in the many-models run (400,000: every model fills its reference and a current window)",
+    )
     args = ap.parse_args()
     from rich.console import Console
     from rich.table import Table
@@ -219,15 +241,30 @@ def main() -> None:
         t_validate = startup_seconds(["validate", str(policy)])
         t_replay = startup_seconds(["replay", "--policy", str(policy), "--events", str(tiny), "--json"])
 
-    table = Table(title=f"driftwarden throughput — {records:,} records ({args.predictions:,} predictions + labels), 16 features",
-                  header_style="bold")
-    for col in ("path", "records/s per core", f"spread of {args.repeat} runs", "records/s wall", "ratio to bare orjson"):
+    table = Table(
+        title=f"driftwarden throughput — {records:,} records ({args.predictions:,} predictions + labels), 16 features",
+        header_style="bold",
+    )
+    for col in (
+        "path",
+        "records/s per core",
+        f"spread of {args.repeat} runs",
+        "records/s wall",
+        "ratio to bare orjson",
+    ):
         table.add_column(col, justify="right" if col != "path" else "left")
-    table.add_row("bare orjson decode (baseline)", f"{base_cpu:,.0f}", spread([b[0] for b in bases]), f"{base_wall:,.0f}", "1.00")
-    for name, r, runs in (("replay (JSON lines out)", replay, replays), ("daemon loop (file source)", loop, loops),
-                          ("daemon loop, predictions only (no label ever joins)", wait, waits)):
+    table.add_row(
+        "bare orjson decode (baseline)", f"{base_cpu:,.0f}", spread([b[0] for b in bases]), f"{base_wall:,.0f}", "1.00"
+    )
+    for name, r, runs in (
+        ("replay (JSON lines out)", replay, replays),
+        ("daemon loop (file source)", loop, loops),
+        ("daemon loop, predictions only (no label ever joins)", wait, waits),
+    ):
         ratio = f"{r['cpu_rate'] / base_cpu:.2f}" if r is not wait else "–"  # another file than the baseline's
-        table.add_row(name, f"{r['cpu_rate']:,.0f}", spread([x["cpu_rate"] for x in runs]), f"{r['wall_rate']:,.0f}", ratio)
+        table.add_row(
+            name, f"{r['cpu_rate']:,.0f}", spread([x["cpu_rate"] for x in runs]), f"{r['wall_rate']:,.0f}", ratio
+        )
     stages = Table(title="time per stage (daemon loop), µs per record", header_style="bold")
     for k in loop["per_record_us"]:
         stages.add_column(k, justify="right")
@@ -246,8 +283,10 @@ def main() -> None:
     console.print(table)
     console.print(stages)
     console.print(extra)
-    console.print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, "
-                  f"peak RSS of this process {peak_rss_mb():.0f} MB")
+    console.print(
+        f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, "
+        f"peak RSS of this process {peak_rss_mb():.0f} MB"
+    )
 
 
 if __name__ == "__main__":

@@ -45,7 +45,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-
 from driftwarden.daemon.io.sinks import Sink
 from driftwarden.daemon.state.store import Store
 from driftwarden.deploy.gate import Fairness, Significance
@@ -160,9 +159,7 @@ class ActionRunner:
                 self._recover(action)
             except Exception as e:  # noqa: BLE001 - one bad record must not stop the daemon
                 log.exception("cannot recover action %s", action["key"])
-                self._record(
-                    action["key"], "failed", {"reason": f"recovery failed: {type(e).__name__}: {e}"}
-                )
+                self._record(action["key"], "failed", {"reason": f"recovery failed: {type(e).__name__}: {e}"})
         for action in self.store.actions(where="state = 'deployed' AND type = 'retrain'"):
             info = action["info"]
             if info.get("verify_window") and not info.get("verify"):  # died before "verifying"
@@ -176,9 +173,7 @@ class ActionRunner:
             if action is None or action["state"] != "pending":
                 continue
             if action["info"].get("dry_run") or not self.execute:
-                self._record(
-                    key, "skipped", {"reason": "dry run: decision recorded, nothing executed"}
-                )
+                self._record(key, "skipped", {"reason": "dry run: decision recorded, nothing executed"})
                 continue
             if action["type"] == "alert":
                 self._alert(action)
@@ -208,9 +203,7 @@ class ActionRunner:
                     w["after"] = self._last_index(action["model"])
                     with self._lock:
                         self._waiting[key]["after"] = w["after"]
-                    self._record(
-                        key, "verifying", {"verify": {"after": w["after"], "window": w["window"]}}
-                    )
+                    self._record(key, "verifying", {"verify": {"after": w["after"], "window": w["window"]}})
                 frame = self.data(action["model"], _ALL, w["window"])
                 if len(frame) < w["window"] or int(frame["__index"].min()) <= w["after"]:
                     continue
@@ -259,8 +252,7 @@ class ActionRunner:
                 self._after_outcome(action, outcome)
                 return
             reason = (
-                f"interrupted: the daemon stopped while {state}; not retried, so the decision "
-                "trains at most once"
+                f"interrupted: the daemon stopped while {state}; not retried, so the decision trains at most once"
             ) + (f" (killed the orphaned trainer, pid {killed})" if killed else "")
             log.warning("action %s %s", key, reason)
             self._record(key, "failed", {"reason": reason})
@@ -293,9 +285,7 @@ class ActionRunner:
             )
         elif state == "verifying":
             v = info.get("verify") or {}
-            self._watch(
-                key, "verify", v.get("after"), int(v.get("window") or DEFAULT_VERIFY_WINDOW)
-            )
+            self._watch(key, "verify", v.get("after"), int(v.get("window") or DEFAULT_VERIFY_WINDOW))
         else:
             self._record(key, "failed", {"reason": f"interrupted in unknown state {state!r}"})
 
@@ -314,9 +304,7 @@ class ActionRunner:
             aliases = self.registry.aliases(action["model"])
             champion = aliases.get(CHAMPION)
             previous = champion if champion != version else aliases.get(PREVIOUS)
-        outcome = deploy_version(
-            action["model"], version, previous, self.registry, target, self._recorder(action)
-        )
+        outcome = deploy_version(action["model"], version, previous, self.registry, target, self._recorder(action))
         self._after_outcome(action, outcome)
 
     def _finish_rollback(self, action: dict[str, Any], _frame: Any) -> None:
@@ -332,17 +320,12 @@ class ActionRunner:
         )
 
     def _clear_challenger(self, action: dict[str, Any]) -> None:
-        if (
-            action["version"]
-            and self.registry.aliases(action["model"]).get(CHALLENGER) == action["version"]
-        ):
+        if action["version"] and self.registry.aliases(action["model"]).get(CHALLENGER) == action["version"]:
             self.registry.set_alias(action["model"], CHALLENGER, None)
 
     # -- the phases (worker thread, or the loop thread when synchronous) --------------------------
 
-    def _start(
-        self, action: dict[str, Any], phase: Callable[[dict[str, Any], Any], None], frame: Any
-    ) -> None:
+    def _start(self, action: dict[str, Any], phase: Callable[[dict[str, Any], Any], None], frame: Any) -> None:
         key = action["key"]
         with self._lock:
             if key in self._running:
@@ -417,9 +400,7 @@ class ActionRunner:
             champion: dict[str, float] | None,
             candidate: dict[str, float] | None,
         ) -> bool:
-            return cond.evaluate(
-                {"live": live, "champion": champion or {}, "candidate": candidate or {}}
-            )
+            return cond.evaluate({"live": live, "champion": champion or {}, "candidate": candidate or {}})
 
         outcome = verify(
             action["model"],
@@ -461,9 +442,7 @@ class ActionRunner:
             metrics=tuple(spec.metrics),
             retries=spec.retries,
             cwd=self.base,
-            significance=Significance(sig.test, sig.alpha, sig.metric, sig.resamples, sig.seed)
-            if sig
-            else None,
+            significance=Significance(sig.test, sig.alpha, sig.metric, sig.resamples, sig.seed) if sig else None,
             fairness=Fairness(fair.attribute, fair.max_increase, fair.max_gap) if fair else None,
             shadow=spec.shadow is not None,
         )
@@ -473,14 +452,10 @@ class ActionRunner:
             return None
         local = LocalTarget(self.resolve(spec.deploy.path))
         if spec.deploy.target == "http":
-            return HttpTarget(
-                local, spec.deploy.url, spec.deploy.health, parse_duration(spec.deploy.timeout)
-            )
+            return HttpTarget(local, spec.deploy.url, spec.deploy.health, parse_duration(spec.deploy.timeout))
         return local
 
-    def _promote_if(
-        self, action: dict[str, Any]
-    ) -> Callable[[dict[str, float], dict[str, float] | None], bool]:
+    def _promote_if(self, action: dict[str, Any]) -> Callable[[dict[str, float], dict[str, float] | None], bool]:
         gate = self.policies[action["model"]].promote_if[action["action"]]
 
         def promote_if(candidate: dict[str, float], champion: dict[str, float] | None) -> bool:

@@ -38,12 +38,17 @@ class SourceConfig(BaseModel):
     bootstrap: str | None = Field(None, description="Kafka bootstrap servers, e.g. 127.0.0.1:9092.")
     topics: list[str] = Field(default_factory=list, description="Kafka topics: predictions, features and labels.")
     group_id: str = Field("driftwarden", description="Kafka consumer group.")
-    settings: dict[str, Any] = Field(default_factory=dict, description="kafka-python settings passed through (security_protocol, ssl_*, sasl_*).")
+    settings: dict[str, Any] = Field(
+        default_factory=dict, description="kafka-python settings passed through (security_protocol, ssl_*, sasl_*)."
+    )
     changelog_topic: str | None = Field(
-        None, description="Compacted Kafka topic of per-partition state snapshots, written at each checkpoint and "
-        "restored when a partition is assigned: needed to run more than one daemon in the group (off: state is local).")
+        None,
+        description="Compacted Kafka topic of per-partition state snapshots, written at each checkpoint and "
+        "restored when a partition is assigned: needed to run more than one daemon in the group (off: state is local).",
+    )
     auto_offset_reset: Literal["earliest", "latest"] = Field(
-        "earliest", description="Where a partition without a committed offset or stored state starts.")
+        "earliest", description="Where a partition without a committed offset or stored state starts."
+    )
 
     @model_validator(mode="after")
     def _complete(self) -> SourceConfig:
@@ -68,13 +73,17 @@ class SinksConfig(BaseModel):
 
     bootstrap: str | None = Field(None, description="Kafka bootstrap servers (default: the Kafka source's).")
     settings: dict[str, Any] = Field(
-        default_factory=dict, description="kafka-python producer settings (default: the source's client settings).")
+        default_factory=dict, description="kafka-python producer settings (default: the source's client settings)."
+    )
     decisions_topic: str | None = Field(
-        None, description="Decisions and alerts as JSON, keyed by model; header 'key' is the idempotency key.")
+        None, description="Decisions and alerts as JSON, keyed by model; header 'key' is the idempotency key."
+    )
     dead_letter_topic: str | None = Field(
-        None, description="Records that do not decode or validate: the raw value, the reason in headers.")
+        None, description="Records that do not decode or validate: the raw value, the reason in headers."
+    )
     model_updated_topic: str | None = Field(
-        None, description="A 'model-updated' event after each deploy or rollback, for serving apps to reload.")
+        None, description="A 'model-updated' event after each deploy or rollback, for serving apps to reload."
+    )
 
 
 class BackpressureConfig(BaseModel):
@@ -94,11 +103,17 @@ class Settings(BaseModel):
     state_dir: Path = Field(Path(".driftwarden"), description="SQLite store, labeled buffers, sinks and runs.")
     batch_size: int = Field(DEFAULT_BATCH_SIZE, ge=1)
     poll_timeout: float = Field(DEFAULT_POLL_TIMEOUT, gt=0)
-    checkpoint_records: int = Field(DEFAULT_CHECKPOINT_RECORDS, ge=1, description="Checkpoint after this many records at most.")
-    checkpoint_seconds: float = Field(DEFAULT_CHECKPOINT_SECONDS, gt=0, description="Checkpoint after this many seconds at most.")
+    checkpoint_records: int = Field(
+        DEFAULT_CHECKPOINT_RECORDS, ge=1, description="Checkpoint after this many records at most."
+    )
+    checkpoint_seconds: float = Field(
+        DEFAULT_CHECKPOINT_SECONDS, gt=0, description="Checkpoint after this many seconds at most."
+    )
     label_ttl: str = Field("7d", description="How long an unmatched prediction or label waits for its other half.")
     registry: Path | None = Field(None, description="Local model registry root (default: <state_dir>/registry).")
-    dead_letters: Path | None = Field(None, description="Dead-letter JSONL file (default: <state_dir>/dead_letters.jsonl).")
+    dead_letters: Path | None = Field(
+        None, description="Dead-letter JSONL file (default: <state_dir>/dead_letters.jsonl)."
+    )
     alerts: Path | None = Field(None, description="Alerts JSONL file (default: <state_dir>/alerts.jsonl).")
     execute: bool = Field(True, description="False: decisions are recorded, no action runs (--dry-run).")
     sinks: SinksConfig = Field(default_factory=SinksConfig)

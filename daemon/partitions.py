@@ -46,7 +46,6 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import orjson
-
 from driftwarden.daemon.io.kafka.client import (
     CommitFailed,
     KafkaSink,
@@ -113,13 +112,15 @@ class Changelog:
         self.bootstrap, self.topic = bootstrap, topic
         self._client = dict(client)
         ensure_topics(
-            bootstrap, {topic: 1},
+            bootstrap,
+            {topic: 1},
             configs={topic: {"cleanup.policy": "compact", "max.message.bytes": str(MAX_SNAPSHOT_BYTES)}},
             **_admin_settings(self._client),
         )
         producer = {k: v for k, v in self._client.items() if k in _SHARED_CLIENT}
-        self._sink = KafkaSink(bootstrap, topic, compression_type="gzip", max_request_size=MAX_SNAPSHOT_BYTES,
-                               **producer)
+        self._sink = KafkaSink(
+            bootstrap, topic, compression_type="gzip", max_request_size=MAX_SNAPSHOT_BYTES, **producer
+        )
 
     def write(self, task: int, value: Mapping[str, Any]) -> None:
         self._sink.send(orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY), key=f"{TASK_PREFIX}{task}".encode())
@@ -131,14 +132,19 @@ class Changelog:
         """Every snapshot still in the topic, per task, oldest first (compaction keeps the last
         per task; the ones not compacted yet let :func:`furthest` pass over a stale write)."""
         reader = {k: v for k, v in self._client.items() if k in _SHARED_CLIENT}
-        messages = read_messages(self.bootstrap, self.topic, timeout=CHANGELOG_READ_TIMEOUT_S,
-                                 max_partition_fetch_bytes=MAX_SNAPSHOT_BYTES, fetch_max_bytes=MAX_SNAPSHOT_BYTES,
-                                 **reader)
+        messages = read_messages(
+            self.bootstrap,
+            self.topic,
+            timeout=CHANGELOG_READ_TIMEOUT_S,
+            max_partition_fetch_bytes=MAX_SNAPSHOT_BYTES,
+            fetch_max_bytes=MAX_SNAPSHOT_BYTES,
+            **reader,
+        )
         out: dict[int, list[dict[str, Any]]] = {}
         for m in messages:
             if m.key is None or not m.key.startswith(TASK_PREFIX.encode()):
                 continue
-            task = int(m.key[len(TASK_PREFIX):])
+            task = int(m.key[len(TASK_PREFIX) :])
             if m.value is None:  # a tombstone: the task's state was deleted
                 out.pop(task, None)
                 continue
@@ -151,12 +157,30 @@ class Changelog:
 
 # Client settings every Kafka client takes (security, identity, timeouts); the rest are the
 # consumer's own and are not passed to the changelog's producer, reader and admin client.
-_SHARED_CLIENT = frozenset({
-    "client_id", "security_protocol", "ssl_context", "ssl_check_hostname", "ssl_cafile", "ssl_certfile",
-    "ssl_keyfile", "ssl_password", "ssl_crlfile", "ssl_ciphers", "sasl_mechanism", "sasl_plain_username",
-    "sasl_plain_password", "sasl_kerberos_service_name", "sasl_kerberos_domain_name", "sasl_oauth_token_provider",
-    "request_timeout_ms", "connections_max_idle_ms", "api_version", "metadata_max_age_ms",
-})
+_SHARED_CLIENT = frozenset(
+    {
+        "client_id",
+        "security_protocol",
+        "ssl_context",
+        "ssl_check_hostname",
+        "ssl_cafile",
+        "ssl_certfile",
+        "ssl_keyfile",
+        "ssl_password",
+        "ssl_crlfile",
+        "ssl_ciphers",
+        "sasl_mechanism",
+        "sasl_plain_username",
+        "sasl_plain_password",
+        "sasl_kerberos_service_name",
+        "sasl_kerberos_domain_name",
+        "sasl_oauth_token_provider",
+        "request_timeout_ms",
+        "connections_max_idle_ms",
+        "api_version",
+        "metadata_max_age_ms",
+    }
+)
 
 
 def _admin_settings(client: Mapping[str, Any]) -> dict[str, Any]:
@@ -208,9 +232,13 @@ class Ownership:
             home = self.home.setdefault(model, task)
             if home != task and model not in self._warned and self.changelog is not None:
                 self._warned.add(model)
-                log.error("model %s arrives on partitions %d and %d: key events by model and give every input "
-                          "topic the same partition count, or its state cannot move with a partition",
-                          model, home, task)
+                log.error(
+                    "model %s arrives on partitions %d and %d: key events by model and give every input "
+                    "topic the same partition count, or its state cannot move with a partition",
+                    model,
+                    home,
+                    task,
+                )
 
     def owns(self, model: str) -> bool:
         """Whether the checkpoint should save ``model``: its task is owned here (or, without a
@@ -255,8 +283,10 @@ class Ownership:
     def lost(self, names: list[str]) -> None:
         """Expelled from the group: forget the tasks, write nothing (a new owner may be ahead)."""
         self.moves["lost"] += 1
-        log.warning("partitions %s lost to a rebalance; their uncheckpointed work is dropped and replayed by "
-                    "their new owner", names)
+        log.warning(
+            "partitions %s lost to a rebalance; their uncheckpointed work is dropped and replayed by their new owner",
+            names,
+        )
         self._drop(names)
 
     def assigned(self, names: list[str]) -> None:
@@ -299,8 +329,13 @@ class Ownership:
             state = d.store.pipeline_state(model)
             if state is not None and state.get("task") == task:
                 models[model] = state
-        return {"task": task, "positions": positions, "next_index": d.store.next_index(), "models": models,
-                "local": True}
+        return {
+            "task": task,
+            "positions": positions,
+            "next_index": d.store.next_index(),
+            "models": models,
+            "local": True,
+        }
 
     def _restore(self, task: int, remote: list[dict[str, Any]]) -> None:
         d = self.daemon
@@ -331,6 +366,11 @@ class Ownership:
         d._positions.update(positions)
         d._next_index = max(d._next_index, int(chosen["next_index"]))
         d.source.seek(positions)
-        log.info("task %d restored from %s (owner %s): positions %s, models %s", task,
-                 "the local store" if is_local else "the changelog", chosen.get("owner", "this daemon"),
-                 positions, sorted(chosen["models"]))
+        log.info(
+            "task %d restored from %s (owner %s): positions %s, models %s",
+            task,
+            "the local store" if is_local else "the changelog",
+            chosen.get("owner", "this daemon"),
+            positions,
+            sorted(chosen["models"]),
+        )

@@ -7,10 +7,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from driftwarden.daemon.state.labeled_buffer import DEFAULT_MAX_ROWS, LabeledBuffer
-from driftwarden.daemon.state.column_types import ColumnTypes
 from driftwarden.daemon.io.events import Event, EventRows
+from driftwarden.daemon.state.column_types import ColumnTypes
 from driftwarden.daemon.state.label_join import DEFAULT_TTL, LabeledRows, LabelJoiner
+from driftwarden.daemon.state.labeled_buffer import DEFAULT_MAX_ROWS, LabeledBuffer
 from driftwarden.detectors.base import Batch
 from driftwarden.policies.engine import Decision, PolicyEngine, load_reference
 from driftwarden.policies.loader import LoadedPolicy
@@ -30,7 +30,9 @@ class ModelPipeline:
     (1, 1, 1, 1)
     """
 
-    def __init__(self, policy: LoadedPolicy, buffer_dir: Path, *, ttl: float = DEFAULT_TTL, upto: int | None = None) -> None:
+    def __init__(
+        self, policy: LoadedPolicy, buffer_dir: Path, *, ttl: float = DEFAULT_TTL, upto: int | None = None
+    ) -> None:
         self.policy = policy
         self.model = policy.model
         max_rows = max([DEFAULT_MAX_ROWS, *(a.data.last for a in policy.spec.actions.values())])
@@ -65,8 +67,16 @@ class ModelPipeline:
     def _labeled(self, pairs: LabeledRows) -> Batch | None:
         if not len(pairs):
             return None
-        return self.types.batch(pairs.index, pairs.ts, pairs.features, pairs.attributes, pairs.prediction,
-                                pairs.score, pairs.label, lazy=True)
+        return self.types.batch(
+            pairs.index,
+            pairs.ts,
+            pairs.features,
+            pairs.attributes,
+            pairs.prediction,
+            pairs.score,
+            pairs.label,
+            lazy=True,
+        )
 
     def snapshot(self, pending: bool = True) -> dict[str, Any]:
         """The state to checkpoint; ``pending=False`` leaves out the join's unmatched halves, which
@@ -100,7 +110,11 @@ class ModelPipeline:
 
     def stats(self) -> dict[str, Any]:
         return {
-            "events": self.engine.events, "labels_joined": self.joiner.joined, "pending": self.joiner.pending,
-            "expired": dict(self.joiner.expired), "buffered": len(self.buffer),
-            "type_violations": dict(self.types.violations), "condition_errors": self.engine.condition_errors,
+            "events": self.engine.events,
+            "labels_joined": self.joiner.joined,
+            "pending": self.joiner.pending,
+            "expired": dict(self.joiner.expired),
+            "buffered": len(self.buffer),
+            "type_violations": dict(self.types.violations),
+            "condition_errors": self.engine.condition_errors,
         }

@@ -28,14 +28,14 @@ from pathlib import Path
 from typing import Any
 
 from driftwarden.daemon.actions import ActionRunner, JsonlSink
+from driftwarden.daemon.config import Settings
+from driftwarden.daemon.heap import HeapTrimmer
 from driftwarden.daemon.io.backpressure import Flow, pending_outputs, running_actions
 from driftwarden.daemon.io.batch_decoder import decode_batch
-from driftwarden.daemon.config import Settings
 from driftwarden.daemon.io.events import EventRows
-from driftwarden.daemon.heap import HeapTrimmer
-from driftwarden.daemon.pipeline import ModelPipeline
 from driftwarden.daemon.io.sinks import ModelUpdates, build_sinks
 from driftwarden.daemon.io.sources import FileSource, MemorySource, Record, Source
+from driftwarden.daemon.pipeline import ModelPipeline
 from driftwarden.daemon.state.store import Intent, Store
 from driftwarden.deploy.registry import CHAMPION, LocalRegistry
 from driftwarden.policies.durations import parse_duration
@@ -69,9 +69,18 @@ class RunStats:
     by_model: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
-        return {"type": "summary", "records": self.records, "events": self.events, "dead_letters": self.dead_letters,
-                "labels_joined": self.labels_joined, "signals": self.signals, "decisions": self.decisions,
-                "unrouted": self.unrouted, "seconds": round(self.seconds, 3), "models": self.by_model}
+        return {
+            "type": "summary",
+            "records": self.records,
+            "events": self.events,
+            "dead_letters": self.dead_letters,
+            "labels_joined": self.labels_joined,
+            "signals": self.signals,
+            "decisions": self.decisions,
+            "unrouted": self.unrouted,
+            "seconds": round(self.seconds, 3),
+            "models": self.by_model,
+        }
 
 
 class Daemon:
@@ -108,7 +117,8 @@ class Daemon:
         self.store = Store(settings.store_path)
         # The JSONL files, plus the Kafka topics that settings.sinks names (daemon/sinks.py).
         self.dead_letters, self.alerts, self.decisions, updates = build_sinks(
-            settings, JsonlSink(settings.dead_letter_path), JsonlSink(settings.alerts_path))
+            settings, JsonlSink(settings.dead_letter_path), JsonlSink(settings.alerts_path)
+        )
         self.model_updates = ModelUpdates(updates, self._champion) if updates is not None else None
         self.registry = LocalRegistry(settings.registry_path)
         self._next_index = self.store.next_index()
@@ -124,8 +134,16 @@ class Daemon:
                 monitor.preload()
             self.pipelines[model] = pipe
         self.actions = ActionRunner(
-            self.store, self.policies, self._training_data, settings.state_dir / "runs", self.registry, self.alerts,
-            execute=settings.execute, synchronous=synchronous_actions, listener=self._emit, base=settings.state_dir,
+            self.store,
+            self.policies,
+            self._training_data,
+            settings.state_dir / "runs",
+            self.registry,
+            self.alerts,
+            execute=settings.execute,
+            synchronous=synchronous_actions,
+            listener=self._emit,
+            base=settings.state_dir,
         )
         self.fast_decode = True
         """Decode whole batches as columns (daemon/columnar.py); False forces the per-record path."""
@@ -142,11 +160,15 @@ class Daemon:
         # -- Kafka: partition ownership and state moves (daemon/partitions.py); backpressure --
         self.ownership = _ownership(self)
         self._failed = False
-        self.flow = Flow(source, [
-            running_actions(lambda: self.actions.running, settings.backpressure.max_running_actions),
-            pending_outputs([self.dead_letters, self.alerts, self.decisions],
-                            settings.backpressure.max_pending_outputs),
-        ])
+        self.flow = Flow(
+            source,
+            [
+                running_actions(lambda: self.actions.running, settings.backpressure.max_running_actions),
+                pending_outputs(
+                    [self.dead_letters, self.alerts, self.decisions], settings.backpressure.max_pending_outputs
+                ),
+            ],
+        )
         # -- end Kafka --
         if self._positions:
             log.info("resuming from checkpoint: positions %s, next event index %d", self._positions, self._next_index)
@@ -282,7 +304,9 @@ class Daemon:
             pipe.engine.dead_letters += len(dead)
         monitored = time.perf_counter()
         decisions.sort(key=lambda d: (d.at, d.model, d.rule))
-        self._audit += [(o.get("model"), o["type"], None, o) for o in outputs if o["type"] == "signal" and o.get("drift")]
+        self._audit += [
+            (o.get("model"), o["type"], None, o) for o in outputs if o["type"] == "signal" and o.get("drift")
+        ]
         self._uncheckpointed += len(fresh)
         new: list[str] = []
         if decisions or self._checkpoint_due():
@@ -302,8 +326,10 @@ class Daemon:
         self.actions.submit(new)
 
     def _checkpoint_due(self) -> bool:
-        return (self._uncheckpointed >= self.settings.checkpoint_records
-                or time.monotonic() - self._last_checkpoint >= self.settings.checkpoint_seconds)
+        return (
+            self._uncheckpointed >= self.settings.checkpoint_records
+            or time.monotonic() - self._last_checkpoint >= self.settings.checkpoint_seconds
+        )
 
     def checkpoint(self, decisions: Sequence[Decision] = ()) -> list[str]:
         """Flush the sinks, write state + positions + intents in one transaction, then commit the
@@ -389,13 +415,28 @@ class Daemon:
             new = change.policy
             errors = [str(e) for e in change.errors]
             if new is not None and new.model != model:
-                errors = [f"{change.path}:1:1: model: the file now watches {new.model!r}, not {model!r}; "
-                          "restart the daemon to change a policy's model"]
+                errors = [
+                    f"{change.path}:1:1: model: the file now watches {new.model!r}, not {model!r}; "
+                    "restart the daemon to change a policy's model"
+                ]
             if model is None or new is None or errors:
-                log.error("policy %s refused; model %s keeps running the previous one:\n%s",
-                          change.path, model, "\n".join(errors))
-                self._emit({"type": "policy", "model": model, "at": None, "ts": None, "state": "refused",
-                            "path": str(change.path), "errors": errors})
+                log.error(
+                    "policy %s refused; model %s keeps running the previous one:\n%s",
+                    change.path,
+                    model,
+                    "\n".join(errors),
+                )
+                self._emit(
+                    {
+                        "type": "policy",
+                        "model": model,
+                        "at": None,
+                        "ts": None,
+                        "state": "refused",
+                        "path": str(change.path),
+                        "errors": errors,
+                    }
+                )
                 continue
             if self._uncheckpointed:
                 self.checkpoint()  # the old policy's work is on disk before the new one runs
@@ -403,14 +444,37 @@ class Daemon:
                 kept = self.pipelines[model].swap(new)
             except Exception as e:  # noqa: BLE001 - e.g. unreadable reference data: keep the running policy
                 log.error("policy %s refused; model %s keeps running the previous one: %s", change.path, model, e)
-                self._emit({"type": "policy", "model": model, "at": None, "ts": None, "state": "refused",
-                            "path": str(change.path), "errors": [f"{type(e).__name__}: {e}"]})
+                self._emit(
+                    {
+                        "type": "policy",
+                        "model": model,
+                        "at": None,
+                        "ts": None,
+                        "state": "refused",
+                        "path": str(change.path),
+                        "errors": [f"{type(e).__name__}: {e}"],
+                    }
+                )
                 continue
             self.policies[model] = new
-            log.info("policy %s reloaded for model %s; monitors that kept their state: %s",
-                     change.path, model, ", ".join(kept) or "none")
-            self._emit({"type": "policy", "model": model, "at": None, "ts": None, "state": "reloaded",
-                        "path": str(change.path), "digest": new.digest, "kept": kept})
+            log.info(
+                "policy %s reloaded for model %s; monitors that kept their state: %s",
+                change.path,
+                model,
+                ", ".join(kept) or "none",
+            )
+            self._emit(
+                {
+                    "type": "policy",
+                    "model": model,
+                    "at": None,
+                    "ts": None,
+                    "state": "reloaded",
+                    "path": str(change.path),
+                    "digest": new.digest,
+                    "kept": kept,
+                }
+            )
 
     def _drain_ticks(self) -> None:
         decisions = []
@@ -437,7 +501,11 @@ class Daemon:
         """Features, ``__label``, the row's ``__id``/``__ts``/``__index`` and its ``__attr_*`` attributes
         (for the gate's fairness check; the lifecycle never passes attributes to a trainer)."""
         frame = self.pipelines[model].buffer.frame(upto=upto, last=last)
-        keep = [c for c in frame.columns if not str(c).startswith("__") or c in TRAINING_META or str(c).startswith("__attr_")]
+        keep = [
+            c
+            for c in frame.columns
+            if not str(c).startswith("__") or c in TRAINING_META or str(c).startswith("__attr_")
+        ]
         return frame[keep]
 
 
@@ -455,8 +523,13 @@ def make_source(settings: Settings) -> Source:
     if src.kind == "kafka":
         from driftwarden.daemon.io.kafka.client import KafkaSource
 
-        return KafkaSource(src.bootstrap, src.topics, src.group_id, settings=src.settings,  # type: ignore[arg-type]
-                           auto_offset_reset=src.auto_offset_reset)
+        return KafkaSource(
+            src.bootstrap,
+            src.topics,
+            src.group_id,
+            settings=src.settings,  # type: ignore[arg-type]
+            auto_offset_reset=src.auto_offset_reset,
+        )
     return MemorySource(closed=False)
 
 

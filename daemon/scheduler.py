@@ -11,7 +11,6 @@ from collections.abc import Callable, Iterable
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
-
 from driftwarden.policies.loader import LoadedPolicy
 
 log = logging.getLogger("driftwarden.scheduler")
@@ -25,7 +24,9 @@ class RuleScheduler:
     []
     """
 
-    def __init__(self, policies: Iterable[LoadedPolicy], tick: Callable[[str, str], None], timezone: str = "UTC") -> None:
+    def __init__(
+        self, policies: Iterable[LoadedPolicy], tick: Callable[[str, str], None], timezone: str = "UTC"
+    ) -> None:
         self._scheduler = BackgroundScheduler(timezone=timezone)
         self.jobs: list[str] = []
         for policy in policies:
@@ -34,8 +35,15 @@ class RuleScheduler:
                     continue
                 trigger = CronTrigger.from_crontab(rule.schedule, timezone=timezone)
                 job_id = f"{policy.model}/{rule.name}"
-                self._scheduler.add_job(tick, trigger, args=(policy.model, rule.name), id=job_id,
-                                        coalesce=True, max_instances=1, misfire_grace_time=300)
+                self._scheduler.add_job(
+                    tick,
+                    trigger,
+                    args=(policy.model, rule.name),
+                    id=job_id,
+                    coalesce=True,
+                    max_instances=1,
+                    misfire_grace_time=300,
+                )
                 self.jobs.append(job_id)
 
     def start(self) -> None:

@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-
 from driftwarden.deploy.training import INDEX
 
 if TYPE_CHECKING:  # pandas (40 MB) loads with the first retrain, not with the daemon
@@ -125,9 +124,7 @@ def score(
     classes = np.asarray(classes)
     binary = len(classes) == 2
     avg: dict[str, Any] = (
-        {"average": "binary", "pos_label": classes[1]}
-        if binary
-        else {"average": "macro", "labels": classes}
+        {"average": "binary", "pos_label": classes[1]} if binary else {"average": "macro", "labels": classes}
     )
     proba = None
     if PROBA_METRICS.intersection(wanted) and callable(getattr(model, "predict_proba", None)):
@@ -225,17 +222,13 @@ def evaluate(
             checks["significance"] = significance.check(y_true, cand_pred, champ_pred, task=task)
         if fairness is not None:
             if groups is None:
-                raise ValueError(
-                    f"fairness constraint on {fairness.attribute!r} but no groups given"
-                )
+                raise ValueError(f"fairness constraint on {fairness.attribute!r} but no groups given")
             positive = _positive_class(candidate, y_true)
             checks["fairness"] = fairness.check(np.asarray(groups), cand_pred, champ_pred, positive)
     for check in checks.values():
         reason += f"; {check['reason']}"
         promoted = promoted and bool(check["passed"])
-    return GateResult(
-        promoted=promoted, candidate=cand, champion=champ, reason=reason, checks=checks
-    )
+    return GateResult(promoted=promoted, candidate=cand, champion=champ, reason=reason, checks=checks)
 
 
 def improves(metric: str, by: float = 0.0) -> PromoteIf:
@@ -254,10 +247,7 @@ def improves(metric: str, by: float = 0.0) -> PromoteIf:
         if champion is None:
             return True
         if metric not in candidate or metric not in champion:
-            raise KeyError(
-                f"metric {metric!r} missing (candidate {sorted(candidate)}, "
-                f"champion {sorted(champion)})"
-            )
+            raise KeyError(f"metric {metric!r} missing (candidate {sorted(candidate)}, champion {sorted(champion)})")
         if lower:
             return candidate[metric] <= champion[metric] - by
         return candidate[metric] >= champion[metric] + by
@@ -336,17 +326,13 @@ class Significance:
 
     def __post_init__(self) -> None:
         if self.test not in ("mcnemar", "bootstrap"):
-            raise ValueError(
-                f"significance test must be 'mcnemar' or 'bootstrap', got {self.test!r}"
-            )
+            raise ValueError(f"significance test must be 'mcnemar' or 'bootstrap', got {self.test!r}")
         if not 0 < self.alpha < 1:
             raise ValueError(f"significance alpha must be in (0, 1), got {self.alpha!r}")
         if self.resamples < 1:
             raise ValueError(f"significance resamples must be >= 1, got {self.resamples!r}")
 
-    def check(
-        self, y: Any, candidate: Any, champion: Any, *, task: Task | None = None
-    ) -> dict[str, Any]:
+    def check(self, y: Any, candidate: Any, champion: Any, *, task: Task | None = None) -> dict[str, Any]:
         """Test predictions ``candidate`` against ``champion`` on labels ``y`` (all paired)."""
         y, cand, champ = np.asarray(y), np.asarray(candidate), np.asarray(champion)
         task = task or infer_task(y)
@@ -380,8 +366,7 @@ class Significance:
             p_value=round(p, 6),
             alpha=self.alpha,
             passed=passed,
-            reason=f"{info['test']} p={p:.4f} {'<' if passed else '>='} {self.alpha:g}: "
-            f"improvement {verdict}",
+            reason=f"{info['test']} p={p:.4f} {'<' if passed else '>='} {self.alpha:g}: improvement {verdict}",
         )
         return info
 
@@ -391,13 +376,9 @@ def _bootstrap_differences(
 ) -> np.ndarray:
     """Per resample: how much better the candidate is on ``sig.metric`` (positive = better)."""
     metric = sig.metric
-    allowed = (
-        ("accuracy", "precision", "recall", "f1") if task == "classification" else ("mae", "rmse")
-    )
+    allowed = ("accuracy", "precision", "recall", "f1") if task == "classification" else ("mae", "rmse")
     if metric not in allowed:
-        raise ValueError(
-            f"bootstrap metric must be one of {list(allowed)} for {task}, got {metric!r}"
-        )
+        raise ValueError(f"bootstrap metric must be one of {list(allowed)} for {task}, got {metric!r}")
     n = len(y)
     rng = np.random.default_rng(sig.seed)
     out: list[np.ndarray] = []
@@ -473,14 +454,11 @@ class Fairness:
             "candidate_rates": cand_rates,
             "champion_rates": champ_rates,
             "passed": passed,
-            "reason": f"{self.attribute} parity gap {cand_gap:.4f} "
-            f"{'within' if passed else 'exceeds'} {limit}",
+            "reason": f"{self.attribute} parity gap {cand_gap:.4f} {'within' if passed else 'exceeds'} {limit}",
         }
 
 
-def parity_gap(
-    pred: np.ndarray, groups: np.ndarray, positive: Any
-) -> tuple[float, dict[str, float]]:
+def parity_gap(pred: np.ndarray, groups: np.ndarray, positive: Any) -> tuple[float, dict[str, float]]:
     """Demographic-parity difference of ``pred`` across ``groups`` and each group's rate.
 
     >>> parity_gap(np.array([1, 1, 0, 0]), np.array(["a", "a", "b", "b"]), 1)

@@ -106,9 +106,7 @@ TRAIN_DATA_FILE = "train.parquet"
 #: Prefix of attribute columns (sensitive attributes, segments): never training inputs.
 ATTRIBUTE_PREFIX = "__attr_"
 
-TERMINAL_STATES = frozenset(
-    {"deployed", "promoted", "rejected", "failed", "rolled_back", "verified"}
-)
+TERMINAL_STATES = frozenset({"deployed", "promoted", "rejected", "failed", "rolled_back", "verified"})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -182,9 +180,7 @@ class _Failed(Exception):
 class _Run:
     """One phase of a run: holds what each step produced and reports through ``record``."""
 
-    def __init__(
-        self, model: str, workdir: Path | None, record: Record, outcome_file: str = OUTCOME_FILE
-    ) -> None:
+    def __init__(self, model: str, workdir: Path | None, record: Record, outcome_file: str = OUTCOME_FILE) -> None:
         self.model, self.workdir, self._record = model, workdir, record
         self.outcome_file = outcome_file
         self.state = "pending"
@@ -230,9 +226,7 @@ class _Run:
             log.exception("%s: recording state %r failed", self.model, state)
         if self.workdir is not None:
             try:
-                atomic_write_text(
-                    self.workdir / self.outcome_file, json.dumps(outcome.to_json(), indent=2)
-                )
+                atomic_write_text(self.workdir / self.outcome_file, json.dumps(outcome.to_json(), indent=2))
             except Exception:  # noqa: BLE001
                 log.exception("%s: cannot store %s", self.model, self.outcome_file)
         return outcome
@@ -299,9 +293,7 @@ def _retrain(
     train_df, held = holdout_split(data, spec.holdout)
     features = feature_columns(data)
     path = workdir / TRAIN_DATA_FILE
-    train_df[features + [c for c in RESERVED_COLUMNS if c in train_df.columns]].to_parquet(
-        path, index=False
-    )
+    train_df[features + [c for c in RESERVED_COLUMNS if c in train_df.columns]].to_parquet(path, index=False)
     data_info = {
         "rows": len(train_df),
         "holdout_rows": len(held),
@@ -336,8 +328,7 @@ def _retrain(
             raise _Failed(f"training failed ({kind}, not retried): {result.error}\n{_tail(result)}")
         if attempt == attempts:
             raise _Failed(
-                f"training failed ({kind}); giving up after {attempts} tries: "
-                f"{result.error}\n{_tail(result)}"
+                f"training failed ({kind}); giving up after {attempts} tries: {result.error}\n{_tail(result)}"
             )
         delay = spec.delay(attempt)
         log.warning(
@@ -518,9 +509,7 @@ def judge(
         )
         features = list(candidate.metadata.get("data", {}).get("features") or feature_columns(rows))
         champion_model = registry.load(model, champion.version) if champion else None
-        gate = _gate(
-            spec, registry.load(model, version), champion_model, rows, features, promote_if
-        )
+        gate = _gate(spec, registry.load(model, version), champion_model, rows, features, promote_if)
         run.candidate, run.champion = gate.candidate, gate.champion
         if not gate.promoted:
             if registry.aliases(model).get(CHALLENGER) == version:
@@ -547,9 +536,7 @@ def deploy_version(
 
     def step() -> Outcome:
         new = registry.get(model, version)
-        run.report(
-            "deploying", version=version, target=repr(target), previous=previous, resumed=True
-        )
+        run.report("deploying", version=version, target=repr(target), previous=previous, resumed=True)
         served = target.deploy(new)
         _move_champion(registry, new, previous)
         return run.finish(
@@ -629,8 +616,7 @@ def verify(
                 live_index=span,
             )
         reason = (
-            f"rollback_if holds on {len(rows)} live rows (live {_fmt(live_metrics)}; "
-            f"{previous} {_fmt(champ_metrics)})"
+            f"rollback_if holds on {len(rows)} live rows (live {_fmt(live_metrics)}; {previous} {_fmt(champ_metrics)})"
         )
         back = rollback(model, registry, target, record, reason, to=previous, replacing=version)
         if back.state != "rolled_back":
@@ -677,16 +663,12 @@ def rollback(
                 raise _Failed(f"model {model!r} has no champion to roll back from")
         else:
             current = registry.get(model, replacing)
-        back_to = (
-            to or registry.aliases(model).get(PREVIOUS) or current.metadata.get("previous_champion")
-        )
+        back_to = to or registry.aliases(model).get(PREVIOUS) or current.metadata.get("previous_champion")
         if not back_to or back_to == current.version:
             raise _Failed(f"champion {current.version} of {model!r} has no previous champion")
         previous = registry.get(model, str(back_to))
         run.version = previous.version
-        run.report(
-            "rolling_back", version=previous.version, replacing=current.version, reason=reason
-        )
+        run.report("rolling_back", version=previous.version, replacing=current.version, reason=reason)
         if target is not None:
             target.deploy(previous)
         registry.set_alias(model, ROLLED_BACK, current.version)

@@ -65,9 +65,7 @@ class MlflowRegistry:
             from mlflow import MlflowClient
             from mlflow.exceptions import MlflowException
         except ImportError as e:
-            raise ImportError(
-                f"MlflowRegistry needs MLflow: pip install 'driftwarden[mlflow]' ({e})"
-            ) from e
+            raise ImportError(f"MlflowRegistry needs MLflow: pip install 'driftwarden[mlflow]' ({e})") from e
         self._error: type[Exception] = MlflowException
         self.uri = tracking_uri
         self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
@@ -98,9 +96,7 @@ class MlflowRegistry:
         found: list[Any] = []
         token = None
         while True:
-            page = self.client.search_model_versions(
-                f"name = '{model}'", max_results=_PAGE, page_token=token
-            )
+            page = self.client.search_model_versions(f"name = '{model}'", max_results=_PAGE, page_token=token)
             found += list(page)
             token = page.token
             if not token:
@@ -158,9 +154,7 @@ class MlflowRegistry:
             self.client.set_terminated(run_id, status="FAILED")
             raise
         self.client.set_terminated(run_id)
-        tags = {
-            f"driftwarden.{k}": str(meta[k])[:MAX_TAG] for k in TAGGED if meta.get(k) is not None
-        }
+        tags = {f"driftwarden.{k}": str(meta[k])[:MAX_TAG] for k in TAGGED if meta.get(k) is not None}
         mv = self.client.create_model_version(
             model, source=f"{run.info.artifact_uri}/{ARTIFACT_PATH}", run_id=run_id, tags=tags
         )

@@ -94,13 +94,9 @@ class LocalTarget:
         Deploying the version already served changes nothing (idempotent).
         """
         if not (version.path / "model.pkl").is_file():
-            raise ValueError(
-                f"{version.model} {version.version} has no model.pkl at {version.path}"
-            )
+            raise ValueError(f"{version.model} {version.version} has no model.pkl at {version.path}")
         if self.path.exists() and not self.path.is_symlink():
-            raise FileExistsError(
-                f"{self.path} exists and is not a symlink: LocalTarget will not replace it"
-            )
+            raise FileExistsError(f"{self.path} exists and is not a symlink: LocalTarget will not replace it")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.store.mkdir(exist_ok=True)
         with self._locked():
@@ -116,9 +112,7 @@ class LocalTarget:
                 (staging / VERSION_FILE).write_text(version.version + "\n")
                 now = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
                 (staging / DEPLOYED_FILE).write_text(
-                    json.dumps(
-                        {"model": version.model, "version": version.version, "deployed_at": now}
-                    )
+                    json.dumps({"model": version.model, "version": version.version, "deployed_at": now})
                 )
                 _fsync_tree(staging)
                 os.rename(staging, self.store / name)
@@ -127,9 +121,7 @@ class LocalTarget:
                 raise
             _fsync_dir(self.store)
             self._switch(name)
-            history = self.history() + [
-                {"dir": name, "version": version.version, "deployed_at": now}
-            ]
+            history = self.history() + [{"dir": name, "version": version.version, "deployed_at": now}]
             history = self._prune(history, serving=name)
             atomic_write_text(self.store / HISTORY_FILE, json.dumps(history, indent=2))
         return self.store / name
@@ -273,13 +265,9 @@ class HttpTarget:
             return
         status, answer = _http("GET", self.health_url, None, self.timeout)
         if not 200 <= status < 300:
-            raise DeployError(
-                f"health {self.health_url} answered {status} after reloading {version}"
-            )
+            raise DeployError(f"health {self.health_url} answered {status} after reloading {version}")
         if isinstance(answer, dict) and answer.get("version") not in (None, version):
-            raise DeployError(
-                f"health {self.health_url} reports version {answer['version']!r}, not {version!r}"
-            )
+            raise DeployError(f"health {self.health_url} reports version {answer['version']!r}, not {version!r}")
 
 
 def _http(method: str, url: str, body: Any, timeout: float) -> tuple[int, Any]:
@@ -288,9 +276,7 @@ def _http(method: str, url: str, body: Any, timeout: float) -> tuple[int, Any]:
     import urllib.request
 
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(
-        url, data=data, method=method, headers={"Content-Type": "application/json"}
-    )
+    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - policy URL
             status, raw = resp.status, resp.read()

@@ -143,9 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     except _Failure as failure:
         print(f"driftwarden: {failure.kind} error: {failure.message}", file=sys.stderr, flush=True)
         try:
-            Path(args.output, ERROR_FILE).write_text(
-                json.dumps({"kind": failure.kind, "message": failure.message})
-            )
+            Path(args.output, ERROR_FILE).write_text(json.dumps({"kind": failure.kind, "message": failure.message}))
         except OSError:
             pass
         return failure.code

@@ -177,9 +177,7 @@ def run_training(
 
     if entrypoint is not None:
         if ":" not in entrypoint:
-            return _failed(
-                output, f"entrypoint must be 'module:function', got {entrypoint!r}", False
-            )
+            return _failed(output, f"entrypoint must be 'module:function', got {entrypoint!r}", False)
         argv: str | list[str] = [
             sys.executable,
             "-m",
@@ -246,11 +244,7 @@ def run_training(
     if timed_out:
         error, temporary = f"timed out after {timeout:g} s; killed its process group", True
     elif returncode == 0:
-        error = (
-            None
-            if (output / MODEL_FILE).is_file()
-            else f"{what} exited 0 but wrote no {MODEL_FILE}"
-        )
+        error = None if (output / MODEL_FILE).is_file() else f"{what} exited 0 but wrote no {MODEL_FILE}"
     elif returncode == EX_TEMPFAIL:
         error, temporary = f"exit code {EX_TEMPFAIL} (EX_TEMPFAIL): trainer asked to retry", True
     elif returncode is not None and returncode < 0:
@@ -312,9 +306,7 @@ def reap_trainer(output: Path) -> int | None:
     return killed
 
 
-def _expand(
-    command: str | Sequence[str], *, data: Path, output: Path, reference: Path | None
-) -> str | list[str]:
+def _expand(command: str | Sequence[str], *, data: Path, output: Path, reference: Path | None) -> str | list[str]:
     """Substitute the placeholders; quote them for the shell when ``command`` is a string."""
     shell = isinstance(command, str)
     text = command if isinstance(command, str) else " ".join(command)

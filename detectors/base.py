@@ -98,6 +98,7 @@ class Batch:
 
     def take(self, mask_or_indices: np.ndarray) -> Batch:
         """The rows selected by a boolean mask or an index array."""
+
         def pick(a: np.ndarray | None) -> np.ndarray | None:
             return None if a is None else a[mask_or_indices]
 

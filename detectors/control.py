@@ -26,7 +26,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-
 from driftwarden.detectors.base import Batch, Monitor, Signal, Stream
 from driftwarden.detectors.streaming import LABELED_SERIES
 
@@ -225,9 +224,7 @@ class Cusum(_Chart):
         self.series, self.warmup, self.mean, self.sd = series, warmup, mean, sd
         self.k, self.h, self.mode = k, h, mode
         self._check_common()
-        _check(
-            "k", k, isinstance(k, int | float) and math.isfinite(k) and k >= 0, "it must be >= 0"
-        )
+        _check("k", k, isinstance(k, int | float) and math.isfinite(k) and k >= 0, "it must be >= 0")
         _check("h", h, isinstance(h, int | float) and math.isfinite(h) and h > 0, "it must be > 0")
         super().__init__()
 

@@ -22,7 +22,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-
 from driftwarden.detectors import stats
 from driftwarden.detectors.base import Batch, Monitor, Signal, column
 from driftwarden.detectors.windows import Window, Windower, decode
@@ -146,17 +145,30 @@ class FeatureDrift(Monitor):
         share = sum(drifted.values()) / n if n else 0.0
         features = {
             name: {
-                "method": r.method, "value": r.statistic, "p_value": r.p_value,
-                "threshold": r.threshold, "drift": drifted[name],
+                "method": r.method,
+                "value": r.statistic,
+                "p_value": r.p_value,
+                "threshold": r.threshold,
+                "drift": drifted[name],
             }
             for name, r in results.items()
         }
         return Signal(
-            kind=self.kind, at=window.at, ts=window.ts, drift=share >= self.drift_share and n > 0,
-            value=share, threshold=self.drift_share, window_start=window.start, window_end=window.end,
+            kind=self.kind,
+            at=window.at,
+            ts=window.ts,
+            drift=share >= self.drift_share and n > 0,
+            value=share,
+            threshold=self.drift_share,
+            window_start=window.start,
+            window_end=window.end,
             details={
-                "share_drifted": share, "drifted": sum(drifted.values()), "count": n,
-                "rows": len(window), "features": features, "skipped": skipped,
+                "share_drifted": share,
+                "drifted": sum(drifted.values()),
+                "count": n,
+                "rows": len(window),
+                "features": features,
+                "skipped": skipped,
             },
         )
 
@@ -239,12 +251,21 @@ class PredictionDrift(FeatureDrift):
         else:
             bad = [s for s in series if s not in self.OUTPUTS]
             if bad or not series:
-                raise ValueError(f"series: {list(series)!r} is not allowed; give 'all' or a list of {list(self.OUTPUTS)}")
+                raise ValueError(
+                    f"series: {list(series)!r} is not allowed; give 'all' or a list of {list(self.OUTPUTS)}"
+                )
         self.series = series if isinstance(series, str) else list(series)
         super().__init__(
-            features=self.series, window_events=window_events, window_seconds=window_seconds,
-            method=method, threshold=threshold, drift_share=drift_share, correction=correction,
-            per_feature=per_feature, reference=reference, reference_mode=reference_mode,
+            features=self.series,
+            window_events=window_events,
+            window_seconds=window_seconds,
+            method=method,
+            threshold=threshold,
+            drift_share=drift_share,
+            correction=correction,
+            per_feature=per_feature,
+            reference=reference,
+            reference_mode=reference_mode,
         )
 
     def __repr__(self) -> str:

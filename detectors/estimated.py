@@ -39,7 +39,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-
 from driftwarden.detectors.base import Batch, Monitor, Signal, column
 from driftwarden.detectors.performance import DEFAULT_TOLERANCE
 from driftwarden.detectors.windows import Windower
@@ -57,9 +56,7 @@ for its calibration check)."""
 METRICS = ("accuracy", "f1")
 
 
-def expected_confusion(
-    score: np.ndarray, predicted_positive: np.ndarray
-) -> tuple[float, float, float, float]:
+def expected_confusion(score: np.ndarray, predicted_positive: np.ndarray) -> tuple[float, float, float, float]:
     """Expected (TP, FP, FN, TN) counts of calibrated scores and predictions.
 
     >>> expected_confusion(np.array([0.9, 0.2]), np.array([True, False]))
@@ -102,14 +99,9 @@ class EstimatedPerformance(Monitor):
         if not (isinstance(handover, int | float) and 0 < handover <= 1):
             raise ValueError(f"handover: {handover!r} is not allowed; it must be a share in (0, 1]")
         if not (isinstance(calibration_bins, int) and calibration_bins >= 1):
-            raise ValueError(
-                f"calibration_bins: {calibration_bins!r} is not allowed; it must be an integer >= 1"
-            )
+            raise ValueError(f"calibration_bins: {calibration_bins!r} is not allowed; it must be an integer >= 1")
         if reference is not None and not {"score", "label"} <= set(reference):
-            raise ValueError(
-                f"reference: keys {sorted(reference)!r} are not allowed; "
-                "give both 'score' and 'label'"
-            )
+            raise ValueError(f"reference: keys {sorted(reference)!r} are not allowed; give both 'score' and 'label'")
         self.metric, self.window_events, self.window_seconds = metric, window_events, window_seconds
         self.threshold, self.tolerance, self.positive = threshold, tolerance, positive
         self.handover, self.reference, self.calibration_bins = handover, reference, calibration_bins
@@ -133,11 +125,7 @@ class EstimatedPerformance(Monitor):
         keep = ~np.isnan(score)
         score = score[keep]
         y = np.fromiter((v == self.positive for v in label[keep].tolist()), bool, int(keep.sum()))
-        qs = (
-            np.quantile(score, np.linspace(0, 1, self.calibration_bins + 1)[1:-1])
-            if len(score)
-            else np.empty(0)
-        )
+        qs = np.quantile(score, np.linspace(0, 1, self.calibration_bins + 1)[1:-1]) if len(score) else np.empty(0)
         edges = np.unique(qs)
         bins = np.searchsorted(edges, score, side="right")
         counts = np.bincount(bins, minlength=len(edges) + 1)
@@ -183,9 +171,7 @@ class EstimatedPerformance(Monitor):
             labeled = np.fromiter((v is not None for v in label.tolist()), bool, len(label))
             realized = None
             if labeled.any():
-                yb = np.fromiter(
-                    (v == self.positive for v in label[labeled].tolist()), bool, int(labeled.sum())
-                )
+                yb = np.fromiter((v == self.positive for v in label[labeled].tolist()), bool, int(labeled.sum()))
                 pb = pred[labeled]
                 if self.metric == "accuracy":
                     realized = float(np.mean(yb == pb))
@@ -214,9 +200,7 @@ class EstimatedPerformance(Monitor):
                 continue
             if self._baseline is None:
                 self._baseline = value
-            threshold = (
-                self.threshold if self.threshold is not None else self._baseline - self.tolerance
-            )
+            threshold = self.threshold if self.threshold is not None else self._baseline - self.tolerance
             out.append(
                 Signal(
                     kind=self.kind,

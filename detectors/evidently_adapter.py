@@ -212,9 +212,7 @@ def _check_columns(
     categorical: Sequence[str],
 ) -> None:
     if isinstance(categorical, str):
-        raise ValueError(
-            f"categorical: {categorical!r} is a string; pass a sequence of column names"
-        )
+        raise ValueError(f"categorical: {categorical!r} is a string; pass a sequence of column names")
     allowed = METHODS + ("auto",)
     for column, method in methods.items():
         if method not in allowed:

@@ -46,7 +46,6 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
-
 from driftwarden.detectors import intervals
 from driftwarden.detectors.base import Batch, Monitor, Signal
 from driftwarden.detectors.windows import Window, Windower
@@ -82,9 +81,7 @@ INTERVALS = ("auto", "wilson", "bootstrap")
 # A proportion metric: (numerator, denominator) masks from the masks
 # (predicted positive, actually positive, correct).
 Masks = tuple[np.ndarray, np.ndarray, np.ndarray]
-PROPORTIONS: dict[
-    str, Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
-] = {
+PROPORTIONS: dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]] = {
     "selection_rate": lambda p, y, c: (p, np.ones_like(p)),
     "tpr": lambda p, y, c: (p & y, y),
     "fpr": lambda p, y, c: (p & ~y, ~y),
@@ -132,9 +129,7 @@ class _GroupFairness(Monitor):
             if not attribute:
                 raise ValueError("attribute must be a non-empty name or a list of names, got ''")
         elif not attribute or not all(isinstance(a, str) and a for a in attribute):
-            raise ValueError(
-                f"attribute must be a name or a non-empty list of names, got {attribute!r}"
-            )
+            raise ValueError(f"attribute must be a name or a non-empty list of names, got {attribute!r}")
         if measure not in MEASURES:
             raise ValueError(f"measure must be one of {list(MEASURES)}, got {measure!r}")
         if not 0 < confidence < 1:
@@ -146,10 +141,7 @@ class _GroupFairness(Monitor):
         if not (isinstance(resamples, int) and resamples >= 10):
             raise ValueError(f"resamples must be an integer >= 10, got {resamples!r}")
         if reference is not None and not bias_drift:
-            raise ValueError(
-                f"reference={reference!r} is the metric's reference for bias drift: "
-                "set bias_drift: true"
-            )
+            raise ValueError(f"reference={reference!r} is the metric's reference for bias drift: set bias_drift: true")
         self.attribute = attribute if isinstance(attribute, str) else list(attribute)
         self.window_events, self.window_seconds = window_events, window_seconds
         self.threshold, self.measure, self.confidence = threshold, measure, confidence
@@ -201,11 +193,7 @@ class _GroupFairness(Monitor):
         self._seen: set[str] = set()
 
     def update(self, batch: Batch) -> list[Signal]:
-        if (
-            len(batch) == 0
-            or batch.prediction is None
-            or (self.stream == "labeled" and batch.label is None)
-        ):
+        if len(batch) == 0 or batch.prediction is None or (self.stream == "labeled" and batch.label is None):
             return []
         return [self._signal(w) for w in self._windows.add(batch, self._select)]
 
@@ -335,10 +323,7 @@ class _GroupFairness(Monitor):
         eligible = counts >= self.min_group_size
         if name == "f1":
             cells = np.stack(
-                [
-                    np.bincount(codes, weights=m, minlength=k)
-                    for m in (p & y, p & ~y, ~p & y, ~p & ~y)
-                ],
+                [np.bincount(codes, weights=m, minlength=k) for m in (p & y, p & ~y, ~p & y, ~p & ~y)],
                 axis=1,
             )
             values = _f1(cells[:, 0], cells[:, 1], cells[:, 2])
@@ -362,9 +347,7 @@ class _GroupFairness(Monitor):
             for g in range(k):
                 rows = e[codes == g]
                 if len(rows):
-                    weights = rng.multinomial(
-                        len(rows), np.full(len(rows), 1 / len(rows)), size=self.resamples
-                    )
+                    weights = rng.multinomial(len(rows), np.full(len(rows), 1 / len(rows)), size=self.resamples)
                     reps[:, g] = weights @ rows / len(rows)
             if name == "rmse":
                 values, reps = np.sqrt(values), np.sqrt(reps)
@@ -515,11 +498,7 @@ def _name(v: Any) -> str:
 
 def is_value(a: np.ndarray, value: Any) -> np.ndarray:
     """``a == value`` elementwise as a bool array (False where types differ)."""
-    out = (
-        np.asarray(a == value)
-        if a.dtype == object or _comparable(a, value)
-        else np.zeros(len(a), bool)
-    )
+    out = np.asarray(a == value) if a.dtype == object or _comparable(a, value) else np.zeros(len(a), bool)
     return out.astype(bool) if out.shape == a.shape else np.zeros(len(a), bool)
 
 
@@ -585,14 +564,10 @@ class DemographicParity(_GroupFairness):
         if four_fifths:
             if measure not in (None, "ratio"):
                 raise ValueError(
-                    f"four_fifths: true judges the ratio; measure must be 'ratio' or unset, "
-                    f"got {measure!r}"
+                    f"four_fifths: true judges the ratio; measure must be 'ratio' or unset, got {measure!r}"
                 )
             if threshold not in (None, FOUR_FIFTHS) and not bias_drift:
-                raise ValueError(
-                    f"four_fifths: true fixes the threshold at {FOUR_FIFTHS}; "
-                    f"got threshold={threshold!r}"
-                )
+                raise ValueError(f"four_fifths: true fixes the threshold at {FOUR_FIFTHS}; got threshold={threshold!r}")
         self.four_fifths = four_fifths
         super().__init__(
             attribute,
@@ -718,8 +693,7 @@ class GroupPerformance(_GroupFairness):
             raise ValueError(f"metric must be one of {list(GROUP_METRICS)}, got {metric!r}")
         if interval == "wilson" and metric not in PROPORTIONS:
             raise ValueError(
-                f"interval 'wilson' needs a proportion metric; {metric!r} is not one: "
-                "use 'bootstrap' or 'auto'"
+                f"interval 'wilson' needs a proportion metric; {metric!r} is not one: use 'bootstrap' or 'auto'"
             )
         self.metric = metric
         super().__init__(
@@ -746,9 +720,7 @@ class GroupPerformance(_GroupFairness):
     def _signal(self, w: Window) -> Signal:
         s = super()._signal(w)
         groups = s.details["groups"]
-        judged = {
-            n: g["rate"] for n, g in groups.items() if g["eligible"] and g["rate"] is not None
-        }
+        judged = {n: g["rate"] for n, g in groups.items() if g["eligible"] and g["rate"] is not None}
         worst = None
         if judged:
             pick = max if self.metric in LOWER_IS_BETTER else min

@@ -37,9 +37,7 @@ def z_value(confidence: float) -> float:
     return float(ndtri(0.5 + confidence / 2))
 
 
-def wilson(
-    successes: np.ndarray, n: np.ndarray, confidence: float
-) -> tuple[np.ndarray, np.ndarray]:
+def wilson(successes: np.ndarray, n: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
     """Wilson score interval of ``successes / n``, elementwise; ``n == 0`` gives ``[0, 1]``."""
     x = np.asarray(successes, dtype=np.float64)
     n = np.asarray(n, dtype=np.float64)

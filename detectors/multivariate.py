@@ -17,7 +17,6 @@ from statistics import NormalDist
 from typing import Any
 
 import numpy as np
-
 from driftwarden.detectors.base import Batch, Monitor, Signal, column
 from driftwarden.detectors.lazy import lazy_module
 from driftwarden.detectors.windows import Windower
@@ -51,9 +50,7 @@ ANOMALY_QUANTILE = 0.99
 def _check_features(features: Sequence[str] | str) -> Sequence[str] | str:
     if isinstance(features, str):
         if features != "all":
-            raise ValueError(
-                f"features: {features!r} is not allowed; give a list of names or 'all'"
-            )
+            raise ValueError(f"features: {features!r} is not allowed; give a list of names or 'all'")
         return features
     return list(features)
 
@@ -110,9 +107,7 @@ class _Windowed(Monitor):
         if self._names is None:
             self._names = sorted(batch.features)
         n = len(batch)
-        return {
-            k: batch.features[k] if k in batch.features else np.full(n, np.nan) for k in self._names
-        }
+        return {k: batch.features[k] if k in batch.features else np.full(n, np.nan) for k in self._names}
 
     def _given_reference(self) -> dict[str, np.ndarray] | None:
         if self.reference is None:
@@ -165,10 +160,7 @@ class DomainClassifier(_Windowed):
         self.features = _check_features(features)
         _check_share("alpha", alpha)
         if not (isinstance(calibration_rounds, int) and calibration_rounds >= 2):
-            raise ValueError(
-                f"calibration_rounds: {calibration_rounds!r} is not allowed; "
-                "it must be an integer >= 2"
-            )
+            raise ValueError(f"calibration_rounds: {calibration_rounds!r} is not allowed; it must be an integer >= 2")
         if not (isinstance(learning_rate, int | float) and learning_rate > 0):
             raise ValueError(f"learning_rate: {learning_rate!r} is not allowed; it must be > 0")
         self.window_events, self.window_seconds = window_events, window_seconds
@@ -246,9 +238,7 @@ class DomainClassifier(_Windowed):
         self._null_sd_ratio = max(1.0, measured / auc_null_sd(half, half))
 
     @staticmethod
-    def _run(
-        model: Any, live: list[dict[str, Any]], ref: list[dict[str, Any]]
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def _run(model: Any, live: list[dict[str, Any]], ref: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
         s1 = np.empty(len(live))
         s0 = np.empty(len(ref))
         for i, (x1, x0) in enumerate(zip(live, ref, strict=True)):
@@ -361,9 +351,7 @@ class AnomalyRate(_Windowed):
             ("tree_window", tree_window, 2),
         ):
             if not (isinstance(value, int) and value >= low):
-                raise ValueError(
-                    f"{name}: {value!r} is not allowed; it must be an integer >= {low}"
-                )
+                raise ValueError(f"{name}: {value!r} is not allowed; it must be an integer >= {low}")
         self.window_events, self.window_seconds = window_events, window_seconds
         self.quantile, self.alpha, self.n_trees, self.height = quantile, alpha, n_trees, height
         self.tree_window, self.reference, self.seed = tree_window, reference, seed
@@ -410,16 +398,12 @@ class AnomalyRate(_Windowed):
         if len(rows) > MAX_REFERENCE:
             keep = np.linspace(0, len(rows) - 1, MAX_REFERENCE).round().astype(int)
             rows = [rows[i] for i in keep]
-        for _ in range(
-            max(1, -(-self.tree_window // max(len(rows), 1)))
-        ):  # at least one full tree window
+        for _ in range(max(1, -(-self.tree_window // max(len(rows), 1)))):  # at least one full tree window
             for row in rows:
                 self._trees.learn_one(row)
         scores = np.array([self._trees.score_one(r) for r in rows])
         self._cut = float(np.quantile(scores, self.quantile)) if len(scores) else math.inf
-        self._rate = max(
-            float(np.mean(scores > self._cut)) if len(scores) else 0.0, 1.0 / max(len(rows), 1)
-        )
+        self._rate = max(float(np.mean(scores > self._cut)) if len(scores) else 0.0, 1.0 / max(len(rows), 1))
         self._ready = True
 
     def update(self, batch: Batch) -> list[Signal]:

@@ -13,7 +13,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
-
 from driftwarden.detectors.base import Batch, Monitor, Signal
 from driftwarden.detectors.windows import Windower
 
@@ -94,8 +93,15 @@ def rmse(y: np.ndarray, p: np.ndarray, positive: Any = None) -> float:
 
 
 METRICS: dict[str, Callable[..., float]] = {
-    "accuracy": accuracy, "precision": precision, "recall": recall, "f1": f1,
-    "roc_auc": roc_auc, "log_loss": log_loss, "mae": mae, "rmse": rmse, "r2": r2,
+    "accuracy": accuracy,
+    "precision": precision,
+    "recall": recall,
+    "f1": f1,
+    "roc_auc": roc_auc,
+    "log_loss": log_loss,
+    "mae": mae,
+    "rmse": rmse,
+    "r2": r2,
 }
 LOWER_IS_BETTER = frozenset({"mae", "rmse", "log_loss"})
 FROM_SCORE = frozenset({"roc_auc", "log_loss"})
@@ -145,11 +151,19 @@ class Performance(Monitor):
         for w in windows:
             value = METRICS[self.metric](w.columns["label"], w.columns["prediction"], self.positive)
             if math.isnan(value):
-                out.append(Signal(
-                    kind=self.kind, at=w.at, ts=w.ts, drift=False, value=None, threshold=self.threshold,
-                    window_start=w.start, window_end=w.end,
-                    details={"metric": self.metric, "count": len(w), "baseline": self._baseline},
-                ))
+                out.append(
+                    Signal(
+                        kind=self.kind,
+                        at=w.at,
+                        ts=w.ts,
+                        drift=False,
+                        value=None,
+                        threshold=self.threshold,
+                        window_start=w.start,
+                        window_end=w.end,
+                        details={"metric": self.metric, "count": len(w), "baseline": self._baseline},
+                    )
+                )
                 continue
             if self._baseline is None:
                 self._baseline = value
@@ -158,11 +172,19 @@ class Performance(Monitor):
                 sign = 1 if self.metric in LOWER_IS_BETTER else -1
                 threshold = self._baseline + sign * self.tolerance
             worse = value > threshold if self.metric in LOWER_IS_BETTER else value < threshold
-            out.append(Signal(
-                kind=self.kind, at=w.at, ts=w.ts, drift=bool(worse), value=value, threshold=threshold,
-                window_start=w.start, window_end=w.end,
-                details={"metric": self.metric, "count": len(w), "baseline": self._baseline},
-            ))
+            out.append(
+                Signal(
+                    kind=self.kind,
+                    at=w.at,
+                    ts=w.ts,
+                    drift=bool(worse),
+                    value=value,
+                    threshold=threshold,
+                    window_start=w.start,
+                    window_end=w.end,
+                    details={"metric": self.metric, "count": len(w), "baseline": self._baseline},
+                )
+            )
         return out
 
     def snapshot(self) -> dict[str, Any]:

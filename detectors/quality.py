@@ -33,7 +33,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-
 from driftwarden.detectors.base import Batch, Monitor, Signal, column
 from driftwarden.detectors.windows import Windower
 
@@ -99,9 +98,7 @@ class DataQuality(Monitor):
         reference: Mapping[str, Sequence[Any]] | None = None,
     ) -> None:
         if isinstance(features, str) and features != "all":
-            raise ValueError(
-                f"features: {features!r} is not allowed; give a list of names or 'all'"
-            )
+            raise ValueError(f"features: {features!r} is not allowed; give a list of names or 'all'")
         for name, value in (
             ("missing_tolerance", missing_tolerance),
             ("range_tolerance", range_tolerance),

@@ -28,20 +28,28 @@ from driftwarden.detectors.quality import DataQuality
 from driftwarden.detectors.streaming import Adwin, Ddm, Eddm, HddmA, HddmW, Kswin, PageHinkley
 
 MONITORS: dict[str, type[Monitor]] = {
-    cls.kind: cls
-    for cls in (Adwin, PageHinkley, Kswin, Ddm, Eddm, HddmA, HddmW, FeatureDrift, Performance)
+    cls.kind: cls for cls in (Adwin, PageHinkley, Kswin, Ddm, Eddm, HddmA, HddmW, FeatureDrift, Performance)
 }
 MONITORS.update(
     (cls.kind, cls)
     for cls in (
-        DemographicParity, EqualOpportunity, EqualizedOdds, PredictiveParity, GroupPerformance,
+        DemographicParity,
+        EqualOpportunity,
+        EqualizedOdds,
+        PredictiveParity,
+        GroupPerformance,
     )
 )
 
 MONITORS.update(
     (cls.kind, cls)
     for cls in (
-        Cusum, Ewma, PredictionDrift, DomainClassifier, AnomalyRate, DataQuality,
+        Cusum,
+        Ewma,
+        PredictionDrift,
+        DomainClassifier,
+        AnomalyRate,
+        DataQuality,
         EstimatedPerformance,
     )
 )

@@ -44,7 +44,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-
 from driftwarden.detectors.lazy import lazy_module
 from driftwarden.detectors.windows import to_jsonable
 
@@ -56,6 +55,7 @@ def preload() -> None:
     """Import what every test but KS calls (``scipy.special``: a quarter of a second) now, at
     monitor creation, rather than in the middle of the stream at the first window."""
     _ = special.ndtr  # the first attribute access runs the deferred import
+
 
 __all__ = [
     "METHODS",
@@ -184,7 +184,9 @@ class Reference:
         self.categorical = _is_categorical(arr, categorical, "categorical")
         if self.categorical:
             counter = _count_categories(arr, "values")
-            self._categories(_object_array(list(counter)), np.fromiter(counter.values(), dtype=np.int64, count=len(counter)))
+            self._categories(
+                _object_array(list(counter)), np.fromiter(counter.values(), dtype=np.int64, count=len(counter))
+            )
         else:
             self._numeric(np.sort(_finite(arr, "values")))
 
@@ -326,10 +328,7 @@ def two_sample(
         method = _auto(ref, cur)
     if ref.categorical and method in NUMERIC_ONLY:
         allowed = tuple(m for m in METHODS if m not in NUMERIC_ONLY)
-        raise ValueError(
-            f"method: {method!r} needs numeric data; "
-            f"for categorical data use one of {allowed} or 'auto'"
-        )
+        raise ValueError(f"method: {method!r} needs numeric data; for categorical data use one of {allowed} or 'auto'")
     thr = _DEFAULT_THRESHOLDS[method] if threshold is None else _check_threshold(threshold)
     statistic, p_value = _RUN[method](ref, cur)
     if p_value is None:
@@ -440,14 +439,10 @@ def _finite(arr: np.ndarray, name: str) -> np.ndarray:
     try:
         x = arr.astype(np.float64, copy=False)
     except (TypeError, ValueError):
-        raise ValueError(
-            f"{name}: dtype {arr.dtype} is not numeric; pass categorical=True for categories"
-        ) from None
+        raise ValueError(f"{name}: dtype {arr.dtype} is not numeric; pass categorical=True for categories") from None
     x = x[np.isfinite(x)]
     if x.size == 0:
-        raise ValueError(
-            f"{name}: no finite value left after dropping NaN and inf; need at least one"
-        )
+        raise ValueError(f"{name}: no finite value left after dropping NaN and inf; need at least one")
     return x
 
 

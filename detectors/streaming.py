@@ -22,7 +22,6 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
-
 from driftwarden.detectors.base import Batch, Monitor, Signal, Stream
 from driftwarden.detectors.lazy import import_leaf
 
@@ -138,8 +137,13 @@ class PageHinkley(RiverDetector):
     threshold_arg = "threshold"
 
     def __init__(
-        self, series: str, min_instances: int = 30, delta: float = 0.005, threshold: float = 50.0,
-        alpha: float = 0.9999, mode: str = "both",
+        self,
+        series: str,
+        min_instances: int = 30,
+        delta: float = 0.005,
+        threshold: float = 50.0,
+        alpha: float = 0.9999,
+        mode: str = "both",
     ) -> None:
         if mode not in ("up", "down", "both"):
             raise ValueError(f"mode must be one of 'up', 'down', 'both', got {mode!r}")
@@ -161,10 +165,18 @@ class Kswin(RiverDetector):
     river_args = ("alpha", "window_size", "stat_size", "seed")
     threshold_arg = "alpha"
 
-    def __init__(self, series: str, alpha: float = 0.005, window_size: int = 100, stat_size: int = 30, seed: int = 42) -> None:
+    def __init__(
+        self, series: str, alpha: float = 0.005, window_size: int = 100, stat_size: int = 30, seed: int = 42
+    ) -> None:
         if window_size <= stat_size:
             raise ValueError(f"window_size must be > stat_size ({stat_size}), got {window_size}")
-        self.series, self.alpha, self.window_size, self.stat_size, self.seed = series, alpha, window_size, stat_size, seed
+        self.series, self.alpha, self.window_size, self.stat_size, self.seed = (
+            series,
+            alpha,
+            window_size,
+            stat_size,
+            seed,
+        )
         super().__init__()
 
 
@@ -180,7 +192,9 @@ class Ddm(RiverDetector):
     river_args = ("warm_start", "warning_threshold", "drift_threshold")
     threshold_arg = "drift_threshold"
 
-    def __init__(self, series: str = "error", warm_start: int = 30, warning_threshold: float = 2.0, drift_threshold: float = 3.0) -> None:
+    def __init__(
+        self, series: str = "error", warm_start: int = 30, warning_threshold: float = 2.0, drift_threshold: float = 3.0
+    ) -> None:
         self.series, self.warm_start = series, warm_start
         self.warning_threshold, self.drift_threshold = warning_threshold, drift_threshold
         super().__init__()
@@ -215,7 +229,13 @@ class HddmA(RiverDetector):
     river_args = ("drift_confidence", "warning_confidence", "two_sided_test")
     threshold_arg = "drift_confidence"
 
-    def __init__(self, series: str = "error", drift_confidence: float = 0.001, warning_confidence: float = 0.005, two_sided_test: bool = False) -> None:
+    def __init__(
+        self,
+        series: str = "error",
+        drift_confidence: float = 0.001,
+        warning_confidence: float = 0.005,
+        two_sided_test: bool = False,
+    ) -> None:
         self.series, self.drift_confidence = series, drift_confidence
         self.warning_confidence, self.two_sided_test = warning_confidence, two_sided_test
         super().__init__()
@@ -234,8 +254,12 @@ class HddmW(RiverDetector):
     threshold_arg = "drift_confidence"
 
     def __init__(
-        self, series: str = "error", drift_confidence: float = 0.001, warning_confidence: float = 0.005,
-        lambda_val: float = 0.05, two_sided_test: bool = False,
+        self,
+        series: str = "error",
+        drift_confidence: float = 0.001,
+        warning_confidence: float = 0.005,
+        lambda_val: float = 0.05,
+        two_sided_test: bool = False,
     ) -> None:
         self.series, self.drift_confidence, self.warning_confidence = series, drift_confidence, warning_confidence
         self.lambda_val, self.two_sided_test = lambda_val, two_sided_test

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-
 from driftwarden.detectors.base import Batch
 
 Columns = dict[str, np.ndarray]
@@ -131,8 +130,12 @@ class Windower:
         for c in self._chunks:
             for n, v in c.items():
                 names.setdefault(n, v.dtype)
-        cols = {n: np.concatenate([c[n] if n in c else _missing(dtype, len(i)) for c, i in zip(self._chunks, self._index, strict=True)])
-                for n, dtype in names.items()}
+        cols = {
+            n: np.concatenate(
+                [c[n] if n in c else _missing(dtype, len(i)) for c, i in zip(self._chunks, self._index, strict=True)]
+            )
+            for n, dtype in names.items()
+        }
         self._chunks, self._index, self._ts = [], [], []
         self._pending = 0
         return idx, t, cols
@@ -141,7 +144,11 @@ class Windower:
         if self.pending:
             idx, t, cols = self._drain()
             self._push(idx, t, cols)
-            body: dict[str, Any] = {"index": encode(idx), "ts": encode(t), "columns": {k: encode(v) for k, v in cols.items()}}
+            body: dict[str, Any] = {
+                "index": encode(idx),
+                "ts": encode(t),
+                "columns": {k: encode(v) for k, v in cols.items()},
+            }
         else:
             body = {"index": None}
         body["window_start_ts"] = self._window_start_ts
@@ -180,8 +187,11 @@ def encode(a: np.ndarray) -> dict[str, Any]:
     categories = [v for v in code_of if v is not None and v == v]  # in order of first appearance
     code_of.update(zip(categories, range(len(categories)), strict=True))
     codes = np.fromiter(map(code_of.__getitem__, values), dtype="<i4", count=len(values))
-    return {"dtype": "object", "codes": base64.b64encode(codes.tobytes()).decode(),
-            "categories": [to_jsonable(v) for v in categories]}
+    return {
+        "dtype": "object",
+        "codes": base64.b64encode(codes.tobytes()).decode(),
+        "categories": [to_jsonable(v) for v in categories],
+    }
 
 
 def decode(d: Mapping[str, Any]) -> np.ndarray:

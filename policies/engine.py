@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from driftwarden.detectors.base import Batch, Monitor, Signal
 from driftwarden.detectors.registry import build
 from driftwarden.policies.durations import parse_duration
@@ -50,8 +49,17 @@ FIRED_HISTORY = 10_000
 """Drift times kept per monitor for fired_within() and count(): bounded memory."""
 
 LATEST_DEFAULTS: dict[str, Any] = {
-    "drift": False, "value": 0.0, "p_value": 1.0, "threshold": 0.0, "share_drifted": 0.0,
-    "count": 0, "features": {}, "ready": False, "at": -1, "ci_low": 0.0, "ci_high": 1.0,
+    "drift": False,
+    "value": 0.0,
+    "p_value": 1.0,
+    "threshold": 0.0,
+    "share_drifted": 0.0,
+    "count": 0,
+    "features": {},
+    "ready": False,
+    "at": -1,
+    "ci_low": 0.0,
+    "ci_high": 1.0,
 }
 """What a condition reads of a monitor that has not spoken yet."""
 
@@ -219,9 +227,18 @@ class PolicyEngine:
 
     def _decision(self, rule: Any, at: int, ts: float, reason: str) -> Decision:
         return Decision(
-            model=self.model, rule=rule.name, action=rule.do, action_type=self.policy.spec.action_type(rule.do),
-            at=at, ts=ts, key=f"{self.model}/{rule.name}/{at}", dry_run=rule.dry_run, severity=rule.severity,
-            reason=reason, labels=rule.labels, annotations=rule.annotations,
+            model=self.model,
+            rule=rule.name,
+            action=rule.do,
+            action_type=self.policy.spec.action_type(rule.do),
+            at=at,
+            ts=ts,
+            key=f"{self.model}/{rule.name}/{at}",
+            dry_run=rule.dry_run,
+            severity=rule.severity,
+            reason=reason,
+            labels=rule.labels,
+            annotations=rule.annotations,
         )
 
     def scheduled(self, rule_name: str, now: float, at: int) -> Decision | None:
@@ -264,14 +281,17 @@ class PolicyEngine:
         kinds = set(self.policy.spec.actions) | set(ACTION_TYPES) | set(self.last_action)
         kinds |= {self.policy.spec.action_type(a) for a in self.policy.spec.actions}
         ctx["actions"] = {
-            k: {"since": max(0.0, now - self.last_action[k]) if k in self.last_action else math.inf,
-                "count": self.action_counts.get(k, 0)}
+            k: {
+                "since": max(0.0, now - self.last_action[k]) if k in self.last_action else math.inf,
+                "count": self.action_counts.get(k, 0),
+            }
             for k in sorted(kinds)
         }
         return ctx
 
     def functions(self, now: float) -> dict[str, Any]:
         """The helpers conditions call, at rule time ``now``."""
+
         def within(monitor: str, duration: str) -> list[float]:
             span = parse_duration(duration)
             return [t for t in self.drift_times.get(monitor, ()) if now - span < t <= now]
@@ -311,8 +331,11 @@ class PolicyEngine:
         unchanged too. Counters always carry over. Returns the names of the monitors restored.
         """
         defs = state.get("definitions")
-        kept = [n for n in state["monitors"] if n in self.monitors
-                and (defs is None or defs.get(n) == self.policy.monitor_definition(n))]
+        kept = [
+            n
+            for n in state["monitors"]
+            if n in self.monitors and (defs is None or defs.get(n) == self.policy.monitor_definition(n))
+        ]
         for name in kept:
             self.monitors[name].restore(state["monitors"][name])
             if name in state["latest"]:
@@ -342,15 +365,17 @@ def load_reference(policy: LoadedPolicy) -> dict[str, np.ndarray] | None:
     if policy.spec.reference is None:
         return None
     import pandas as pd
-
     from driftwarden.detectors.base import column
 
     path = Path(policy.spec.reference.path)
     if not path.is_absolute() and not path.exists():
         path = policy.path.parent / path
     frame = pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
-    return {c: column(frame[c].to_numpy()) if frame[c].dtype.kind in "fiub" else column(frame[c].tolist())
-            for c in frame.columns if not str(c).startswith("__")}
+    return {
+        c: column(frame[c].to_numpy()) if frame[c].dtype.kind in "fiub" else column(frame[c].tolist())
+        for c in frame.columns
+        if not str(c).startswith("__")
+    }
 
 
 def rule_summary(decisions: Iterable[Mapping[str, Any]], policies: Iterable[LoadedPolicy]) -> list[dict[str, Any]]:
@@ -371,7 +396,18 @@ def rule_summary(decisions: Iterable[Mapping[str, Any]], policies: Iterable[Load
             would = r.do if kind == r.do else f"{r.do} ({kind})"
             if r.dry_run:
                 would += ", dry run"
-            out.append({"model": p.model, "rule": r.name, "firings": len(hits), "first_at": hits[0] if hits else None,
-                        "last_at": hits[-1] if hits else None, "action": r.do, "action_type": kind,
-                        "severity": r.severity, "dry_run": r.dry_run, "would_do": would})
+            out.append(
+                {
+                    "model": p.model,
+                    "rule": r.name,
+                    "firings": len(hits),
+                    "first_at": hits[0] if hits else None,
+                    "last_at": hits[-1] if hits else None,
+                    "action": r.do,
+                    "action_type": kind,
+                    "severity": r.severity,
+                    "dry_run": r.dry_run,
+                    "would_do": would,
+                }
+            )
     return out

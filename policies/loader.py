@@ -27,8 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, TypeAdapter, ValidationError
-
 from driftwarden.detectors.registry import MONITORS, build
 from driftwarden.policies.conditions import CEL_BUILTINS, FUNCTIONS, Condition, ConditionError
 from driftwarden.policies.durations import parse_duration, parse_for
@@ -44,6 +42,7 @@ from driftwarden.policies.schema import (
     Rule,
     WindowSpec,
 )
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 CONTEXT_NAMES = ("events", "labels", "dead_letters", "model", "actions")
 """Names every condition may read besides the monitors (see :meth:`driftwarden.policies.engine.PolicyEngine.context`)."""
@@ -120,8 +119,11 @@ class LoadedPolicy:
         if f"monitor:{name}" in self._digests:
             return self._digests[f"monitor:{name}"]
         spec = self.spec.monitors[name]
-        text = json.dumps([spec.definition(), self.reference_digest if uses_policy_reference(spec) else None],
-                          sort_keys=True, default=str)
+        text = json.dumps(
+            [spec.definition(), self.reference_digest if uses_policy_reference(spec) else None],
+            sort_keys=True,
+            default=str,
+        )
         digest = self._digests[f"monitor:{name}"] = hashlib.sha256(text.encode()).hexdigest()[:16]
         return digest
 
@@ -167,9 +169,16 @@ def load_text(path: Path, text: str | None = None) -> tuple[LoadedPolicy | None,
     if node is not None:
         positions.walk(node, ())
     if not isinstance(data, dict):
-        return None, [PolicyError(file, 1, 1, "", "a policy is a YAML mapping (version, model, monitors, rules, actions)")]
-    errors = [positions.error((k,), "YAML reads the bare key 'on' as true; write 'series:' (monitors) or 'when:' (rules)", key=True)
-              for k in data if k is True]
+        return None, [
+            PolicyError(file, 1, 1, "", "a policy is a YAML mapping (version, model, monitors, rules, actions)")
+        ]
+    errors = [
+        positions.error(
+            (k,), "YAML reads the bare key 'on' as true; write 'series:' (monitors) or 'when:' (rules)", key=True
+        )
+        for k in data
+        if k is True
+    ]
     errors += _nested_on_keys(data, (), positions)
     if errors:
         return None, errors
@@ -183,8 +192,12 @@ def load_text(path: Path, text: str | None = None) -> tuple[LoadedPolicy | None,
     reference_digest = None
     if spec is not None and spec.reference is not None:
         reference_digest = _file_digest(_reference_path(path, spec.reference.path))
-    loaded = LoadedPolicy(path=path, spec=spec, digest=hashlib.sha256(text.encode()).hexdigest(),  # type: ignore[arg-type]
-                          reference_digest=reference_digest)
+    loaded = LoadedPolicy(
+        path=path,
+        spec=spec,
+        digest=hashlib.sha256(text.encode()).hexdigest(),  # type: ignore[arg-type]
+        reference_digest=reference_digest,
+    )
     errors += _semantic_errors(parts, loaded, positions, path)
     errors = sorted(dict.fromkeys(errors), key=lambda e: (e.line, e.col, e.where, e.message))
     return (None if errors or spec is None else loaded), errors
@@ -222,8 +235,14 @@ class _Parts:
         names = sorted(str(k) for k in raw_monitors)
         action_names = sorted(str(k) for k in raw_actions)
         if spec is not None:
-            return cls(dict(spec.monitors), names, list(enumerate(spec.rules)), dict(spec.actions), action_names,
-                       spec.reference.path if spec.reference else None)
+            return cls(
+                dict(spec.monitors),
+                names,
+                list(enumerate(spec.rules)),
+                dict(spec.actions),
+                action_names,
+                spec.reference.path if spec.reference else None,
+            )
         pruned = _prune(data, errors)
 
         def valid(validate: Any, value: Any) -> Any:
@@ -232,13 +251,22 @@ class _Parts:
             except (ValidationError, ValueError, TypeError):
                 return None
 
-        monitors = {str(k): m for k, v in _mapping(pruned.get("monitors")).items()
-                    if (m := valid(_MONITOR.validate_python, v)) is not None}
+        monitors = {
+            str(k): m
+            for k, v in _mapping(pruned.get("monitors")).items()
+            if (m := valid(_MONITOR.validate_python, v)) is not None
+        }
         rules_raw = pruned.get("rules")
-        rules = [(i, r) for i, v in enumerate(rules_raw if isinstance(rules_raw, list) else [])
-                 if (r := valid(Rule.model_validate, v)) is not None]
-        actions = {str(k): a for k, v in _mapping(pruned.get("actions")).items()
-                   if (a := valid(Action.model_validate, v)) is not None}
+        rules = [
+            (i, r)
+            for i, v in enumerate(rules_raw if isinstance(rules_raw, list) else [])
+            if (r := valid(Rule.model_validate, v)) is not None
+        ]
+        actions = {
+            str(k): a
+            for k, v in _mapping(pruned.get("actions")).items()
+            if (a := valid(Action.model_validate, v)) is not None
+        }
         ref = pruned.get("reference")
         reference = ref.get("path") if isinstance(ref, dict) and isinstance(ref.get("path"), str) else None
         return cls(monitors, names, rules, actions, action_names, reference)
@@ -279,7 +307,11 @@ def _nested_on_keys(data: Any, path: Path_, positions: _Positions) -> list[Polic
     if isinstance(data, dict):
         for k, v in data.items():
             if k is True and path:
-                out.append(positions.error(path + (True,), "YAML reads the bare key 'on' as true; write 'series:' instead", key=True))
+                out.append(
+                    positions.error(
+                        path + (True,), "YAML reads the bare key 'on' as true; write 'series:' instead", key=True
+                    )
+                )
             out += _nested_on_keys(v, path + (k,), positions)
     elif isinstance(data, list):
         for i, v in enumerate(data):
@@ -296,11 +328,23 @@ def _semantic_errors(parts: _Parts, p: LoadedPolicy, pos: _Positions, path: Path
     errors: list[PolicyError] = []
     for name in parts.monitor_names:
         if not _IDENTIFIER.match(name) or name in CEL_RESERVED:
-            errors.append(pos.error(("monitors", name), f"monitor name {name!r} cannot be used in conditions; "
-                                    "use letters, digits and '_' (e.g. " + re.sub(r"\W", "_", name) + ")", key=True))
+            errors.append(
+                pos.error(
+                    ("monitors", name),
+                    f"monitor name {name!r} cannot be used in conditions; "
+                    "use letters, digits and '_' (e.g. " + re.sub(r"\W", "_", name) + ")",
+                    key=True,
+                )
+            )
         elif name in CONTEXT_NAMES or name in FUNCTIONS:
-            errors.append(pos.error(("monitors", name), f"monitor name {name!r} is taken by the condition context "
-                                    f"({', '.join(CONTEXT_NAMES + FUNCTIONS)}); choose another", key=True))
+            errors.append(
+                pos.error(
+                    ("monitors", name),
+                    f"monitor name {name!r} is taken by the condition context "
+                    f"({', '.join(CONTEXT_NAMES + FUNCTIONS)}); choose another",
+                    key=True,
+                )
+            )
     for name, m in parts.monitors.items():
         errors += _monitor_errors(name, m, pos)
     names = parts.monitor_names
@@ -330,13 +374,22 @@ def _semantic_errors(parts: _Parts, p: LoadedPolicy, pos: _Positions, path: Path
 
                 CronTrigger.from_crontab(rule.schedule)
             except ValueError as e:
-                errors.append(pos.error(at + ("schedule",), f"bad cron string {rule.schedule!r}: {e} "
-                                        "(five fields: minute hour day month day-of-week, e.g. '0 3 * * SUN')"))
+                errors.append(
+                    pos.error(
+                        at + ("schedule",),
+                        f"bad cron string {rule.schedule!r}: {e} "
+                        "(five fields: minute hour day month day-of-week, e.g. '0 3 * * SUN')",
+                    )
+                )
             for key in ("for", "keep_firing_for"):
                 if getattr(rule, "for_" if key == "for" else key) is not None:
                     errors.append(pos.error(at + (key,), f"'{key}' has no meaning on a scheduled rule; remove it"))
         if rule.do not in actions:
-            errors.append(pos.error(at + ("do",), f"unknown action {rule.do!r}; {_hint(rule.do, actions)}actions: {', '.join(actions)}"))
+            errors.append(
+                pos.error(
+                    at + ("do",), f"unknown action {rule.do!r}; {_hint(rule.do, actions)}actions: {', '.join(actions)}"
+                )
+            )
         muting: set[str] = set()
         for j, name in enumerate(rule.inhibited_by):
             if name in parts.actions:
@@ -345,15 +398,22 @@ def _semantic_errors(parts: _Parts, p: LoadedPolicy, pos: _Positions, path: Path
                 muting.add(name)
             else:
                 known = sorted(set(parts.action_names) | set(ACTION_TYPES))
-                errors.append(pos.error(at + ("inhibited_by", j), f"unknown action {name!r}; {_hint(name, known)}"
-                                        f"use an action name or type: {', '.join(known)}"))
+                errors.append(
+                    pos.error(
+                        at + ("inhibited_by", j),
+                        f"unknown action {name!r}; {_hint(name, known)}use an action name or type: {', '.join(known)}",
+                    )
+                )
         p.inhibitors[rule.name] = frozenset(muting)
     for name, action in parts.actions.items():
         at = ("actions", name)
         kind = action.type or name
         if kind not in ACTION_TYPES:
-            errors.append(pos.error(at, f"action {name!r} needs 'type' ({' or '.join(ACTION_TYPES)}): "
-                                    "its name is not an action type"))
+            errors.append(
+                pos.error(
+                    at, f"action {name!r} needs 'type' ({' or '.join(ACTION_TYPES)}): its name is not an action type"
+                )
+            )
         if kind == "retrain":
             if action.train is None:
                 errors.append(pos.error(at, "a retrain action needs 'train' (entrypoint or command)"))
@@ -365,13 +425,25 @@ def _semantic_errors(parts: _Parts, p: LoadedPolicy, pos: _Positions, path: Path
         gate = _compile(action.promote_if, at + ("promote_if",), pos, errors)
         if gate is not None:
             for u in sorted(gate.names - set(GATE_NAMES)):
-                errors.append(pos.error_in(at + ("promote_if",), gate.column_of(u), f"unknown name {u!r}; use candidate.<metric> and champion.<metric>"))
+                errors.append(
+                    pos.error_in(
+                        at + ("promote_if",),
+                        gate.column_of(u),
+                        f"unknown name {u!r}; use candidate.<metric> and champion.<metric>",
+                    )
+                )
             p.promote_if[name] = gate
         if action.rollback_if is not None:
             rb = _compile(action.rollback_if, at + ("rollback_if",), pos, errors)
             if rb is not None:
                 for u in sorted(rb.names - set(ROLLBACK_NAMES)):
-                    errors.append(pos.error_in(at + ("rollback_if",), rb.column_of(u), f"unknown name {u!r}; use live.<metric> and champion.<metric>"))
+                    errors.append(
+                        pos.error_in(
+                            at + ("rollback_if",),
+                            rb.column_of(u),
+                            f"unknown name {u!r}; use live.<metric> and champion.<metric>",
+                        )
+                    )
                 p.rollback_if[name] = rb
     if parts.reference is not None and not _reference_path(path, parts.reference).exists():
         errors.append(pos.error(("reference", "path"), f"reference file not found: {parts.reference}"))
@@ -439,8 +511,9 @@ def _timing(rule: Any, at: Path_, pos: _Positions, errors: list[PolicyError]) ->
     return RuleTiming(max_per_day=rule.max_per_day, **values)
 
 
-def _condition(source: str, at: Path_, monitors: list[str], pos: _Positions, errors: list[PolicyError],
-               helped: set[str]) -> Condition | None:
+def _condition(
+    source: str, at: Path_, monitors: list[str], pos: _Positions, errors: list[PolicyError], helped: set[str]
+) -> Condition | None:
     """Compile a rule condition and resolve every name and function it uses; ``helped`` gets the
     monitors named inside fired_within()/count()."""
     cond = _compile(source, at, pos, errors)
@@ -449,37 +522,60 @@ def _condition(source: str, at: Path_, monitors: list[str], pos: _Positions, err
     before = len(errors)
     bound = set(_COMPREHENSION.findall(source))
     for u in sorted(cond.names - set(monitors) - set(CONTEXT_NAMES) - bound):
-        errors.append(pos.error_in(at, cond.column_of(u),
-                      f"unknown name {u!r}; {_hint(u, monitors)}monitors: {', '.join(monitors) or '(none)'}; "
-                      f"also available: {', '.join(CONTEXT_NAMES)}"))
+        errors.append(
+            pos.error_in(
+                at,
+                cond.column_of(u),
+                f"unknown name {u!r}; {_hint(u, monitors)}monitors: {', '.join(monitors) or '(none)'}; "
+                f"also available: {', '.join(CONTEXT_NAMES)}",
+            )
+        )
     known_functions = set(FUNCTIONS) | CEL_BUILTINS
     for f in sorted(cond.all_functions - known_functions):
-        errors.append(pos.error_in(at, cond.column_of(f),
-                      f"unknown function {f!r}; {_hint(f, sorted(FUNCTIONS))}helpers: {', '.join(FUNCTIONS)}"))
+        errors.append(
+            pos.error_in(
+                at,
+                cond.column_of(f),
+                f"unknown function {f!r}; {_hint(f, sorted(FUNCTIONS))}helpers: {', '.join(FUNCTIONS)}",
+            )
+        )
     for call in _HELPER_CALL.finditer(source):
         helper, args = call.group(1), call.group(2)
         pieces = args.split(",")
         col = call.start(2) + 1
         if len(pieces) != 2:
-            errors.append(pos.error_in(at, call.start() + 1, f"{helper}() takes two arguments: "
-                                       f"{helper}(\"<monitor>\", \"<duration>\")"))
+            errors.append(
+                pos.error_in(
+                    at, call.start() + 1, f'{helper}() takes two arguments: {helper}("<monitor>", "<duration>")'
+                )
+            )
             continue
         first = _STRING.match(pieces[0])
         if first is None:
             bare = pieces[0].strip()
-            errors.append(pos.error_in(at, col + len(pieces[0]) - len(pieces[0].lstrip()),
-                          f"{helper}() takes the monitor's name as a string: {helper}(\"{bare}\", ...)"))
+            errors.append(
+                pos.error_in(
+                    at,
+                    col + len(pieces[0]) - len(pieces[0].lstrip()),
+                    f'{helper}() takes the monitor\'s name as a string: {helper}("{bare}", ...)',
+                )
+            )
         else:
             name = first.group(1) if first.group(1) is not None else first.group(2)
             helped.add(name)
             if name not in monitors:
-                errors.append(pos.error_in(at, col + len(pieces[0]) - len(pieces[0].lstrip()),
-                              f"{helper}() names unknown monitor {name!r}; {_hint(name, monitors)}"
-                              f"monitors: {', '.join(monitors) or '(none)'}"))
+                errors.append(
+                    pos.error_in(
+                        at,
+                        col + len(pieces[0]) - len(pieces[0].lstrip()),
+                        f"{helper}() names unknown monitor {name!r}; {_hint(name, monitors)}"
+                        f"monitors: {', '.join(monitors) or '(none)'}",
+                    )
+                )
         second = _STRING.match(pieces[1])
         dcol = col + len(pieces[0]) + 1 + len(pieces[1]) - len(pieces[1].lstrip())
         if second is None:
-            errors.append(pos.error_in(at, dcol, f"{helper}() takes a duration string such as \"1h\""))
+            errors.append(pos.error_in(at, dcol, f'{helper}() takes a duration string such as "1h"'))
         else:
             try:
                 parse_duration(second.group(1) if second.group(1) is not None else second.group(2))
@@ -510,7 +606,9 @@ class _Positions:
         if isinstance(node, yaml.MappingNode):
             for k, v in node.value:
                 key: Any = k.value
-                if k.tag.endswith(":bool") or (isinstance(key, str) and key.lower() in ("on", "yes", "true") and k.style is None):
+                if k.tag.endswith(":bool") or (
+                    isinstance(key, str) and key.lower() in ("on", "yes", "true") and k.style is None
+                ):
                     key = True if key.lower() in ("on", "yes", "true") else key
                 self.keys[path + (key,)] = (k.start_mark.line + 1, k.start_mark.column + 1)
                 self.walk(v, path + (key,))
@@ -533,7 +631,9 @@ class _Positions:
                 return PolicyError(self.file, line, col, self._where(path), message)
             node = self.values.get(probe)
             if node is not None:
-                return PolicyError(self.file, node.start_mark.line + 1, node.start_mark.column + 1, self._where(path), message)
+                return PolicyError(
+                    self.file, node.start_mark.line + 1, node.start_mark.column + 1, self._where(path), message
+                )
             probe = probe[:-1]
             key = False
         return PolicyError(self.file, 1, 1, self._where(path), message)
@@ -567,7 +667,9 @@ def _pydantic_errors(exc: ValidationError, pos: _Positions, data: dict[Any, Any]
         kind = err["type"]
         if kind == "extra_forbidden" and loc[0] == "monitors" and loc[-1] == "window" and len(loc) == 3:
             kind_name = data["monitors"][loc[1]].get("kind")
-            out.append(pos.error(loc, f"a monitor of kind {kind_name!r} has no window: it updates on every event", key=True))
+            out.append(
+                pos.error(loc, f"a monitor of kind {kind_name!r} has no window: it updates on every event", key=True)
+            )
         elif kind == "extra_forbidden":
             allowed = _allowed_keys(loc[:-1], data)
             hint = _hint(str(loc[-1]), allowed)
@@ -595,7 +697,11 @@ def _allowed_keys(loc: tuple[Any, ...], data: Any) -> list[str]:
     i = 0
     while i < len(loc):
         part = loc[i]
-        data = data.get(part) if isinstance(data, dict) else (data[part] if isinstance(data, list) and isinstance(part, int) and part < len(data) else None)
+        data = (
+            data.get(part)
+            if isinstance(data, dict)
+            else (data[part] if isinstance(data, list) and isinstance(part, int) and part < len(data) else None)
+        )
         if model is Policy and part == "monitors" and i + 1 < len(loc):
             i += 1
             data = data.get(loc[i]) if isinstance(data, dict) else None

@@ -15,8 +15,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
-
 from driftwarden.policies.schema import (
     MONITOR_MODELS,
     Action,
@@ -28,6 +26,7 @@ from driftwarden.policies.schema import (
     TrainSpec,
     WindowSpec,
 )
+from pydantic import BaseModel
 
 START = "<!-- policy-reference:start -->"
 END = "<!-- policy-reference:end -->"
@@ -199,8 +198,12 @@ def render() -> str:
     ]
     for title, model in SECTIONS:
         out += [f"#### {title}", "", _table(model), ""]
-    out += ["### Monitor kinds", "",
-            "A monitor's keys are `kind` and that kind's parameters; windowed kinds take `window`.", ""]
+    out += [
+        "### Monitor kinds",
+        "",
+        "A monitor's keys are `kind` and that kind's parameters; windowed kinds take `window`.",
+        "",
+    ]
     for kind, model in MONITOR_MODELS.items():
         doc = (model.__doc__ or "").strip()
         out += [f"#### `{kind}`", "", doc, "", _table(model, skip=("kind",)), ""]

@@ -73,7 +73,12 @@ def step(
     fired = tuple(t for t in state.fired if now - t < DAY)
     if not condition:
         keep = timing.keep_firing_for
-        if state.phase == "firing" and keep is not None and state.last_true is not None and now - state.last_true < keep:
+        if (
+            state.phase == "firing"
+            and keep is not None
+            and state.last_true is not None
+            and now - state.last_true < keep
+        ):
             return replace(state, fired=fired), False
         return RuleState(last_fired=state.last_fired, fired=fired), False
     held = state.held + 1
@@ -83,8 +88,9 @@ def step(
         ready = False
     if timing.for_seconds is not None and now - since < timing.for_seconds:
         ready = False
-    state = replace(state, held=held, active_since=since, last_true=now, fired=fired,
-                    phase="firing" if ready else "pending")
+    state = replace(
+        state, held=held, active_since=since, last_true=now, fired=fired, phase="firing" if ready else "pending"
+    )
     if not ready or inhibited:
         return state, False
     if state.last_fired is not None and timing.cooldown is not None and now - state.last_fired < timing.cooldown:

@@ -23,9 +23,8 @@ import sys
 import typing
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
-
 from driftwarden.detectors.registry import MONITORS
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 BUILTIN_ACTIONS = ("alert",)
 ACTION_TYPES = ("retrain", "alert")
@@ -36,10 +35,10 @@ WINDOW_PARAMS = ("window_events", "window_seconds")
 
 PARAM_DOCS: dict[str, str] = {
     "series": "What the detector watches: a feature or attribute name, `prediction`, `score`, "
-              "`label`, `error` (0/1 mistakes of labeled predictions) or `residual` (label - prediction).",
+    "`label`, `error` (0/1 mistakes of labeled predictions) or `residual` (label - prediction).",
     "features": "Feature names to compare, or `all` (every feature of the first batch).",
     "method": "Two-sample test: `auto` (Evidently's choice per column) or ks, psi, wasserstein, "
-              "jensenshannon, chisquare, ...",
+    "jensenshannon, chisquare, ...",
     "threshold": "The value the statistic is compared with (the kind's default when omitted).",
     "drift_share": "Share of drifted features at which the whole window counts as drifted.",
     "correction": "Multiple-test correction of per-feature p-values: none, bonferroni or bh.",
@@ -151,20 +150,27 @@ def monitor_model(kind: str, cls: type) -> type[MonitorBase]:
             continue
         doc = PARAM_DOCS.get(name, f"Parameter of {cls.__name__} (see its docstring).")
         field_name = name if not (hasattr(BaseModel, name) or name.startswith("model_")) else f"{name}_param"
-        fields[field_name] = (_annotation(cls, name, p.annotation),
-                              Field(_default(p.default), alias=name if field_name != name else None, description=doc))
+        fields[field_name] = (
+            _annotation(cls, name, p.annotation),
+            Field(_default(p.default), alias=name if field_name != name else None, description=doc),
+        )
     if windowed:
         fields["window"] = (WindowSpec | None, Field(None, description="Tumbling window: {events: N} or {time: 10m}."))
     summary = (inspect.getdoc(cls) or "").split("\n\n")[0].replace("\n", " ")
     model = create_model(  # type: ignore[call-overload]
-        f"Monitor_{kind}", __base__=MonitorBase, __doc__=summary or f"The {kind} monitor.", **fields,
+        f"Monitor_{kind}",
+        __base__=MonitorBase,
+        __doc__=summary or f"The {kind} monitor.",
+        **fields,
     )
     model.model_config = ConfigDict(extra=extra, populate_by_name=True)  # type: ignore[typeddict-item]
     model.model_rebuild(force=True)
     return model  # type: ignore[no-any-return]
 
 
-MONITOR_MODELS: dict[str, type[MonitorBase]] = {kind: monitor_model(kind, cls) for kind, cls in sorted(MONITORS.items())}
+MONITOR_MODELS: dict[str, type[MonitorBase]] = {
+    kind: monitor_model(kind, cls) for kind, cls in sorted(MONITORS.items())
+}
 """The policy model of every monitor kind."""
 
 if TYPE_CHECKING:
@@ -176,23 +182,33 @@ else:
 class ReferenceSpec(Strict):
     """Reference data for drift monitors."""
 
-    path: str = Field(description="Parquet or CSV file of reference data (feature columns), relative to the policy file.")
+    path: str = Field(
+        description="Parquet or CSV file of reference data (feature columns), relative to the policy file."
+    )
 
 
 class Rule(Strict):
     """When ``when`` holds (for ``for``, and ``require`` holds too), do ``do`` — at most once per ``cooldown``."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="Unique name of the rule in this policy.")
-    when: str | None = Field(None, description="CEL condition over the context (monitors' latest signals, counts, ...).")
-    schedule: str | None = Field(None, description="Cron string (minute hour day month day-of-week), instead of 'when'.")
+    when: str | None = Field(
+        None, description="CEL condition over the context (monitors' latest signals, counts, ...)."
+    )
+    schedule: str | None = Field(
+        None, description="Cron string (minute hour day month day-of-week), instead of 'when'."
+    )
     for_: str | int | None = Field(
-        None, alias="for",
+        None,
+        alias="for",
         description="How long 'when' must hold before the rule fires: 'N windows' (consecutive evaluations) or a duration.",
     )
     keep_firing_for: str | None = Field(
-        None, description="Stay firing this long after 'when' stops holding (a flap does not restart 'for').",
+        None,
+        description="Stay firing this long after 'when' stops holding (a flap does not restart 'for').",
     )
-    require: str | None = Field(None, description="CEL precondition, e.g. labels.count >= 1000; the rule fires only when it holds too.")
+    require: str | None = Field(
+        None, description="CEL precondition, e.g. labels.count >= 1000; the rule fires only when it holds too."
+    )
     cooldown: str | None = Field(None, description="Minimum time between two firings (a repeat interval), e.g. 6h.")
     max_per_day: int | None = Field(None, ge=1, description="At most this many firings in any 24 hours.")
     inhibited_by: list[str] = Field(
@@ -201,9 +217,15 @@ class Rule(Strict):
     )
     do: str = Field(description="The action to run: a name under 'actions', or 'alert'.")
     dry_run: bool = Field(False, description="Emit and log decisions, execute nothing.")
-    severity: Literal["info", "warning", "critical"] = Field("warning", description="Carried into decisions and alerts.")
-    labels: dict[str, str] = Field(default_factory=dict, description="Carried into decisions and alerts (routing, ownership).")
-    annotations: dict[str, str] = Field(default_factory=dict, description="Carried into decisions and alerts (summary, runbook URL).")
+    severity: Literal["info", "warning", "critical"] = Field(
+        "warning", description="Carried into decisions and alerts."
+    )
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="Carried into decisions and alerts (routing, ownership)."
+    )
+    annotations: dict[str, str] = Field(
+        default_factory=dict, description="Carried into decisions and alerts (summary, runbook URL)."
+    )
 
     @model_validator(mode="after")
     def _trigger(self) -> Rule:
@@ -215,7 +237,9 @@ class Rule(Strict):
 class TrainSpec(Strict):
     """How a candidate model is trained."""
 
-    entrypoint: str | None = Field(None, description="Python 'module:function' called as function(X, y, params) -> model.")
+    entrypoint: str | None = Field(
+        None, description="Python 'module:function' called as function(X, y, params) -> model."
+    )
     command: str | list[str] | None = Field(None, description="A command with {data}, {output}, {reference}.")
     timeout: str = Field("30m", description="Kill training after this long.")
     params: dict[str, Any] = Field(default_factory=dict, description="Passed to the trainer.")
@@ -237,10 +261,15 @@ class DataSpec(Strict):
 class DeploySpec(Strict):
     """Where a promoted model goes."""
 
-    target: Literal["local", "http"] = Field("local", description="local: switch the serving directory; http: switch it, then POST the model server's reload endpoint and GET its health (a failure switches back).")
+    target: Literal["local", "http"] = Field(
+        "local",
+        description="local: switch the serving directory; http: switch it, then POST the model server's reload endpoint and GET its health (a failure switches back).",
+    )
     path: str = Field(description="Serving directory (a symlink switched atomically).")
     url: str | None = Field(None, description="http target: the reload endpoint, POSTed after the switch.")
-    health: str | None = Field(None, description="http target: the health endpoint, GET after reloading; 2xx is healthy.")
+    health: str | None = Field(
+        None, description="http target: the health endpoint, GET after reloading; 2xx is healthy."
+    )
     timeout: str = Field("10s", description="http target: timeout of each call.")
 
     @model_validator(mode="after")
@@ -253,7 +282,9 @@ class DeploySpec(Strict):
 class SignificanceSpec(Strict):
     """The candidate must beat the champion beyond noise on the held-out (or shadow) rows."""
 
-    test: Literal["mcnemar", "bootstrap"] = Field("mcnemar", description="McNemar's exact test on paired errors, or a seeded paired bootstrap of 'metric'.")
+    test: Literal["mcnemar", "bootstrap"] = Field(
+        "mcnemar", description="McNemar's exact test on paired errors, or a seeded paired bootstrap of 'metric'."
+    )
     alpha: float = Field(0.05, gt=0, lt=1, description="One-sided significance level.")
     metric: str = Field("accuracy", description="bootstrap: the metric compared.")
     resamples: int = Field(1000, ge=100, description="bootstrap: number of resamples.")
@@ -264,7 +295,9 @@ class FairnessSpec(Strict):
     """The candidate must not widen the demographic-parity gap of a group attribute."""
 
     attribute: str = Field(description="A feature or event attribute naming the groups.")
-    max_increase: float = Field(0.0, ge=0, le=1, description="How much wider than the champion's gap the candidate's may be.")
+    max_increase: float = Field(
+        0.0, ge=0, le=1, description="How much wider than the champion's gap the candidate's may be."
+    )
     max_gap: float | None = Field(None, gt=0, le=1, description="An absolute bound on the candidate's gap.")
 
 
@@ -281,15 +314,27 @@ class Action(Strict):
     train: TrainSpec | None = Field(None, description="Required for a retrain.")
     data: DataSpec = Field(default_factory=DataSpec, description="The training data window.")
     holdout: float = Field(0.2, gt=0, lt=1, description="Most recent share of the data held out for the gate.")
-    metrics: list[str] = Field(default_factory=lambda: ["accuracy"], description="Metrics the gate computes for candidate and champion.")
-    promote_if: str = Field("candidate.accuracy >= champion.accuracy", description="CEL over candidate.* and champion.*")
+    metrics: list[str] = Field(
+        default_factory=lambda: ["accuracy"], description="Metrics the gate computes for candidate and champion."
+    )
+    promote_if: str = Field(
+        "candidate.accuracy >= champion.accuracy", description="CEL over candidate.* and champion.*"
+    )
     retries: int = Field(2, ge=0, description="Retries of a temporary training failure.")
     deploy: DeploySpec | None = Field(None, description="Deploy the promoted model here.")
-    rollback_if: str | None = Field(None, description="CEL over live.* (the deployed model on the verify window), champion.* (the version it replaced, on the same rows) and candidate.* (the deployed model at the gate): roll back when it holds.")
+    rollback_if: str | None = Field(
+        None,
+        description="CEL over live.* (the deployed model on the verify window), champion.* (the version it replaced, on the same rows) and candidate.* (the deployed model at the gate): roll back when it holds.",
+    )
     significance: SignificanceSpec | None = Field(None, description="Also require a significant improvement.")
     fairness: FairnessSpec | None = Field(None, description="Also require that a group gap does not widen.")
-    shadow: WindowedCheck | None = Field(None, description="Score the candidate on this many live labeled events without serving it; the gate decides on them.")
-    verify: WindowedCheck | None = Field(None, description="After a deploy, check rollback_if on this many live labeled events.")
+    shadow: WindowedCheck | None = Field(
+        None,
+        description="Score the candidate on this many live labeled events without serving it; the gate decides on them.",
+    )
+    verify: WindowedCheck | None = Field(
+        None, description="After a deploy, check rollback_if on this many live labeled events."
+    )
 
 
 class Policy(Strict):
@@ -297,10 +342,18 @@ class Policy(Strict):
 
     version: Literal[1] = Field(description="Policy format version.")
     model: str = Field(description="The model this policy watches (the events' 'model').")
-    reference: ReferenceSpec | None = Field(None, description="Reference data; without it a drift monitor's first window is its reference.")
-    monitors: dict[str, MonitorSpec] = Field(default_factory=dict, description="Monitors by name; the name is how conditions refer to them.")
-    rules: list[Rule] = Field(default_factory=list, description="Rules, evaluated when a monitor they name emits a signal.")
-    actions: dict[str, Action] = Field(default_factory=dict, description="Actions by name ('alert' exists without one).")
+    reference: ReferenceSpec | None = Field(
+        None, description="Reference data; without it a drift monitor's first window is its reference."
+    )
+    monitors: dict[str, MonitorSpec] = Field(
+        default_factory=dict, description="Monitors by name; the name is how conditions refer to them."
+    )
+    rules: list[Rule] = Field(
+        default_factory=list, description="Rules, evaluated when a monitor they name emits a signal."
+    )
+    actions: dict[str, Action] = Field(
+        default_factory=dict, description="Actions by name ('alert' exists without one)."
+    )
 
     def action_type(self, name: str) -> str:
         if name in BUILTIN_ACTIONS and name not in self.actions:

@@ -14,9 +14,17 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def run_cli(*args: str, cwd: Path = ROOT, check: bool = True, timeout: float = 240) -> subprocess.CompletedProcess[str]:
     """``driftwarden ARGS`` in a real subprocess."""
-    proc = subprocess.run([sys.executable, "-m", "driftwarden.daemon.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "-m", "driftwarden.daemon.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     if check and proc.returncode != 0:
-        raise AssertionError(f"driftwarden {' '.join(args)} exited {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        raise AssertionError(
+            f"driftwarden {' '.join(args)} exited {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        )
     return proc
 
 

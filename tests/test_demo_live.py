@@ -52,8 +52,11 @@ def test_live_run_is_three_processes_and_the_server_served_the_new_model(demo_ru
     assert summary["_seconds"] < LIMIT_SECONDS
     # The daemon read the file the server wrote: every prediction carries the version that served it,
     # and the switch happened once, at a chunk boundary, to the deployed version.
-    served = [orjson.loads(x)["attributes"]["model_version"]
-              for x in (out / "events.jsonl").read_bytes().splitlines() if b'"prediction"' in x]
+    served = [
+        orjson.loads(x)["attributes"]["model_version"]
+        for x in (out / "events.jsonl").read_bytes().splitlines()
+        if b'"prediction"' in x
+    ]
     assert len(served) == scenario["predictions"]
     switch = served.index("v0002")
     assert set(served[:switch]) == {"v0001"} and set(served[switch:]) == {"v0002"}
@@ -118,9 +121,29 @@ def test_run_follow_tails_a_growing_file_and_resumes_after_sigterm(tmp_path: Pat
 
     def start() -> subprocess.Popen[str]:
         return subprocess.Popen(
-            [sys.executable, "-m", "driftwarden.daemon.cli", "run", "--config", str(config), "--policy", str(policy),
-             "--events", str(events), "--follow", "--state-dir", str(state), "--json", "--log-level", "warning"],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            [
+                sys.executable,
+                "-m",
+                "driftwarden.daemon.cli",
+                "run",
+                "--config",
+                str(config),
+                "--policy",
+                str(policy),
+                "--events",
+                str(events),
+                "--follow",
+                "--state-dir",
+                str(state),
+                "--json",
+                "--log-level",
+                "warning",
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
 
     def stop(proc: subprocess.Popen[str]) -> dict:
         proc.send_signal(signal.SIGTERM)

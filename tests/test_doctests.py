@@ -8,8 +8,13 @@ import pkgutil
 
 import pytest
 
-PACKAGES = ("driftwarden.daemon", "driftwarden.detectors", "driftwarden.policies", "driftwarden.deploy",
-            "driftwarden.examples")
+PACKAGES = (
+    "driftwarden.daemon",
+    "driftwarden.detectors",
+    "driftwarden.policies",
+    "driftwarden.deploy",
+    "driftwarden.examples",
+)
 # Modules that run something when imported (``python -m`` entry points) are not imported here.
 ENTRY_POINTS = frozenset({"driftwarden.daemon.cli.__main__"})
 

@@ -18,8 +18,11 @@ TOPS = ("daemon", "detectors", "policies", "deploy", "examples")
 
 def test_every_package_folder_is_in_the_wheel_list() -> None:
     listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
-    folders = {"driftwarden." + ".".join(p.parent.relative_to(ROOT).parts)
-               for top in TOPS for p in (ROOT / top).rglob("__init__.py")}
+    folders = {
+        "driftwarden." + ".".join(p.parent.relative_to(ROOT).parts)
+        for top in TOPS
+        for p in (ROOT / top).rglob("__init__.py")
+    }
     assert folders - listed == set(), "add these to [tool.setuptools] packages in pyproject.toml"
     assert listed - folders == set()
 
@@ -27,8 +30,12 @@ def test_every_package_folder_is_in_the_wheel_list() -> None:
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out),
-                    str(ROOT)], check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(ROOT)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     return next(out.glob("driftwarden-*.whl"))
 
 
@@ -51,12 +58,20 @@ def test_installed_non_editable_it_runs_outside_the_checkout(wheel: Path, tmp_pa
     venv.EnvBuilder(system_site_packages=False, with_pip=False).create(env_dir)
     py = env_dir / "bin" / "python"
     # The dependencies come from this environment (no network needed); the package itself only from the wheel.
-    site = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    site = subprocess.run(
+        [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     deps = [p for p in sys.path if p.endswith("site-packages")]
     Path(site, "deps.pth").write_text("\n".join(deps) + "\n")
-    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", site, str(wheel)],
-                   check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", site, str(wheel)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     empty = tmp_path / "empty"
     empty.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
@@ -64,8 +79,14 @@ def test_installed_non_editable_it_runs_outside_the_checkout(wheel: Path, tmp_pa
     exe.write_text(f"#!{py}\nfrom driftwarden.daemon.cli import main\nmain()\n")
     exe.chmod(0o755)
 
-    where = subprocess.run([str(py), "-c", "import driftwarden.daemon as d; print(d.__file__)"], cwd=empty, env=env,
-                           capture_output=True, text=True, check=True).stdout
+    where = subprocess.run(
+        [str(py), "-c", "import driftwarden.daemon as d; print(d.__file__)"],
+        cwd=empty,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert where.startswith(site), where  # the wheel's copy, not the checkout's
     version = subprocess.run([str(exe), "--version"], cwd=empty, env=env, capture_output=True, text=True)
     assert version.returncode == 0 and "driftwarden, version" in version.stdout
@@ -73,7 +94,13 @@ def test_installed_non_editable_it_runs_outside_the_checkout(wheel: Path, tmp_pa
     (empty / "policy.yaml").write_text(policy)
     ok = subprocess.run([str(exe), "validate", "policy.yaml"], cwd=empty, env=env, capture_output=True, text=True)
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    demo = subprocess.run([str(exe), "demo", "--in-process", "--json", "--out", str(tmp_path / "out")], cwd=empty,
-                          env=env, capture_output=True, text=True, timeout=300)
+    demo = subprocess.run(
+        [str(exe), "demo", "--in-process", "--json", "--out", str(tmp_path / "out")],
+        cwd=empty,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert demo.returncode == 0, demo.stdout[-2000:] + demo.stderr[-2000:]
     assert '"type":"summary"' in demo.stdout

@@ -11,13 +11,12 @@ from typing import Any
 
 import click
 import orjson
+from driftwarden.daemon.cli.output import JsonLines, Timeline, rule_table, summary_table
+from driftwarden.daemon.cli.registry import register as register_registry_commands
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-
-from driftwarden.daemon.cli.registry import register as register_registry_commands
-from driftwarden.daemon.cli.output import JsonLines, Timeline, rule_table, summary_table
 
 EXIT_INVALID = 2
 
@@ -52,17 +51,35 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--out", type=click.Path(path_type=Path), default=Path("out/demo"), show_default=True,
-              help="Folder for the demo's state, registry, serving directory, recorded events and report (recreated).")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("out/demo"),
+    show_default=True,
+    help="Folder for the demo's state, registry, serving directory, recorded events and report (recreated).",
+)
 @click.option("--json", "json_mode", is_flag=True, help="One JSON object per line instead of the timeline.")
-@click.option("--predictions", type=click.IntRange(2_000), default=16_000, show_default=True, help="Predictions in the stream.")
-@click.option("--drift-at", type=click.IntRange(1_000), default=8_000, show_default=True, help="Prediction number where the world changes.")
+@click.option(
+    "--predictions", type=click.IntRange(2_000), default=16_000, show_default=True, help="Predictions in the stream."
+)
+@click.option(
+    "--drift-at",
+    type=click.IntRange(1_000),
+    default=8_000,
+    show_default=True,
+    help="Prediction number where the world changes.",
+)
 @click.option("--seed", type=int, default=7, show_default=True)
-@click.option("--log-level", default="error", show_default=True, type=click.Choice(["debug", "info", "warning", "error"]))
-@click.option("--live/--in-process", default=True,
-              help="--live (default): the example model server, the daemon (`driftwarden run --follow`) and this "
-                   "client as three processes, deploying through the server's /reload; --in-process: one process, "
-                   "actions run synchronously.")
+@click.option(
+    "--log-level", default="error", show_default=True, type=click.Choice(["debug", "info", "warning", "error"])
+)
+@click.option(
+    "--live/--in-process",
+    default=True,
+    help="--live (default): the example model server, the daemon (`driftwarden run --follow`) and this "
+    "client as three processes, deploying through the server's /reload; --in-process: one process, "
+    "actions run synchronously.",
+)
 def demo(out: Path, json_mode: bool, predictions: int, drift_at: int, seed: int, log_level: str, live: bool) -> None:
     """The whole lifecycle on bundled data: drift → decision → retrain → gate → deploy → recovery,
     in under a minute."""
@@ -82,16 +99,24 @@ def demo(out: Path, json_mode: bool, predictions: int, drift_at: int, seed: int,
         timeline = Timeline(console)
         with _progress(console) as progress:
             task = progress.add_task("serving predictions", total=predictions)
-            result = runner(out, n=predictions, drift_at=drift_at, seed=seed, listener=timeline,
-                            progress=lambda done, total: progress.update(task, completed=done))
+            result = runner(
+                out,
+                n=predictions,
+                drift_at=drift_at,
+                seed=seed,
+                listener=timeline,
+                progress=lambda done, total: progress.update(task, completed=done),
+            )
     except DemoError as e:
         raise click.ClickException(str(e)) from None
     console.print(summary_table(result.summary, "daemon"))
     console.print(_demo_table(result))
     if result.report:
         console.print(f"Evidently drift report of the window that triggered retraining: [bold]{result.report}[/]")
-    console.print(f"Recorded stream: {out / 'events.jsonl'} — backtest the policy with\n"
-                  f"  driftwarden replay --policy examples/credit/policy.yaml --events {out / 'events.jsonl'}")
+    console.print(
+        f"Recorded stream: {out / 'events.jsonl'} — backtest the policy with\n"
+        f"  driftwarden replay --policy examples/credit/policy.yaml --events {out / 'events.jsonl'}"
+    )
 
 
 def _demo_table(r: Any) -> Table:
@@ -122,32 +147,68 @@ def _demo_table(r: Any) -> Table:
 
 
 def _progress(console: Console) -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=console, transient=True)
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
 
 
 # -- run -------------------------------------------------------------------------------------
 
 
 @main.command()
-@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Daemon config (YAML): policies, source (file/kafka), state_dir, batch_size, sinks, backpressure. "
-                   "Kafka: source.bootstrap/topics/group_id/changelog_topic/settings (SSL, SASL) and "
-                   "sinks.decisions_topic/dead_letter_topic/model_updated_topic; see examples/kafka/config.yaml.")
-@click.option("--policy", "policy_paths", multiple=True, type=click.Path(path_type=Path), help="Policy file (repeatable); adds to the config's.")
-@click.option("--events", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Read events from this JSONL/CSV/Parquet file; repeat it for labels or features in other files (merged by event time).")
-@click.option("--pace", type=float, help="With --events: replay speed by event time (1 = real time, 0 = as fast as possible).")
-@click.option("--follow", is_flag=True,
-              help="Follow the JSONL events file as it grows (tail -f; one file): never ends, runs until stopped.")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Daemon config (YAML): policies, source (file/kafka), state_dir, batch_size, sinks, backpressure. "
+    "Kafka: source.bootstrap/topics/group_id/changelog_topic/settings (SSL, SASL) and "
+    "sinks.decisions_topic/dead_letter_topic/model_updated_topic; see examples/kafka/config.yaml.",
+)
+@click.option(
+    "--policy",
+    "policy_paths",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="Policy file (repeatable); adds to the config's.",
+)
+@click.option(
+    "--events",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Read events from this JSONL/CSV/Parquet file; repeat it for labels or features in other files (merged by event time).",
+)
+@click.option(
+    "--pace", type=float, help="With --events: replay speed by event time (1 = real time, 0 = as fast as possible)."
+)
+@click.option(
+    "--follow",
+    is_flag=True,
+    help="Follow the JSONL events file as it grows (tail -f; one file): never ends, runs until stopped.",
+)
 @click.option("--state-dir", type=click.Path(path_type=Path), help="State folder (default .driftwarden).")
 @click.option("--dry-run", is_flag=True, help="Record and print decisions; execute no action.")
 @click.option("--json", "json_mode", is_flag=True, help="One JSON object per line.")
 @click.option("--count", type=int, help="Stop after this many records (testing).")
-@click.option("--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"]))
-def run(config_path: Path | None, policy_paths: tuple[Path, ...], events: tuple[Path, ...], pace: float | None,
-        follow: bool, state_dir: Path | None, dry_run: bool, json_mode: bool, count: int | None,
-        log_level: str) -> None:
+@click.option(
+    "--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"])
+)
+def run(
+    config_path: Path | None,
+    policy_paths: tuple[Path, ...],
+    events: tuple[Path, ...],
+    pace: float | None,
+    follow: bool,
+    state_dir: Path | None,
+    dry_run: bool,
+    json_mode: bool,
+    count: int | None,
+    log_level: str,
+) -> None:
     """Run the daemon: consume events, monitor, decide, act. Stops cleanly on SIGTERM/SIGINT after the
     current batch (checkpointed); a restart resumes where it stopped."""
     from driftwarden.daemon.config import Settings
@@ -163,8 +224,13 @@ def run(config_path: Path | None, policy_paths: tuple[Path, ...], events: tuple[
         if policy_paths:
             settings = settings.model_copy(update={"policies": [*settings.policies, *policy_paths]})
         if events:
-            settings = settings.model_copy(update={"source": settings.source.model_copy(
-                update={"kind": "file", "path": str(events[0]), "pace": pace or 0.0})})
+            settings = settings.model_copy(
+                update={
+                    "source": settings.source.model_copy(
+                        update={"kind": "file", "path": str(events[0]), "pace": pace or 0.0}
+                    )
+                }
+            )
     except (ValueError, OSError) as e:
         raise click.UsageError(str(e)) from None
     if not settings.policies:
@@ -185,8 +251,13 @@ def run(config_path: Path | None, policy_paths: tuple[Path, ...], events: tuple[
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     scheduler.start()
-    log.info("driftwarden running: %d polic%s, source %s, state in %s", len(policies),
-             "y" if len(policies) == 1 else "ies", settings.source.kind, settings.state_dir)
+    log.info(
+        "driftwarden running: %d polic%s, source %s, state in %s",
+        len(policies),
+        "y" if len(policies) == 1 else "ies",
+        settings.source.kind,
+        settings.state_dir,
+    )
     try:
         stats = daemon.run(count=count)
     finally:
@@ -247,10 +318,24 @@ def _load_policies(paths: list[Path]) -> list[Any]:
 
 
 @main.command()
-@click.option("--policy", "policy_paths", multiple=True, required=True, type=click.Path(path_type=Path), help="Policy file (repeatable).")
-@click.option("--events", required=True, multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Recorded events (JSONL, CSV or Parquet); repeat it for labels in another file (merged by event time).")
-@click.option("--json", "json_mode", is_flag=True, help="One JSON object per line: every signal and decision, then a summary.")
+@click.option(
+    "--policy",
+    "policy_paths",
+    multiple=True,
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Policy file (repeatable).",
+)
+@click.option(
+    "--events",
+    required=True,
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Recorded events (JSONL, CSV or Parquet); repeat it for labels in another file (merged by event time).",
+)
+@click.option(
+    "--json", "json_mode", is_flag=True, help="One JSON object per line: every signal and decision, then a summary."
+)
 @click.option("--batch-size", type=click.IntRange(1), default=1000, show_default=True)
 def replay(policy_paths: tuple[Path, ...], events: tuple[Path, ...], json_mode: bool, batch_size: int) -> None:
     """Backtest policies on recorded events: monitors and rules run exactly as in the daemon, but
@@ -344,9 +429,12 @@ def status(state_dir: Path, json_mode: bool) -> None:
     if not db.exists():
         raise click.UsageError(f"no daemon state in {state_dir} (no {db})")
     store = Store(db)
-    info = {"positions": store.positions(), "next_index": store.next_index(),
-            "unfinished_actions": [{k: a[k] for k in ("key", "state", "version")} for a in store.unfinished_actions()],
-            "actions": len(store.actions())}
+    info = {
+        "positions": store.positions(),
+        "next_index": store.next_index(),
+        "unfinished_actions": [{k: a[k] for k in ("key", "state", "version")} for a in store.unfinished_actions()],
+        "actions": len(store.actions()),
+    }
     store.close()
     if json_mode:
         click.echo(orjson.dumps(info).decode())
@@ -356,4 +444,3 @@ def status(state_dir: Path, json_mode: bool) -> None:
 
 # history, models list|show|promote|rollback: daemon/cli/registry.py
 register_registry_commands(main)
-

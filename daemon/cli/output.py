@@ -60,8 +60,10 @@ class Timeline:
         self.counts[kind] = self.counts.get(kind, 0) + 1
         at = f"[dim]#{item.get('at')!s:>6}[/]"
         if kind == "scenario":
-            self.console.print(f"[bold]scenario[/] model [cyan]{item['model']}[/]: drift injected at event "
-                               f"[bold]{item['drift_at']}[/] ({item.get('description', '')}); champion {item.get('champion')}")
+            self.console.print(
+                f"[bold]scenario[/] model [cyan]{item['model']}[/]: drift injected at event "
+                f"[bold]{item['drift_at']}[/] ({item.get('description', '')}); champion {item.get('champion')}"
+            )
         elif kind == "signal":
             if not item.get("drift") and not self.all_signals:
                 return
@@ -72,16 +74,26 @@ class Timeline:
             if item.get("kind") == "feature_drift" and item.get("drift"):
                 moved = [k for k, v in (item.get("features") or {}).items() if v.get("drift")]
                 extra = f" features: {', '.join(moved)}"
-            self.console.print(f"{at} [{style}]signal[/]   {item['model']}.{item['monitor']} ({item['kind']}) "
-                               f"value {shown} threshold {item.get('threshold')}{extra}")
+            self.console.print(
+                f"{at} [{style}]signal[/]   {item['model']}.{item['monitor']} ({item['kind']}) "
+                f"value {shown} threshold {item.get('threshold')}{extra}"
+            )
         elif kind == "decision":
             dry = " [yellow](dry run)[/]" if item.get("dry_run") else ""
-            self.console.print(f"{at} [bold yellow]decision[/] rule [bold]{item['rule']}[/] → {item['action']}{dry}  "
-                               f"[dim]when {item.get('reason')}[/]")
+            self.console.print(
+                f"{at} [bold yellow]decision[/] rule [bold]{item['rule']}[/] → {item['action']}{dry}  "
+                f"[dim]when {item.get('reason')}[/]"
+            )
         elif kind == "action":
             state = item.get("state")
-            style = {"deployed": "bold green", "promoted": "green", "rejected": "yellow", "failed": "bold red",
-                     "done": "green", "skipped": "dim"}.get(state or "", "cyan")
+            style = {
+                "deployed": "bold green",
+                "promoted": "green",
+                "rejected": "yellow",
+                "failed": "bold red",
+                "done": "green",
+                "skipped": "dim",
+            }.get(state or "", "cyan")
             detail = ""
             if item.get("candidate"):
                 detail = f" candidate {_metrics(item['candidate'])} vs champion {_metrics(item.get('champion'))}"
@@ -109,7 +121,12 @@ def summary_table(summary: dict[str, Any], title: str = "summary") -> Table:
     table.add_column("signals", justify="right")
     table.add_column("decisions", justify="right")
     table.add_column("seconds", justify="right")
-    table.add_row(*(str(summary[k]) for k in ("records", "events", "dead_letters", "labels_joined", "signals", "decisions", "seconds")))
+    table.add_row(
+        *(
+            str(summary[k])
+            for k in ("records", "events", "dead_letters", "labels_joined", "signals", "decisions", "seconds")
+        )
+    )
     return table
 
 

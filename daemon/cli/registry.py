@@ -32,9 +32,7 @@ def _echo_json(obj: Any) -> None:
 
 
 @click.command()
-@click.option(
-    "--state-dir", type=click.Path(path_type=Path), default=Path(".driftwarden"), show_default=True
-)
+@click.option("--state-dir", type=click.Path(path_type=Path), default=Path(".driftwarden"), show_default=True)
 @click.option("--model", help="Only this model.")
 @click.option("--key", help="Only this decision (idempotency key).")
 @click.option(
@@ -50,9 +48,7 @@ def _echo_json(obj: Any) -> None:
     is_flag=True,
     help="One JSON object per line: the full record with its inputs and outcome.",
 )
-def history(
-    state_dir: Path, model: str | None, key: str | None, limit: int, json_mode: bool
-) -> None:
+def history(state_dir: Path, model: str | None, key: str | None, limit: int, json_mode: bool) -> None:
     """The audit log: every drift signal, decision and action step with its inputs and outcome,
     oldest first."""
     from driftwarden.daemon.state.store import Store
@@ -75,9 +71,7 @@ def history(
     for c in ("seq", "model", "type", "key", "state", "version", "detail"):
         t.add_column(c, overflow="fold")
     for r in rows:
-        state = (
-            r.get("state") or (r.get("monitor") if r["type"] == "signal" else r.get("rule")) or ""
-        )
+        state = r.get("state") or (r.get("monitor") if r["type"] == "signal" else r.get("rule")) or ""
         detail = str(r.get("reason") or "").splitlines()[0][:90] if r.get("reason") else ""
         t.add_row(
             str(r["seq"]),
@@ -114,9 +108,7 @@ def _open(location: str) -> Any:
     try:
         return open_registry(location)
     except ImportError as e:
-        raise click.UsageError(
-            f"MLflow is not installed ({e}); pip install 'driftwarden[mlflow]'"
-        ) from None
+        raise click.UsageError(f"MLflow is not installed ({e}); pip install 'driftwarden[mlflow]'") from None
 
 
 def _row(reg: Any, model: str, v: Any, aliases: dict[str, str]) -> dict[str, Any]:
@@ -196,9 +188,7 @@ def models_show(location: str, model: str, version: str, json_mode: bool) -> Non
     help="Also deploy it to this serving directory (atomic switch).",
 )
 @click.option("--json", "json_mode", is_flag=True)
-def models_promote(
-    location: str, model: str, version: str, serving: Path | None, json_mode: bool
-) -> None:
+def models_promote(location: str, model: str, version: str, serving: Path | None, json_mode: bool) -> None:
     """Make VERSION the champion (the old one becomes 'previous'); with --serving, deploy it
     first."""
     from driftwarden.deploy.registry import CHAMPION, PREVIOUS
@@ -231,22 +221,16 @@ def models_promote(
 @models.command("rollback")
 @_registry_option
 @click.argument("model")
-@click.option(
-    "--serving", type=click.Path(path_type=Path), help="Also redeploy to this serving directory."
-)
+@click.option("--serving", type=click.Path(path_type=Path), help="Also redeploy to this serving directory.")
 @click.option("--reason", default="manual rollback", show_default=True)
 @click.option("--json", "json_mode", is_flag=True)
-def models_rollback(
-    location: str, model: str, serving: Path | None, reason: str, json_mode: bool
-) -> None:
+def models_rollback(location: str, model: str, serving: Path | None, reason: str, json_mode: bool) -> None:
     """Go back to the previous champion (exit 1 when there is none)."""
     from driftwarden.deploy.lifecycle import rollback
     from driftwarden.deploy.targets import LocalTarget
 
     reg = _open(location)
-    outcome = rollback(
-        model, reg, LocalTarget(serving) if serving else None, lambda state, info: None, reason
-    )
+    outcome = rollback(model, reg, LocalTarget(serving) if serving else None, lambda state, info: None, reason)
     if json_mode:
         _echo_json(outcome.to_json())
     else:
@@ -263,7 +247,5 @@ def _resolve(reg: Any, model: str, version: str) -> Any:
     except (KeyError, ValueError) as e:
         raise click.UsageError(str(e)) from None
     if found is None:
-        raise click.UsageError(
-            f"model {model!r} has no alias {version!r} (aliases: {reg.aliases(model) or 'none'})"
-        )
+        raise click.UsageError(f"model {model!r} has no alias {version!r} (aliases: {reg.aliases(model) or 'none'})")
     return found

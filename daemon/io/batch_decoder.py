@@ -27,7 +27,6 @@ from typing import Any
 
 import numpy as np
 import orjson
-
 from driftwarden.daemon.io.events import _SCALAR_TYPES, DeadLetter, Event, EventRows, decode, parse_ts
 from driftwarden.daemon.io.sources import Record
 
@@ -139,13 +138,23 @@ def _times(values: list[Any], records: Sequence[Record], arrival: float) -> list
     if types == {float}:
         return values
     if types <= _NUMBER_OR_NONE:
-        return [float(v) if v is not None else (r.ts if r.ts is not None else arrival)
-                for v, r in zip(values, records, strict=True)]
+        return [
+            float(v) if v is not None else (r.ts if r.ts is not None else arrival)
+            for v, r in zip(values, records, strict=True)
+        ]
     if not types <= {float, int, str, _NONE}:
         raise _Fallback
     try:
-        return [v if type(v) is float else float(v) if type(v) is int else parse_ts(v) if v is not None
-                else (r.ts if r.ts is not None else arrival) for v, r in zip(values, records, strict=True)]
+        return [
+            v
+            if type(v) is float
+            else float(v)
+            if type(v) is int
+            else parse_ts(v)
+            if v is not None
+            else (r.ts if r.ts is not None else arrival)
+            for v, r in zip(values, records, strict=True)
+        ]
     except ValueError:
         raise _Fallback from None
 

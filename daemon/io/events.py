@@ -19,7 +19,6 @@ from itertools import compress
 from typing import Any, overload
 
 import orjson
-
 from driftwarden.daemon.io.sources import Record
 
 SCALARS = (str, int, float, bool, type(None))
@@ -73,9 +72,18 @@ class EventRows:
 
     @classmethod
     def from_events(cls, model: str, events: Sequence[Event]) -> EventRows:
-        return cls(model, [e.index for e in events], [e.ts for e in events], [e.kind == "prediction" for e in events],
-                   [e.id for e in events], [e.features for e in events], [e.attributes for e in events],
-                   [e.prediction for e in events], [e.score for e in events], [e.label for e in events])
+        return cls(
+            model,
+            [e.index for e in events],
+            [e.ts for e in events],
+            [e.kind == "prediction" for e in events],
+            [e.id for e in events],
+            [e.features for e in events],
+            [e.attributes for e in events],
+            [e.prediction for e in events],
+            [e.score for e in events],
+            [e.label for e in events],
+        )
 
     def __len__(self) -> int:
         return len(self.index)
@@ -88,8 +96,18 @@ class EventRows:
         if isinstance(i, slice):
             return [self[j] for j in range(*i.indices(len(self)))]
         kind = "prediction" if self.is_prediction[i] else "label"
-        return Event(self.model, self.ids[i], self.index[i], self.ts[i], kind, self.features[i], self.attributes[i],
-                     self.prediction[i], self.score[i], self.label[i])
+        return Event(
+            self.model,
+            self.ids[i],
+            self.index[i],
+            self.ts[i],
+            kind,
+            self.features[i],
+            self.attributes[i],
+            self.prediction[i],
+            self.score[i],
+            self.label[i],
+        )
 
     def __iter__(self) -> Iterator[Event]:
         return (self[i] for i in range(len(self)))
@@ -99,12 +117,22 @@ class EventRows:
         mask = self.is_prediction
         if all(mask):
             return self
+
         def keep(col: list[Any]) -> list[Any]:
             return list(compress(col, mask))
 
-        return EventRows(self.model, keep(self.index), keep(self.ts), [True] * sum(mask), keep(self.ids),
-                         keep(self.features), keep(self.attributes), keep(self.prediction), keep(self.score),
-                         keep(self.label))
+        return EventRows(
+            self.model,
+            keep(self.index),
+            keep(self.ts),
+            [True] * sum(mask),
+            keep(self.ids),
+            keep(self.features),
+            keep(self.attributes),
+            keep(self.prediction),
+            keep(self.score),
+            keep(self.label),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,8 +144,13 @@ class DeadLetter:
     raw: bytes
 
     def as_dict(self) -> dict[str, Any]:
-        return {"index": self.index, "partition": self.partition, "offset": self.offset,
-                "reason": self.reason, "raw": self.raw.decode("utf-8", "replace")}
+        return {
+            "index": self.index,
+            "partition": self.partition,
+            "offset": self.offset,
+            "reason": self.reason,
+            "raw": self.raw.decode("utf-8", "replace"),
+        }
 
 
 class Invalid(ValueError):
@@ -195,8 +228,18 @@ def validate(obj: Any, index: int, arrival: float) -> Event:
     has_prediction = prediction is not None or bool(features) or score is not None
     if not has_prediction and label is None:
         raise Invalid("an event needs features, a prediction, a score or a label")
-    return Event(model, ident, index, ts, "prediction" if has_prediction else "label",
-                 features, attributes, prediction, score, label)
+    return Event(
+        model,
+        ident,
+        index,
+        ts,
+        "prediction" if has_prediction else "label",
+        features,
+        attributes,
+        prediction,
+        score,
+        label,
+    )
 
 
 def _bad_mapping(name: str, value: Any) -> None:

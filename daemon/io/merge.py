@@ -21,7 +21,6 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 
 import orjson
-
 from driftwarden.daemon.io.events import parse_ts
 from driftwarden.daemon.io.sources import Record, Source
 

@@ -34,7 +34,6 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import orjson
-
 from driftwarden.daemon.config import Settings
 
 log = logging.getLogger("driftwarden.sinks")
@@ -131,8 +130,12 @@ class DeadLetterSink:
             raw = raw.encode()
         self.file.write({k: v for k, v in obj.items() if k != "key"} | {"raw": raw.decode("utf-8", "replace")})
         if self.topic is not None:
-            headers = {"reason": str(obj.get("reason", "")), "source": str(obj.get("partition", "")),
-                       "offset": str(obj.get("offset", "")), "index": str(obj.get("index", ""))}
+            headers = {
+                "reason": str(obj.get("reason", "")),
+                "source": str(obj.get("partition", "")),
+                "offset": str(obj.get("offset", "")),
+                "index": str(obj.get("index", "")),
+            }
             self.topic.send(raw, key=obj.get("key"), headers=headers)
 
     def flush(self) -> None:
@@ -170,9 +173,15 @@ class ModelUpdates:
         except Exception as e:  # noqa: BLE001 - the registry is another component; report what the action said
             log.warning("cannot read the champion of %s (%s); sending the action's version", model, e)
             version = None
-        event = {"type": MODEL_UPDATED, "model": model, "version": version or item.get("version"),
-                 "previous": item.get("previous"), "state": item.get("state"), "action": item.get("key"),
-                 "ts": self.clock()}
+        event = {
+            "type": MODEL_UPDATED,
+            "model": model,
+            "version": version or item.get("version"),
+            "previous": item.get("previous"),
+            "state": item.get("state"),
+            "action": item.get("key"),
+            "ts": self.clock(),
+        }
         try:
             with self._lock:
                 self.sink.write(event)
@@ -193,12 +202,25 @@ def kafka_target(settings: Settings) -> tuple[str, dict[str, Any]] | None:
 
 
 # Consumer-only settings of the source that a producer refuses.
-_CONSUMER_ONLY = frozenset({
-    "heartbeat_interval_ms", "session_timeout_ms", "max_poll_interval_ms", "max_poll_records",
-    "fetch_min_bytes", "fetch_max_wait_ms", "fetch_max_bytes", "max_partition_fetch_bytes",
-    "partition_assignment_strategy", "check_crcs", "exclude_internal_topics", "isolation_level",
-    "group_instance_id", "leave_group_on_close", "auto_commit_interval_ms",
-})
+_CONSUMER_ONLY = frozenset(
+    {
+        "heartbeat_interval_ms",
+        "session_timeout_ms",
+        "max_poll_interval_ms",
+        "max_poll_records",
+        "fetch_min_bytes",
+        "fetch_max_wait_ms",
+        "fetch_max_bytes",
+        "max_partition_fetch_bytes",
+        "partition_assignment_strategy",
+        "check_crcs",
+        "exclude_internal_topics",
+        "isolation_level",
+        "group_instance_id",
+        "leave_group_on_close",
+        "auto_commit_interval_ms",
+    }
+)
 
 
 def _producer_settings(client: Mapping[str, Any]) -> dict[str, Any]:

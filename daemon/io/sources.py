@@ -101,7 +101,15 @@ class FileSource:
     60 one minute of event time per second.
     """
 
-    def __init__(self, path: str | Path, *, fmt: str | None = None, pace: float = 0.0, clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        fmt: str | None = None,
+        pace: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.path = Path(path)
         self.fmt = fmt or _format_of(self.path)
         if self.fmt not in ("jsonl", "csv", "parquet"):

@@ -112,7 +112,7 @@ class TailSource:
         if cut < 0:
             self._partial = chunk
             return
-        self._partial = chunk[cut + 1:]
+        self._partial = chunk[cut + 1 :]
         lines = [line for line in (x.rstrip(b"\r") for x in chunk[:cut].split(b"\n")) if line.strip()]
         if self._skip:
             dropped = min(self._skip, len(lines))
@@ -137,7 +137,11 @@ class TailSource:
             return
         here = self._file.tell()
         if (st.st_dev, st.st_ino) != self._inode or st.st_size < here:
-            log.error("%s was truncated or replaced while followed; reading the new file from its start "
-                      "(positions continue from %d)", self.path, self._next + len(self._lines))
+            log.error(
+                "%s was truncated or replaced while followed; reading the new file from its start "
+                "(positions continue from %d)",
+                self.path,
+                self._next + len(self._lines),
+            )
             self._file.close()
             self._file, self._partial = None, b""

@@ -18,7 +18,6 @@ from operator import itemgetter
 from typing import Any
 
 import numpy as np
-
 from driftwarden.detectors.base import Batch
 
 NUMERIC, CATEGORICAL = "numeric", "categorical"

@@ -85,16 +85,32 @@ class LabeledRows:
         return len(self.index)
 
     def __getitem__(self, i: int) -> Joined:
-        return Joined(self.index[i], self.ts[i], self.ids[i], self.features[i], self.attributes[i],
-                      self.prediction[i], self.score[i], self.label[i])
+        return Joined(
+            self.index[i],
+            self.ts[i],
+            self.ids[i],
+            self.features[i],
+            self.attributes[i],
+            self.prediction[i],
+            self.score[i],
+            self.label[i],
+        )
 
     def upto(self, index: int) -> LabeledRows:
         """The rows with index <= ``index``."""
         keep = [i for i, x in enumerate(self.index) if x <= index]
         if len(keep) == len(self):
             return self
-        columns: tuple[list[Any], ...] = (self.index, self.ts, self.ids, self.features, self.attributes,
-                                          self.prediction, self.score, self.label)
+        columns: tuple[list[Any], ...] = (
+            self.index,
+            self.ts,
+            self.ids,
+            self.features,
+            self.attributes,
+            self.prediction,
+            self.score,
+            self.label,
+        )
         return LabeledRows(*([col[i] for i in keep] for col in columns))
 
     @staticmethod
@@ -150,8 +166,16 @@ class LabelJoiner:
         pair = pairs.append
         model = rows.model
         for index, ts, is_prediction, ident, features, attributes, prediction, score, label in zip(
-            rows.index, rows.ts, rows.is_prediction, rows.ids, rows.features, rows.attributes, rows.prediction,
-            rows.score, rows.label, strict=True,
+            rows.index,
+            rows.ts,
+            rows.is_prediction,
+            rows.ids,
+            rows.features,
+            rows.attributes,
+            rows.prediction,
+            rows.score,
+            rows.label,
+            strict=True,
         ):
             if is_prediction:
                 if label is None:
@@ -159,8 +183,18 @@ class LabelJoiner:
                     if waiting is None:
                         if ident in predictions:
                             predictions.move_to_end(ident)
-                        predictions[ident] = (model, ident, index, ts, "prediction", features, attributes, prediction,
-                                              score, None)
+                        predictions[ident] = (
+                            model,
+                            ident,
+                            index,
+                            ts,
+                            "prediction",
+                            features,
+                            attributes,
+                            prediction,
+                            score,
+                            None,
+                        )
                         put_prediction(ident)
                         if len(predictions) > limit:
                             self._evict(predictions, "predictions")

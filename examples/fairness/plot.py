@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
 from driftwarden.detectors.base import Batch
 from driftwarden.examples.fairness.data import german_credit, predictions
 
@@ -38,9 +37,7 @@ def events(seed: int = SEED) -> pd.DataFrame:
     for w in range(WINDOWS):
         part = base.iloc[rng.integers(0, len(base), WINDOW)].reset_index(drop=True)
         share = max(0, w - BIAS_FROM + 1) * BIAS_STEP
-        denied = (
-            (part["sex"] == "female") & (part["prediction"] == 1) & (rng.random(WINDOW) < share)
-        )
+        denied = (part["sex"] == "female") & (part["prediction"] == 1) & (rng.random(WINDOW) < share)
         part.loc[denied, "prediction"] = 0
         parts.append(part)
     out = pd.concat(parts, ignore_index=True)
@@ -84,9 +81,7 @@ def draw(signals: list[dict], decisions: list, out: Path) -> None:
     lo = np.array([s["ci_low"] for s in parity])
     hi = np.array([s["ci_high"] for s in parity])
     fig, ax = plt.subplots(figsize=(7, 3.2), dpi=90)
-    ax.fill_between(
-        x, lo, hi, color="tab:blue", alpha=0.2, linewidth=0, label="95% interval (Newcombe)"
-    )
+    ax.fill_between(x, lo, hi, color="tab:blue", alpha=0.2, linewidth=0, label="95% interval (Newcombe)")
     ax.plot(
         x,
         value,
@@ -99,9 +94,7 @@ def draw(signals: list[dict], decisions: list, out: Path) -> None:
     ax.axvline(BIAS_FROM - 0.5, color="grey", linestyle=":", linewidth=1)
     ax.text(BIAS_FROM - 0.3, 0.25, "bias injected from here", color="grey", fontsize=8)
     window_of = {s["at"]: i + 1 for i, s in enumerate(parity)}
-    fired = [
-        window_of[d.at] for d in decisions if d.rule == "sustained-parity-gap" and d.at in window_of
-    ]
+    fired = [window_of[d.at] for d in decisions if d.rule == "sustained-parity-gap" and d.at in window_of]
     for w in fired[:1]:
         ax.annotate(
             "first alert (3 windows with\nthe interval above 0.1)",

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from driftwarden.daemon.state.labeled_buffer import MAX_SEGMENTS, LabeledBuffer
 from driftwarden.daemon.state.label_join import LabeledRows
+from driftwarden.daemon.state.labeled_buffer import MAX_SEGMENTS, LabeledBuffer
 
 
 def rows(start: int, n: int, features: dict | None = None) -> LabeledRows:
-    return LabeledRows.of([(i, float(i), f"e{i}", {"x": float(i), **(features or {})}, {"group": "a"}, i % 2, None, i % 3)
-                           for i in range(start, start + n)])
+    return LabeledRows.of(
+        [
+            (i, float(i), f"e{i}", {"x": float(i), **(features or {})}, {"group": "a"}, i % 2, None, i % 3)
+            for i in range(start, start + n)
+        ]
+    )
 
 
 def test_many_segments_merge_and_keep_every_row_and_column(tmp_path: Path) -> None:
@@ -40,7 +44,10 @@ def test_oldest_segments_go_once_max_rows_newer_rows_exist(tmp_path: Path) -> No
     assert len(buf) == 25
     assert buf.frame()["__index"].tolist() == list(range(35, 60))
     assert sorted(p.name for p in tmp_path.glob("*.json")) == [
-        "000000000030-000000000039-10.json", "000000000040-000000000049-10.json", "000000000050-000000000059-10.json"]
+        "000000000030-000000000039-10.json",
+        "000000000040-000000000049-10.json",
+        "000000000050-000000000059-10.json",
+    ]
 
 
 def test_restart_drops_rows_past_the_checkpoint_and_rewrites_a_straddling_segment(tmp_path: Path) -> None:
@@ -51,8 +58,10 @@ def test_restart_drops_rows_past_the_checkpoint_and_rewrites_a_straddling_segmen
     buf.extend(rows(30, 5))  # never flushed: lost with the process, replayed by the source
     again = LabeledBuffer(tmp_path, upto=14)
     assert again.frame()["__index"].tolist() == list(range(15))
-    assert sorted(p.name for p in tmp_path.glob("*.json")) == ["000000000000-000000000009-10.json",
-                                                               "000000000010-000000000014-5.json"]
+    assert sorted(p.name for p in tmp_path.glob("*.json")) == [
+        "000000000000-000000000009-10.json",
+        "000000000010-000000000014-5.json",
+    ]
     assert again.last_index == 14
 
 
@@ -79,10 +88,23 @@ def test_a_mixed_type_column_reads_as_text_and_exports_to_parquet(tmp_path: Path
 def test_segments_written_by_earlier_versions_as_parquet_are_read(tmp_path: Path) -> None:
     import pandas as pd
 
-    legacy = pd.DataFrame({"x": [1.0, 2.0], "__label": [0, 1], "__prediction": [1, 1], "__id": ["a", "b"],
-                           "__ts": [1.0, 2.0], "__index": [4, 5], "__attr_group": ["f", "m"]})
+    legacy = pd.DataFrame(
+        {
+            "x": [1.0, 2.0],
+            "__label": [0, 1],
+            "__prediction": [1, 1],
+            "__id": ["a", "b"],
+            "__ts": [1.0, 2.0],
+            "__index": [4, 5],
+            "__attr_group": ["f", "m"],
+        }
+    )
     legacy.to_parquet(tmp_path / "000000000004.parquet", index=False)
     frame = LabeledBuffer(tmp_path).frame()
     assert frame[["x", "__label", "__index", "__attr_group"]].to_dict("list") == {
-        "x": [1.0, 2.0], "__label": [0, 1], "__index": [4, 5], "__attr_group": ["f", "m"]}
+        "x": [1.0, 2.0],
+        "__label": [0, 1],
+        "__index": [4, 5],
+        "__attr_group": ["f", "m"],
+    }
     assert [p.name for p in tmp_path.iterdir()] == ["000000000004-000000000005-2.json"]

@@ -6,11 +6,10 @@ from pathlib import Path
 
 import orjson
 import pytest
-
 from driftwarden.daemon.config import Settings
 from driftwarden.daemon.io.events import decode
-from driftwarden.daemon.runtime import Daemon
 from driftwarden.daemon.io.sources import FileSource, MemorySource, Record
+from driftwarden.daemon.runtime import Daemon
 from driftwarden.policies.loader import load_policy
 
 BAD = [
@@ -40,13 +39,28 @@ def test_bad_records_become_dead_letters_with_their_reason(raw: bytes, reason: s
 
 
 def test_good_event_fields() -> None:
-    raw = orjson.dumps({"model": "churn", "id": "p-1", "ts": "2026-11-27T17:00:00.123Z",
-                        "features": {"tenure": 14, "plan": "pro"}, "prediction": 1,
-                        "score": {"0": 0.2, "1": 0.8}, "attributes": {"gender": "f"}, "label": None})
+    raw = orjson.dumps(
+        {
+            "model": "churn",
+            "id": "p-1",
+            "ts": "2026-11-27T17:00:00.123Z",
+            "features": {"tenure": 14, "plan": "pro"},
+            "prediction": 1,
+            "score": {"0": 0.2, "1": 0.8},
+            "attributes": {"gender": "f"},
+            "label": None,
+        }
+    )
     (e,), dead = decode([Record(raw, "p", 0)], first_index=0, arrival=5.0)
     assert dead == []
     assert (e.model, e.id, e.kind, e.score, e.features, e.attributes) == (
-        "churn", "p-1", "prediction", 0.8, {"tenure": 14, "plan": "pro"}, {"gender": "f"})
+        "churn",
+        "p-1",
+        "prediction",
+        0.8,
+        {"tenure": 14, "plan": "pro"},
+        {"gender": "f"},
+    )
     assert e.ts == pytest.approx(1795798800.123)
     (late,), _ = decode([Record(b'{"model": "churn", "id": 5, "label": 0}', "p", 1)], first_index=1, arrival=5.0)
     assert (late.kind, late.id, late.ts, late.label) == ("label", "5", 5.0, 0)
@@ -62,22 +76,38 @@ def test_daemon_writes_dead_letters_and_carries_on(tmp_path: Path) -> None:
     daemon.close()
     assert (stats.records, stats.events, stats.dead_letters, stats.labels_joined) == (12, 10, 2, 10)
     letters = [orjson.loads(line) for line in (tmp_path / "s" / "dead_letters.jsonl").read_bytes().splitlines()]
-    assert [(d["index"], d["reason"].split(":")[0]) for d in letters] == [(5, "not JSON"), (6, "missing required field 'id'")]
+    assert [(d["index"], d["reason"].split(":")[0]) for d in letters] == [
+        (5, "not JSON"),
+        (6, "missing required field 'id'"),
+    ]
     assert letters[0]["raw"].endswith(" garbage")
 
 
 def test_csv_and_parquet_sources_read_the_same_events(tmp_path: Path) -> None:
     import pandas as pd
 
-    frame = pd.DataFrame({"model": ["m"] * 3, "id": ["a", "b", "c"], "ts": [1.0, 2.0, 3.0], "x": [0.5, None, 2.0],
-                          "plan": ["pro", "free", None], "prediction": [1, 0, 1], "attr.gender": ["f", "m", "f"]})
+    frame = pd.DataFrame(
+        {
+            "model": ["m"] * 3,
+            "id": ["a", "b", "c"],
+            "ts": [1.0, 2.0, 3.0],
+            "x": [0.5, None, 2.0],
+            "plan": ["pro", "free", None],
+            "prediction": [1, 0, 1],
+            "attr.gender": ["f", "m", "f"],
+        }
+    )
     frame.to_csv(tmp_path / "e.csv", index=False)
     frame.to_parquet(tmp_path / "e.parquet", index=False)
     for name in ("e.csv", "e.parquet"):
         src = FileSource(tmp_path / name)
         events, dead = decode(src.poll(10, 0), 0, 0.0)
         assert dead == [] and src.exhausted
-        assert [e.features for e in events] == [{"x": 0.5, "plan": "pro"}, {"x": None, "plan": "free"}, {"x": 2.0, "plan": None}]
+        assert [e.features for e in events] == [
+            {"x": 0.5, "plan": "pro"},
+            {"x": None, "plan": "free"},
+            {"x": 2.0, "plan": None},
+        ]
         assert [e.attributes["gender"] for e in events] == ["f", "m", "f"]
         assert [e.prediction for e in events] == [1, 0, 1]
 

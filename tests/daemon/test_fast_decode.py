@@ -8,23 +8,23 @@ from typing import Any
 
 import orjson
 import pytest
-
-from driftwarden.daemon.io.batch_decoder import decode_batch
 from driftwarden.daemon.config import Settings
+from driftwarden.daemon.io.batch_decoder import decode_batch
 from driftwarden.daemon.io.events import decode
-from driftwarden.daemon.runtime import Daemon
 from driftwarden.daemon.io.sources import FileSource, Record
+from driftwarden.daemon.runtime import Daemon
 from driftwarden.policies.loader import load_policy
+
 from tests.golden.stream import POLICY, write_stream
 
 ODD = [
     b'{"model": "g", "id": 1, "features": [1]}',  # nested value: dead letter
-    b'{oops',  # not JSON
+    b"{oops",  # not JSON
     b'{"model": "g", "id": "iso", "ts": "2026-11-27T17:00:00.123Z", "features": {"x0": 1}, "prediction": 1}',
     b'{"model": "g", "id": "map", "features": {"x0": 2}, "prediction": 1, "score": {"1": 0.7, "0": 0.3}}',
     b'{"model": "g", "id": "iso", "label": 1, "attributes": {"region": "eu"}}',
     b'{"model": "", "id": "x"}',
-    b'[1, 2]',
+    b"[1, 2]",
     b'{"model": "g", "id": "empty"}',
     b'{"model": "g", "id": "brace", "features": {"c0": "{[", "x0": 0.5}, "prediction": 0}',  # exact nesting check
     b'{"model": "g", "id": 7, "ts": 5, "features": {"x0": true, "c0": null}, "prediction": "yes", "score": 1}',
@@ -32,8 +32,11 @@ ODD = [
 
 
 def _as_tuples(decoded: Any) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-    events = [(e.model, e.id, e.index, e.ts, e.kind, e.features, e.attributes, e.prediction, e.score, e.label)
-              for rows in decoded.by_model.values() for e in rows]
+    events = [
+        (e.model, e.id, e.index, e.ts, e.kind, e.features, e.attributes, e.prediction, e.score, e.label)
+        for rows in decoded.by_model.values()
+        for e in rows
+    ]
     return sorted(events, key=lambda e: e[2]), [(d.index, d.offset, d.reason, d.raw) for d in decoded.dead]
 
 
@@ -57,8 +60,12 @@ def test_fast_and_per_record_decoding_agree(tmp_path: Path, odd: bytes | None) -
 
 def _replay(events: Path, state: Path, fast: bool, batch_size: int) -> list[bytes]:
     out: list[bytes] = []
-    daemon = Daemon(Settings(state_dir=state, batch_size=batch_size, execute=False), FileSource(events),
-                    [load_policy(POLICY)], listener=lambda o: out.append(orjson.dumps(o, default=str)))
+    daemon = Daemon(
+        Settings(state_dir=state, batch_size=batch_size, execute=False),
+        FileSource(events),
+        [load_policy(POLICY)],
+        listener=lambda o: out.append(orjson.dumps(o, default=str)),
+    )
     daemon.fast_decode = fast
     stats = daemon.run()
     daemon.close()

@@ -8,17 +8,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-
-from driftwarden.daemon.state.column_types import ColumnTypes
 from driftwarden.daemon.io.events import EventRows
+from driftwarden.daemon.state.column_types import ColumnTypes
 from driftwarden.daemon.state.label_join import LabelJoiner
 from driftwarden.detectors.base import Batch
 from driftwarden.detectors.windows import MAX_CHUNKS, Windower
 
 
-def reference_join(
-    events: list[tuple[Any, ...]], max_pending: int
-) -> tuple[list[tuple[Any, ...]], dict[str, int]]:
+def reference_join(events: list[tuple[Any, ...]], max_pending: int) -> tuple[list[tuple[Any, ...]], dict[str, int]]:
     """The join rules, one event at a time: ``(index, id, is_prediction, label)`` in, ``(index, id, label)`` out."""
     held: dict[bool, OrderedDict[str, tuple[Any, ...]]] = {True: OrderedDict(), False: OrderedDict()}
     expired = {True: 0, False: 0}
@@ -55,9 +52,18 @@ def test_batched_join_matches_the_per_event_rules(seed: int) -> None:
         chunk = events[start : start + rng.randrange(1, 100)]
         start += len(chunk)
         n = len(chunk)
-        rows = EventRows("m", [e[0] for e in chunk], [float(e[0]) for e in chunk], [e[2] for e in chunk],
-                         [e[1] for e in chunk], [{"x": float(e[0])} for e in chunk], [{}] * n,
-                         [1 if e[2] else None for e in chunk], [None] * n, [e[3] for e in chunk])
+        rows = EventRows(
+            "m",
+            [e[0] for e in chunk],
+            [float(e[0]) for e in chunk],
+            [e[2] for e in chunk],
+            [e[1] for e in chunk],
+            [{"x": float(e[0])} for e in chunk],
+            [{}] * n,
+            [1 if e[2] else None for e in chunk],
+            [None] * n,
+            [e[3] for e in chunk],
+        )
         pairs = joiner.add_rows(rows)
         got += list(zip(pairs.index, pairs.ids, pairs.label, strict=True))
     want, expired = reference_join(events, max_pending=7)
@@ -71,12 +77,15 @@ def reference_columns(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
     return {name: [row.get(name) for row in rows] for name in names}
 
 
-@pytest.mark.parametrize("rows", [
-    [{"a": 1.0, "c": "x"}, {"c": "y", "a": 2}],                 # the same keys in another order
-    [{"a": 1.0, "c": "x"}, {"a": 2.0, "d": "z"}],               # the same number of keys, not the same keys
-    [{"a": 1.0}, {"a": None, "c": "y"}, {}],                     # missing keys and values
-    [{"a": True, "c": 3}, {"a": "2.5", "c": None}],              # booleans, numeric text, numbers as categories
-])
+@pytest.mark.parametrize(
+    "rows",
+    [
+        [{"a": 1.0, "c": "x"}, {"c": "y", "a": 2}],  # the same keys in another order
+        [{"a": 1.0, "c": "x"}, {"a": 2.0, "d": "z"}],  # the same number of keys, not the same keys
+        [{"a": 1.0}, {"a": None, "c": "y"}, {}],  # missing keys and values
+        [{"a": True, "c": 3}, {"a": "2.5", "c": None}],  # booleans, numeric text, numbers as categories
+    ],
+)
 def test_columns_by_name(rows: list[dict[str, Any]]) -> None:
     types = ColumnTypes({"a": "numeric", "c": "categorical", "d": "categorical"})
     columns = types._columns(rows, "")

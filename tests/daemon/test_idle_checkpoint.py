@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 
 from driftwarden.daemon.config import Settings
-from driftwarden.daemon.runtime import Daemon
 from driftwarden.daemon.io.sources import MemorySource
+from driftwarden.daemon.runtime import Daemon
 from driftwarden.daemon.state.store import Store
 from driftwarden.policies.loader import load_policy
 
@@ -16,7 +16,9 @@ from driftwarden.policies.loader import load_policy
 def test_progress_is_checkpointed_while_the_source_is_idle(tmp_path: Path) -> None:
     (tmp_path / "p.yaml").write_text("version: 1\nmodel: m\nmonitors:\n  e: {kind: adwin, series: error}\n")
     source = MemorySource(closed=False)
-    settings = Settings(state_dir=tmp_path / "s", checkpoint_records=1_000_000, checkpoint_seconds=0.3, poll_timeout=0.05)
+    settings = Settings(
+        state_dir=tmp_path / "s", checkpoint_records=1_000_000, checkpoint_seconds=0.3, poll_timeout=0.05
+    )
     daemon = Daemon(settings, source, [load_policy(tmp_path / "p.yaml")])
     runner = threading.Thread(target=daemon.run, kwargs={"timeout": 5.0})
     runner.start()

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from driftwarden.daemon.io.events import Event
 from driftwarden.daemon.state.label_join import LabelJoiner
 
@@ -22,7 +21,13 @@ def test_label_after_prediction_and_before_it() -> None:
     j = LabelJoiner(ttl=100)
     assert j.add(pred("a", 0, 0.0)) is None
     pair = j.add(label("a", 3, 5.0, 1))
-    assert pair is not None and (pair.index, pair.ts, pair.prediction, pair.label, pair.features) == (3, 5.0, 1, 1, {"x": 1.0})
+    assert pair is not None and (pair.index, pair.ts, pair.prediction, pair.label, pair.features) == (
+        3,
+        5.0,
+        1,
+        1,
+        {"x": 1.0},
+    )
     assert j.add(label("b", 4, 6.0)) is None
     pair = j.add(pred("b", 9, 7.0))
     assert pair is not None and (pair.index, pair.label) == (9, 0)
@@ -60,7 +65,8 @@ def test_snapshot_restore_keeps_pending_halves() -> None:
 
 @pytest.mark.parametrize("slack", [10_000, 0])
 def test_pending_deltas_keep_the_stores_copy_equal_to_the_pending_halves(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, slack: int) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, slack: int
+) -> None:
     """Random traffic (repeated ids, labels first, TTL expiry, eviction), a checkpoint every few
     batches into the real SQLite store: the store's halves, in order, always equal the joiner's,
     and a joiner restored from the store joins the rest of the traffic as the original does.
@@ -84,10 +90,25 @@ def test_pending_deltas_keep_the_stores_copy_equal_to_the_pending_halves(
         for _ in range(rng.randint(0, 12)):
             ident = f"e{rng.randint(0, 60)}"
             is_prediction = rng.random() < 0.6
-            rows.append((index, float(index), is_prediction, ident, {"x": float(index)} if is_prediction else {}, {},
-                         1 if is_prediction else None, None, None if is_prediction else index % 2))
+            rows.append(
+                (
+                    index,
+                    float(index),
+                    is_prediction,
+                    ident,
+                    {"x": float(index)} if is_prediction else {},
+                    {},
+                    1 if is_prediction else None,
+                    None,
+                    None if is_prediction else index % 2,
+                )
+            )
             index += 1
-        return EventRows("m", *(list(c) for c in zip(*rows, strict=True))) if rows else EventRows("m", *([] for _ in range(9)))
+        return (
+            EventRows("m", *(list(c) for c in zip(*rows, strict=True)))
+            if rows
+            else EventRows("m", *([] for _ in range(9)))
+        )
 
     replaces = 0
     for step in range(300):

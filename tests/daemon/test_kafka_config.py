@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from driftwarden.daemon.config import Settings
 from driftwarden.daemon.io.sinks import build_sinks
+
 from tests.conftest import ROOT
 
 

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from driftwarden.daemon.state.store import Store
 from driftwarden.deploy.registry import LocalRegistry
+
 from tests.conftest import ROOT
 from tests.daemon.test_lifecycle_runner import MODEL, events, seed_champion
 from tests.deploy.trainers import LinearRule
@@ -62,9 +62,7 @@ class Setup:
 
     def trainer(self, sleep: float) -> str:
         """A command trainer: a marker per training, a sleep, then the model."""
-        return (
-            f"touch {self.markers}/trained-$$; sleep {sleep}; cp {self.model} {{output}}/model.pkl"
-        )
+        return f"touch {self.markers}/trained-$$; sleep {sleep}; cp {self.model} {{output}}/model.pkl"
 
     def start(self, policy: Path, name: str) -> subprocess.Popen[bytes]:
         out = open(self.tmp / f"{name}.out", "wb")  # noqa: SIM115 - closed with the process
@@ -158,9 +156,7 @@ def setup(tmp_path: Path) -> Iterator[Setup]:
 
 
 def test_sigkill_during_training_never_trains_twice(setup: Setup) -> None:
-    policy = write_policy(
-        setup.tmp, setup.trainer(sleep=30), f"{{target: local, path: serving/{MODEL}}}"
-    )
+    policy = write_policy(setup.tmp, setup.trainer(sleep=30), f"{{target: local, path: serving/{MODEL}}}")
     watcher = ServingWatcher(setup.serving)
     proc = setup.start(policy, "first")
     wait_for(lambda: setup.trainings() == 1, "the trainer started", proc)
@@ -258,8 +254,6 @@ def test_sigkill_during_deploy_finishes_it_once_on_restart(setup: Setup) -> None
     assert registry.aliases(MODEL) == {"champion": "v0002", "previous": "v0001"}
     assert (setup.serving / "VERSION").read_text().strip() == "v0002"
     assert pickle.loads((setup.serving / "model.pkl").read_bytes()).w1 == 1.0
-    leftovers = [
-        p.name for p in setup.serving.parent.iterdir() if ".tmp-" in p.name or ".link-" in p.name
-    ]
+    leftovers = [p.name for p in setup.serving.parent.iterdir() if ".tmp-" in p.name or ".link-" in p.name]
     assert leftovers == []
     assert watcher.errors == [] and watcher.reads > 0 and watcher.versions <= {"v0001", "v0002"}

@@ -13,15 +13,15 @@ import numpy as np
 import orjson
 import pytest
 from click.testing import CliRunner
-
 from driftwarden.daemon.cli import main as cli
 from driftwarden.daemon.config import Settings
-from driftwarden.daemon.runtime import Daemon
 from driftwarden.daemon.io.sources import MemorySource
+from driftwarden.daemon.runtime import Daemon
 from driftwarden.daemon.state.store import Store
 from driftwarden.deploy.registry import LocalRegistry
 from driftwarden.deploy.targets import LocalTarget
 from driftwarden.policies.loader import load_policy
+
 from tests.deploy.trainers import FEATURES, LinearRule
 
 MODEL = "m"
@@ -89,9 +89,7 @@ def seed_champion(state: Path) -> None:
     LocalTarget(state / "serving" / MODEL).deploy(v1)
 
 
-def run(
-    state: Path, policy_path: Path, records: list[bytes], count: int | None = None
-) -> list[dict[str, Any]]:
+def run(state: Path, policy_path: Path, records: list[bytes], count: int | None = None) -> list[dict[str, Any]]:
     seen: list[dict[str, Any]] = []
     daemon = Daemon(
         Settings(state_dir=state, batch_size=50),
@@ -125,9 +123,7 @@ def state(tmp_path: Path) -> Path:
 
 
 def test_a_deploy_that_fails_live_is_rolled_back(state: Path, tmp_path: Path) -> None:
-    p = policy(
-        tmp_path, rollback_if='"live.accuracy < champion.accuracy - 0.05"', verify="{window: 100}"
-    )
+    p = policy(tmp_path, rollback_if='"live.accuracy < champion.accuracy - 0.05"', verify="{window: 100}")
     seen = run(state, p, events(600, revert_at=DECISION_AFTER))
     assert action_states(seen) == [
         "training",
@@ -157,9 +153,7 @@ def test_a_deploy_that_fails_live_is_rolled_back(state: Path, tmp_path: Path) ->
     assert [s["state"] for s in steps] == action_states(seen)
     assert steps[0]["data"]["rows"] > 0 and steps[0]["data"]["fingerprint"]
     assert "rollback_if holds on 100 live rows" in steps[-1]["reason"]
-    listed = CliRunner().invoke(
-        cli, ["models", "list", "--registry", str(state / "registry"), "--json"]
-    )
+    listed = CliRunner().invoke(cli, ["models", "list", "--registry", str(state / "registry"), "--json"])
     rows = [orjson.loads(line) for line in listed.output.splitlines()]
     assert [(r["version"], r["aliases"]) for r in rows] == [
         ("v0001", ["champion"]),
@@ -169,18 +163,14 @@ def test_a_deploy_that_fails_live_is_rolled_back(state: Path, tmp_path: Path) ->
 
 
 def test_a_deploy_that_holds_up_is_verified(state: Path, tmp_path: Path) -> None:
-    p = policy(
-        tmp_path, rollback_if='"live.accuracy < champion.accuracy - 0.05"', verify="{window: 100}"
-    )
+    p = policy(tmp_path, rollback_if='"live.accuracy < champion.accuracy - 0.05"', verify="{window: 100}")
     seen = run(state, p, events(600, revert_at=None))
     assert action_states(seen)[-3:] == ["deployed", "verifying", "verified"]
     assert LocalTarget(state / "serving" / MODEL).current() == "v0002"
 
 
 def test_a_restart_during_verification_resumes_it(state: Path, tmp_path: Path) -> None:
-    p = policy(
-        tmp_path, rollback_if='"live.accuracy < champion.accuracy - 0.05"', verify="{window: 100}"
-    )
+    p = policy(tmp_path, rollback_if='"live.accuracy < champion.accuracy - 0.05"', verify="{window: 100}")
     records = events(600, revert_at=DECISION_AFTER)
     first = run(state, p, records, count=360)
     assert action_states(first)[-1] == "verifying"
@@ -190,9 +180,7 @@ def test_a_restart_during_verification_resumes_it(state: Path, tmp_path: Path) -
     assert LocalTarget(state / "serving" / MODEL).current() == "v0001"
 
 
-def test_shadow_candidate_is_judged_on_live_traffic_before_serving(
-    state: Path, tmp_path: Path
-) -> None:
+def test_shadow_candidate_is_judged_on_live_traffic_before_serving(state: Path, tmp_path: Path) -> None:
     p = policy(tmp_path, shadow="{window: 100}")
     served: list[tuple[str, str | None]] = []
     target = LocalTarget(state / "serving" / MODEL)
@@ -222,9 +210,7 @@ def test_shadow_candidate_is_judged_on_live_traffic_before_serving(
     assert dict(served)["shadowing"] == "v0001"  # registered as challenger, not served
     action = retrain_action(state)
     judged = [a for a in Store(state / "state.db").audit() if a.get("state") == "evaluating"][-1]
-    assert (
-        judged["on"] == "live" and judged["rows"] == 100 and judged["live_index"][0] > action["at"]
-    )
+    assert judged["on"] == "live" and judged["rows"] == 100 and judged["live_index"][0] > action["at"]
     assert LocalRegistry(state / "registry").aliases(MODEL) == {
         "champion": "v0002",
         "previous": "v0001",

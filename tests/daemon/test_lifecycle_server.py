@@ -50,17 +50,10 @@ def traffic(url: str, start: int, n: int) -> float:
             for i in ids
         ]
         answers = call(f"{url}/predict", {"instances": batch})["predictions"]
-        correct += sum(
-            a["prediction"] == truth[i - start] for a, i in zip(answers, ids, strict=True)
-        )
+        correct += sum(a["prediction"] == truth[i - start] for a, i in zip(answers, ids, strict=True))
         call(
             f"{url}/label",
-            {
-                "labels": [
-                    {"id": f"r{i}", "ts": 1_800_000_000 + i, "label": int(truth[i - start])}
-                    for i in ids
-                ]
-            },
+            {"labels": [{"id": f"r{i}", "ts": 1_800_000_000 + i, "label": int(truth[i - start])} for i in ids]},
         )
     return correct / n
 
@@ -96,9 +89,7 @@ def test_server_and_daemon_close_the_loop(tmp_path: Path) -> None:
 
         model = tmp_path / "candidate.pkl"
         model.write_bytes(pickle.dumps(LinearRule()))
-        deploy = (
-            f"{{target: http, path: serving/{MODEL}, url: '{url}/reload', health: '{url}/health'}}"
-        )
+        deploy = f"{{target: http, path: serving/{MODEL}, url: '{url}/reload', health: '{url}/health'}}"
         policy = write_policy(tmp_path, f"cp {model} {{output}}/model.pkl", deploy)
         daemon = subprocess.run(
             [
@@ -133,8 +124,6 @@ def test_server_and_daemon_close_the_loop(tmp_path: Path) -> None:
         server.terminate()
         server.wait(timeout=10)
     served = [
-        orjson.loads(x)["attributes"]["model_version"]
-        for x in events.read_bytes().splitlines()
-        if b'"prediction"' in x
+        orjson.loads(x)["attributes"]["model_version"] for x in events.read_bytes().splitlines() if b'"prediction"' in x
     ]
     assert served[:400] == ["v0001"] * 400 and served[400:] == ["v0002"] * 200

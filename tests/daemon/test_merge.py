@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import orjson
-
 from driftwarden.daemon.config import Settings
 from driftwarden.daemon.io.merge import MergedSource
-from driftwarden.daemon.runtime import Daemon
 from driftwarden.daemon.io.sources import FileSource
+from driftwarden.daemon.runtime import Daemon
 from driftwarden.policies.loader import load_policy
 
 POLICY = """version: 1
@@ -40,7 +39,9 @@ def streams(tmp: Path) -> tuple[Path, Path, Path]:
 def decisions(source, tmp: Path, name: str, batch: int = 1000, count: int | None = None) -> list[tuple[str, int]]:
     (tmp / "p.yaml").write_text(POLICY)
     out: list[dict] = []
-    daemon = Daemon(Settings(state_dir=tmp / name, batch_size=batch), source, [load_policy(tmp / "p.yaml")], listener=out.append)
+    daemon = Daemon(
+        Settings(state_dir=tmp / name, batch_size=batch), source, [load_policy(tmp / "p.yaml")], listener=out.append
+    )
     daemon.run(count=count)
     daemon.close()
     return [(d["rule"], d["at"]) for d in out if d["type"] == "decision"]
@@ -51,7 +52,10 @@ def test_two_files_merge_like_one_interleaved_file(tmp_path: Path) -> None:
     single = decisions(FileSource(both), tmp_path, "single")
     assert len(single) == 3
     for batch in (1000, 77):
-        assert decisions(MergedSource([FileSource(preds), FileSource(labels)]), tmp_path, f"merged{batch}", batch) == single
+        assert (
+            decisions(MergedSource([FileSource(preds), FileSource(labels)]), tmp_path, f"merged{batch}", batch)
+            == single
+        )
 
 
 def test_merged_source_resumes_from_per_file_positions(tmp_path: Path) -> None:

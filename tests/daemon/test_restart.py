@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from driftwarden.daemon.state.store import Store
+
 from tests.conftest import ROOT, json_lines, run_cli
 
 POLICY = ROOT / "examples" / "credit" / "policy.yaml"
@@ -23,12 +23,27 @@ def decisions(lines: list[dict]) -> list[tuple[str, int, str]]:
 
 
 def run_json(events: Path, state: Path, *extra: str) -> list[dict]:
-    return json_lines(run_cli("run", "--policy", str(POLICY), "--events", str(events), "--state-dir", str(state),
-                              "--json", "--log-level", "warning", *extra).stdout)
+    return json_lines(
+        run_cli(
+            "run",
+            "--policy",
+            str(POLICY),
+            "--events",
+            str(events),
+            "--state-dir",
+            str(state),
+            "--json",
+            "--log-level",
+            "warning",
+            *extra,
+        ).stdout
+    )
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(demo_run: tuple[Path, list[dict]], tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict]]:
+def uninterrupted(
+    demo_run: tuple[Path, list[dict]], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, list[dict]]:
     out, _ = demo_run
     state = tmp_path_factory.mktemp("whole")
     return out / "events.jsonl", run_json(out / "events.jsonl", state) + [{"type": "state", "dir": str(state)}]
@@ -52,7 +67,9 @@ def test_uninterrupted_run_retrains_once(uninterrupted: tuple[Path, list[dict]])
     assert lines[-2]["type"] == "summary" and lines[-2]["records"] == 32_000
 
 
-def test_clean_stop_and_restart_gives_the_same_decisions(uninterrupted: tuple[Path, list[dict]], tmp_path: Path) -> None:
+def test_clean_stop_and_restart_gives_the_same_decisions(
+    uninterrupted: tuple[Path, list[dict]], tmp_path: Path
+) -> None:
     events, whole = uninterrupted
     first = run_json(events, tmp_path, "--count", "18000")
     assert first[-1]["records"] == 18_000
@@ -65,9 +82,25 @@ def test_clean_stop_and_restart_gives_the_same_decisions(uninterrupted: tuple[Pa
 def test_sigkill_and_restart_gives_the_same_decisions(uninterrupted: tuple[Path, list[dict]], tmp_path: Path) -> None:
     events, whole = uninterrupted
     proc = subprocess.Popen(
-        [sys.executable, "-m", "driftwarden.daemon.cli", "run", "--policy", str(POLICY), "--events", str(events),
-         "--state-dir", str(tmp_path), "--json", "--log-level", "warning"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        [
+            sys.executable,
+            "-m",
+            "driftwarden.daemon.cli",
+            "run",
+            "--policy",
+            str(POLICY),
+            "--events",
+            str(events),
+            "--state-dir",
+            str(tmp_path),
+            "--json",
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
     )
     db = tmp_path / "state.db"
     deadline = time.monotonic() + 60

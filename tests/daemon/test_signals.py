@@ -9,23 +9,40 @@ import time
 from pathlib import Path
 
 import pytest
-
 from driftwarden.daemon.state.store import Store
+
 from tests.conftest import ROOT, json_lines
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signal_stops_gracefully_and_restart_resumes(tmp_path: Path, sig: signal.Signals) -> None:
     events = tmp_path / "events.jsonl"
-    events.write_text("\n".join(f'{{"model": "m", "id": {i}, "ts": {i}, "prediction": 1, "label": {i % 2}}}'
-                                for i in range(400)) + "\n")
+    events.write_text(
+        "\n".join(f'{{"model": "m", "id": {i}, "ts": {i}, "prediction": 1, "label": {i % 2}}}' for i in range(400))
+        + "\n"
+    )
     policy = tmp_path / "p.yaml"
     policy.write_text("version: 1\nmodel: m\nmonitors:\n  e: {kind: adwin, series: error}\n")
     state = tmp_path / "state"
-    args = [sys.executable, "-m", "driftwarden.daemon.cli", "run", "--policy", str(policy), "--events", str(events),
-            "--state-dir", str(state), "--json", "--log-level", "info"]
+    args = [
+        sys.executable,
+        "-m",
+        "driftwarden.daemon.cli",
+        "run",
+        "--policy",
+        str(policy),
+        "--events",
+        str(events),
+        "--state-dir",
+        str(state),
+        "--json",
+        "--log-level",
+        "info",
+    ]
     # pace 20: 20 s of event time per second, so 400 events take 20 s unless stopped.
-    proc = subprocess.Popen([*args, "--pace", "20"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [*args, "--pace", "20"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     deadline = time.monotonic() + 60
     while not (state / "state.db").exists() and time.monotonic() < deadline:
         time.sleep(0.1)

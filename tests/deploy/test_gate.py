@@ -5,11 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.dummy import DummyClassifier
-from sklearn.linear_model import LinearRegression
-from sklearn.svm import LinearSVC
-from sklearn.tree import DecisionTreeClassifier
-
 from driftwarden.deploy.gate import (
     CLASSIFICATION_METRICS,
     GateResult,
@@ -19,6 +14,11 @@ from driftwarden.deploy.gate import (
     infer_task,
     score,
 )
+from sklearn.dummy import DummyClassifier
+from sklearn.linear_model import LinearRegression
+from sklearn.svm import LinearSVC
+from sklearn.tree import DecisionTreeClassifier
+
 from tests.deploy.trainers import FEATURES, make_data
 
 
@@ -105,9 +105,7 @@ def test_improves_reason_and_direction(split) -> None:
     result = evaluate(tree, tree, Xh, yh, improves("log_loss", by=0.01))
     assert not result.promoted and result.reason.startswith("candidate log_loss")
     assert "> champion log_loss" in result.reason
-    assert evaluate(tree, None, Xh, yh, improves("f1")).reason == (
-        "no champion: first model is promoted"
-    )
+    assert evaluate(tree, None, Xh, yh, improves("f1")).reason == ("no champion: first model is promoted")
     with pytest.raises(KeyError, match="roc_auc"):
         evaluate(tree, tree, Xh, yh, improves("roc_auc"), ("f1",))
 

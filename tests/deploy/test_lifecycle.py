@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sklearn.dummy import DummyClassifier
-from sklearn.tree import DecisionTreeClassifier
-
 from driftwarden.deploy.gate import holdout_split, improves
 from driftwarden.deploy.lifecycle import Outcome, RetrainSpec, retrain, rollback
 from driftwarden.deploy.registry import LocalRegistry, ModelVersion
 from driftwarden.deploy.targets import LocalTarget
+from sklearn.dummy import DummyClassifier
+from sklearn.tree import DecisionTreeClassifier
+
 from tests.deploy.trainers import FEATURES, make_data
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -149,10 +149,7 @@ def test_timeouts_are_retried_with_backoff_then_fail(env: Env) -> None:
     assert len((env.tmp / "run" / "attempts.log").read_text().splitlines()) == 3
     training = [i for s, i in env.record.events if s == "training"]
     assert [i["attempt"] for i in training] == [1, 2, 3] and training[0]["retry"] is None
-    assert (
-        training[2]["retry"]["waited"] == 3.0
-        and "timed out" in training[2]["retry"]["previous_error"]
-    )
+    assert training[2]["retry"]["waited"] == 3.0 and "timed out" in training[2]["retry"]["previous_error"]
     assert env.target.current() == "v0001" and len(env.registry.versions("churn")) == 1
 
 
@@ -168,16 +165,12 @@ def test_holdout_rows_never_reach_the_trainer(env: Env) -> None:
     seen = env.tmp / "seen.json"
     data = DATA.copy()
     data.loc[data["__index"].isin([5, 395]), "__label"] = None  # unlabeled rows are dropped
-    outcome = env.run(
-        spec("fit_tree", params={"seen": str(seen)}, holdout=0.25), target=None, data=data
-    )
+    outcome = env.run(spec("fit_tree", params={"seen": str(seen)}, holdout=0.25), target=None, data=data)
     assert outcome.state == "promoted", outcome.reason
     got = json.loads(seen.read_text())
     _, held = holdout_split(data[data["__label"].notna()], 0.25)
     assert got["rows"] == 298 and got["columns"] == list(FEATURES) and 5 not in got["index"]
-    assert (
-        set(got["index"]).isdisjoint(held["__index"]) and max(got["index"]) < held["__index"].min()
-    )
+    assert set(got["index"]).isdisjoint(held["__index"]) and max(got["index"]) < held["__index"].min()
     meta = env.registry.get("churn", str(outcome.version)).metadata
     assert meta["data"]["holdout_index"] == [299, 399] and meta["data"]["train_index"] == [0, 298]
     assert meta["data"]["unlabeled_dropped"] == 2

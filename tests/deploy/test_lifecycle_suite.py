@@ -19,11 +19,11 @@ from typing import Any
 
 import pandas as pd
 import pytest
-
 from driftwarden.deploy.gate import Fairness, Significance, improves
 from driftwarden.deploy.lifecycle import Outcome, RetrainSpec, deploy_version, judge, retrain, rollback, verify
 from driftwarden.deploy.registry import ModelVersion
 from driftwarden.deploy.targets import HttpTarget, LocalTarget
+
 from tests.deploy.trainers import LinearRule, make_data
 
 MODEL = "churn"
@@ -74,9 +74,7 @@ class Env:
         return version
 
     def spec(self, candidate: Any, **kw: Any) -> RetrainSpec:
-        kw.setdefault(
-            "command", ["cp", str(self.pickle(candidate, "candidate")), "{output}/model.pkl"]
-        )
+        kw.setdefault("command", ["cp", str(self.pickle(candidate, "candidate")), "{output}/model.pkl"])
         kw.setdefault("timeout", 30)
         kw.setdefault("backoff", 0.5)
         kw.setdefault("metrics", ("accuracy", "f1"))
@@ -139,13 +137,9 @@ def test_worse_candidate_is_rejected_and_nothing_is_deployed(env: Env) -> None:
 def test_not_significantly_better_is_rejected(env: Env) -> None:
     env.champion(LinearRule(1.0, 0.7))  # wrong on 3 of the 80 held-out rows
     promote_if = improves("accuracy", by=0.0)
-    outcome = env.retrain(
-        env.spec(LinearRule(), significance=Significance("mcnemar")), promote_if=promote_if
-    )
+    outcome = env.retrain(env.spec(LinearRule(), significance=Significance("mcnemar")), promote_if=promote_if)
     assert outcome.state == "rejected", outcome.reason
-    assert (
-        outcome.candidate["accuracy"] > outcome.champion["accuracy"]
-    )  # promote_if alone would promote
+    assert outcome.candidate["accuracy"] > outcome.champion["accuracy"]  # promote_if alone would promote
     assert "mcnemar" in outcome.reason and "not significant" in outcome.reason
     checks = env.record.events[-1][1]["checks"]["significance"]
     assert checks["only_champion_right"] == 0 and 0 < checks["only_candidate_right"] < 5
@@ -166,10 +160,7 @@ def test_candidate_that_widens_a_group_gap_is_rejected(env: Env) -> None:
     assert outcome.state == "rejected", outcome.reason
     assert outcome.candidate["accuracy"] > outcome.champion["accuracy"] + 0.01
     check = env.record.events[-1][1]["checks"]["fairness"]
-    assert (
-        check["candidate_gap"] > check["champion_gap"] + 0.15
-        and "region parity gap" in outcome.reason
-    )
+    assert check["candidate_gap"] > check["champion_gap"] + 0.15 and "region parity gap" in outcome.reason
     assert env.target.current() == "v0001"
     fair = env.retrain(env.spec(LinearRule(), fairness=fairness), "fair", data=data)
     assert fair.state == "deployed", fair.reason
@@ -230,9 +221,7 @@ class Hook:
                 self.wfile.write(data)
 
             def do_POST(self) -> None:  # noqa: N802
-                hook.reloads.append(
-                    json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                )
+                hook.reloads.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
                 self._send(200, {"ok": True})
 
             def do_GET(self) -> None:  # noqa: N802
@@ -260,18 +249,12 @@ def test_http_target_reloads_the_server_and_checks_health(env: Env, hook: Hook) 
     assert hook.reloads == [{"model": MODEL, "version": "v0002", "path": str(env.target.path)}]
 
 
-def test_http_target_that_fails_health_switches_back_and_moves_no_alias(
-    env: Env, hook: Hook
-) -> None:
+def test_http_target_that_fails_health_switches_back_and_moves_no_alias(env: Env, hook: Hook) -> None:
     env.champion(LinearRule(1.0, -1.0))
     hook.healthy = False
     target = HttpTarget(env.target, f"{hook.url}/reload", f"{hook.url}/health", timeout=5)
     outcome = env.retrain(env.spec(LinearRule()), target=target)
-    assert (
-        outcome.state == "failed"
-        and "answered 500" in outcome.reason
-        and "back to v0001" in outcome.reason
-    )
+    assert outcome.state == "failed" and "answered 500" in outcome.reason and "back to v0001" in outcome.reason
     assert env.target.current() == "v0001" and env.served().w1 == -1.0
     assert [r["version"] for r in hook.reloads] == [
         "v0002",
@@ -288,9 +271,7 @@ def test_an_interrupted_deploy_is_finished_idempotently(env: Env) -> None:
     new = env.registry.register(MODEL, art, {"previous_champion": old.version})
     env.target.deploy(new)  # the switch happened; the daemon died before moving the alias
     for _ in range(2):
-        outcome = deploy_version(
-            MODEL, new.version, old.version, env.registry, env.target, env.record
-        )
+        outcome = deploy_version(MODEL, new.version, old.version, env.registry, env.target, env.record)
         assert outcome.state == "deployed", outcome.reason
     assert env.registry.aliases(MODEL) == {"champion": new.version, "previous": old.version}
     assert env.target.current() == new.version and len(env.target.history()) == 2
@@ -385,9 +366,7 @@ def test_shadow_candidate_is_judged_on_live_traffic(env: Env) -> None:
         improves("accuracy", by=0.01),
         rec,
     )
-    assert rejected.state == "rejected" and rec.states == ["evaluating", "rejected"], (
-        rejected.reason
-    )
+    assert rejected.state == "rejected" and rec.states == ["evaluating", "rejected"], rejected.reason
     assert env.registry.aliases(MODEL) == {"champion": "v0001"} and env.target.current() == "v0001"
     # Shadowed again, on new-world traffic it wins and is deployed.
     assert env.retrain(spec, "run2").state == "shadowing"

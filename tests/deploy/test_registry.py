@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from driftwarden.deploy.registry import LocalRegistry, ModelVersion, Registry
 
 

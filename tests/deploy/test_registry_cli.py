@@ -8,9 +8,9 @@ from typing import Any
 
 import orjson
 from click.testing import CliRunner
-
 from driftwarden.daemon.cli import main as cli
 from driftwarden.deploy.targets import LocalTarget
+
 from tests.deploy.trainers import LinearRule
 
 
@@ -51,9 +51,7 @@ def test_models_commands(registry: Any, tmp_path: Path) -> None:
     (shown,) = invoke("models", "show", "--registry", location, "m", "--json")
     assert shown["version"] == "v0002" and shown["metadata"]["decision"] == "m/r/1.0"
 
-    (back,) = invoke(
-        "models", "rollback", "--registry", location, "m", "--serving", str(serving), "--json"
-    )
+    (back,) = invoke("models", "rollback", "--registry", location, "m", "--serving", str(serving), "--json")
     assert back["state"] == "rolled_back" and back["version"] == "v0001"
     assert LocalTarget(serving).current() == "v0001"
     assert registry.aliases("m") == {"champion": "v0001", "rolled_back": "v0002"}

@@ -8,7 +8,6 @@ import threading
 from pathlib import Path
 
 import pytest
-
 from driftwarden.deploy.registry import LocalRegistry, ModelVersion
 from driftwarden.deploy.targets import LocalTarget, Target
 
@@ -42,9 +41,7 @@ def test_deploy_switches_a_relative_symlink(tmp_path: Path, versions: list[Model
     ]
 
 
-def test_redeploying_the_served_version_is_a_no_op(
-    tmp_path: Path, versions: list[ModelVersion]
-) -> None:
+def test_redeploying_the_served_version_is_a_no_op(tmp_path: Path, versions: list[ModelVersion]) -> None:
     target = LocalTarget(tmp_path / "churn")
     first = target.deploy(versions[0])
     assert target.deploy(versions[0]) == first and len(target.history()) == 1
@@ -60,9 +57,7 @@ def test_old_copies_are_pruned_to_keep(tmp_path: Path, versions: list[ModelVersi
     assert [h["dir"] for h in target.history()] == ["v0001", "v0002"]
 
 
-def test_a_redeploy_of_a_kept_version_gets_its_own_copy(
-    tmp_path: Path, versions: list[ModelVersion]
-) -> None:
+def test_a_redeploy_of_a_kept_version_gets_its_own_copy(tmp_path: Path, versions: list[ModelVersion]) -> None:
     target = LocalTarget(tmp_path / "churn", keep=3)
     target.deploy(versions[0])
     target.deploy(versions[1])

@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from driftwarden.deploy.training import LOG_TAIL_BYTES, fingerprint, run_training
+
 from tests.deploy.trainers import FEATURES, make_data
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,9 +71,7 @@ def test_trainer_exception_is_permanent_with_traceback_in_log(data: Path, tmp_pa
         ("tests.deploy.trainers", "module:function"),
     ],
 )
-def test_bad_entrypoints_are_permanent(
-    data: Path, tmp_path: Path, entrypoint: str, expected: str
-) -> None:
+def test_bad_entrypoints_are_permanent(data: Path, tmp_path: Path, entrypoint: str, expected: str) -> None:
     result = _train(data, tmp_path / "out", entrypoint)
     assert not result.ok and not result.temporary
     assert expected in str(result.error)

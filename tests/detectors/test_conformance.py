@@ -13,7 +13,6 @@ from typing import Any
 import numpy as np
 import orjson
 import pytest
-
 from driftwarden.detectors.base import Batch, Monitor, Signal
 from driftwarden.detectors.registry import MONITORS, build
 
@@ -114,9 +113,7 @@ def kind(request: pytest.FixtureRequest) -> str:
 def test_signals_are_json_and_ordered(kind: str) -> None:
     m = fresh(kind)
     signals = run(m, chunks(data_for(m)))
-    assert signals, (
-        f"{kind}: the conformance stream must make it signal, or the other checks are vacuous"
-    )
+    assert signals, f"{kind}: the conformance stream must make it signal, or the other checks are vacuous"
     assert all(isinstance(s, Signal) and s.kind == kind for s in signals)
     ats = [s.at for s in signals]
     assert ats == sorted(ats) and 0 <= ats[0] and ats[-1] < N

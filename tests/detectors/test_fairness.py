@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from driftwarden.detectors import intervals
 from driftwarden.detectors.base import Batch
 from driftwarden.detectors.fairness import (
@@ -38,9 +37,7 @@ def german() -> pd.DataFrame:
     return predictions(german_credit())
 
 
-def stream(
-    df: pd.DataFrame, labeled: bool = True, sizes: tuple[int, ...] = (97, 301, 13, 589)
-) -> list[Batch]:
+def stream(df: pd.DataFrame, labeled: bool = True, sizes: tuple[int, ...] = (97, 301, 13, 589)) -> list[Batch]:
     """The data frame as batches of uneven sizes (windows must not depend on batch boundaries)."""
     out, start = [], 0
     for n in sizes:
@@ -77,9 +74,7 @@ def test_demographic_parity_equals_fairlearn(german: pd.DataFrame, attribute) ->
         stream(german, False),
     )
     ratio = run(
-        DemographicParity(
-            attribute=attribute, window_events=WINDOW, min_group_size=1, measure="ratio"
-        ),
+        DemographicParity(attribute=attribute, window_events=WINDOW, min_group_size=1, measure="ratio"),
         stream(german, False),
     )
     assert len(diff) == len(ratio) == 4
@@ -120,18 +115,10 @@ def test_label_metrics_equal_fairlearn(german: pd.DataFrame, attribute) -> None:
     for i, w in enumerate(windows_of(german)):
         sf = w[attribute]
         y, p = w.risk, w.prediction
-        assert eo[i].value == pytest.approx(
-            fm.equal_opportunity_difference(y, p, sensitive_features=sf), abs=TOL
-        )
-        assert eo_ratio[i].value == pytest.approx(
-            fm.equal_opportunity_ratio(y, p, sensitive_features=sf), abs=TOL
-        )
-        assert eodds[i].value == pytest.approx(
-            fm.equalized_odds_difference(y, p, sensitive_features=sf), abs=TOL
-        )
-        assert eodds_ratio[i].value == pytest.approx(
-            fm.equalized_odds_ratio(y, p, sensitive_features=sf), abs=TOL
-        )
+        assert eo[i].value == pytest.approx(fm.equal_opportunity_difference(y, p, sensitive_features=sf), abs=TOL)
+        assert eo_ratio[i].value == pytest.approx(fm.equal_opportunity_ratio(y, p, sensitive_features=sf), abs=TOL)
+        assert eodds[i].value == pytest.approx(fm.equalized_odds_difference(y, p, sensitive_features=sf), abs=TOL)
+        assert eodds_ratio[i].value == pytest.approx(fm.equalized_odds_ratio(y, p, sensitive_features=sf), abs=TOL)
         frame = fm.MetricFrame(
             metrics={
                 "tpr": fm.true_positive_rate,
@@ -155,14 +142,10 @@ def test_label_metrics_equal_fairlearn(german: pd.DataFrame, attribute) -> None:
             assert eodds[i].details["groups"][name]["tpr"] == pytest.approx(row["tpr"], abs=TOL)
             assert eodds[i].details["groups"][name]["fpr"] == pytest.approx(row["fpr"], abs=TOL)
             assert pp[i].details["groups"][name]["rate"] == pytest.approx(row["precision"], abs=TOL)
-            assert acc[i].details["groups"][name]["accuracy"] == pytest.approx(
-                row["accuracy"], abs=TOL
-            )
+            assert acc[i].details["groups"][name]["accuracy"] == pytest.approx(row["accuracy"], abs=TOL)
             assert f1[i].details["groups"][name]["f1"] == pytest.approx(row["f1"], abs=TOL)
         worst = frame.by_group["accuracy"].idxmin()
-        assert acc[i].details["worst_group"] == (
-            "|".join(worst) if isinstance(worst, tuple) else worst
-        )
+        assert acc[i].details["worst_group"] == ("|".join(worst) if isinstance(worst, tuple) else worst)
 
 
 def test_regression_metrics_equal_fairlearn(german: pd.DataFrame) -> None:
@@ -172,14 +155,10 @@ def test_regression_metrics_equal_fairlearn(german: pd.DataFrame) -> None:
     df = german.assign(prediction=german["score"])
     for metric, fn in (("mae", mean_absolute_error), ("rmse", root_mean_squared_error)):
         [s] = run(
-            GroupPerformance(
-                attribute="sex", metric=metric, window_events=len(df), min_group_size=1
-            ),
+            GroupPerformance(attribute="sex", metric=metric, window_events=len(df), min_group_size=1),
             stream(df),
         )
-        frame = fm.MetricFrame(
-            metrics=fn, y_true=df.risk, y_pred=df.score, sensitive_features=df.sex
-        )
+        frame = fm.MetricFrame(metrics=fn, y_true=df.risk, y_pred=df.score, sensitive_features=df.sex)
         assert s.value == pytest.approx(frame.difference(), abs=TOL)
         assert s.details["worst_group"] == frame.by_group.idxmax()
         assert s.details["ci_low"] <= s.value <= s.details["ci_high"]
@@ -218,9 +197,7 @@ def test_wilson_and_newcombe_equal_statsmodels() -> None:
         ref = proportion_confint(x1, n1, alpha=1 - conf, method="wilson")
         assert (lo[0], hi[0]) == pytest.approx(ref, abs=1e-12)
         got = intervals.newcombe(x1, n1, x2, n2, conf)
-        ref = confint_proportions_2indep(
-            x1, n1, x2, n2, method="newcomb", compare="diff", alpha=1 - conf
-        )
+        ref = confint_proportions_2indep(x1, n1, x2, n2, method="newcomb", compare="diff", alpha=1 - conf)
         assert got == pytest.approx(ref, abs=1e-12)
 
 
@@ -340,9 +317,7 @@ def test_fewer_than_two_judged_groups_gives_no_value_and_the_whole_interval() ->
 
 def test_groups_that_appear_later_are_flagged_and_judged() -> None:
     m = DemographicParity(attribute="region", window_events=4, min_group_size=1)
-    first = m.update(
-        Batch.of(index=range(4), attributes={"region": ["eu", "us"] * 2}, prediction=[1, 1, 1, 1])
-    )
+    first = m.update(Batch.of(index=range(4), attributes={"region": ["eu", "us"] * 2}, prediction=[1, 1, 1, 1]))
     later = m.update(
         Batch.of(
             index=range(4, 8),
@@ -356,9 +331,7 @@ def test_groups_that_appear_later_are_flagged_and_judged() -> None:
 
 
 def test_attribute_from_features_and_intersections_with_missing_values() -> None:
-    codes, names = group_codes(
-        [np.array(["f", "m", None, "f"], dtype=object), np.array([0.0, 1.0, np.nan, 0.0])]
-    )
+    codes, names = group_codes([np.array(["f", "m", None, "f"], dtype=object), np.array([0.0, 1.0, np.nan, 0.0])])
     assert names == ["f|0", "missing|missing", "m|1"] and codes.tolist() == [0, 2, 1, 0]
     m = DemographicParity(attribute=["sex", "senior"], window_events=4, min_group_size=1)
     [s] = m.update(
@@ -394,13 +367,9 @@ def test_four_fifths_rule() -> None:
     batch = Batch.of(index=range(200), attributes={"g": g}, prediction=p)
     [s] = DemographicParity(attribute="g", window_events=200, four_fifths=True).update(batch)
     assert (s.value, s.threshold, s.drift, s.details["measure"]) == (0.76, 0.8, True, "ratio")
-    [s] = DemographicParity(
-        attribute="g", window_events=200, four_fifths=True, require_interval=True
-    ).update(batch)
+    [s] = DemographicParity(attribute="g", window_events=200, four_fifths=True, require_interval=True).update(batch)
     assert s.drift is False and s.details["ci_high"] > 0.8
-    with pytest.raises(
-        ValueError, match="four_fifths.*measure must be 'ratio' or unset, got 'difference'"
-    ):
+    with pytest.raises(ValueError, match="four_fifths.*measure must be 'ratio' or unset, got 'difference'"):
         DemographicParity(attribute="g", four_fifths=True, measure="difference")
 
 
@@ -414,20 +383,12 @@ def test_bias_drift_against_first_window_and_given_reference() -> None:
     out = [m.update(window(gap, i * 1000))[0] for i, gap in enumerate([0.04, 0.06, 0.14])]
     assert [round(s.value, 6) for s in out] == [0.0, 0.02, 0.1]
     assert [s.drift for s in out] == [False, False, True]
-    assert out[2].details["reference"] == pytest.approx(0.04) and out[2].details[
-        "metric"
-    ] == pytest.approx(0.14)
+    assert out[2].details["reference"] == pytest.approx(0.04) and out[2].details["metric"] == pytest.approx(0.14)
     assert out[2].details["ci_low"] == pytest.approx(out[2].details["metric_ci_low"] - 0.04)
-    given = DemographicParity(
-        attribute="g", window_events=1000, bias_drift=True, reference=0.0, measure="ratio"
-    )
+    given = DemographicParity(attribute="g", window_events=1000, bias_drift=True, reference=0.0, measure="ratio")
     [s] = given.update(window(0.1, 0))
-    assert (
-        s.value == pytest.approx(0.0 - 0.8) and s.drift is False
-    )  # a ratio falling is the harmful direction
-    given = DemographicParity(
-        attribute="g", window_events=1000, bias_drift=True, reference=1.0, measure="ratio"
-    )
+    assert s.value == pytest.approx(0.0 - 0.8) and s.drift is False  # a ratio falling is the harmful direction
+    given = DemographicParity(attribute="g", window_events=1000, bias_drift=True, reference=1.0, measure="ratio")
     assert given.update(window(0.1, 0))[0].value == pytest.approx(0.2)
 
 
@@ -451,12 +412,12 @@ def test_bootstrap_interval_is_seeded_and_close_to_newcombe() -> None:
     p = (rng.random(3000) < np.where(g == "a", 0.5, 0.4)).astype(float)
     batch = Batch.of(index=range(3000), attributes={"g": g}, prediction=p)
     [w] = DemographicParity(attribute="g", window_events=3000).update(batch)
-    [b1] = DemographicParity(
-        attribute="g", window_events=3000, interval="bootstrap", resamples=400, seed=1
-    ).update(batch)
-    [b2] = DemographicParity(
-        attribute="g", window_events=3000, interval="bootstrap", resamples=400, seed=1
-    ).update(batch)
+    [b1] = DemographicParity(attribute="g", window_events=3000, interval="bootstrap", resamples=400, seed=1).update(
+        batch
+    )
+    [b2] = DemographicParity(attribute="g", window_events=3000, interval="bootstrap", resamples=400, seed=1).update(
+        batch
+    )
     assert b1.details == b2.details and b1.details["interval"] == "bootstrap"
     assert b1.details["ci_low"] == pytest.approx(w.details["ci_low"], abs=0.01)
     assert b1.details["ci_high"] == pytest.approx(w.details["ci_high"], abs=0.01)
@@ -488,9 +449,7 @@ def test_argument_errors_name_the_field_and_value() -> None:
 @pytest.mark.parametrize(
     "make",
     [
-        lambda: DemographicParity(
-            attribute=["sex", "age_group"], window_events=170, min_group_size=5
-        ),
+        lambda: DemographicParity(attribute=["sex", "age_group"], window_events=170, min_group_size=5),
         lambda: EqualizedOdds(attribute="age_group", window_events=170, require_interval=True),
         lambda: GroupPerformance(attribute="sex", metric="f1", window_events=170, resamples=50),
         lambda: PredictiveParity(attribute="sex", window_events=170, bias_drift=True),
@@ -521,18 +480,13 @@ def test_policy_builds_every_kind() -> None:
     ):
         m = build(kind, {"attribute": ["sex", "race"], "window_events": 100})
         assert m.kind == kind and m.clone().params() == m.params()
-    assert "four_fifths=True" in repr(
-        build("demographic_parity", {"attribute": "sex", "four_fifths": True})
-    )
+    assert "four_fifths=True" in repr(build("demographic_parity", {"attribute": "sex", "four_fifths": True}))
 
 
 def test_example_policy_is_valid() -> None:
     from driftwarden.policies.loader import check_policy
 
-    assert (
-        check_policy(Path(__file__).resolve().parents[2] / "examples" / "fairness" / "policy.yaml")
-        == []
-    )
+    assert check_policy(Path(__file__).resolve().parents[2] / "examples" / "fairness" / "policy.yaml") == []
 
 
 def test_example_stream_alerts_only_after_the_injected_bias(german: pd.DataFrame) -> None:

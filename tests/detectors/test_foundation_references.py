@@ -5,14 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from river import drift
-from sklearn.metrics import accuracy_score
-
 from driftwarden.detectors.base import Batch
 from driftwarden.detectors.drift import FeatureDrift
 from driftwarden.detectors.evidently_adapter import evidently_column_drift
 from driftwarden.detectors.performance import Performance
 from driftwarden.detectors.streaming import Adwin
+from river import drift
+from sklearn.metrics import accuracy_score
 
 
 def feed(monitor, batch: Batch, size: int) -> list:
@@ -41,7 +40,13 @@ def test_feature_drift_equals_evidentlys_numbers() -> None:
     rng = np.random.default_rng(11)
     n = 800
     ref = pd.DataFrame({"a": rng.normal(0, 1, n), "b": rng.exponential(1, n), "c": rng.choice(["x", "y", "z"], n)})
-    cur = pd.DataFrame({"a": rng.normal(0.3, 1, n), "b": rng.exponential(1.2, n), "c": rng.choice(["x", "y", "z"], n, p=[0.5, 0.3, 0.2])})
+    cur = pd.DataFrame(
+        {
+            "a": rng.normal(0.3, 1, n),
+            "b": rng.exponential(1.2, n),
+            "c": rng.choice(["x", "y", "z"], n, p=[0.5, 0.3, 0.2]),
+        }
+    )
     frame = pd.concat([ref, cur], ignore_index=True)
     batch = Batch.of(index=range(2 * n), features={k: frame[k].tolist() for k in frame})
     for method in ("ks", "psi", "wasserstein", "jensenshannon", "auto"):
@@ -66,7 +71,7 @@ def test_performance_accuracy_equals_sklearn_per_window_for_any_batch_size() -> 
     y = rng.integers(0, 2, 5000)
     p = np.where(rng.random(5000) < np.linspace(0.95, 0.6, 5000), y, 1 - y)
     batch = Batch.of(index=range(5000), prediction=p, label=y)
-    expected = [accuracy_score(y[i:i + 1000], p[i:i + 1000]) for i in range(0, 5000, 1000)]
+    expected = [accuracy_score(y[i : i + 1000], p[i : i + 1000]) for i in range(0, 5000, 1000)]
     for size in (7, 1000, 5000):
         signals = feed(Performance(window_events=1000, threshold=0.8), batch, size)
         assert [s.value for s in signals] == pytest.approx(expected, abs=1e-12)
@@ -77,5 +82,12 @@ def test_performance_accuracy_equals_sklearn_per_window_for_any_batch_size() -> 
 def test_time_windows_close_on_event_time() -> None:
     ts = np.arange(0, 300, 1.0)  # one event per second
     y = np.ones(300)
-    signals = Performance(window_events=None, window_seconds=60.0).update(Batch.of(index=range(300), ts=ts, prediction=y, label=y))
-    assert [(s.window_start, s.window_end, s.at) for s in signals] == [(0, 60, 60), (60, 120, 120), (120, 180, 180), (180, 240, 240)]
+    signals = Performance(window_events=None, window_seconds=60.0).update(
+        Batch.of(index=range(300), ts=ts, prediction=y, label=y)
+    )
+    assert [(s.window_start, s.window_end, s.at) for s in signals] == [
+        (0, 60, 60),
+        (60, 120, 120),
+        (120, 180, 180),
+        (180, 240, 240),
+    ]

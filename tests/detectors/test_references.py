@@ -7,10 +7,6 @@ import math
 
 import numpy as np
 import pytest
-from river import drift
-from river.drift import binary
-from sklearn import metrics
-
 from driftwarden.detectors.base import Batch
 from driftwarden.detectors.control import Cusum, Ewma
 from driftwarden.detectors.drift import FeatureDrift, PredictionDrift
@@ -19,6 +15,9 @@ from driftwarden.detectors.multivariate import AnomalyRate, DomainClassifier, ma
 from driftwarden.detectors.performance import METRICS, Performance
 from driftwarden.detectors.quality import DataQuality
 from driftwarden.detectors.registry import build
+from river import drift
+from river.drift import binary
+from sklearn import metrics
 
 
 def _streams() -> tuple[np.ndarray, np.ndarray]:
@@ -37,9 +36,7 @@ def alarms(kind: str, data: np.ndarray, chunk: int | None = None, **params: obje
     step = chunk or len(data)
     for i in range(0, len(data), step):
         part = data[i : i + step]
-        out += [
-            s.at for s in m.update(Batch.of(index=range(i, i + len(part)), features={"x": part}))
-        ]
+        out += [s.at for s in m.update(Batch.of(index=range(i, i + len(part)), features={"x": part}))]
     return out
 
 
@@ -141,9 +138,7 @@ GOLDEN = {
 }
 
 
-@pytest.mark.parametrize(
-    ("kind", "stream"), sorted(GOLDEN), ids=[f"{k}-{s}" for k, s in sorted(GOLDEN)]
-)
+@pytest.mark.parametrize(("kind", "stream"), sorted(GOLDEN), ids=[f"{k}-{s}" for k, s in sorted(GOLDEN)])
 def test_golden_alarm_indices(kind: str, stream: str) -> None:
     assert alarms(kind, X if stream == "x" else E) == GOLDEN[(kind, stream)]
 
@@ -156,9 +151,7 @@ def test_control_charts_with_a_given_reference_skip_warmup() -> None:
     b = Batch.of(index=range(6), features={"x": [10.0, 14.0, 14.0, 14.0, 2.0, 2.0]})
     assert [(s.at, s.details["direction"]) for s in m.update(b)] == [(3, "up")]
     e = Ewma(series="x", mean=0.0, sd=1.0, lam=1.0, L=3.0, mode="down")
-    assert [
-        s.at for s in e.update(Batch.of(index=range(3), features={"x": [5.0, -5.0, float("nan")]}))
-    ] == [1]
+    assert [s.at for s in e.update(Batch.of(index=range(3), features={"x": [5.0, -5.0, float("nan")]}))] == [1]
 
 
 @pytest.mark.parametrize(
@@ -213,9 +206,7 @@ def test_performance_windows_match_sklearn(metric: str) -> None:
     y, score, pred = _labeled()
     regression = metric in ("mae", "rmse", "r2")
     m = Performance(metric=metric, window_events=400)
-    batch = Batch.of(
-        index=range(len(y)), prediction=score if regression else pred, score=score, label=y
-    )
+    batch = Batch.of(index=range(len(y)), prediction=score if regression else pred, score=score, label=y)
     signals = m.update(batch)
     assert [s.window_start for s in signals] == [0, 400, 800]
     for s in signals:
@@ -226,9 +217,7 @@ def test_performance_windows_match_sklearn(metric: str) -> None:
 
 def test_roc_auc_of_a_single_class_window_is_undefined() -> None:
     m = Performance(metric="roc_auc", window_events=3)
-    [s] = m.update(
-        Batch.of(index=range(3), score=[0.1, 0.2, 0.3], prediction=[0, 0, 0], label=[1, 1, 1])
-    )
+    [s] = m.update(Batch.of(index=range(3), score=[0.1, 0.2, 0.3], prediction=[0, 0, 0], label=[1, 1, 1]))
     assert s.value is None and s.drift is False
 
 
@@ -244,9 +233,7 @@ def test_mann_whitney_auc_matches_sklearn() -> None:
 def test_estimated_accuracy_and_f1_track_realized_on_calibrated_scores() -> None:
     rng = np.random.default_rng(9)
     n = 8000
-    score = np.concatenate(
-        [rng.beta(8, 2, n // 2), rng.beta(3, 3, n // 2)]
-    )  # confidence falls mid-way
+    score = np.concatenate([rng.beta(8, 2, n // 2), rng.beta(3, 3, n // 2)])  # confidence falls mid-way
     y = (rng.random(n) < score).astype(float)  # calibrated by construction
     pred = (score >= 0.5).astype(float)
     for metric in ("accuracy", "f1"):
@@ -255,9 +242,7 @@ def test_estimated_accuracy_and_f1_track_realized_on_calibrated_scores() -> None
         for s in signals:
             sl = slice(s.window_start, s.window_end)
             realized = (
-                metrics.accuracy_score(y[sl], pred[sl])
-                if metric == "accuracy"
-                else metrics.f1_score(y[sl], pred[sl])
+                metrics.accuracy_score(y[sl], pred[sl]) if metric == "accuracy" else metrics.f1_score(y[sl], pred[sl])
             )
             assert s.value == pytest.approx(realized, abs=0.04), (metric, s.window_start)
         if metric == "accuracy":
@@ -330,9 +315,7 @@ def test_prediction_drift_series_errors_and_reference() -> None:
     with pytest.raises(ValueError, match="^series: \\['label'\\] is not allowed"):
         PredictionDrift(series=["label"])
     rng = np.random.default_rng(0)
-    m = PredictionDrift(
-        series=["score"], window_events=300, reference={"score": rng.random(300).tolist()}
-    )
+    m = PredictionDrift(series=["score"], window_events=300, reference={"score": rng.random(300).tolist()})
     [s] = m.update(Batch.of(index=range(300), score=rng.random(300) ** 3))
     assert s.drift and list(s.details["features"]) == ["score"]
 

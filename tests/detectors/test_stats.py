@@ -13,8 +13,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import stats as sps
-
 from driftwarden.detectors.evidently_adapter import ColumnDrift, evidently_column_drift, render_drift_report
 from driftwarden.detectors.stats import (
     METHODS,
@@ -28,6 +26,7 @@ from driftwarden.detectors.stats import (
     js_distance,
     two_sample,
 )
+from scipy import stats as sps
 
 TOLERANCE = 1e-6
 NUMERIC_METHODS = ("ks", "psi", "wasserstein", "jensenshannon", "auto")
@@ -133,9 +132,7 @@ def _evidently(scenario: str) -> dict[str, ColumnDrift]:
                 ref[key], cur[key], methods[key] = r, c, method
                 if is_cat:
                     cat_columns.append(key)
-    return evidently_column_drift(
-        pd.DataFrame(ref), pd.DataFrame(cur), methods, categorical=cat_columns
-    )
+    return evidently_column_drift(pd.DataFrame(ref), pd.DataFrame(cur), methods, categorical=cat_columns)
 
 
 def _distinct(values: np.ndarray) -> list[object]:
@@ -175,10 +172,7 @@ def test_scenarios_cover_every_method_and_auto_choice() -> None:
     seen = {d.method for s, _, _ in SCENARIOS for d in _evidently(s).values()}
     assert seen == set(METHODS)
     auto = {
-        (s, k.split("|")[0]): d.method
-        for s, _, _ in SCENARIOS
-        for k, d in _evidently(s).items()
-        if k.endswith("|auto")
+        (s, k.split("|")[0]): d.method for s, _, _ in SCENARIOS for k, d in _evidently(s).items() if k.endswith("|auto")
     }
     assert auto[("small", "same")] == "ks"
     assert auto[("medium", "few")] == "chisquare"
@@ -194,9 +188,7 @@ def test_evidently_drops_missing_the_same_way() -> None:
     # the unseen current categories make Evidently's chi-square statistic inf, p-value 0
     ev = _evidently("small")
     assert ev["cat_unseen|chisquare"].p_value == 0.0
-    assert (
-        ev["cat_missing|chisquare"].p_value is not None and ev["cat_missing|chisquare"].p_value > 0
-    )
+    assert ev["cat_missing|chisquare"].p_value is not None and ev["cat_missing|chisquare"].p_value > 0
 
 
 def test_threshold_boundaries_match_evidently() -> None:
@@ -230,9 +222,7 @@ def test_sturges_edges_are_numpys(n: int) -> None:
     ours = _sturges_edges(x.min(), x.max(), x.size)
     np.testing.assert_array_equal(ours, np.histogram_bin_edges(x, bins="sturges"))
     const = np.full(n, 1.5)
-    np.testing.assert_array_equal(
-        _sturges_edges(1.5, 1.5, n), np.histogram_bin_edges(const, bins="sturges")
-    )
+    np.testing.assert_array_equal(_sturges_edges(1.5, 1.5, n), np.histogram_bin_edges(const, bins="sturges"))
 
 
 def test_statistics_are_scipys() -> None:
@@ -243,9 +233,7 @@ def test_statistics_are_scipys() -> None:
     assert ks.statistic == pytest.approx(expected.statistic, abs=1e-12)
     assert ks.p_value == pytest.approx(expected.pvalue, abs=1e-12)
     ws = two_sample("wasserstein", ref, cur)
-    assert ws.statistic == pytest.approx(
-        sps.wasserstein_distance(ref, cur) / np.std(ref), abs=1e-12
-    )
+    assert ws.statistic == pytest.approx(sps.wasserstein_distance(ref, cur) / np.std(ref), abs=1e-12)
 
     cats = _objects(list("aabbbc") * 30)
     now = _objects(list("abbccd") * 20)
@@ -358,12 +346,8 @@ def test_numpy_versions_give_scipys_floats_bit_for_bit() -> None:
 
 def test_render_drift_report_writes_html(tmp_path: Path) -> None:
     rng = np.random.default_rng(4)
-    ref = pd.DataFrame(
-        {"tenure_months": rng.normal(size=200), "plan_tier": _objects(list("ab") * 100)}
-    )
-    cur = pd.DataFrame(
-        {"tenure_months": rng.normal(1.0, size=150), "plan_tier": _objects(list("abc") * 50)}
-    )
+    ref = pd.DataFrame({"tenure_months": rng.normal(size=200), "plan_tier": _objects(list("ab") * 100)})
+    cur = pd.DataFrame({"tenure_months": rng.normal(1.0, size=150), "plan_tier": _objects(list("abc") * 50)})
     out = render_drift_report(
         ref,
         cur,

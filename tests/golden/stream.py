@@ -31,21 +31,55 @@ def write_stream(path: Path, n: int = 12_000, drift_at: int = 6_000, delay: int 
         if i % 997 == 0:
             feats["x5"] = None
         p = int(num[i, 0] > 0) if rng.random() < 0.92 else int(num[i, 0] <= 0)
-        lines.append(orjson.dumps({"model": "g", "id": f"e{i}", "ts": 1.7e9 + i, "features": feats,
-                                   "prediction": p, "score": round(float(rng.random()), 4)}))
+        lines.append(
+            orjson.dumps(
+                {
+                    "model": "g",
+                    "id": f"e{i}",
+                    "ts": 1.7e9 + i,
+                    "features": feats,
+                    "prediction": p,
+                    "score": round(float(rng.random()), 4),
+                }
+            )
+        )
         if i == 4321:
             lines.append(b'{"model": "g", "id": 1, "features": [1]}')
         if i >= delay:
-            lines.append(orjson.dumps({"model": "g", "id": f"e{i - delay}", "ts": 1.7e9 + i,
-                                       "label": int(num[i - delay, 0] > (0 if i - delay < drift_at else 0.5))}))
+            lines.append(
+                orjson.dumps(
+                    {
+                        "model": "g",
+                        "id": f"e{i - delay}",
+                        "ts": 1.7e9 + i,
+                        "label": int(num[i - delay, 0] > (0 if i - delay < drift_at else 0.5)),
+                    }
+                )
+            )
     path.write_bytes(b"\n".join(lines) + b"\n")
     return path
 
 
 def replay_lines(events: Path, batch_size: int = 1000) -> list[bytes]:
     """The replay's JSON lines; the summary keeps only its counts (timings and tables may change)."""
-    proc = subprocess.run([sys.executable, "-m", "driftwarden.daemon.cli", "replay", "--policy", str(POLICY), "--events", str(events),
-                           "--json", "--batch-size", str(batch_size)], capture_output=True, check=True, cwd=HERE.parent.parent)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "driftwarden.daemon.cli",
+            "replay",
+            "--policy",
+            str(POLICY),
+            "--events",
+            str(events),
+            "--json",
+            "--batch-size",
+            str(batch_size),
+        ],
+        capture_output=True,
+        check=True,
+        cwd=HERE.parent.parent,
+    )
     out = []
     for line in proc.stdout.splitlines():
         obj = orjson.loads(line)

@@ -22,7 +22,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-
 from driftwarden.daemon.io.kafka.client import ensure_topics
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,16 +37,12 @@ def _require() -> bool:
 
 def _unavailable(reason: str) -> None:
     if _require():
-        pytest.fail(
-            f"Kafka broker required (DRIFTWARDEN_REQUIRE_KAFKA=1) but: {reason}", pytrace=False
-        )
+        pytest.fail(f"Kafka broker required (DRIFTWARDEN_REQUIRE_KAFKA=1) but: {reason}", pytrace=False)
     pytest.skip(f"no Kafka broker: {reason}")
 
 
 def _broker(command: str, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(BROKER), command], env=env, capture_output=True, text=True, timeout=timeout
-    )
+    return subprocess.run([str(BROKER), command], env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def _free_port_pair() -> int:

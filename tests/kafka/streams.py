@@ -10,11 +10,10 @@ from typing import Any
 
 import numpy as np
 import orjson
-
 from driftwarden.daemon.config import Settings
 from driftwarden.daemon.io.kafka.client import KafkaSink, read_messages
-from driftwarden.daemon.runtime import Daemon, make_source
 from driftwarden.daemon.io.sources import MemorySource
+from driftwarden.daemon.runtime import Daemon, make_source
 from driftwarden.policies.loader import LoadedPolicy, load_policy
 
 # Fast group membership: a rebalance is noticed within one heartbeat.
@@ -68,10 +67,19 @@ def stream(model: str, n: int, seed: int, drift_at: float = 0.5) -> list[bytes]:
         y = float(rng.normal(0.0, 1.0))
         pred = int(rng.random() < 0.5)
         wrong = rng.random() < (0.45 if drifted else 0.1)
-        out.append(orjson.dumps({
-            "model": model, "id": f"{model}-{i}", "ts": T0 + i, "features": {"x": x, "y": y},
-            "prediction": pred, "score": 0.5, "label": 1 - pred if wrong else pred,
-        }))
+        out.append(
+            orjson.dumps(
+                {
+                    "model": model,
+                    "id": f"{model}-{i}",
+                    "ts": T0 + i,
+                    "features": {"x": x, "y": y},
+                    "prediction": pred,
+                    "score": 0.5,
+                    "label": 1 - pred if wrong else pred,
+                }
+            )
+        )
     return out
 
 
@@ -104,8 +112,13 @@ def settings(state: Path, bootstrap: str, topics: list[str], group: str, paths: 
         "batch_size": 500,
         "poll_timeout": 0.2,
         "checkpoint_records": 1000,
-        "source": {"kind": "kafka", "bootstrap": bootstrap, "topics": topics, "group_id": group,
-                   "settings": dict(FAST_GROUP)},
+        "source": {
+            "kind": "kafka",
+            "bootstrap": bootstrap,
+            "topics": topics,
+            "group_id": group,
+            "settings": dict(FAST_GROUP),
+        },
     }
     for k, v in extra.items():
         if isinstance(v, dict) and isinstance(data.get(k), dict):
@@ -167,8 +180,12 @@ def wait_for(done: Callable[[], bool], runners: Sequence[Runner] = (), timeout: 
 def reference(paths: list[Path], values: list[bytes], state: Path) -> list[dict[str, Any]]:
     """Decisions of the same policies over ``values`` from memory, no Kafka."""
     out: list[dict[str, Any]] = []
-    d = Daemon(Settings(state_dir=state, batch_size=500, execute=False), MemorySource(values), loaded(paths),
-               listener=lambda item: out.append(item) if item["type"] == "decision" else None)
+    d = Daemon(
+        Settings(state_dir=state, batch_size=500, execute=False),
+        MemorySource(values),
+        loaded(paths),
+        listener=lambda item: out.append(item) if item["type"] == "decision" else None,
+    )
     d.run()
     d.close()
     return out

@@ -14,9 +14,9 @@ from pathlib import Path
 import orjson
 import pytest
 import yaml
-
 from driftwarden.daemon.io.kafka.client import read_messages
 from driftwarden.daemon.state.store import Store
+
 from tests.conftest import ROOT
 from tests.kafka.streams import (
     WAIT_S,
@@ -49,8 +49,14 @@ def test_drift_decision_action_end_to_end_over_kafka(
     values = interleave({m: stream(m, 2400, seed=i) for i, m in enumerate(models)})
     events, decisions, updates = kafka_topic(2), kafka_topic(1, "decisions"), kafka_topic(1, "updates")
     produce(kafka_bootstrap, events, values)
-    s = settings(tmp_path / "state", kafka_bootstrap, [events], kafka_group(), paths,
-                 sinks={"decisions_topic": decisions, "model_updated_topic": updates})
+    s = settings(
+        tmp_path / "state",
+        kafka_bootstrap,
+        [events],
+        kafka_group(),
+        paths,
+        sinks={"decisions_topic": decisions, "model_updated_topic": updates},
+    )
     daemon = kafka_daemon(s, paths, synchronous_actions=True)
     runner = Runner(daemon)
     wait_for(lambda: total(daemon)() >= len(values), [runner])
@@ -84,8 +90,7 @@ def test_malformed_messages_reach_the_dead_letter_topic_and_the_daemon_carries_o
     values = good[:300] + bad + good[300:]
     events, dlq = kafka_topic(1), kafka_topic(1, "dlq")
     produce(kafka_bootstrap, events, values, key=lambda v: b"m0")
-    s = settings(tmp_path / "state", kafka_bootstrap, [events], kafka_group(), paths,
-                 sinks={"dead_letter_topic": dlq})
+    s = settings(tmp_path / "state", kafka_bootstrap, [events], kafka_group(), paths, sinks={"dead_letter_topic": dlq})
     daemon = kafka_daemon(s, paths)
     runner = Runner(daemon)
     wait_for(lambda: daemon.stats.events + daemon.stats.dead_letters >= len(values), [runner])
@@ -115,13 +120,34 @@ def test_sigkill_between_processing_and_commit_replays_without_counting_twice(
     values = interleave({m: stream(m, 6000, seed=10 + i) for i, m in enumerate(models)})
     events, decisions, changelog = kafka_topic(1), kafka_topic(1, "decisions"), f"changelog-{kafka_group()}"
     produce(kafka_bootstrap, events, values, key=lambda v: b"all")  # one partition: one order, exact keys
-    s = settings(tmp_path / "state", kafka_bootstrap, [events], kafka_group(), paths, checkpoint_records=500,
-                 batch_size=250, execute=False, sinks={"decisions_topic": decisions},
-                 source={"changelog_topic": changelog})
+    s = settings(
+        tmp_path / "state",
+        kafka_bootstrap,
+        [events],
+        kafka_group(),
+        paths,
+        checkpoint_records=500,
+        batch_size=250,
+        execute=False,
+        sinks={"decisions_topic": decisions},
+        source={"changelog_topic": changelog},
+    )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "driftwarden.daemon.cli", "run", "--config", str(_config(tmp_path / "config.yaml", s)),
-         "--json", "--log-level", "warning"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        [
+            sys.executable,
+            "-m",
+            "driftwarden.daemon.cli",
+            "run",
+            "--config",
+            str(_config(tmp_path / "config.yaml", s)),
+            "--json",
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
     )
     db = tmp_path / "state" / "state.db"
     deadline = time.monotonic() + WAIT_S
@@ -168,8 +194,16 @@ def test_failure_at_the_commit_step_commits_nothing_and_the_restart_skips_what_w
     values = stream("m0", 4000, seed=8)
     events, changelog = kafka_topic(1), f"changelog-{kafka_group()}"
     produce(kafka_bootstrap, events, values)
-    s = settings(tmp_path / "state", kafka_bootstrap, [events], kafka_group(), paths, execute=False,
-                 checkpoint_records=500, source={"changelog_topic": changelog})
+    s = settings(
+        tmp_path / "state",
+        kafka_bootstrap,
+        [events],
+        kafka_group(),
+        paths,
+        execute=False,
+        checkpoint_records=500,
+        source={"changelog_topic": changelog},
+    )
     first = kafka_daemon(s, paths)
     real_commit, commits = first.source.commit, []
 
@@ -218,8 +252,16 @@ def test_two_daemons_share_a_group_and_one_stops_mid_stream(
     group = kafka_group()
 
     def daemon(name: str) -> object:
-        s = settings(tmp_path / name, kafka_bootstrap, [events], group, paths, execute=False,
-                     sinks={"decisions_topic": decisions}, source={"changelog_topic": changelog})
+        s = settings(
+            tmp_path / name,
+            kafka_bootstrap,
+            [events],
+            group,
+            paths,
+            execute=False,
+            sinks={"decisions_topic": decisions},
+            source={"changelog_topic": changelog},
+        )
         return kafka_daemon(s, paths)
 
     produce(kafka_bootstrap, events, first)
@@ -277,8 +319,11 @@ def test_backpressure_pauses_the_kafka_source_and_resumes(
 
 
 def test_a_retrain_that_deploys_sends_model_updated(
-    demo_run: tuple[Path, list[dict]], kafka_bootstrap: str, kafka_topic: Callable[..., str],
-    kafka_group: Callable[[], str], tmp_path: Path,
+    demo_run: tuple[Path, list[dict]],
+    kafka_bootstrap: str,
+    kafka_topic: Callable[..., str],
+    kafka_group: Callable[[], str],
+    tmp_path: Path,
 ) -> None:
     out, _ = demo_run
     values = [line for line in (out / "events.jsonl").read_bytes().splitlines() if line.strip()]
@@ -287,8 +332,14 @@ def test_a_retrain_that_deploys_sends_model_updated(
     produce(kafka_bootstrap, predictions, [v for v in values if b'"label"' not in v or b'"features"' in v])
     produce(kafka_bootstrap, labels, [v for v in values if b'"label"' in v and b'"features"' not in v])
     decisions, updates = kafka_topic(1, "decisions"), kafka_topic(1, "updates")
-    s = settings(tmp_path / "state", kafka_bootstrap, [predictions, labels], kafka_group(), [policy],
-                 sinks={"decisions_topic": decisions, "model_updated_topic": updates})
+    s = settings(
+        tmp_path / "state",
+        kafka_bootstrap,
+        [predictions, labels],
+        kafka_group(),
+        [policy],
+        sinks={"decisions_topic": decisions, "model_updated_topic": updates},
+    )
     daemon = kafka_daemon(s, [policy])
     runner = Runner(daemon)
 

@@ -9,7 +9,6 @@ from typing import Any
 
 import orjson
 import pytest
-
 from driftwarden.daemon.io.kafka.client import (
     KafkaSink,
     KafkaSource,
@@ -111,9 +110,7 @@ def test_seek_rereads_exactly_from_stored_positions(
     try:
         got = drain(src, sum(end - stored[name] for name, end in with_end.items()))
         for name, end in with_end.items():
-            assert sorted(r.offset for r in got if r.partition == name) == list(
-                range(stored[name], end)
-            )
+            assert sorted(r.offset for r in got if r.partition == name) == list(range(stored[name], end))
 
         # Seeking an assigned partition mid-stream re-reads exactly from there.
         name = sorted(with_end)[0]
@@ -125,14 +122,10 @@ def test_seek_rereads_exactly_from_stored_positions(
         src.close()
 
 
-def test_sink_delivers_headers_and_keys(
-    kafka_bootstrap: str, kafka_topic: Callable[..., str]
-) -> None:
+def test_sink_delivers_headers_and_keys(kafka_bootstrap: str, kafka_topic: Callable[..., str]) -> None:
     topic = kafka_topic(1)
     sink = KafkaSink(kafka_bootstrap, topic, client_id="driftwarden-test-dlq")
-    sink.send(
-        b"{not json", key=b"k1", headers={"reason": "invalid JSON: line 1", "source": "kafka:p:2"}
-    )
+    sink.send(b"{not json", key=b"k1", headers={"reason": "invalid JSON: line 1", "source": "kafka:p:2"})
     sink.send(b'{"ok": 1}')
     sink.flush()
     sink.close()
@@ -150,9 +143,7 @@ class Member:
         self.records: list[Record] = []
         self.events: list[tuple[str, list[str]]] = []
         self.lock = threading.Lock()
-        self.source = source(
-            bootstrap, topic, group, on_assign=self._assigned, on_revoke=self._revoked
-        )
+        self.source = source(bootstrap, topic, group, on_assign=self._assigned, on_revoke=self._revoked)
         self.stop = threading.Event()
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)

@@ -9,12 +9,12 @@ import numpy as np
 import orjson
 import pytest
 from click.testing import CliRunner
-
 from driftwarden.daemon.cli import main
 from driftwarden.daemon.config import Settings
-from driftwarden.daemon.runtime import Daemon
 from driftwarden.daemon.io.sources import MemorySource
+from driftwarden.daemon.runtime import Daemon
 from driftwarden.policies.loader import load_policy
+
 from tests.conftest import json_lines
 
 T0 = 1_700_000_000.0
@@ -28,8 +28,18 @@ def records(n: int = 3000, seed: int = 3, model: str = "m") -> list[bytes]:
         x = rng.normal(0, 1) + (3.0 if 1000 <= i < 2000 else 0.0)
         label = int(rng.integers(0, 2))
         wrong = 1500 <= i < 2500 and rng.random() < 0.5
-        out.append(orjson.dumps({"model": model, "id": f"p{i}", "ts": T0 + i, "features": {"x": x},
-                                 "prediction": 1 - label if wrong else label, "label": label}))
+        out.append(
+            orjson.dumps(
+                {
+                    "model": model,
+                    "id": f"p{i}",
+                    "ts": T0 + i,
+                    "features": {"x": x},
+                    "prediction": 1 - label if wrong else label,
+                    "label": label,
+                }
+            )
+        )
     return out
 
 
@@ -65,16 +75,29 @@ class Collect:
         return [i for i in self.items if i["type"] == kind and all(i.get(k) == v for k, v in match.items())]
 
 
-def make_daemon(tmp_path: Path, text: str = POLICY, *, execute: bool = True, watch: bool = False,
-                n: int = 3000, state: str = "state") -> tuple[Daemon, Collect, Path]:
+def make_daemon(
+    tmp_path: Path,
+    text: str = POLICY,
+    *,
+    execute: bool = True,
+    watch: bool = False,
+    n: int = 3000,
+    state: str = "state",
+) -> tuple[Daemon, Collect, Path]:
     tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / "policy.yaml"
     if not path.exists() or path.read_text() != text:
         path.write_text(text)
     out = Collect()
     settings = Settings(state_dir=tmp_path / state, batch_size=250, execute=execute)
-    daemon = Daemon(settings, MemorySource(records(n)), [load_policy(path)], listener=out,
-                    synchronous_actions=True, watch_policies=watch)
+    daemon = Daemon(
+        settings,
+        MemorySource(records(n)),
+        [load_policy(path)],
+        listener=out,
+        synchronous_actions=True,
+        watch_policies=watch,
+    )
     return daemon, out, path
 
 
@@ -101,18 +124,36 @@ def test_the_daemons_dry_run_executes_no_rule(tmp_path: Path) -> None:
 
 def test_run_dry_run_on_the_command_line(tmp_path: Path) -> None:
     policy = tmp_path / "policy.yaml"
-    policy.write_text(POLICY.replace("do: alert", "do: retrain", 1) + "actions:\n  retrain:\n"
-                      "    train: {entrypoint: \"driftwarden.examples.credit.train:train\"}\n")
+    policy.write_text(
+        POLICY.replace("do: alert", "do: retrain", 1) + "actions:\n  retrain:\n"
+        '    train: {entrypoint: "driftwarden.examples.credit.train:train"}\n'
+    )
     events = tmp_path / "events.jsonl"
     events.write_bytes(b"\n".join(records(2200)) + b"\n")
-    result = CliRunner().invoke(main, ["run", "--policy", str(policy), "--events", str(events), "--dry-run",
-                                       "--json", "--state-dir", str(tmp_path / "state"), "--log-level", "error"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "run",
+            "--policy",
+            str(policy),
+            "--events",
+            str(events),
+            "--dry-run",
+            "--json",
+            "--state-dir",
+            str(tmp_path / "state"),
+            "--log-level",
+            "error",
+        ],
+    )
     assert result.exit_code == 0, result.output
     lines = json_lines(result.stdout)
     retrains = [d for d in lines if d["type"] == "decision" and d["action_type"] == "retrain"]
     assert retrains
     assert {a["state"] for a in lines if a["type"] == "action"} == {"skipped"}
-    assert lines[-1]["type"] == "summary" and lines[-1]["decisions"] == len([d for d in lines if d["type"] == "decision"])
+    assert lines[-1]["type"] == "summary" and lines[-1]["decisions"] == len(
+        [d for d in lines if d["type"] == "decision"]
+    )
 
 
 def test_a_running_retrain_mutes_inhibited_rules(tmp_path: Path) -> None:
@@ -144,7 +185,9 @@ def test_a_changed_policy_is_swapped_in_between_batches_keeping_unchanged_monito
     assert daemon.policies["m"].spec.monitors["perf"].threshold == 0.7
     assert daemon.actions.policies["m"] is daemon.policies["m"], "the action runner sees the new policy"
     # The unchanged ADWIN carried its state: its alarms are exactly those of an uninterrupted run.
-    assert [s["at"] for s in out.of("signal", monitor="shift")] == [s["at"] for s in base_out.of("signal", monitor="shift")]
+    assert [s["at"] for s in out.of("signal", monitor="shift")] == [
+        s["at"] for s in base_out.of("signal", monitor="shift")
+    ]
     # The changed performance monitor started afresh at the reload: its first window ends 100 labels later.
     perf = [s["window_end"] for s in out.of("signal", monitor="perf")]
     assert perf[:10] == [100 * k for k in range(1, 11)] and perf[10] == 1100
@@ -157,7 +200,9 @@ def test_an_invalid_change_is_refused_and_the_old_policy_keeps_running(tmp_path:
     daemon, out, path = make_daemon(tmp_path / "b", watch=True)
     running = daemon.policies["m"]
     daemon.run(count=1000)
-    path.write_text(POLICY.replace('when: "perf.drift"', 'when: "perf.drift &&"').replace("cooldown: 20m", "cooldown: 20 min"))
+    path.write_text(
+        POLICY.replace('when: "perf.drift"', 'when: "perf.drift &&"').replace("cooldown: 20m", "cooldown: 20 min")
+    )
     daemon.run(count=1000)
     [refused] = out.of("policy")
     assert refused["state"] == "refused"
@@ -213,13 +258,17 @@ def test_touching_a_file_without_changing_it_reloads_nothing(tmp_path: Path, edi
 
 
 def test_alerts_carry_the_rules_severity_labels_and_annotations(tmp_path: Path) -> None:
-    daemon, out, _ = make_daemon(tmp_path, POLICY.replace("    labels: {team: ml}\n",
-                                                          "    labels: {team: ml}\n    annotations: {summary: x moved}\n"))
+    daemon, out, _ = make_daemon(
+        tmp_path,
+        POLICY.replace("    labels: {team: ml}\n", "    labels: {team: ml}\n    annotations: {summary: x moved}\n"),
+    )
     daemon.run()
     daemon.close()
     alerts = [orjson.loads(line) for line in (tmp_path / "state" / "alerts.jsonl").read_bytes().splitlines()]
     shifting = [a for a in alerts if a["rule"] == "shifting"]
     assert shifting and len(shifting) == len(out.of("decision", rule="shifting"))
-    assert all((a["severity"], a["labels"], a["annotations"]) == ("critical", {"team": "ml"}, {"summary": "x moved"})
-               for a in shifting)
+    assert all(
+        (a["severity"], a["labels"], a["annotations"]) == ("critical", {"team": "ml"}, {"summary": "x moved"})
+        for a in shifting
+    )
     assert {a["severity"] for a in alerts if a["rule"] == "degraded"} == {"warning"}

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import orjson
 import pytest
-
 from driftwarden.detectors.base import Batch
 from driftwarden.policies.conditions import Condition
 from driftwarden.policies.engine import Decision, PolicyEngine
@@ -74,8 +73,13 @@ def make_policy(tmp_path: Path) -> Callable[..., LoadedPolicy]:
     return make
 
 
-def run(engine: PolicyEngine, batch: Batch, size: int = 250, restart_every: int | None = None,
-        policy: LoadedPolicy | None = None) -> tuple[list[dict], list[Decision], PolicyEngine]:
+def run(
+    engine: PolicyEngine,
+    batch: Batch,
+    size: int = 250,
+    restart_every: int | None = None,
+    policy: LoadedPolicy | None = None,
+) -> tuple[list[dict], list[Decision], PolicyEngine]:
     signals, decisions = [], []
     for k, start in enumerate(range(0, len(batch), size)):
         if restart_every and k and k % restart_every == 0:
@@ -96,7 +100,10 @@ def test_decisions_follow_the_signals_and_carry_severity_labels_and_annotations(
     first_shift = [d for d in decisions if d.rule == "shifting"][0]
     assert first_shift.at >= min(shifts)
     assert (first_shift.severity, dict(first_shift.labels), dict(first_shift.annotations)) == (
-        "critical", {"team": "ml"}, {"summary": "x moved"})
+        "critical",
+        {"team": "ml"},
+        {"summary": "x moved"},
+    )
     degraded = [d for d in decisions if d.rule == "degraded"]
     bad = [s["at"] for s in signals if s["monitor"] == "perf" and s["drift"]]
     assert degraded and degraded[0].at == bad[2], "fires on the third degraded window in a row"
@@ -129,17 +136,26 @@ def test_the_context(make_policy) -> None:
     assert ctx["events"] == {"count": N} and ctx["labels"] == {"count": N} and ctx["dead_letters"] == {"count": 0}
     assert ctx["model"] == {"name": "m", "version": "v0003", "age": engine.clock - 100.0}
     last_alert = max(d.ts for d in decisions if d.action_type == "alert")
-    assert ctx["actions"]["alert"] == {"since": engine.clock - last_alert,
-                                       "count": sum(d.action_type == "alert" for d in decisions)}
+    assert ctx["actions"]["alert"] == {
+        "since": engine.clock - last_alert,
+        "count": sum(d.action_type == "alert" for d in decisions),
+    }
     perf = ctx["perf"]
     assert perf["ready"] and {"drift", "value", "threshold", "p_value", "window_end", "metric"} <= perf.keys()
     assert Condition("perf.value > 0.0 && model.age > seconds('1m') && actions.retrain.count >= 1").evaluate(
-        ctx, engine.functions(engine.clock))
+        ctx, engine.functions(engine.clock)
+    )
 
 
 def test_feature_drift_exposes_its_per_feature_map(make_policy) -> None:
-    engine = PolicyEngine(make_policy(POLICY.replace(
-        "  shift: {kind: adwin, series: x}", "  shift: {kind: adwin, series: x}\n  inputs: {kind: feature_drift, window: {events: 500}}")))
+    engine = PolicyEngine(
+        make_policy(
+            POLICY.replace(
+                "  shift: {kind: adwin, series: x}",
+                "  shift: {kind: adwin, series: x}\n  inputs: {kind: feature_drift, window: {events: 500}}",
+            )
+        )
+    )
     run(engine, stream())
     ctx = engine.context()
     assert ctx["inputs"]["features"]["x"]["drift"] is True or ctx["inputs"]["share_drifted"] == 0.0
@@ -204,5 +220,8 @@ def test_a_changed_monitor_starts_afresh_while_unchanged_ones_and_rule_history_c
     other = PolicyEngine(changed)
     other.restore(engine.snapshot())
     state = other.rule_states["degraded"]
-    assert (state.phase, state.last_fired, state.fired) == ("inactive", engine.rule_states["degraded"].last_fired,
-                                                            engine.rule_states["degraded"].fired)
+    assert (state.phase, state.last_fired, state.fired) == (
+        "inactive",
+        engine.rule_states["degraded"].last_fired,
+        engine.rule_states["degraded"].fired,
+    )

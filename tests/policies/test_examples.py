@@ -11,15 +11,18 @@ import orjson
 import pytest
 import yaml
 from click.testing import CliRunner
-
 from driftwarden.daemon.cli import main
 from driftwarden.policies.loader import load_policy
 from driftwarden.policies.schema import json_schema
+
 from tests.conftest import json_lines
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "policies" / "examples").glob("*.yaml"))
-ALL_POLICIES = EXAMPLES + [ROOT / "examples" / "credit" / "policy.yaml", *sorted((ROOT / "examples").glob("*/policy.yaml"))]
+ALL_POLICIES = EXAMPLES + [
+    ROOT / "examples" / "credit" / "policy.yaml",
+    *sorted((ROOT / "examples").glob("*/policy.yaml")),
+]
 ONSET = 2000
 N = 4000
 T0 = 1_700_000_000.0
@@ -43,18 +46,26 @@ def churn_events(n: int = N, onset: int = ONSET, seed: int = 11) -> list[bytes]:
         accurate = rng.random() < (0.6 if after else 0.95)
         approve_rate = (0.2 if region == "eu" else 0.6) if after else 0.4
         prediction = int(rng.random() < approve_rate)
-        out.append(orjson.dumps({
-            "model": "churn", "id": f"p{i}", "ts": T0 + i,
-            "features": {
-                "tenure": float(rng.integers(1, 72)),
-                "monthly_charges": float(rng.normal(95 if after else 65, 10)),
-                "plan": str(rng.choice(["basic", "pro", "max"], p=[0.2, 0.3, 0.5] if after else [0.5, 0.3, 0.2])),
-            },
-            "attributes": {"region": region},
-            "prediction": prediction,
-            "score": float(np.clip(rng.normal(0.7 if after else 0.4, 0.05), 0, 1)),
-            "label": prediction if accurate else 1 - prediction,
-        }))
+        out.append(
+            orjson.dumps(
+                {
+                    "model": "churn",
+                    "id": f"p{i}",
+                    "ts": T0 + i,
+                    "features": {
+                        "tenure": float(rng.integers(1, 72)),
+                        "monthly_charges": float(rng.normal(95 if after else 65, 10)),
+                        "plan": str(
+                            rng.choice(["basic", "pro", "max"], p=[0.2, 0.3, 0.5] if after else [0.5, 0.3, 0.2])
+                        ),
+                    },
+                    "attributes": {"region": region},
+                    "prediction": prediction,
+                    "score": float(np.clip(rng.normal(0.7 if after else 0.4, 0.05), 0, 1)),
+                    "label": prediction if accurate else 1 - prediction,
+                }
+            )
+        )
     return out
 
 
@@ -77,7 +88,10 @@ def test_the_schema_is_a_valid_json_schema_that_every_policy_satisfies() -> None
     jsonschema.Draft202012Validator.check_schema(schema)
     validator = jsonschema.Draft202012Validator(schema)
     for path in ALL_POLICIES:
-        errors = [f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(yaml.safe_load(path.read_text()))]
+        errors = [
+            f"{'.'.join(map(str, e.absolute_path))}: {e.message}"
+            for e in validator.iter_errors(yaml.safe_load(path.read_text()))
+        ]
         assert errors == [], path
 
 
@@ -85,10 +99,12 @@ def test_the_schema_rejects_what_the_loader_rejects() -> None:
     validator = jsonschema.Draft202012Validator(json_schema())
     good = {"version": 1, "model": "m", "monitors": {"e": {"kind": "adwin", "series": "error"}}, "rules": []}
     assert validator.is_valid(good)
-    for bad in ({"kind": "adwin", "series": "error", "clok": 5},     # unknown parameter of the kind
-                {"kind": "adwn", "series": "error"},                 # unknown kind
-                {"kind": "adwin"},                                    # required parameter missing
-                {"kind": "adwin", "series": "error", "window": {"events": 10}}):   # not windowed
+    for bad in (
+        {"kind": "adwin", "series": "error", "clok": 5},  # unknown parameter of the kind
+        {"kind": "adwn", "series": "error"},  # unknown kind
+        {"kind": "adwin"},  # required parameter missing
+        {"kind": "adwin", "series": "error", "window": {"events": 10}},
+    ):  # not windowed
         assert not validator.is_valid({**good, "monitors": {"e": bad}}), bad
 
 
@@ -129,11 +145,16 @@ def test_each_example_replays(path: Path, events: Path) -> None:
 
 def test_the_replay_table_says_what_would_have_been_done(events: Path) -> None:
     path = ROOT / "policies" / "examples" / "retrain.yaml"
-    result = CliRunner().invoke(main, ["replay", "--policy", str(path), "--events", str(events)], env={"COLUMNS": "200"})
+    result = CliRunner().invoke(
+        main, ["replay", "--policy", str(path), "--events", str(events)], env={"COLUMNS": "200"}
+    )
     assert result.exit_code == 0, result.output
-    table = result.stdout[result.stdout.index("rules"):]
-    rows = {line.split("│")[2].strip(): [c.strip() for c in line.split("│")[3:7]]
-            for line in table.splitlines() if line.startswith("│")}
+    table = result.stdout[result.stdout.index("rules") :]
+    rows = {
+        line.split("│")[2].strip(): [c.strip() for c in line.split("│")[3:7]]
+        for line in table.splitlines()
+        if line.startswith("│")
+    }
     assert rows["early-retrain-trial"][3] == "retrain, dry run"
     assert rows["retrain-on-degradation"][0] == "1" and int(rows["retrain-on-degradation"][1]) >= ONSET
     assert rows["weekly"] == ["0", "-", "-", "retrain"]

@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import json
 
+from driftwarden.policies.rules import DAY, RuleState, RuleTiming, step
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from driftwarden.policies.rules import DAY, RuleState, RuleTiming, step
 
 # Evaluations: (gap in seconds since the previous one, condition, inhibited); times never go back
 # (the engine's rule clock guarantees it).
 evaluations = st.lists(
-    st.tuples(st.floats(0, 4 * 3600, allow_nan=False), st.booleans(), st.booleans()), min_size=1, max_size=120,
+    st.tuples(st.floats(0, 4 * 3600, allow_nan=False), st.booleans(), st.booleans()),
+    min_size=1,
+    max_size=120,
 )
 timings = st.builds(
     RuleTiming,
@@ -27,8 +28,9 @@ timings = st.builds(
 SETTINGS = settings(max_examples=300, deadline=None)
 
 
-def run(timing: RuleTiming, evs: list[tuple[float, bool, bool]], restart_at: int | None = None,
-        use_inhibition: bool = True) -> list[tuple[float, bool, bool, bool]]:
+def run(
+    timing: RuleTiming, evs: list[tuple[float, bool, bool]], restart_at: int | None = None, use_inhibition: bool = True
+) -> list[tuple[float, bool, bool, bool]]:
     """(time, condition, inhibited, fired) per evaluation; optionally a restart before evaluation ``restart_at``."""
     state, now, out = RuleState(), 0.0, []
     for i, (gap, cond, inhibited) in enumerate(evs):
@@ -59,15 +61,20 @@ def test_never_fires_before_for_has_elapsed(timing: RuleTiming, evs: list[tuple[
 
 @SETTINGS
 @given(timings, evaluations)
-def test_with_keep_firing_for_the_episode_still_covers_for(timing: RuleTiming, evs: list[tuple[float, bool, bool]]) -> None:
+def test_with_keep_firing_for_the_episode_still_covers_for(
+    timing: RuleTiming, evs: list[tuple[float, bool, bool]]
+) -> None:
     trace = run(timing, evs)
     for k, (now, cond, _, fired) in enumerate(trace):
         if fired:
             assert cond
             trues = [(t, i) for i, (t, c, _, _) in enumerate(trace[: k + 1]) if c]
             # Some earlier true evaluation opened an episode long enough in windows and in time.
-            assert any(len([1 for _, j in trues if j >= i]) >= (timing.for_windows or 1)
-                       and now - t >= (timing.for_seconds or 0.0) for t, i in trues)
+            assert any(
+                len([1 for _, j in trues if j >= i]) >= (timing.for_windows or 1)
+                and now - t >= (timing.for_seconds or 0.0)
+                for t, i in trues
+            )
 
 
 @SETTINGS
@@ -102,8 +109,14 @@ def test_a_muted_firing_uses_no_budget() -> None:
     for now, inhibited in [(0, True), (60, True), (120, True), (180, False), (240, False), (3780, False)]:
         s, fired = step(t, s, True, float(now), inhibited=inhibited)
         out.append((now, s.phase, fired))
-    assert out == [(0, "pending", False), (60, "firing", False), (120, "firing", False),
-                   (180, "firing", True), (240, "firing", False), (3780, "firing", True)]
+    assert out == [
+        (0, "pending", False),
+        (60, "firing", False),
+        (120, "firing", False),
+        (180, "firing", True),
+        (240, "firing", False),
+        (3780, "firing", True),
+    ]
 
 
 @SETTINGS
@@ -119,8 +132,12 @@ def test_keep_firing_for_bridges_a_flap() -> None:
     for now, cond in [(0, True), (60, True), (120, True), (180, False), (240, True), (2000, False), (2100, True)]:
         s, f = step(t, s, cond, float(now))
         fired.append((now, f, s.phase))
-    assert fired == [(0, False, "pending"), (60, False, "pending"), (120, True, "firing"),
-                     (180, False, "firing"),      # kept firing: within 600 s of the last true
-                     (240, True, "firing"),       # fires again at once (no cooldown), 'for' not restarted
-                     (2000, False, "inactive"),   # 1760 s after the last true: gone
-                     (2100, False, "pending")]    # a new episode needs 'for' again
+    assert fired == [
+        (0, False, "pending"),
+        (60, False, "pending"),
+        (120, True, "firing"),
+        (180, False, "firing"),  # kept firing: within 600 s of the last true
+        (240, True, "firing"),  # fires again at once (no cooldown), 'for' not restarted
+        (2000, False, "inactive"),  # 1760 s after the last true: gone
+        (2100, False, "pending"),
+    ]  # a new episode needs 'for' again

@@ -40,12 +40,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from driftwarden.daemon.io.sources import Record
 from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
 from kafka import errors as kafka_errors
 from kafka.admin import KafkaAdminClient
 from kafka.consumer.subscription_state import AsyncConsumerRebalanceListener
-
-from driftwarden.daemon.io.sources import Record
 
 log = logging.getLogger(__name__)
 
@@ -123,14 +122,10 @@ def parse_partition_name(name: str) -> tuple[str, int] | None:
     return topic, int(number)
 
 
-def _check_settings(
-    settings: Mapping[str, Any], owned: frozenset[str], what: str
-) -> dict[str, Any]:
+def _check_settings(settings: Mapping[str, Any], owned: frozenset[str], what: str) -> dict[str, Any]:
     clash = sorted(set(settings) & owned)
     if clash:
-        raise ValueError(
-            f"{what} sets {', '.join(clash)} itself; remove {clash} from the Kafka settings"
-        )
+        raise ValueError(f"{what} sets {', '.join(clash)} itself; remove {clash} from the Kafka settings")
     return dict(settings)
 
 
@@ -141,9 +136,7 @@ def _client_call(what: str, bootstrap: str, make: Callable[[], Any]) -> Any:
     except kafka_errors.KafkaConfigurationError as e:
         raise ValueError(f"invalid Kafka settings for the {what}: {e}") from None
     except kafka_errors.KafkaTimeoutError as e:
-        raise KafkaUnavailable(
-            f"no Kafka broker reachable at {bootstrap} for the {what}: {e}"
-        ) from None
+        raise KafkaUnavailable(f"no Kafka broker reachable at {bootstrap} for the {what}: {e}") from None
 
 
 class _Listener(AsyncConsumerRebalanceListener):
@@ -185,9 +178,7 @@ class KafkaSource:
         if not topics:
             raise ValueError("topics is empty; name at least one topic to consume")
         if auto_offset_reset not in ("earliest", "latest"):
-            raise ValueError(
-                f"auto_offset_reset is {auto_offset_reset!r}; use 'earliest' or 'latest'"
-            )
+            raise ValueError(f"auto_offset_reset is {auto_offset_reset!r}; use 'earliest' or 'latest'")
         self.bootstrap = bootstrap
         self.topics = tuple(topics)
         self.group_id = group_id
@@ -225,9 +216,7 @@ class KafkaSource:
 
         Rebalances (and so ``on_revoke`` / ``on_assign``) happen inside this call.
         """
-        batches = self._consumer.poll(
-            timeout_ms=max(0, int(timeout * 1000)), max_records=max_records
-        )
+        batches = self._consumer.poll(timeout_ms=max(0, int(timeout * 1000)), max_records=max_records)
         out: list[Record] = []
         for tp, msgs in batches.items():
             name = self._name(tp)
@@ -290,9 +279,7 @@ class KafkaSource:
         try:
             self._consumer.commit(offsets, timeout_ms=int(COMMIT_TIMEOUT_S * 1000))
         except _COMMIT_ERRORS as e:
-            raise CommitFailed(
-                f"commit of {sorted(positions)} not accepted by group {self.group_id}: {e!r}"
-            ) from None
+            raise CommitFailed(f"commit of {sorted(positions)} not accepted by group {self.group_id}: {e!r}") from None
 
     def close(self, *, revoke: bool = True) -> None:
         """Leave the group. With ``revoke`` (a graceful stop) ``on_revoke`` runs first and its
@@ -383,8 +370,7 @@ class KafkaSource:
                 # Raising here would fail the poll() the rebalance runs in; the records are
                 # only re-delivered to the partitions' next owner.
                 log.warning(
-                    "commit of revoked partitions %s failed (%r); their next owner resumes"
-                    " from the previous commit",
+                    "commit of revoked partitions %s failed (%r); their next owner resumes from the previous commit",
                     names,
                     e,
                 )
@@ -435,9 +421,7 @@ class KafkaSink:
             "KafkaSink", bootstrap, lambda: KafkaProducer(bootstrap_servers=bootstrap, **config)
         )
 
-    def send(
-        self, value: bytes, key: bytes | None = None, headers: Mapping[str, str] | None = None
-    ) -> None:
+    def send(self, value: bytes, key: bytes | None = None, headers: Mapping[str, str] | None = None) -> None:
         """Queue one message; ``headers`` values are sent UTF-8 encoded."""
         encoded = [(k, v.encode()) for k, v in headers.items()] if headers else None
         try:
@@ -454,15 +438,11 @@ class KafkaSink:
         try:
             self._producer.flush(timeout=timeout)
         except kafka_errors.KafkaTimeoutError as e:
-            raise SinkError(
-                f"messages to {self.topic} not acknowledged within {timeout} s: {e}"
-            ) from e
+            raise SinkError(f"messages to {self.topic} not acknowledged within {timeout} s: {e}") from e
         with self._errors_lock:
             errors, self._errors = self._errors, []
         if errors:
-            raise SinkError(
-                f"{len(errors)} message(s) to {self.topic} not delivered; first: {errors[0]!r}"
-            )
+            raise SinkError(f"{len(errors)} message(s) to {self.topic} not delivered; first: {errors[0]!r}")
 
     @property
     def pending(self) -> int:
@@ -494,9 +474,7 @@ def ensure_topics(
 
     For the dev broker, the demo and tests; production topics are usually made by their owners.
     """
-    admin = _client_call(
-        "admin client", bootstrap, lambda: KafkaAdminClient(bootstrap_servers=bootstrap, **settings)
-    )
+    admin = _client_call("admin client", bootstrap, lambda: KafkaAdminClient(bootstrap_servers=bootstrap, **settings))
     try:
         existing = set(admin.list_topics())
         missing = {name: n for name, n in partitions.items() if name not in existing}
@@ -527,9 +505,7 @@ class Message:
     ts: float | None
 
 
-def read_messages(
-    bootstrap: str, topic: str, *, timeout: float = 10.0, **settings: Any
-) -> list[Message]:
+def read_messages(bootstrap: str, topic: str, *, timeout: float = 10.0, **settings: Any) -> list[Message]:
     """Every message in ``topic`` now, from the beginning, without joining a group.
 
     For tests, the CLI and debugging (decisions, alerts, the dead-letter topic); raises
@@ -552,9 +528,7 @@ def read_messages(
         out: list[Message] = []
         while any(consumer.position(tp) < end[tp] for tp in tps):
             if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"read {len(out)} messages of {topic}, not its end, in {timeout} s"
-                )
+                raise TimeoutError(f"read {len(out)} messages of {topic}, not its end, in {timeout} s")
             for tp, msgs in consumer.poll(timeout_ms=200).items():
                 name = partition_name(tp.topic, tp.partition)
                 out.extend(
