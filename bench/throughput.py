@@ -180,7 +180,8 @@ start = current_rss_mb()
 r = daemon_rate(tmp / 'many.jsonl', policies, tmp / 'state-many', replay=False)
 rss = peak_rss_mb()
 t0 = time.perf_counter()
-d = Daemon(Settings(state_dir=tmp / 'state-many', execute=False), FileSource(tmp / 'many.jsonl'), [load_policy(p) for p in policies])
+d = Daemon(Settings(state_dir=tmp / 'state-many', execute=False), FileSource(tmp / 'many.jsonl'),
+           [load_policy(p) for p in policies])
 loaded = time.perf_counter() - t0
 print(json.dumps({{"rss_mb": rss, "start_mb": start, "restart_s": loaded, "rate": r["cpu_rate"]}}))
 """

@@ -11,7 +11,8 @@ the share of drifted features is at least ``drift_share``.
 >>> same = m.update(Batch.of(index=range(1000), features={"a": rng.normal(0, 1, 1000), "b": rng.normal(0, 1, 1000)}))
 >>> [(s.window_start, s.window_end, s.drift) for s in same]   # the first window is the reference
 [(500, 1000, False)]
->>> moved = m.update(Batch.of(index=range(1000, 1500), features={"a": rng.normal(1, 1, 500), "b": rng.normal(0, 1, 500)}))
+>>> live = {"a": rng.normal(1, 1, 500), "b": rng.normal(0, 1, 500)}
+>>> moved = m.update(Batch.of(index=range(1000, 1500), features=live))
 >>> moved[0].value, moved[0].details["features"]["a"]["drift"], moved[0].details["features"]["b"]["drift"]
 (0.5, True, False)
 """

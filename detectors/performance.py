@@ -2,7 +2,8 @@
 
 >>> from driftwarden.detectors.base import Batch
 >>> m = Performance(metric="accuracy", window_events=4, threshold=0.8)
->>> [(s.value, s.drift) for s in m.update(Batch.of(index=range(8), prediction=[1, 1, 0, 0, 1, 0, 0, 0], label=[1, 1, 0, 0, 1, 1, 1, 0]))]
+>>> batch = Batch.of(index=range(8), prediction=[1, 1, 0, 0, 1, 0, 0, 0], label=[1, 1, 0, 0, 1, 1, 1, 0])
+>>> [(s.value, s.drift) for s in m.update(batch)]
 [(1.0, False), (0.5, True)]
 """
 

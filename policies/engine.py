@@ -123,7 +123,10 @@ class PolicyEngine:
         """Action name or type → rule time of the last decision for it (dry-run rules excluded)."""
         self.action_counts: dict[str, int] = {}
         self.busy: frozenset[str] = frozenset()
-        """Action types running for this model now (set by the daemon): they mute rules that name them in ``inhibited_by``."""
+        """Action types running for this model now (set by the daemon).
+
+        They mute rules that name them in ``inhibited_by``.
+        """
         self.deployed: tuple[str, float | None] = ("", None)
         """(version, time it was deployed or registered) of the model in production, from the daemon."""
 

@@ -45,7 +45,8 @@ from driftwarden.policies.schema import (
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 CONTEXT_NAMES = ("events", "labels", "dead_letters", "model", "actions")
-"""Names every condition may read besides the monitors (see :meth:`driftwarden.policies.engine.PolicyEngine.context`)."""
+"""Names every condition may read besides the monitors
+(see :meth:`driftwarden.policies.engine.PolicyEngine.context`)."""
 
 GATE_NAMES = ("candidate", "champion")
 ROLLBACK_NAMES = ("live", "champion", "candidate")

@@ -190,7 +190,8 @@ def render() -> str:
     out = [
         "## Policy reference",
         "",
-        "Generated from the policy schema by `python -m driftwarden.policies.reference --write README.md` (a test keeps it",
+        "Generated from the policy schema by `python -m driftwarden.policies.reference --write README.md` "
+        "(a test keeps it",
         "in sync). `driftwarden schema` prints the same as a JSON Schema for editor completion; `driftwarden",
         "validate` reports every error as `file:line:col: field.path: message`, with the fix where one is known.",
         "Durations are a number and a unit: `30s`, `10m`, `6h`, `1d`, `1w` (combined: `1h30m`).",

@@ -43,7 +43,8 @@ PARAM_DOCS: dict[str, str] = {
     "drift_share": "Share of drifted features at which the whole window counts as drifted.",
     "correction": "Multiple-test correction of per-feature p-values: none, bonferroni or bh.",
     "per_feature": "Per-feature overrides: `{feature: {method: ..., threshold: ...}}`.",
-    "reference": "Reference to compare with (kind-specific); kinds with `features` default to the policy's `reference` file, else the first window.",
+    "reference": "Reference to compare with (kind-specific); kinds with `features` default to the policy's "
+    "`reference` file, else the first window.",
     "reference_mode": "`fixed` reference, or `rolling` (each window is the next one's reference).",
     "metric": "The metric computed per window, e.g. accuracy, f1, mae, rmse.",
     "tolerance": "Without a threshold: how far below the first window's value counts as degraded.",
@@ -200,7 +201,8 @@ class Rule(Strict):
     for_: str | int | None = Field(
         None,
         alias="for",
-        description="How long 'when' must hold before the rule fires: 'N windows' (consecutive evaluations) or a duration.",
+        description="How long 'when' must hold before the rule fires: 'N windows' (consecutive evaluations) "
+        "or a duration.",
     )
     keep_firing_for: str | None = Field(
         None,
@@ -263,7 +265,8 @@ class DeploySpec(Strict):
 
     target: Literal["local", "http"] = Field(
         "local",
-        description="local: switch the serving directory; http: switch it, then POST the model server's reload endpoint and GET its health (a failure switches back).",
+        description="local: switch the serving directory; http: switch it, then POST the model server's reload "
+        "endpoint and GET its health (a failure switches back).",
     )
     path: str = Field(description="Serving directory (a symlink switched atomically).")
     url: str | None = Field(None, description="http target: the reload endpoint, POSTed after the switch.")
@@ -324,13 +327,15 @@ class Action(Strict):
     deploy: DeploySpec | None = Field(None, description="Deploy the promoted model here.")
     rollback_if: str | None = Field(
         None,
-        description="CEL over live.* (the deployed model on the verify window), champion.* (the version it replaced, on the same rows) and candidate.* (the deployed model at the gate): roll back when it holds.",
+        description="CEL over live.* (the deployed model on the verify window), champion.* (the version it "
+        "replaced, on the same rows) and candidate.* (the deployed model at the gate): roll back when it holds.",
     )
     significance: SignificanceSpec | None = Field(None, description="Also require a significant improvement.")
     fairness: FairnessSpec | None = Field(None, description="Also require that a group gap does not widen.")
     shadow: WindowedCheck | None = Field(
         None,
-        description="Score the candidate on this many live labeled events without serving it; the gate decides on them.",
+        description="Score the candidate on this many live labeled events without serving it; "
+        "the gate decides on them.",
     )
     verify: WindowedCheck | None = Field(
         None, description="After a deploy, check rollback_if on this many live labeled events."

@@ -180,7 +180,8 @@ def _progress(console: Console) -> Progress:
     "--events",
     multiple=True,
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Read events from this JSONL/CSV/Parquet file; repeat it for labels or features in other files (merged by event time).",
+    help="Read events from this JSONL/CSV/Parquet file; repeat it for labels or features in other files "
+    "(merged by event time).",
 )
 @click.option(
     "--pace", type=float, help="With --events: replay speed by event time (1 = real time, 0 = as fast as possible)."

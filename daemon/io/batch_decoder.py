@@ -1,4 +1,5 @@
-"""Decode a whole micro-batch into per-model event columns: the fast path of :func:`driftwarden.daemon.io.events.decode`.
+"""Decode a whole micro-batch into per-model event columns: the fast path of
+:func:`driftwarden.daemon.io.events.decode`.
 
 orjson parses every record (one C-level ``map``); each wire field is then pulled out as a column
 and checked once per batch by the set of its value types, not by a Python test per event. A batch

@@ -6,7 +6,8 @@
 >>> [(e.model, e.id, e.index, e.features) for e in events]
 [('m', '7', 0, {'x': 1})]
 >>> [(d.index, d.reason) for d in dead]
-[(1, "missing required field 'model'"), (2, 'not JSON: unexpected character, expected a string key: line 1 column 2 (char 1)')]
+[(1, "missing required field 'model'"),
+ (2, 'not JSON: unexpected character, expected a string key: line 1 column 2 (char 1)')]
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Where records come from: files (JSONL, CSV, Parquet), memory, and (in :mod:`driftwarden.daemon.io.kafka.client`) Kafka.
+"""Where records come from: files (JSONL, CSV, Parquet), memory, and Kafka
+(:mod:`driftwarden.daemon.io.kafka.client`).
 
 Every source yields :class:`Record` batches and knows positions: ``seek`` resumes after a
 checkpoint, ``commit`` acknowledges what the checkpoint holds.

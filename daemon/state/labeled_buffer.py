@@ -8,8 +8,9 @@ wholly older than the newest ``max_rows`` rows are deleted. On restart, rows pas
 checkpoint recorded are dropped, since the source replays them.
 
 A segment holds one orjson document per :meth:`extend` call, a line each, of the rows' columns
-(:class:`~driftwarden.daemon.state.label_join.LabeledRows` fields), and is named ``<first index>-<last index>-<rows>.json``
-so a restart lists segments without reading them. Writing costs about 0.7 µs per row, a quarter of a Parquet write, and keeps
+(:class:`~driftwarden.daemon.state.label_join.LabeledRows` fields), and is named
+``<first index>-<last index>-<rows>.json`` so a restart lists segments without reading them. Writing costs about
+0.7 µs per row, a quarter of a Parquet write, and keeps
 pyarrow and pandas (75 MB of RSS) out of the daemon: :meth:`frame` builds the DataFrame a retrain
 trains on, and pandas loads then.
 

@@ -45,7 +45,8 @@ CREATE TABLE IF NOT EXISTS pending_log (
     model TEXT NOT NULL, seq INTEGER NOT NULL, added BLOB NOT NULL, removed BLOB NOT NULL, PRIMARY KEY (model, seq)
 );
 CREATE TABLE IF NOT EXISTS audit (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, wall REAL NOT NULL, model TEXT, type TEXT NOT NULL, key TEXT, payload BLOB NOT NULL
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, wall REAL NOT NULL, model TEXT, type TEXT NOT NULL, key TEXT,
+    payload BLOB NOT NULL
 );
 """
 
@@ -129,7 +130,8 @@ class Store:
                 elif not any(delta.added.values()) and not any(delta.removed.values()):
                     continue
                 db.execute(
-                    "INSERT INTO pending_log VALUES (?, (SELECT coalesce(max(seq), 0) + 1 FROM pending_log WHERE model = ?), ?, ?)",
+                    "INSERT INTO pending_log VALUES "
+                    "(?, (SELECT coalesce(max(seq), 0) + 1 FROM pending_log WHERE model = ?), ?, ?)",
                     (
                         model,
                         model,
@@ -139,7 +141,8 @@ class Store:
                 )
             for it in intents:
                 cur = db.execute(
-                    "INSERT OR IGNORE INTO actions (key, model, rule, action, type, at, ts, state, created, updated, info)"
+                    "INSERT OR IGNORE INTO actions "
+                    "(key, model, rule, action, type, at, ts, state, created, updated, info)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
                     (
                         it.key,
@@ -227,7 +230,8 @@ class Store:
                 ),
             )
             db.execute(
-                "INSERT INTO audit (wall, model, type, key, payload) SELECT ?, model, 'action', key, ? FROM actions WHERE key = ?",
+                "INSERT INTO audit (wall, model, type, key, payload) "
+                "SELECT ?, model, 'action', key, ? FROM actions WHERE key = ?",
                 (time.time(), orjson.dumps({"state": state, **(info or {})}, option=orjson.OPT_SERIALIZE_NUMPY), key),
             )
 
