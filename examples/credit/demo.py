@@ -23,6 +23,7 @@ waits for training — so it is reproducible event for event.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import pickle
 import queue
@@ -327,6 +328,22 @@ def _call(url: str, body: Any = None, timeout: float = 30.0) -> Any:
         return orjson.loads(resp.read())
 
 
+PR_SET_PDEATHSIG = 1
+"""prctl(2) option: the signal a child gets when its parent dies."""
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the demo dies, even by SIGKILL (Linux; elsewhere nothing).
+
+    The server and the daemon run in sessions of their own (so a Ctrl-C reaches the demo alone); without this a
+    killed demo would leave them running.
+    """
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
 def _child_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONUNBUFFERED"] = "1"
@@ -381,6 +398,7 @@ def _start_server(out: Path, events: Path) -> tuple[subprocess.Popen[bytes], str
         stdout=subprocess.PIPE,
         stderr=log_file,
         start_new_session=True,
+        preexec_fn=_die_with_parent,
     )
     log_file.close()
     assert proc.stdout is not None
@@ -460,6 +478,7 @@ def _start_daemon(out: Path, policy: Path, events: Path, batch_size: int) -> sub
         stdout=subprocess.PIPE,
         stderr=log_file,
         start_new_session=True,
+        preexec_fn=_die_with_parent,
     )
     log_file.close()
     return proc
