@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from driftwarden.daemon.alerting.alerts import AlertBook, specs_of
 from driftwarden.daemon.io.events import Event, EventRows
 from driftwarden.daemon.state.column_types import ColumnTypes
 from driftwarden.daemon.state.label_join import DEFAULT_TTL, LabeledRows, LabelJoiner
@@ -40,6 +41,9 @@ class ModelPipeline:
         self.joiner = LabelJoiner(ttl=ttl)
         self.buffer = LabeledBuffer(buffer_dir, max_rows=max_rows, upto=upto)
         self.engine = PolicyEngine(policy, reference=load_reference(policy))
+        self.alerts = AlertBook(self.model, specs_of(policy))
+        """The alerts of the rules that notify, following every evaluation of the engine."""
+        self.engine.observer = self.alerts.evaluated
         self.timings = {"join": 0.0, "columns": 0.0, "monitors+rules": 0.0}
 
     def process(self, events: EventRows | Sequence[Event]) -> tuple[list[dict[str, Any]], list[Decision]]:
@@ -53,7 +57,11 @@ class ModelPipeline:
         joined_at = time.perf_counter()
         batches = self._predictions(rows.predictions()), self._labeled(joined)
         columns_at = time.perf_counter()
+        if self.alerts.specs:
+            self.alerts.begin(rows.index, rows.ts)
         out = self.engine.process(*batches)
+        if self.alerts.specs:
+            self.alerts.end()
         self.timings["join"] += joined_at - started
         self.timings["columns"] += columns_at - joined_at
         self.timings["monitors+rules"] += time.perf_counter() - columns_at
@@ -86,6 +94,7 @@ class ModelPipeline:
             "types": self.types.snapshot(),
             "joiner": self.joiner.snapshot(pending),
             "engine": self.engine.snapshot(),
+            "alerts": self.alerts.snapshot(),
             "buffer_last_index": self.buffer.last_index,
         }
 
@@ -98,6 +107,7 @@ class ModelPipeline:
             held = pending or {}
             self.joiner.restore_pending(list(held.get("predictions", [])), list(held.get("labels", [])))
         self.engine.restore(state["engine"])
+        self.alerts.restore(state.get("alerts", {}))
 
     def swap(self, policy: LoadedPolicy) -> list[str]:
         """Run ``policy`` from now on (hot reload). Joins, column types and buffered data stay; the
@@ -105,7 +115,9 @@ class ModelPipeline:
         engine = PolicyEngine(policy, reference=load_reference(policy))
         kept = engine.restore(self.engine.snapshot())
         engine.busy, engine.deployed = self.engine.busy, self.engine.deployed
-        self.policy, self.engine = policy, engine
+        alerts = self.alerts.successor(specs_of(policy))
+        engine.observer = alerts.evaluated
+        self.policy, self.engine, self.alerts = policy, engine, alerts
         return kept
 
     def stats(self) -> dict[str, Any]:

@@ -4,6 +4,8 @@
 5400.0
 >>> parse_for("3 windows"), parse_for("90s")
 ((3, None), (None, 90.0))
+>>> parse_resolve_after("3 evaluations"), parse_resolve_after("30m")
+((3, None), (None, 1800.0))
 """
 
 from __future__ import annotations
@@ -48,3 +50,17 @@ def parse_for(text: str | int) -> tuple[int | None, float | None]:
         return None, parse_duration(text)
     except ValueError:
         raise ValueError(f"not a 'for' value: {text!r} (use 'N windows' or a duration such as 10m)") from None
+
+
+def parse_resolve_after(text: str | int) -> tuple[int | None, float | None]:
+    """``resolve_after:`` is a count of evaluations in a row where the condition did not hold
+    (``"3 evaluations"``) or a duration of event time since it last held (``"30m"``)."""
+    try:
+        n, seconds = parse_for(text)
+    except ValueError:
+        raise ValueError(
+            f"not a 'resolve_after' value: {text!r} (use 'N evaluations' or a duration such as 30m)"
+        ) from None
+    if seconds is not None and seconds <= 0:
+        raise ValueError(f"'resolve_after' must be longer than 0: {text!r}")
+    return n, seconds

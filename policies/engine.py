@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +47,12 @@ log = logging.getLogger("driftwarden.policies")
 
 FIRED_HISTORY = 10_000
 """Drift times kept per monitor for fired_within() and count(): bounded memory."""
+
+RuleObserver = Callable[[str, bool, str, bool, int, float, Mapping[str, Mapping[str, Any]]], None]
+"""Called after every evaluation of a condition rule: (rule, condition held, phase after the step,
+muted by inhibition, event index, rule time, the monitors' latest signals). Alert state
+(:mod:`driftwarden.daemon.alerting`) follows rules through it, at each evaluation, so alerts do not
+depend on batch sizes either."""
 
 LATEST_DEFAULTS: dict[str, Any] = {
     "drift": False,
@@ -129,6 +135,8 @@ class PolicyEngine:
         """
         self.deployed: tuple[str, float | None] = ("", None)
         """(version, time it was deployed or registered) of the model in production, from the daemon."""
+        self.observer: RuleObserver | None = None
+        """Told every evaluation of a ``when`` rule (see :data:`RuleObserver`); None: nobody listens."""
 
     def set_deployed(self, version: str, since: float | None) -> None:
         """The version serving now and since when (epoch seconds); ``""`` when unknown."""
@@ -198,16 +206,19 @@ class PolicyEngine:
             require = self.policy.require.get(rule.name)
             if holds and require is not None:
                 holds = self._holds(rule.name, require, context, functions)
-            fire = self._step(rule, holds, now)
+            fire = self._step(rule, holds, now, at)
             if fire:
                 out.append(self._decision(rule, at, ts, cond.source))
         return out
 
-    def _step(self, rule: Any, holds: bool, now: float) -> bool:
-        """Advance a rule's state machine; note the decision's action when it fires."""
+    def _step(self, rule: Any, holds: bool, now: float, at: int | None = None) -> bool:
+        """Advance a rule's state machine; note the decision's action when it fires. ``at`` (the
+        event index of a condition evaluation) is what the :attr:`observer` is told."""
         muted = bool(self.policy.inhibitors.get(rule.name, frozenset()) & self.busy)
         state, fire = step(self.policy.timing[rule.name], self.rule_states[rule.name], holds, now, inhibited=muted)
         self.rule_states[rule.name] = state
+        if self.observer is not None and at is not None:
+            self.observer(rule.name, holds, state.phase, muted, at, now, self.latest)
         if muted and holds and state.phase == "firing":
             self.inhibited += 1
             log.info("rule %s of model %s is muted: %s running", rule.name, self.model, ", ".join(sorted(self.busy)))

@@ -29,7 +29,7 @@ from typing import Any
 import yaml
 from driftwarden.detectors.registry import MONITORS, build
 from driftwarden.policies.conditions import CEL_BUILTINS, FUNCTIONS, Condition, ConditionError
-from driftwarden.policies.durations import parse_duration, parse_for
+from driftwarden.policies.durations import parse_duration, parse_for, parse_resolve_after
 from driftwarden.policies.rules import RuleTiming
 from driftwarden.policies.schema import (
     ACTION_TYPES,
@@ -366,6 +366,7 @@ def _semantic_errors(parts: _Parts, p: LoadedPolicy, pos: _Positions, path: Path
                 (p.when if key == "when" else p.require)[rule.name] = cond
                 if key == "when":
                     p.triggers[rule.name] = frozenset((cond.names | helped) & set(names))
+        errors += _alert_errors(rule, at, pos)
         timing = _timing(rule, at, pos, errors)
         if timing is not None:
             p.timing[rule.name] = timing
@@ -728,3 +729,28 @@ def _inner_model(annotation: Any) -> Any:
         if inner is not None:
             return inner
     return None
+
+
+def _alert_errors(rule: Rule, at: Path_, pos: _Positions) -> list[PolicyError]:
+    """The alerting keys of a rule: ``resolve_after`` parses; annotation templates are well formed."""
+    import string
+
+    errors = []
+    if rule.resolve_after is not None:
+        try:
+            parse_resolve_after(rule.resolve_after)
+        except ValueError as e:
+            errors.append(pos.error(at + ("resolve_after",), str(e)))
+        if rule.schedule is not None:
+            errors.append(pos.error(at + ("resolve_after",), "'resolve_after' has no meaning on a scheduled rule"))
+    for name, template in rule.annotations.items():
+        try:
+            list(string.Formatter().parse(template))
+        except ValueError as e:
+            errors.append(
+                pos.error(
+                    at + ("annotations", name),
+                    f"bad template: {e} (write {{value}} for a field, {{{{ and }}}} for braces)",
+                )
+            )
+    return errors

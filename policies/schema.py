@@ -226,7 +226,19 @@ class Rule(Strict):
         default_factory=dict, description="Carried into decisions and alerts (routing, ownership)."
     )
     annotations: dict[str, str] = Field(
-        default_factory=dict, description="Carried into decisions and alerts (summary, runbook URL)."
+        default_factory=dict,
+        description="Carried into decisions and alerts: summary, description, runbook_url; templates such as "
+        "'{monitor} at {value:.3f} (threshold {threshold})' (see docs/alerting.md).",
+    )
+    notify: bool | None = Field(
+        None,
+        description="Send an alert (Alertmanager, notifiers) while the rule fires; default: true for 'do: alert'.",
+    )
+    resolve_after: str | int | None = Field(
+        None,
+        description="When a firing alert resolves: 'N evaluations' (that many in a row where 'when' did not hold) or "
+        "a duration of event time since 'when' last held (for edge detectors such as adwin, whose drift holds for "
+        "one signal). Default: as Prometheus, at the first evaluation where 'when' no longer holds (after keep_firing_for).",
     )
 
     @model_validator(mode="after")
