@@ -238,7 +238,8 @@ class Rule(Strict):
         None,
         description="When a firing alert resolves: 'N evaluations' (that many in a row where 'when' did not hold) or "
         "a duration of event time since 'when' last held (for edge detectors such as adwin, whose drift holds for "
-        "one signal). Default: as Prometheus, at the first evaluation where 'when' no longer holds (after keep_firing_for).",
+        "one signal). Default: as Prometheus, at the first evaluation where 'when' no longer holds "
+        "(after keep_firing_for).",
     )
 
     @model_validator(mode="after")
