@@ -186,7 +186,7 @@ class AlertBook:
 
     def _annotations(self, spec: AlertSpec, latest: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
         fields = templates.context(spec.rule, self.model, spec.severity, spec.condition, spec.monitors, latest)
-        return templates.annotations(spec.annotations, fields)
+        return templates.render_annotations(spec.annotations, fields)
 
     def _fire(self, spec: AlertSpec, at: int, now: float, latest: Mapping[str, Mapping[str, Any]]) -> None:
         labels = spec.label_set(self.model)

@@ -114,7 +114,7 @@ def render(template: str, fields: Mapping[str, Any]) -> str:
         return template
 
 
-def annotations(templates: Mapping[str, str], fields: Mapping[str, Any]) -> dict[str, str]:
+def render_annotations(templates: Mapping[str, str], fields: Mapping[str, Any]) -> dict[str, str]:
     """Every annotation rendered, with the default ``summary`` and ``description`` when the rule
     wrote none (``runbook_url`` and any other key pass through the same templating)."""
     merged = {"summary": DEFAULT_SUMMARY, "description": DEFAULT_DESCRIPTION, **templates}
