@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test lint format bench bench-detection bench-kafka kafka-start kafka-stop clean
+.PHONY: demo test docs lint format bench bench-detection bench-kafka kafka-start kafka-stop clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,8 +26,12 @@ SOURCES := daemon detectors policies deploy examples tests bench
 # mypy reads the packages under their installed names (driftwarden.daemon, ...) through a tree of links.
 TYPECHECK := build/typecheck
 
-test: lint
+test: lint docs
 	$(BIN)/python -m pytest
+
+# The docs site (mkdocs-material), built with --strict: a broken link or anchor, or a page not in the nav, fails.
+docs: $(DEV_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check $(SOURCES)

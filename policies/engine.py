@@ -273,7 +273,7 @@ class PolicyEngine:
         return Decision(**{**d.as_dict(), "key": f"{self.model}/{rule_name}/t{int(now)}"})
 
     def context(self, counts: tuple[int, int] | None = None, now: float | None = None) -> dict[str, Any]:
-        """What conditions read (documented in the README's policy reference):
+        """What conditions read (documented in docs/policy-reference.md):
 
         - ``<monitor>``: the monitor's latest signal — ``drift``, ``value``, ``p_value``,
           ``threshold``, ``share_drifted``, ``features`` (per-feature map), ``ready``, ``at`` and

@@ -1,11 +1,12 @@
-"""The README's policy reference, generated from the schema (field, type, default, meaning).
+"""The docs site's policy reference (docs/policy-reference.md), generated from the schema (field, type, default,
+meaning).
 
-``python -m driftwarden.policies.reference --write README.md`` rewrites the part of the README between
-:data:`START` and :data:`END`; a test regenerates it and fails when the README is stale (after a
-field or a monitor kind was added: run the command and commit the README).
+``python -m driftwarden.policies.reference --write docs/policy-reference.md`` rewrites the part of that page
+between :data:`START` and :data:`END`; a test regenerates it and fails when the page is stale (after a field or a
+monitor kind was added: run the command and commit the page).
 
 >>> text = render()
->>> "| `cooldown` | duration | — |" in text and "#### `adwin`" in text
+>>> "| `cooldown` | duration | — |" in text and "### `adwin`" in text
 True
 """
 
@@ -35,7 +36,7 @@ DURATION_FIELDS = {"cooldown", "keep_firing_for", "timeout", "time"}
 CONDITION_FIELDS = {"when", "require", "promote_if", "rollback_if"}
 
 CONTEXT = """\
-#### Condition context
+## Condition context
 
 Conditions (`when`, `require`) are [CEL](https://cel.dev) over these names; every condition is
 compiled when the policy loads, and a name that is not defined is an error there, not at run time.
@@ -67,7 +68,7 @@ signal. Rule time never goes backwards (late events do not rewind `for` or `cool
 """
 
 SEMANTICS = """\
-#### Rule semantics (as Prometheus alerting rules and Alertmanager)
+## Rule semantics (as Prometheus alerting rules and Alertmanager)
 
 - `when` holds → the rule is **pending**; once it has held for `for` (`N windows`: N consecutive
   evaluations; or a duration of event time) it is **firing**. When `when` stops holding the rule
@@ -92,7 +93,7 @@ SEMANTICS = """\
 """
 
 TUNING = """\
-#### Worked example: tuning a threshold with `replay`
+## Worked example: tuning a threshold with `replay`
 
 `driftwarden replay` runs monitors and rules over recorded events exactly as the daemon would and
 executes nothing; it ends with a table per rule (firings, first and last event index, what would
@@ -186,28 +187,25 @@ SECTIONS: tuple[tuple[str, type[BaseModel]], ...] = (
 
 
 def render() -> str:
-    """The reference as Markdown (the text between the README's markers)."""
+    """The reference as Markdown (the text between the page's markers)."""
     out = [
-        "## Policy reference",
-        "",
-        "Generated from the policy schema by `python -m driftwarden.policies.reference --write README.md` "
-        "(a test keeps it",
-        "in sync). `driftwarden schema` prints the same as a JSON Schema for editor completion; `driftwarden",
+        "Generated from the policy schema by `python -m driftwarden.policies.reference --write docs/policy-reference.md`",
+        "(a test keeps it in sync). `driftwarden schema` prints the same as a JSON Schema for editor completion; `driftwarden",
         "validate` reports every error as `file:line:col: field.path: message`, with the fix where one is known.",
         "Durations are a number and a unit: `30s`, `10m`, `6h`, `1d`, `1w` (combined: `1h30m`).",
         "",
     ]
     for title, model in SECTIONS:
-        out += [f"#### {title}", "", _table(model), ""]
+        out += [f"## {title}", "", _table(model), ""]
     out += [
-        "### Monitor kinds",
+        "## Monitor kinds",
         "",
         "A monitor's keys are `kind` and that kind's parameters; windowed kinds take `window`.",
         "",
     ]
     for kind, model in MONITOR_MODELS.items():
         doc = (model.__doc__ or "").strip()
-        out += [f"#### `{kind}`", "", doc, "", _table(model, skip=("kind",)), ""]
+        out += [f"### `{kind}`", "", doc, "", _table(model, skip=("kind",)), ""]
     out += [CONTEXT, SEMANTICS, TUNING.rstrip()]
     return "\n".join(out)
 

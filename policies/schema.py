@@ -3,7 +3,7 @@
 ``driftwarden schema`` prints :func:`json_schema` for editor completion. A monitor entry's keys
 are its kind's constructor arguments: one model per kind is derived from the constructor
 signatures in :data:`driftwarden.detectors.registry.MONITORS` (add a kind there and the policy format, the
-JSON Schema and the README reference know it), with ``window: {events: N} | {time: 10m}`` in
+JSON Schema and docs/policy-reference.md know it), with ``window: {events: N} | {time: 10m}`` in
 place of ``window_events``/``window_seconds``.
 
 >>> p = Policy.model_validate({"version": 1, "model": "m", "monitors": {"e": {"kind": "adwin", "series": "error"}},
@@ -77,7 +77,7 @@ PARAM_DOCS: dict[str, str] = {
     "mean": "Reference mean (estimated during warmup when omitted).",
     "sd": "Reference standard deviation (estimated during warmup when omitted).",
 }
-"""One-line meanings of monitor parameters for the schema and the README reference."""
+"""One-line meanings of monitor parameters for the schema and docs/policy-reference.md."""
 
 
 class Strict(BaseModel):

@@ -1,4 +1,4 @@
-"""The README's policy reference is generated from the schema and kept in sync."""
+"""The docs' policy reference (docs/policy-reference.md) is generated from the schema and kept in sync."""
 
 from __future__ import annotations
 
@@ -10,13 +10,14 @@ from driftwarden.policies.loader import CONTEXT_NAMES
 from driftwarden.policies.reference import CONTEXT, END, START, render, replace_section
 from driftwarden.policies.schema import MONITOR_MODELS, Rule
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+PAGE = Path(__file__).resolve().parents[2] / "docs" / "policy-reference.md"
 
 
-def test_the_readme_reference_is_up_to_date() -> None:
-    text = README.read_text()
+def test_the_docs_reference_is_up_to_date() -> None:
+    text = PAGE.read_text()
     assert replace_section(text, render()) == text, (
-        "the README's policy reference is stale: run `python -m driftwarden.policies.reference --write README.md`"
+        "docs/policy-reference.md is stale: run"
+        " `python -m driftwarden.policies.reference --write docs/policy-reference.md`"
     )
 
 
@@ -25,7 +26,7 @@ def test_the_reference_covers_every_field_kind_and_context_name() -> None:
     for name, field in Rule.model_fields.items():
         assert f"| `{field.alias or name}` |" in text
     for kind, model in MONITOR_MODELS.items():
-        assert f"#### `{kind}`" in text
+        assert f"### `{kind}`" in text
         for name, field in model.model_fields.items():
             if name != "kind":
                 assert f"| `{field.alias or name}` |" in text, (kind, name)
