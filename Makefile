@@ -31,7 +31,7 @@ test: lint docs
 
 # The docs site (mkdocs-material), built with --strict: a broken link or anchor, or a page not in the nav, fails.
 docs: $(DEV_STAMP)
-	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict --quiet
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check $(SOURCES)
