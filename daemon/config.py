@@ -95,6 +95,16 @@ class BackpressureConfig(BaseModel):
     max_pending_outputs: int = Field(DEFAULT_MAX_PENDING_OUTPUTS, ge=1)
 
 
+class HttpConfig(BaseModel):
+    """The HTTP face (daemon/http/): off unless ``listen`` is set (or ``--http`` given). The admin token comes
+    from ``DRIFTWARDEN_TOKEN`` or a token file, never from this file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    listen: str | None = Field(None, description="HOST:PORT to serve on, e.g. 127.0.0.1:9808 (loopback unless told).")
+    token_file: Path | None = Field(None, description="File whose first line is the admin bearer token.")
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -118,6 +128,7 @@ class Settings(BaseModel):
     execute: bool = Field(True, description="False: decisions are recorded, no action runs (--dry-run).")
     sinks: SinksConfig = Field(default_factory=SinksConfig)
     backpressure: BackpressureConfig = Field(default_factory=BackpressureConfig)
+    http: HttpConfig = Field(default_factory=HttpConfig)
 
     @property
     def store_path(self) -> Path:

@@ -30,6 +30,8 @@ from typing import Any
 from driftwarden.daemon.actions import ActionRunner, JsonlSink
 from driftwarden.daemon.config import Settings
 from driftwarden.daemon.heap import HeapTrimmer
+from driftwarden.daemon.http.control import Commands
+from driftwarden.daemon.http.snapshot import Publisher
 from driftwarden.daemon.io.backpressure import Flow, pending_outputs, running_actions
 from driftwarden.daemon.io.batch_decoder import decode_batch
 from driftwarden.daemon.io.events import EventRows
@@ -113,6 +115,10 @@ class Daemon:
         if duplicates:
             raise ValueError(f"two policies for the same model: {', '.join(duplicates)}")
         self.policies = {p.model: p for p in policies}
+        # -- the HTTP face (daemon/http/): a snapshot after each batch, operators' commands between batches --
+        self.publisher = Publisher()
+        self.commands = Commands()
+        # -- end HTTP face --
         settings.state_dir.mkdir(parents=True, exist_ok=True)
         self.store = Store(settings.store_path)
         # The JSONL files, plus the Kafka topics that settings.sinks names (daemon/sinks.py).
@@ -173,6 +179,7 @@ class Daemon:
         if self._positions:
             log.info("resuming from checkpoint: positions %s, next event index %d", self._positions, self._next_index)
             source.seek(self._positions)
+        self.publisher.seed(self.pipelines, self.store.actions())
         self.actions.recover()
 
     # -- control -------------------------------------------------------------------------------
@@ -186,6 +193,7 @@ class Daemon:
         self._ticks.put((model, rule, self.clock() if now is None else now))
 
     def close(self) -> None:
+        self.publisher.stopped()
         self.actions.wait()
         if self.ownership is not None:  # Kafka: a graceful stop commits (on revoke), a failure stop never
             self.source.close(revoke=not self._failed)  # type: ignore[call-arg]
@@ -200,6 +208,7 @@ class Daemon:
         self.store.close()
 
     def _emit(self, item: dict[str, Any]) -> None:
+        self.publisher.observe(item)
         if self.model_updates is not None:
             self.model_updates.observe(item)
         if self.listener is not None:
@@ -230,6 +239,8 @@ class Daemon:
         started = time.monotonic()
         read = 0
         while not self._stop.is_set():
+            self.commands.run(self)
+            self._publish()
             self._drain_ticks()
             self.reload_policies()
             if count is not None and read >= count:
@@ -249,6 +260,7 @@ class Daemon:
         self._drain_ticks()
         if self._uncheckpointed:
             self.checkpoint()
+        self._publish(force=True)
         self.stats.seconds += time.monotonic() - started
         self.stats.by_model = {m: p.stats() for m, p in self.pipelines.items()}
         return self.stats
@@ -324,6 +336,11 @@ class Daemon:
         for o in outputs:
             self._emit(o)
         self.actions.submit(new)
+
+    def _publish(self, force: bool = False) -> None:
+        """The HTTP face's hook: an immutable snapshot of the loop's state for the server thread,
+        swapped in after a batch (daemon/http/snapshot.py; no lock held across a batch)."""
+        self.publisher.publish(self, self._positions, self._next_index, force=force)
 
     def _checkpoint_due(self) -> bool:
         return (
@@ -491,11 +508,16 @@ class Daemon:
             if d is not None:
                 decisions.append(d)
         if decisions:
-            new = self.checkpoint(decisions)
-            self.stats.decisions += len(decisions)
-            for d in decisions:
-                self._emit({"type": "decision", **d.as_dict()})
-            self.actions.submit(new)
+            self.decide(decisions)
+
+    def decide(self, decisions: list[Decision]) -> None:
+        """Record and run decisions made outside the event stream (schedules, operators): checkpoint
+        them as intents, then hand the new ones to the action runner (loop thread only)."""
+        new = self.checkpoint(decisions)
+        self.stats.decisions += len(decisions)
+        for d in decisions:
+            self._emit({"type": "decision", **d.as_dict()})
+        self.actions.submit(new)
 
     def _training_data(self, model: str, upto: int, last: int) -> Any:
         """Features, ``__label``, the row's ``__id``/``__ts``/``__index`` and its ``__attr_*`` attributes

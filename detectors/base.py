@@ -199,6 +199,13 @@ class Monitor(ABC):
         """Import the libraries :meth:`update` will need, so the first window does not stall a
         running stream (the daemon calls this at start; ``validate`` does not pay for it)."""
 
+    def window_fill(self) -> float | None:
+        """Share of the open window collected so far (0 to 1) for a monitor with a window of N events;
+        None for other monitors. Windowed monitors keep their windower as ``_windows``."""
+        windows = getattr(self, "_windows", None)
+        events = getattr(windows, "events", None)
+        return min(1.0, windows.pending / events) if events else None  # type: ignore[union-attr]
+
     def params(self) -> dict[str, Any]:
         """The constructor arguments (the monitor's configuration)."""
         import inspect

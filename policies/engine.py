@@ -133,6 +133,8 @@ class PolicyEngine:
 
         They mute rules that name them in ``inhibited_by``.
         """
+        self.silenced: frozenset[str] = frozenset()
+        """Rules an operator silenced (set by the daemon): their decisions are dry runs, nothing is executed."""
         self.deployed: tuple[str, float | None] = ("", None)
         """(version, time it was deployed or registered) of the model in production, from the daemon."""
         self.observer: RuleObserver | None = None
@@ -248,9 +250,10 @@ class PolicyEngine:
             at=at,
             ts=ts,
             key=f"{self.model}/{rule.name}/{at}",
-            dry_run=rule.dry_run,
+            dry_run=rule.dry_run or rule.name in self.silenced,
             severity=rule.severity,
-            reason=reason,
+            reason=reason
+            + (" (silenced by an operator: recorded, not acted upon)" if rule.name in self.silenced else ""),
             labels=rule.labels,
             annotations=rule.annotations,
         )

@@ -196,6 +196,13 @@ def _progress(console: Console) -> Progress:
 @click.option("--json", "json_mode", is_flag=True, help="One JSON object per line.")
 @click.option("--count", type=int, help="Stop after this many records (testing).")
 @click.option(
+    "--http",
+    "http_listen",
+    metavar="HOST:PORT",
+    help="Serve /metrics, /livez, /readyz, /api/v1 and the status page here (config: http.listen); "
+    "admin calls need $DRIFTWARDEN_TOKEN when set.",
+)
+@click.option(
     "--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"])
 )
 def run(
@@ -208,6 +215,7 @@ def run(
     dry_run: bool,
     json_mode: bool,
     count: int | None,
+    http_listen: str | None,
     log_level: str,
 ) -> None:
     """Run the daemon: consume events, monitor, decide, act. Stops cleanly on SIGTERM/SIGINT after the
@@ -224,6 +232,8 @@ def run(
         settings = Settings.load(config_path, **overrides)
         if policy_paths:
             settings = settings.model_copy(update={"policies": [*settings.policies, *policy_paths]})
+        if http_listen:
+            settings = settings.model_copy(update={"http": settings.http.model_copy(update={"listen": http_listen})})
         if events:
             settings = settings.model_copy(
                 update={
@@ -251,6 +261,7 @@ def run(
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    server = _serve_http(daemon, settings)
     scheduler.start()
     log.info(
         "driftwarden running: %d polic%s, source %s, state in %s",
@@ -264,10 +275,25 @@ def run(
     finally:
         scheduler.stop()
         daemon.close()
+        if server is not None:
+            server.stop()
     if json_mode:
         sink({**stats.summary(), "model": None, "at": None, "ts": None})
     else:
         Console().print(summary_table(stats.summary(), "run"))
+
+
+def _serve_http(daemon: Any, settings: Any) -> Any:
+    """The HTTP face on ``settings.http.listen`` (started before the first poll), or None when off."""
+    if not settings.http.listen:
+        return None
+    from driftwarden.daemon.http.face import serve
+
+    try:
+        return serve(daemon, settings.http.listen, token_file=settings.http.token_file)
+    except (OSError, ValueError, RuntimeError) as e:
+        daemon.close()
+        raise click.UsageError(f"cannot serve HTTP on {settings.http.listen}: {e}") from None
 
 
 def file_source(paths: tuple[Path, ...], pace: float = 0.0) -> Any:

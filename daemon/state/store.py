@@ -235,6 +235,14 @@ class Store:
                 (time.time(), orjson.dumps({"state": state, **(info or {})}, option=orjson.OPT_SERIALIZE_NUMPY), key),
             )
 
+    def record(self, model: str | None, type: str, key: str | None, payload: Mapping[str, Any]) -> None:
+        """Append one entry to the audit log outside a checkpoint (an operator's call, say)."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO audit (wall, model, type, key, payload) VALUES (?, ?, ?, ?, ?)",
+                (time.time(), model, type, key, orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)),
+            )
+
     def action(self, key: str) -> dict[str, Any] | None:
         rows = self.actions(where="key = ?", args=(key,))
         return rows[0] if rows else None
@@ -252,13 +260,19 @@ class Store:
         marks = ",".join("?" * len(TERMINAL_STATES))
         return self.actions(where=f"state NOT IN ({marks})", args=sorted(TERMINAL_STATES))
 
-    def audit(self, model: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+    def audit(self, model: str | None = None, limit: int = 1000, key: str | None = None) -> list[dict[str, Any]]:
+        """The most recent ``limit`` entries (of one model, of one action key), oldest first."""
         with self._lock:
             q = "SELECT seq, wall, model, type, key, payload FROM audit"
-            args: tuple[Any, ...] = ()
+            where, args = [], []
             if model:
-                q += " WHERE model = ?"
-                args = (model,)
+                where.append("model = ?")
+                args.append(model)
+            if key:
+                where.append("key = ?")
+                args.append(key)
+            if where:
+                q += " WHERE " + " AND ".join(where)
             rows = self._db.execute(q + " ORDER BY seq DESC LIMIT ?", (*args, limit)).fetchall()
         return [
             {"seq": s, "wall": w, "model": m, "type": t, "key": k, **orjson.loads(p)}
