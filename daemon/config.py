@@ -1,4 +1,5 @@
-"""The daemon's settings: one object, read in one place (a YAML file plus command-line overrides).
+"""The daemon's settings: one object, read in one place. Precedence: command line > ``DRIFTWARDEN_*`` environment
+variables > the YAML config file > defaults (daemon/config_sources.py says how each layer is read).
 
 >>> s = Settings.model_validate({"policies": ["p.yaml"], "source": {"kind": "file", "path": "events.jsonl"}})
 >>> s.batch_size, str(s.store_path), str(s.dead_letter_path)
@@ -7,11 +8,25 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from driftwarden.daemon.config_sources import (
+    ConfigError,
+    environment_layer,
+    interpolate,
+    is_secret,
+    merge,
+    read_files,
+    redact,
+    shape_of,
+)
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+__all__ = ["ConfigError", "Settings"]
 
 DEFAULT_BATCH_SIZE = 1000
 """Records per micro-batch: large enough to amortise the per-batch checkpoint, small enough for low latency."""
@@ -26,7 +41,15 @@ DEFAULT_POLL_TIMEOUT = 0.5
 """Seconds a poll waits for records before the loop looks at schedules and signals again."""
 
 
-class SourceConfig(BaseModel):
+class _Redacted(BaseModel):
+    """A section whose repr (and so every log line that prints it) shows ``***`` for secrets."""
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        for name, value in super().__repr_args__():
+            yield name, "***" if name and is_secret(name) and value is not None else redact(value)
+
+
+class SourceConfig(_Redacted):
     """Where events come from. ``file``: JSONL/CSV/Parquet at ``path``; ``kafka``: ``topics`` on ``bootstrap``."""
 
     model_config = ConfigDict(extra="forbid")
@@ -66,7 +89,7 @@ DEFAULT_MAX_PENDING_OUTPUTS = 100_000
 """Sink messages sent but not acknowledged before ingestion pauses: about 50 MB of small JSON."""
 
 
-class SinksConfig(BaseModel):
+class SinksConfig(_Redacted):
     """Kafka topics the daemon writes to; each is off unless named. The JSONL files are always written."""
 
     model_config = ConfigDict(extra="forbid")
@@ -105,7 +128,7 @@ class HttpConfig(BaseModel):
     token_file: Path | None = Field(None, description="File whose first line is the admin bearer token.")
 
 
-class Settings(BaseModel):
+class Settings(_Redacted):
     model_config = ConfigDict(extra="forbid")
 
     policies: list[Path] = Field(default_factory=list, description="Policy files, one per model.")
@@ -147,12 +170,34 @@ class Settings(BaseModel):
         return self.alerts or self.state_dir / "alerts.jsonl"
 
     @classmethod
-    def load(cls, path: str | Path | None, **overrides: Any) -> Settings:
+    def load(cls, path: str | Path | None, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Defaults, then the config file at ``path`` (``${VAR}`` interpolated), then ``DRIFTWARDEN_*`` variables
+        of ``env`` (default: the process's), then ``overrides`` (the command line; ``None`` = not given).
+
+        Raises :class:`ConfigError` naming each bad setting and where it came from, never a value (secrets).
+        """
+        env = os.environ if env is None else env
+        shape = shape_of(cls)
         data: dict[str, Any] = {}
         if path is not None:
-            loaded = yaml.safe_load(Path(path).read_text()) or {}
+            try:
+                loaded = yaml.safe_load(Path(path).read_text()) or {}
+            except yaml.YAMLError as e:
+                raise ConfigError(f"{path}: not valid YAML: {e}") from None
             if not isinstance(loaded, dict):
-                raise ValueError(f"{path}: a config file is a YAML mapping")
-            data.update(loaded)
-        data.update({k: v for k, v in overrides.items() if v is not None})
-        return cls.model_validate(data)
+                raise ConfigError(f"{path}: a config file is a YAML mapping")
+            data = interpolate(loaded, env, str(path))
+        layer = environment_layer(env, shape)
+        data = merge(data, layer.values)
+        data = merge(data, {k: v for k, v in overrides.items() if v is not None})
+        data = read_files(data, shape, layer.origins)
+        try:
+            return cls.model_validate(data)
+        except ValidationError as e:
+            lines = []
+            for err in e.errors(include_url=False, include_input=False, include_context=False):
+                loc = tuple(str(part) for part in err["loc"])
+                where = f" (from {layer.origins[loc]})" if loc in layer.origins else ""
+                lines.append(f"{'.'.join(loc) or 'config'}{where}: {err['msg']}")
+            source = f"{path}: " if path is not None else ""
+            raise ConfigError(source + "; ".join(lines)) from None
