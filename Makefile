@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test docs lint format bench bench-detection bench-kafka kafka-start kafka-stop clean
+.PHONY: demo test docs tools lint format bench bench-detection bench-kafka kafka-start kafka-stop clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,8 +26,12 @@ SOURCES := daemon detectors policies deploy examples tests bench
 # mypy reads the packages under their installed names (driftwarden.daemon, ...) through a tree of links.
 TYPECHECK := build/typecheck
 
-test: lint docs
+test: lint docs tools
 	$(BIN)/python -m pytest
+
+# Helm, pinned and built from its Go module into a cache folder (tests/shipping/tools.py finds it there).
+tools:
+	bash .ci/install-helm
 
 # The docs site (mkdocs-material), built with --strict: a broken link or anchor, or a page not in the nav, fails.
 docs: $(DEV_STAMP)
