@@ -19,6 +19,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 EXIT_INVALID = 2
+EXIT_LOCKED = 75
+"""Another daemon holds the state folder (sysexits EX_TEMPFAIL: a supervisor may retry once the holder is gone)."""
 
 log = logging.getLogger("driftwarden")
 
@@ -247,6 +249,7 @@ def run(
     if not settings.policies:
         raise click.UsageError("no policy: give --policy FILE or 'policies:' in --config")
     policies = _load_policies(settings.policies)
+    lock = _lock_state(settings.state_dir)
     sink = JsonLines() if json_mode else Timeline(Console())
     if follow:
         source = _follow_source(settings, pace, len(events))
@@ -277,10 +280,22 @@ def run(
         daemon.close()
         if server is not None:
             server.stop()
+        lock.release()
     if json_mode:
         sink({**stats.summary(), "model": None, "at": None, "ts": None})
     else:
         Console().print(summary_table(stats.summary(), "run"))
+
+
+def _lock_state(state_dir: Path) -> Any:
+    """This run's exclusive hold on its state folder; a second daemon there exits with EXIT_LOCKED."""
+    from driftwarden.daemon.state.lock import StateLock, StateLocked
+
+    try:
+        return StateLock.acquire(Path(state_dir))
+    except StateLocked as e:
+        click.echo(f"driftwarden: {e}", err=True)
+        raise SystemExit(EXIT_LOCKED) from None
 
 
 def _serve_http(daemon: Any, settings: Any) -> Any:
