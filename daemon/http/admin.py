@@ -15,7 +15,7 @@ import os
 import uuid
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import quote
 
 from driftwarden.daemon.http import control
@@ -61,9 +61,10 @@ def read_token(token_file: str | Path | None = None) -> str | None:
 
 
 def admin_router(face: Any) -> APIRouter:
+    """The admin routes over ``face`` (dependencies as defaults: the closures are not importable names)."""
     bearer = HTTPBearer(auto_error=False)
 
-    def caller(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> str:
+    def caller(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> str:
         address = request.client.host if request.client is not None else "unknown"
         if face.token is not None:
             given = credentials.credentials if credentials is not None else ""
@@ -102,9 +103,9 @@ def admin_router(face: Any) -> APIRouter:
     def retrain(
         model: str,
         request: Request,
-        address: Annotated[str, Depends(caller)],
+        address: str = Depends(caller),
         body: RetrainRequest | None = None,
-        idempotency_key: Annotated[str | None, Header(description="The same key twice starts one retrain.")] = None,
+        idempotency_key: str | None = Header(None, description="The same key twice starts one retrain."),
     ) -> Accepted:
         """Retrain now: a decision with a manual reason, run through the usual lifecycle (train → gate
         → deploy → verify). Answers 202 at once; follow the action at ``location``."""
@@ -120,9 +121,7 @@ def admin_router(face: Any) -> APIRouter:
         return Accepted(key=key, location=f"/api/v1/actions/{quote(key)}", state=state)
 
     @router.post("/models/{model}/promote", response_model=AdminResult)
-    def promote(
-        model: str, body: PromoteRequest, request: Request, address: Annotated[str, Depends(caller)]
-    ) -> AdminResult:
+    def promote(model: str, body: PromoteRequest, request: Request, address: str = Depends(caller)) -> AdminResult:
         """Make a version the champion (deploying it where the policy deploys)."""
         policy_of(model)
         audit(request, address, model, None, {"version": body.version})
@@ -130,7 +129,7 @@ def admin_router(face: Any) -> APIRouter:
 
     @router.post("/models/{model}/rollback", response_model=AdminResult)
     def rollback(
-        model: str, request: Request, address: Annotated[str, Depends(caller)], body: RollbackRequest | None = None
+        model: str, request: Request, address: str = Depends(caller), body: RollbackRequest | None = None
     ) -> AdminResult:
         """Go back to the previous champion."""
         body = body or RollbackRequest()
@@ -140,14 +139,14 @@ def admin_router(face: Any) -> APIRouter:
         return AdminResult(ok=detail.get("state") == "rolled_back", detail=detail)
 
     @router.post("/policies/reload", response_model=AdminResult)
-    def reload(request: Request, address: Annotated[str, Depends(caller)]) -> AdminResult:
+    def reload(request: Request, address: str = Depends(caller)) -> AdminResult:
         """Load the policy files again now (they are also watched); refused files keep the running policy."""
         audit(request, address, None, None, {})
         return AdminResult(ok=True, detail=run(control.reload_policies()))
 
     @router.post("/models/{model}/rules/{rule}/silence", response_model=AdminResult)
     def silence(
-        model: str, rule: str, body: SilenceRequest, request: Request, address: Annotated[str, Depends(caller)]
+        model: str, rule: str, body: SilenceRequest, request: Request, address: str = Depends(caller)
     ) -> AdminResult:
         """Silence a rule for a while: its decisions are recorded as dry runs; nothing is executed."""
         policy = policy_of(model)

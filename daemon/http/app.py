@@ -274,7 +274,7 @@ def _model_out(m: ModelView) -> ModelOut:
         champion=m.champion,
         events=m.events,
         labels_joined=m.labels_joined,
-        pending=m.pending,
+        pending=dict(m.pending),
         expired=dict(m.expired),
         monitors=[
             MonitorOut(

@@ -66,7 +66,7 @@ METRICS: tuple[MetricSpec, ...] = (
     _m("driftwarden_unrouted_events_total", "counter", "", "Events of models without a policy."),
     _m("driftwarden_labels_joined_total", "counter", "model", "Predictions joined with their label."),
     _m("driftwarden_join_expired_total", "counter", "model side", "Unmatched halves dropped after the TTL."),
-    _m("driftwarden_join_pending", "gauge", "model", "Unmatched halves waiting for their other half."),
+    _m("driftwarden_join_pending", "gauge", "model side", "Unmatched halves waiting for their other half."),
     _m("driftwarden_batch_duration_seconds", "histogram", "", "Time to process one micro-batch."),
     _m("driftwarden_checkpoint_duration_seconds", "histogram", "", "Time to write one checkpoint."),
     _m("driftwarden_checkpoints_total", "counter", "", "Checkpoints written."),
@@ -181,7 +181,8 @@ def _fill(f: _Families, s: Snapshot) -> None:
         m = {"model": model}
         f.add("driftwarden_events_total", m, view.events)
         f.add("driftwarden_labels_joined_total", m, view.labels_joined)
-        f.add("driftwarden_join_pending", m, view.pending)
+        for side, n in sorted(view.pending.items()):
+            f.add("driftwarden_join_pending", {**m, "side": side}, n)
         for side, n in sorted(view.expired.items()):
             f.add("driftwarden_join_expired_total", {**m, "side": side}, n)
         if view.champion:

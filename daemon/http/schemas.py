@@ -112,7 +112,7 @@ class ModelOut(BaseModel):
     champion: str
     events: int
     labels_joined: int
-    pending: int
+    pending: dict[str, int]
     expired: dict[str, int]
     monitors: list[MonitorOut]
     rules: list[RuleOut]

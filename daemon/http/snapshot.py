@@ -112,7 +112,7 @@ class ModelView:
     digest: str
     events: int
     labels_joined: int
-    pending: int
+    pending: Mapping[str, int]
     expired: Mapping[str, int]
     champion: str
     monitors: Mapping[str, MonitorView]
@@ -198,6 +198,7 @@ class Publisher:
         self.started_at = clock()
         self.silences: dict[tuple[str, str], float] = {}
         """(model, rule) → wall time the silence ends (set by daemon/http/control.py in the loop thread)."""
+        self._silences_seen: dict[tuple[str, str], float] = {}
         self._inbox: deque[dict[str, Any]] = deque()
         self._tracks: dict[tuple[str, str], _MonitorTrack] = {}
         self._decisions: deque[Mapping[str, Any]] = deque(maxlen=DECISIONS_KEPT)
@@ -262,6 +263,9 @@ class Publisher:
         lag_of = getattr(source, "lag", None)
         lag = lag_of(positions) if callable(lag_of) else {}
         owned = tuple(getattr(source, "assignment", ()) or ())
+        if self.silences != self._silences_seen:
+            self._silences_seen = dict(self.silences)
+            touched |= {m for m, _ in self.silences} | {m for m, v in self._models.items() if _silenced(v)}
         for model, pipe in daemon.pipelines.items():
             old = self._models.get(model)
             if (
@@ -371,12 +375,16 @@ class Publisher:
             digest=pipe.policy.digest,
             events=engine.events,
             labels_joined=pipe.joiner.joined,
-            pending=pipe.joiner.pending,
+            pending=dict(pipe.joiner.pending),
             expired=dict(pipe.joiner.expired),
             champion=engine.deployed[0],
             monitors=monitors,
             rules=rules,
         )
+
+
+def _silenced(view: ModelView) -> bool:
+    return any(r.silenced_until is not None for r in view.rules.values())
 
 
 def _action_type(item: Mapping[str, Any], policies: Mapping[str, Any]) -> str:

@@ -85,6 +85,11 @@ class TailSource:
     def exhausted(self) -> bool:
         return False
 
+    @property
+    def reachable(self) -> bool:
+        """The followed file exists (``/readyz``: a removed file makes the daemon unready until it is back)."""
+        return self.path.exists()
+
     def poll(self, max_records: int, timeout: float) -> list[Record]:
         deadline = self._clock() + max(timeout, 0.0)
         while True:

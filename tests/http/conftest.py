@@ -65,15 +65,16 @@ def need(tool: str) -> str:
     return path
 
 
-def events(n: int, start: int = 0, seed: int = 0, shift: float = 0.0) -> list[bytes]:
-    """``n`` shop predictions with their labels right after, and one fraud prediction every 4th event."""
+def events(n: int, start: int = 0, seed: int = 0, shift: float = 0.0, wrong: float = 0.1) -> list[bytes]:
+    """``n`` shop predictions (a share ``wrong`` of them flipped) with their labels right after, and one
+    fraud prediction every 4th event; ids from ``start``."""
     rng = np.random.default_rng(seed + start)
     out = []
     for i in range(start, start + n):
         age = float(rng.normal(40 + shift, 10))
         income = float(rng.normal(50 + shift, 15))
         label = int(age + rng.normal(0, 5) > 40)
-        prediction = int(age > 40) if rng.random() > 0.1 else 1 - int(age > 40)
+        prediction = int(age > 40) if rng.random() >= wrong else 1 - int(age > 40)
         gender = "f" if rng.random() < 0.5 else "m"
         ts = 1_780_000_000 + i
         out.append(

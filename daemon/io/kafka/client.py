@@ -325,6 +325,22 @@ class KafkaSource:
         return sorted(self._name(tp) for tp in self._consumer.assignment())
 
     @property
+    def reachable(self) -> bool:
+        """A bootstrap broker is connected (``/readyz``)."""
+        return bool(self._consumer.bootstrap_connected())
+
+    def lag(self, positions: Mapping[str, int]) -> dict[str, int]:
+        """Messages behind each owned partition's end: the highwater of the last fetch (no network call)
+        less the daemon's next offset there."""
+        out = {}
+        for tp in self._consumer.assignment():
+            high = self._consumer.highwater(tp)
+            name = self._name(tp)
+            if high is not None and name in positions:
+                out[name] = max(0, int(high) - positions[name])
+        return out
+
+    @property
     def paused(self) -> list[str]:
         return sorted(self._name(tp) for tp in self._consumer.paused())
 
