@@ -6,6 +6,7 @@ import logging
 import signal
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -227,6 +228,8 @@ def run(
     from driftwarden.daemon.scheduler import RuleScheduler
 
     _logging(log_level, json_mode)
+    stop = StopOnSignal.install()
+    log.info("starting up (SIGTERM or Ctrl-C stops cleanly from here on)")
     overrides: dict[str, Any] = {"state_dir": state_dir}
     if dry_run:
         overrides["execute"] = False
@@ -258,12 +261,7 @@ def run(
     daemon = Daemon(settings, source, policies, listener=sink, watch_policies=True)
     scheduler = RuleScheduler(policies, daemon.tick)
 
-    def on_signal(signum: int, _frame: Any) -> None:
-        log.info("received %s: stopping after the current batch", signal.Signals(signum).name)
-        daemon.stop()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop.attach(daemon.stop)
     server = _serve_http(daemon, settings)
     scheduler.start()
     log.info(
@@ -285,6 +283,35 @@ def run(
         sink({**stats.summary(), "model": None, "at": None, "ts": None})
     else:
         Console().print(summary_table(stats.summary(), "run"))
+
+
+class StopOnSignal:
+    """SIGTERM and SIGINT handlers installed before start-up: a stop asked for while the daemon is being built
+    is kept and carried out as soon as it exists (it then stops before its first batch, checkpoints, exits 0)."""
+
+    def __init__(self) -> None:
+        self.requested: str | None = None
+        self._stop: Callable[[], None] | None = None
+
+    @classmethod
+    def install(cls) -> StopOnSignal:
+        handler = cls()
+        signal.signal(signal.SIGTERM, handler._on_signal)
+        signal.signal(signal.SIGINT, handler._on_signal)
+        return handler
+
+    def attach(self, stop: Callable[[], None]) -> None:
+        self._stop = stop
+        if self.requested:
+            stop()
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        self.requested = signal.Signals(signum).name
+        if self._stop is None:
+            log.info("received %s during start-up: stopping once started", self.requested)
+        else:
+            log.info("received %s: stopping after the current batch", self.requested)
+            self._stop()
 
 
 def _lock_state(state_dir: Path) -> Any:

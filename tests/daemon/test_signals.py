@@ -58,3 +58,29 @@ def test_signal_stops_gracefully_and_restart_resumes(tmp_path: Path, sig: signal
     store.close()
     rest = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=120, check=True)
     assert json_lines(rest.stdout)[-1]["records"] == 400 - summary["records"]
+
+
+def test_sigterm_during_start_up_stops_cleanly(tmp_path: Path) -> None:
+    """The handlers are installed before the daemon is built: a SIGTERM while it starts ends the run with exit 0
+    and a checkpointed, empty state (before, the default handler killed it: exit -15)."""
+    events = tmp_path / "events.jsonl"
+    events.write_text('{"model": "m", "id": 1, "ts": 1, "prediction": 1}\n')
+    policy = tmp_path / "p.yaml"
+    policy.write_text("version: 1\nmodel: m\nmonitors:\n  e: {kind: adwin, series: error}\n")
+    state = tmp_path / "state"
+    args = ["run", "--policy", str(policy), "--events", str(events), "--state-dir", str(state), "--follow"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "driftwarden.daemon.cli", *args, "--json", "--log-level", "info"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if "starting up" in line:
+            proc.send_signal(signal.SIGTERM)
+            break
+    out, err = proc.communicate(timeout=240)
+    assert proc.returncode == 0, err[-3000:]
+    assert json_lines(out)[-1]["type"] == "summary"
