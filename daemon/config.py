@@ -128,6 +128,32 @@ class HttpConfig(BaseModel):
     token_file: Path | None = Field(None, description="File whose first line is the admin bearer token.")
 
 
+DEFAULT_MAX_RECORD_BYTES = 1 << 20
+"""Bytes of one record before it is refused undecoded: a wide event is a few kB; a 200 MB line is an attack."""
+
+DEFAULT_MAX_UNKNOWN_MODELS = 1000
+"""Model names without a policy counted (and logged once) each; past it they are counted together."""
+
+
+class InputConfig(BaseModel):
+    """Limits on what an event may be (docs/input.md): past them a record is a dead letter."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_record_bytes: int = Field(
+        DEFAULT_MAX_RECORD_BYTES, ge=64, description="Bytes of one record; longer ones are refused before decoding."
+    )
+    max_ahead: str = Field(
+        "1d", description="How far an event's ts may lie past the stream's watermark (or the broker's time)."
+    )
+    max_behind: str | None = Field(
+        None, description="How far an event's ts may lie before the watermark (default: no limit; late data is fine)."
+    )
+    max_unknown_models: int = Field(
+        DEFAULT_MAX_UNKNOWN_MODELS, ge=0, description="Names without a policy counted and logged one by one."
+    )
+
+
 class Settings(_Redacted):
     model_config = ConfigDict(extra="forbid")
 
@@ -152,6 +178,7 @@ class Settings(_Redacted):
     sinks: SinksConfig = Field(default_factory=SinksConfig)
     backpressure: BackpressureConfig = Field(default_factory=BackpressureConfig)
     http: HttpConfig = Field(default_factory=HttpConfig)
+    input: InputConfig = Field(default_factory=InputConfig)
 
     @property
     def store_path(self) -> Path:

@@ -37,8 +37,10 @@ from driftwarden.daemon.io.batch_decoder import decode_batch
 from driftwarden.daemon.io.events import EventRows
 from driftwarden.daemon.io.sinks import ModelUpdates, build_sinks
 from driftwarden.daemon.io.sources import FileSource, MemorySource, Record, Source
+from driftwarden.daemon.io.watermark import TimeGuard
 from driftwarden.daemon.pipeline import ModelPipeline
 from driftwarden.daemon.state.store import Intent, Store
+from driftwarden.daemon.state.unrouted import Unrouted
 from driftwarden.deploy.registry import CHAMPION, LocalRegistry
 from driftwarden.policies.durations import parse_duration
 from driftwarden.policies.engine import Decision
@@ -155,7 +157,12 @@ class Daemon:
         """Decode whole batches as columns (daemon/columnar.py); False forces the per-record path."""
         self._stop = threading.Event()
         self._ticks: queue.Queue[tuple[str, str, float]] = queue.Queue()
-        self._unrouted_logged: set[str] = set()
+        self._unrouted = Unrouted(settings.input.max_unknown_models)
+        # Event time: records refused past a watermark (daemon/io/watermark.py), before decoding past a size.
+        limits = settings.input
+        self._guard = TimeGuard(
+            parse_duration(limits.max_ahead), parse_duration(limits.max_behind) if limits.max_behind else None
+        )
         self._watcher = PolicyWatcher.of(policies) if watch_policies else None
         self._audit: list[tuple[str | None, str, str | None, dict[str, Any]]] = []
         self._uncheckpointed = 0
@@ -278,7 +285,14 @@ class Daemon:
             return
         started = time.perf_counter()
         first = self._next_index
-        batch = decode_batch(fresh, first_index=first, arrival=self.clock(), fast=self.fast_decode)
+        batch = decode_batch(
+            fresh,
+            first_index=first,
+            arrival=self.clock(),
+            fast=self.fast_decode,
+            max_bytes=self.settings.input.max_record_bytes,
+            guard=self._guard,
+        )
         dead = batch.dead
         self._next_index = first + len(fresh)
         if single is not None:
@@ -293,9 +307,7 @@ class Daemon:
                 by_model[model] = rows
             else:
                 self.stats.unrouted += len(rows)
-                if model not in self._unrouted_logged:
-                    self._unrouted_logged.add(model)
-                    log.warning("events for model %r have no policy; they are counted and ignored", model)
+                self._unrouted.add(model, len(rows))
         if self.ownership is not None:
             self.ownership.routed(fresh, first, by_model)
         decoded = time.perf_counter()
@@ -310,7 +322,7 @@ class Daemon:
             outputs += signals
             decisions += model_decisions
         for d in dead:
-            self.dead_letters.write({**d.as_dict(), "raw": d.raw, "key": fresh[d.index - first].key})
+            self.dead_letters.write({**d.as_dict(), "code": d.code, "raw": d.raw, "key": fresh[d.index - first].key})
             outputs.append({"type": "dead_letter", "model": None, "at": d.index, **d.as_dict()})
         for pipe in self.pipelines.values():
             pipe.engine.dead_letters += len(dead)

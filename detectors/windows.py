@@ -97,11 +97,16 @@ class Windower:
         pos = 0
         if self._window_start_ts is None:
             self._window_start_ts = float(ts[0])
+        opened = False  # the row at ``pos`` just opened the window: it belongs to it, whatever the float sums say
         while pos < len(index):
             end_ts = self._window_start_ts + self.seconds
             rest = ts[pos:]
             past = np.flatnonzero(rest >= end_ts)
             cut = pos + (int(past[0]) if len(past) else len(rest))
+            if opened and cut == pos:
+                # At 1e300 (or epoch nanoseconds with a short window) start + seconds == start in
+                # floating point: without this the loop would never consume the row (a spin).
+                cut = pos + 1
             if cut > pos:
                 self._push(index[pos:cut], ts[pos:cut], {k: v[pos:cut] for k, v in cols.items()})
             if cut == len(index):
@@ -110,9 +115,13 @@ class Windower:
             if self.pending:
                 idx, _, c = self._drain()
                 out.append(Window(int(idx[0]), int(idx[-1]) + 1, int(index[closer]), float(ts[closer]), c))
-            skipped = math.floor((float(ts[closer]) - self._window_start_ts) / self.seconds)
-            self._window_start_ts += skipped * self.seconds
+            skipped = (float(ts[closer]) - self._window_start_ts) // self.seconds  # a float: no overflow at inf
+            start = self._window_start_ts + skipped * self.seconds
+            # A non-finite or imprecise start (a ts near the float limit) restarts the grid at the row itself.
+            fits = math.isfinite(start) and start + self.seconds > ts[closer]
+            self._window_start_ts = start if fits else float(ts[closer])
             pos = cut
+            opened = True
         return out
 
     def _push(self, index: np.ndarray, ts: np.ndarray, cols: Columns) -> None:

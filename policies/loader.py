@@ -195,8 +195,8 @@ def load_text(path: Path, text: str | None = None) -> tuple[LoadedPolicy | None,
         reference_digest = _file_digest(_reference_path(path, spec.reference.path))
     loaded = LoadedPolicy(
         path=path,
-        spec=spec,
-        digest=hashlib.sha256(text.encode()).hexdigest(),  # type: ignore[arg-type]
+        spec=spec,  # type: ignore[arg-type]
+        digest=hashlib.sha256(text.encode()).hexdigest(),
         reference_digest=reference_digest,
     )
     errors += _semantic_errors(parts, loaded, positions, path)

@@ -30,6 +30,8 @@ import numpy as np
 import orjson
 from driftwarden.daemon.io.events import _SCALAR_TYPES, DeadLetter, Event, EventRows, decode, parse_ts
 from driftwarden.daemon.io.sources import Record
+from driftwarden.daemon.io.watermark import TimeGuard, epoch_column
+from driftwarden.policies.names import valid_model_name
 
 _NONE = type(None)
 _DICT_OR_NONE = frozenset({dict, _NONE})
@@ -54,15 +56,24 @@ class _Fallback(Exception):
     """The batch needs the per-record path."""
 
 
-def decode_batch(records: Sequence[Record], first_index: int, arrival: float, *, fast: bool = True) -> Decoded:
+def decode_batch(
+    records: Sequence[Record],
+    first_index: int,
+    arrival: float,
+    *,
+    fast: bool = True,
+    max_bytes: int | None = None,
+    guard: TimeGuard | None = None,
+) -> Decoded:
     """Record ``i`` becomes event index ``first_index + i`` (the same numbering as :func:`decode`).
-    ``fast=False`` forces the per-record path (tests compare the two)."""
+    ``max_bytes`` and ``guard`` as for :func:`decode`. ``fast=False`` forces the per-record path
+    (tests compare the two)."""
     if fast and records:
         try:
-            return _fast(records, first_index, arrival)
+            return _fast(records, first_index, arrival, max_bytes, guard)
         except _Fallback:
             pass
-    events, dead = decode(records, first_index=first_index, arrival=arrival)
+    events, dead = decode(records, first_index=first_index, arrival=arrival, max_bytes=max_bytes, guard=guard)
     return Decoded(_group(events), dead, len(events), fast=False)
 
 
@@ -73,10 +84,14 @@ def _group(events: list[Event]) -> dict[str, EventRows]:
     return {m: EventRows.from_events(m, evs) for m, evs in by_model.items()}
 
 
-def _fast(records: Sequence[Record], first_index: int, arrival: float) -> Decoded:
+def _fast(
+    records: Sequence[Record], first_index: int, arrival: float, max_bytes: int | None, guard: TimeGuard | None
+) -> Decoded:
     n = len(records)
+    values = [r.value for r in records]
+    if max_bytes is not None and max(map(len, values)) > max_bytes:
+        raise _Fallback
     try:
-        values = [r.value for r in records]
         objs = list(map(orjson.loads, values))
     except orjson.JSONDecodeError:
         raise _Fallback from None
@@ -87,9 +102,10 @@ def _fast(records: Sequence[Record], first_index: int, arrival: float) -> Decode
     models, ids, ts, features, attributes, prediction, score, label = fields
     _require(models, {str})
     distinct: dict[str, None] = dict.fromkeys(models)
-    if "" in distinct:
-        raise _Fallback
+    if not all(map(valid_model_name, distinct)):
+        raise _Fallback  # an empty or unusable name: a dead letter
     ids = _ids(ids)
+    own = _own_times(ts)
     ts = _times(ts, records, arrival)
     has_features = list(map(bool, features))
     flat = _flat(values, len(features) - features.count(None) + len(attributes) - attributes.count(None))
@@ -103,6 +119,8 @@ def _fast(records: Sequence[Record], first_index: int, arrival: float) -> Decode
     is_prediction |= np.fromiter(map(is_not, score, repeat(None)), bool, n)
     if not is_prediction.all() and not (is_prediction | np.fromiter(map(is_not, label, repeat(None)), bool, n)).all():
         raise _Fallback  # an event with neither features, prediction, score nor label: a dead letter
+    if own is not None:
+        ts = _admit(ts, own, records, guard)
     index = list(range(first_index, first_index + n))
     kinds = is_prediction.tolist()
     columns: tuple[list[Any], ...] = (index, ts, kinds, ids, features, attributes, prediction, score, label)
@@ -134,30 +152,48 @@ def _ids(values: list[Any]) -> list[str]:
     return [v if type(v) is str else str(v) for v in values]
 
 
+def _own_times(values: list[Any]) -> list[bool] | None:
+    """Which events carry a ``ts`` of their own (None: all do not)."""
+    if _NONE not in set(map(type, values)):
+        return [True] * len(values)
+    own = [v is not None for v in values]
+    return own if any(own) else None
+
+
 def _times(values: list[Any], records: Sequence[Record], arrival: float) -> list[float]:
+    """Epoch seconds per event: numbers through :func:`~driftwarden.daemon.io.watermark.epoch_column` in C."""
     types = set(map(type, values))
-    if types == {float}:
-        return values
-    if types <= _NUMBER_OR_NONE:
-        return [
-            float(v) if v is not None else (r.ts if r.ts is not None else arrival)
-            for v, r in zip(values, records, strict=True)
-        ]
+    if types <= {float, int}:
+        given = np.fromiter(values, np.float64, len(values))
+        column = epoch_column(given)
+        if column is None:
+            raise _Fallback  # a number no unit fits: a dead letter
+        if column is given and types == {float}:
+            return values  # all in seconds already (the usual case): no copy
+        return column.tolist()
     if not types <= {float, int, str, _NONE}:
         raise _Fallback
     try:
         return [
-            v
-            if type(v) is float
-            else float(v)
-            if type(v) is int
-            else parse_ts(v)
-            if v is not None
-            else (r.ts if r.ts is not None else arrival)
+            parse_ts(v) if v is not None else (r.ts if r.ts is not None else arrival)
             for v, r in zip(values, records, strict=True)
         ]
     except ValueError:
         raise _Fallback from None
+
+
+def _admit(ts: list[float], own: list[bool], records: Sequence[Record], guard: TimeGuard | None) -> list[float]:
+    """The times, once the guard admits every one of them (else the per-record path names the refused)."""
+    if guard is None:
+        return ts
+    times = np.fromiter(ts, np.float64, len(ts))
+    broker = [r.ts for r in records]
+    if not all(own):
+        pick = [i for i, o in enumerate(own) if o]
+        times, broker = times[pick], [broker[i] for i in pick]
+    if not guard.admit_all(times, broker if any(b is not None for b in broker) else None):
+        raise _Fallback
+    return ts
 
 
 def _flat(values: list[bytes], mappings: int) -> bool:

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import base64
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +21,10 @@ from itertools import compress
 from typing import Any, overload
 
 import orjson
+from driftwarden.daemon.io.reasons import REASONS
 from driftwarden.daemon.io.sources import Record
+from driftwarden.daemon.io.watermark import TimeGuard, epoch_seconds
+from driftwarden.policies.names import model_name_problem, valid_model_name
 
 SCALARS = (str, int, float, bool, type(None))
 _SCALAR_TYPES = frozenset(SCALARS)
@@ -138,42 +142,105 @@ class EventRows:
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
+    """A record that did not become an event: ``code`` is one of :data:`~driftwarden.daemon.io.reasons.REASONS`,
+    ``reason`` says what exactly, ``raw`` is the record's bytes."""
+
     index: int
     partition: str
     offset: int
     reason: str
     raw: bytes
+    code: str = "bad_field"
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        """The dead letter as JSON: ``raw`` is the exact text, or base64 with ``raw_encoding: base64``
+        when the bytes are not UTF-8."""
+        out: dict[str, Any] = {
             "index": self.index,
             "partition": self.partition,
             "offset": self.offset,
             "reason": self.reason,
-            "raw": self.raw.decode("utf-8", "replace"),
         }
+        out.update(raw_fields(self.raw))
+        return out
+
+
+def raw_fields(raw: bytes) -> dict[str, str]:
+    """``{"raw": text}`` for UTF-8 bytes, else ``{"raw": base64, "raw_encoding": "base64"}``: never altered."""
+    try:
+        return {"raw": raw.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {"raw": base64.b64encode(raw).decode("ascii"), "raw_encoding": "base64"}
 
 
 class Invalid(ValueError):
-    """An event that breaks the wire contract; the message is the dead letter's reason."""
+    """An event that breaks the wire contract; the message is the dead letter's reason, ``code`` its reason code."""
+
+    def __init__(self, message: str, code: str = "bad_field") -> None:
+        super().__init__(message)
+        assert code in REASONS, code
+        self.code = code
 
 
-def decode(records: Sequence[Record], first_index: int, arrival: float) -> tuple[list[Event], list[DeadLetter]]:
-    """Events and dead letters of a batch; record ``i`` gets event index ``first_index + i``."""
+def decode(
+    records: Sequence[Record],
+    first_index: int,
+    arrival: float,
+    *,
+    max_bytes: int | None = None,
+    guard: TimeGuard | None = None,
+) -> tuple[list[Event], list[DeadLetter]]:
+    """Events and dead letters of a batch; record ``i`` gets event index ``first_index + i``.
+
+    A record longer than ``max_bytes`` is refused before it is parsed; with a ``guard``, event
+    times are admitted against the stream's watermark (refused ones become dead letters).
+    """
     events: list[Event] = []
     dead: list[DeadLetter] = []
+    own: list[float | None] = []
+    broker: list[float | None] = []
     for i, rec in enumerate(records):
         index = first_index + i
+        if max_bytes is not None and len(rec.value) > max_bytes:
+            reason = f"record of {len(rec.value)} bytes is over the limit of {max_bytes} (input.max_record_bytes)"
+            dead.append(DeadLetter(index, rec.partition, rec.offset, reason, rec.value, "too_large"))
+            continue
         try:
             obj = orjson.loads(rec.value)
         except orjson.JSONDecodeError as e:
-            dead.append(DeadLetter(index, rec.partition, rec.offset, f"not JSON: {e}", rec.value))
+            dead.append(DeadLetter(index, rec.partition, rec.offset, f"not JSON: {e}", rec.value, "not_json"))
             continue
         try:
-            events.append(validate(obj, index, rec.ts if rec.ts is not None else arrival))
+            event = validate(obj, index, rec.ts if rec.ts is not None else arrival)
         except Invalid as e:
-            dead.append(DeadLetter(index, rec.partition, rec.offset, str(e), rec.value))
+            dead.append(DeadLetter(index, rec.partition, rec.offset, str(e), rec.value, e.code))
+            continue
+        events.append(event)
+        own.append(event.ts if obj.get("ts") is not None else None)
+        broker.append(rec.ts)
+    if guard is not None and events:
+        codes = guard.admit(own, broker if any(b is not None for b in broker) else None)
+        if any(codes):
+            kept = []
+            for event, code in zip(events, codes, strict=True):
+                if code is None:
+                    kept.append(event)
+                    continue
+                rec = records[event.index - first_index]
+                dead.append(
+                    DeadLetter(
+                        event.index, rec.partition, rec.offset, _time_reason(code, event.ts, guard), rec.value, code
+                    )
+                )
+            events = kept
+            dead.sort(key=lambda d: d.index)
     return events, dead
+
+
+def _time_reason(code: str, ts: float, guard: TimeGuard) -> str:
+    if code == "ts_ahead":
+        return f"'ts' {ts!r} is more than {guard.max_ahead:g} s past the stream's watermark (input.max_ahead)"
+    return f"'ts' {ts!r} is more than {guard.max_behind:g} s before the stream's watermark (input.max_behind)"
 
 
 def validate(obj: Any, index: int, arrival: float) -> Event:
@@ -183,30 +250,30 @@ def validate(obj: Any, index: int, arrival: float) -> Event:
     (JSON has no NaN or infinity, and orjson refuses numbers that overflow a double.)
     """
     if type(obj) is not dict:
-        raise Invalid(f"an event is a JSON object, got {type(obj).__name__}")
+        raise Invalid(f"an event is a JSON object, got {type(obj).__name__}", "not_object")
     get = obj.get
     model = get("model")
     if type(model) is not str or not model:
         if model is None:
-            raise Invalid("missing required field 'model'")
-        raise Invalid(f"'model' must be a non-empty string, got {model!r}")
+            raise Invalid("missing required field 'model'", "missing_field")
+        raise Invalid(f"'model' must be a non-empty string, got {_short(model)}")
+    if not valid_model_name(model):
+        raise Invalid(f"'model' {_short(model)}: {model_name_problem(model)}", "bad_name")
     ident = get("id")
     if type(ident) is not str:
         if ident is None:
-            raise Invalid("missing required field 'id'")
+            raise Invalid("missing required field 'id'", "missing_field")
         if type(ident) is not int:
-            raise Invalid(f"'id' must be a string or an integer, got {ident!r}")
+            raise Invalid(f"'id' must be a string or an integer, got {_short(ident)}")
         ident = str(ident)
     raw_ts = get("ts")
     if raw_ts is None:
         ts = arrival
-    elif type(raw_ts) is float or type(raw_ts) is int:
-        ts = float(raw_ts)
     else:
         try:
             ts = parse_ts(raw_ts)
         except ValueError as e:
-            raise Invalid(str(e)) from None
+            raise Invalid(str(e), "bad_ts") from None
     features = get("features")
     if features is None:
         features = {}
@@ -228,7 +295,7 @@ def validate(obj: Any, index: int, arrival: float) -> Event:
         raise Invalid(f"'label' must be a scalar, got {type(label).__name__}")
     has_prediction = prediction is not None or bool(features) or score is not None
     if not has_prediction and label is None:
-        raise Invalid("an event needs features, a prediction, a score or a label")
+        raise Invalid("an event needs features, a prediction, a score or a label", "empty_event")
     return Event(
         model,
         ident,
@@ -273,26 +340,36 @@ def _score(value: Any, prediction: Any) -> float | None:
     raise Invalid(f"'score' must be a number or a class→probability map, got {type(value).__name__}")
 
 
-def parse_ts(value: Any) -> float:
-    """Epoch seconds of an ISO-8601 string or an epoch number.
+def _short(value: Any, limit: int = 80) -> str:
+    """``repr`` cut to ``limit`` characters: a reason never repeats a huge value."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
-    >>> parse_ts("2026-11-27T17:00:00.123Z"), parse_ts(1.5)
-    (1795798800.123, 1.5)
+
+def parse_ts(value: Any) -> float:
+    """Epoch seconds of an ISO-8601 string or an epoch number (seconds, ms, µs or ns: see
+    :func:`~driftwarden.daemon.io.watermark.epoch_seconds`).
+
+    >>> parse_ts("2026-11-27T17:00:00.123Z"), parse_ts(1.5), parse_ts(1_795_798_800_123)
+    (1795798800.123, 1.5, 1795798800.123)
     """
     if isinstance(value, bool):
         raise ValueError(f"'ts' must be ISO-8601 or epoch seconds, got {value!r}")
     if isinstance(value, int | float):
         if not math.isfinite(value):
             raise ValueError("'ts' is not finite")
-        return float(value)
+        return float(epoch_seconds(value))
     if isinstance(value, str):
         try:
             dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
-            raise ValueError(f"'ts' is not ISO-8601: {value!r}") from None
+            raise ValueError(f"'ts' is not ISO-8601: {_short(value)}") from None
         if dt.tzinfo is None:
             from datetime import UTC
 
             dt = dt.replace(tzinfo=UTC)
-        return dt.timestamp()
+        try:
+            return float(epoch_seconds(dt.timestamp()))
+        except (ValueError, OverflowError, OSError):
+            raise ValueError(f"'ts' {_short(value)} is before 1970") from None
     raise ValueError(f"'ts' must be ISO-8601 or epoch seconds, got {type(value).__name__}")

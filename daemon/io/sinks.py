@@ -35,11 +35,15 @@ from typing import Any, Protocol
 
 import orjson
 from driftwarden.daemon.config import Settings
+from driftwarden.daemon.io.events import raw_fields
 
 log = logging.getLogger("driftwarden.sinks")
 
 MODEL_UPDATED = "model-updated"
 """The ``type`` of the event sent after a deploy or rollback."""
+
+MAX_HEADER_CHARS = 1000
+"""Characters of a dead letter's reason in a Kafka header: the value carries the record; a header stays small."""
 
 UPDATE_STATES = frozenset({"deployed", "rolled_back"})
 """Action states after which the serving model changed."""
@@ -111,12 +115,14 @@ class KafkaJsonSink:
 
 
 class DeadLetterSink:
-    """Dead letters to the JSONL file (``raw`` as text) and, when configured, to a topic.
+    """Dead letters to the JSONL file (``raw`` as exact text, or base64 with ``raw_encoding: base64``
+    when the bytes are not UTF-8; ``code`` from :data:`~driftwarden.daemon.io.reasons.REASONS`) and,
+    when configured, to a topic.
 
     ``write`` takes :meth:`driftwarden.daemon.io.events.DeadLetter.as_dict` with ``raw`` replaced by the
     original bytes and ``key`` the record's key (bytes or None). The topic gets those bytes
     unchanged as the value (so the producer's own tooling can read them), the record's key, and
-    headers ``reason``, ``source`` (partition
+    headers ``code``, ``reason``, ``source`` (partition
     name), ``offset`` and ``index``.
     """
 
@@ -128,10 +134,11 @@ class DeadLetterSink:
         raw = obj.get("raw", b"")
         if isinstance(raw, str):
             raw = raw.encode()
-        self.file.write({k: v for k, v in obj.items() if k != "key"} | {"raw": raw.decode("utf-8", "replace")})
+        self.file.write({k: v for k, v in obj.items() if k not in ("key", "raw_encoding")} | raw_fields(raw))
         if self.topic is not None:
             headers = {
-                "reason": str(obj.get("reason", "")),
+                "code": str(obj.get("code", "")),
+                "reason": str(obj.get("reason", ""))[:MAX_HEADER_CHARS],
                 "source": str(obj.get("partition", "")),
                 "offset": str(obj.get("offset", "")),
                 "index": str(obj.get("index", "")),

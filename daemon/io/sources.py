@@ -24,6 +24,9 @@ from typing import Protocol
 
 import orjson
 
+DEFAULT_PACE_GAP = 86_400.0
+"""Seconds of event time past the last paced record after which a record is not waited for (as input.max_ahead)."""
+
 
 @dataclass(slots=True)
 class Record:
@@ -99,7 +102,9 @@ class FileSource:
     """Records from a JSONL, CSV or Parquet file, one per line or row; the position is the row number.
 
     ``pace`` replays by event time: 0 (default) reads as fast as possible, 1.0 in real time,
-    60 one minute of event time per second.
+    60 one minute of event time per second. A record more than ``max_gap`` seconds of event time
+    past the last one paced is released at once without moving the pace (one far-future ``ts``
+    cannot stall the replay; the decoder judges it); two such in a row restart the pace there.
     """
 
     def __init__(
@@ -110,13 +115,16 @@ class FileSource:
         pace: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        max_gap: float = DEFAULT_PACE_GAP,
     ) -> None:
         self.path = Path(path)
         self.fmt = fmt or _format_of(self.path)
         if self.fmt not in ("jsonl", "csv", "parquet"):
             raise ValueError(f"unknown file format {self.fmt!r}; use jsonl, csv or parquet")
         self.partition = f"file:{self.path.name}"
-        self.pace, self._clock, self._sleep = pace, clock, sleep
+        self.pace, self._clock, self._sleep, self.max_gap = pace, clock, sleep, max_gap
+        self._pace_last: float | None = None  # the latest event time paced: a watermark for pacing
+        self._jumped = False
         self._rows: Iterator[bytes] | None = None
         self._next = 0
         self._start: int = 0
@@ -179,8 +187,14 @@ class FileSource:
         if ts is None:
             return 0.0
         now = self._clock()
-        if self._pace_origin is None:
-            self._pace_origin = (now, ts)
+        if self._pace_origin is None or (self._jumped and ts - (self._pace_last or ts) > self.max_gap):
+            self._pace_origin, self._pace_last, self._jumped = (now, ts), ts, False
+        last = self._pace_last if self._pace_last is not None else ts
+        if ts - last > self.max_gap:
+            self._jumped = True
+            return 0.0
+        self._jumped = False
+        self._pace_last = max(last, ts)
         return self._pace_origin[0] + (ts - self._pace_origin[1]) / self.pace - now
 
     def seek(self, positions: Mapping[str, int]) -> None:
@@ -205,17 +219,44 @@ def _format_of(path: Path) -> str:
 
 
 JSONL_READ_HINT = 1 << 20
-"""Bytes of whole lines read at once from a JSONL file: few system calls, bounded memory."""
+"""Bytes read at once from a JSONL file: few system calls, bounded memory."""
+
+MAX_LINE_BYTES = 16 << 20
+"""Bytes of one JSONL line kept in memory: a longer line yields only its first MAX_LINE_BYTES + 1
+bytes (the decoder's size limit, smaller, makes it a ``too_large`` dead letter) and the rest is skipped."""
+
+PACE_PEEK_BYTES = 1 << 20
+"""Records longer than this are not parsed for their event time by the pacer (the decoder refuses them)."""
 
 
-def _jsonl_lines(path: Path) -> Iterator[bytes]:
-    """The non-blank lines, without their line ends; read in chunks of lines, checked in C."""
+def _jsonl_lines(path: Path, max_line: int = MAX_LINE_BYTES) -> Iterator[bytes]:
+    """The non-blank lines, without their line ends; read in chunks and split in C. Memory stays
+    bounded by ``max_line``: an over-long line is cut to ``max_line + 1`` bytes."""
+    carry = b""
+    skipping = False  # inside an over-long line whose head was yielded
     with path.open("rb") as f:
-        while lines := f.readlines(JSONL_READ_HINT):
-            lines = list(map(bytes.rstrip, lines, repeat(b"\r\n")))
-            if not all(lines) or any(map(bytes.isspace, lines)):
-                lines = [line for line in lines if line.strip()]
-            yield from lines
+        while chunk := f.read(JSONL_READ_HINT):
+            lines = (carry + chunk).split(b"\n")
+            carry = lines.pop()
+            if skipping:
+                if not lines:
+                    carry = b""
+                    continue
+                lines.pop(0)  # the over-long line's tail
+                skipping = False
+            if len(carry) > max_line:
+                lines.append(carry[: max_line + 1])
+                carry, skipping = b"", True
+            yield from _clean_lines(lines)
+    if carry and not skipping:
+        yield from _clean_lines([carry])
+
+
+def _clean_lines(lines: list[bytes]) -> list[bytes]:
+    lines = list(map(bytes.rstrip, lines, repeat(b"\r\n")))
+    if not all(lines) or any(map(bytes.isspace, lines)):
+        lines = [line for line in lines if line.strip()]
+    return lines
 
 
 def _table_rows(path: Path, fmt: str) -> Iterator[bytes]:
@@ -248,6 +289,8 @@ def _clean(v: object) -> object:
 def _event_ts(value: bytes) -> float | None:
     from driftwarden.daemon.io.events import parse_ts
 
+    if len(value) > PACE_PEEK_BYTES:
+        return None
     try:
         obj = orjson.loads(value)
     except orjson.JSONDecodeError as e:

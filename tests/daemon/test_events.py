@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import orjson
@@ -80,7 +81,10 @@ def test_daemon_writes_dead_letters_and_carries_on(tmp_path: Path) -> None:
         (5, "not JSON"),
         (6, "missing required field 'id'"),
     ]
-    assert letters[0]["raw"].endswith(" garbage")
+    # Item 5 of issue 14: the raw bytes are kept exactly (base64, as they are not UTF-8), with a reason code.
+    assert (letters[0]["raw_encoding"], base64.b64decode(letters[0]["raw"])) == ("base64", b"\xff\xfe garbage")
+    assert ("raw_encoding" not in letters[1], letters[1]["raw"]) == (True, '{"model": "m"}')
+    assert [d["code"] for d in letters] == ["not_json", "missing_field"]
 
 
 def test_csv_and_parquet_sources_read_the_same_events(tmp_path: Path) -> None:
