@@ -2,7 +2,7 @@
 
 >>> sorted(REASONS)[:3]
 ['bad_field', 'bad_name', 'bad_ts']
->>> all(text and text[0].isupper() for text in REASONS.values())
+>>> all(text.endswith(".") for text in REASONS.values())
 True
 """
 
