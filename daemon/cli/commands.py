@@ -487,28 +487,114 @@ def schema() -> None:
 # -- state: status, history, models ----------------------------------------------------------
 
 
+STATUS_TIMEOUT = 3.0
+"""Seconds `driftwarden status` waits for a daemon to answer before reading the state folder instead."""
+
+
 @main.command()
-@click.option("--state-dir", type=click.Path(path_type=Path), default=Path(".driftwarden"), show_default=True)
-@click.option("--json", "json_mode", is_flag=True)
-def status(state_dir: Path, json_mode: bool) -> None:
-    """What the daemon with this state folder has done: position, models, actions in flight."""
+@click.option("--url", help="The daemon's HTTP address [default: <state-dir>/http.url, else the config's http.listen].")
+@click.option(
+    "--state-dir", type=click.Path(path_type=Path), help="State folder [default: the config's, or .driftwarden]."
+)
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--json", "json_mode", is_flag=True, help="One JSON object (with 'source': daemon or state folder).")
+def status(url: str | None, state_dir: Path | None, config_path: Path | None, json_mode: bool) -> None:
+    """Ask the running daemon over HTTP (/api/v1/status); when none answers, say so and read the state folder."""
+    from driftwarden.daemon.config import Settings
+
+    try:
+        settings = Settings.load(config_path, state_dir=state_dir)
+    except (ValueError, OSError) as e:
+        raise click.UsageError(str(e)) from None
+    url = url or _daemon_url(settings)
+    answer, why = _ask_daemon(url) if url else (None, "no address known (--url, http.url, http.listen)")
+    console = Console()
+    if answer is not None:
+        if json_mode:
+            click.echo(orjson.dumps({"source": "daemon", "url": url, **answer}).decode())
+        else:
+            console.print(status_table(answer, url))
+        return
+    info = _stored_status(settings.state_dir)
+    note = f"no daemon answered ({why}); from the state folder {settings.state_dir}, as of its last checkpoint"
+    if json_mode:
+        click.echo(orjson.dumps({"source": "state", "note": note, **info}).decode())
+        return
+    click.echo(note, err=True)
+    t = Table(title=f"state folder {settings.state_dir}", header_style="bold", show_header=False)
+    t.add_column("what")
+    t.add_column("value")
+    t.add_row("next event index", str(info["next_index"]))
+    t.add_row("positions", ", ".join(f"{k} {v}" for k, v in info["positions"].items()) or "-")
+    t.add_row("actions", str(info["actions"]))
+    t.add_row("unfinished", ", ".join(f"{a['key']} ({a['state']})" for a in info["unfinished_actions"]) or "-")
+    console.print(t)
+
+
+def _daemon_url(settings: Any) -> str | None:
+    written = settings.state_dir / "http.url"
+    if written.is_file():
+        return written.read_text().strip() or None
+    if settings.http.listen:
+        from driftwarden.daemon.http.server import parse_listen
+
+        host, port = parse_listen(settings.http.listen)
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)  # a wildcard address: ask this machine
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    return None
+
+
+def _ask_daemon(url: str) -> tuple[dict[str, Any] | None, str]:
+    import httpx
+
+    try:
+        r = httpx.get(url.rstrip("/") + "/api/v1/status", timeout=STATUS_TIMEOUT)
+    except httpx.HTTPError as e:
+        return None, f"{url}: {type(e).__name__}"
+    if r.status_code != 200:
+        return None, f"{url}: HTTP {r.status_code}"
+    return r.json(), ""
+
+
+def _stored_status(state_dir: Path) -> dict[str, Any]:
     from driftwarden.daemon.state.store import Store
 
     db = state_dir / "state.db"
     if not db.exists():
-        raise click.UsageError(f"no daemon state in {state_dir} (no {db})")
+        raise click.UsageError(f"no daemon answered and there is no daemon state in {state_dir} (no {db})")
     store = Store(db)
-    info = {
-        "positions": store.positions(),
-        "next_index": store.next_index(),
-        "unfinished_actions": [{k: a[k] for k in ("key", "state", "version")} for a in store.unfinished_actions()],
-        "actions": len(store.actions()),
-    }
-    store.close()
-    if json_mode:
-        click.echo(orjson.dumps(info).decode())
-    else:
-        Console().print(info)
+    try:
+        return {
+            "positions": store.positions(),
+            "next_index": store.next_index(),
+            "unfinished_actions": [{k: a[k] for k in ("key", "state", "version")} for a in store.unfinished_actions()],
+            "actions": len(store.actions()),
+        }
+    finally:
+        store.close()
+
+
+def status_table(s: dict[str, Any], url: str) -> Table:
+    """The daemon's /api/v1/status for people: one row per model."""
+    dead = sum(s["dead_letters"].values())
+    t = Table(
+        title=f"driftwarden {s['version']} at {url}: {'ready' if s['ready'] else 'NOT READY: ' + s['ready_reason']}",
+        caption=f"up {s['uptime_seconds']:.0f} s · {s['records']} records · {s['events']} events · {dead} dead letters"
+        f" · {s['running_actions']} actions running · lag {sum(s['lag'].values()) if s['lag'] else '-'}",
+        header_style="bold",
+    )
+    for c in ("model", "policy", "champion", "events", "monitors", "rules"):
+        t.add_column(c, overflow="fold")
+    for m in s["models"]:
+        t.add_row(
+            m["name"],
+            m["policy"],
+            m["champion"] or "-",
+            str(m["events"]),
+            ", ".join(m["monitors"]),
+            ", ".join(m["rules"]),
+        )
+    return t
 
 
 # history, models list|show|promote|rollback: daemon/cli/registry.py

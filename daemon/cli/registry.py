@@ -7,6 +7,8 @@ needs the ``mlflow`` extra). ``--json`` prints one JSON object per line.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -93,13 +95,51 @@ def models() -> None:
     """The model registry (local directory or MLflow): list, show, promote, roll back."""
 
 
-_registry_option = click.option(
-    "--registry",
-    "location",
-    default=DEFAULT_REGISTRY,
-    show_default=True,
-    help="Registry directory, or mlflow:<tracking uri> for MLflow's model registry.",
-)
+def _registry_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--registry``, ``--state-dir`` and ``--config``, resolved to one registry location: ``--registry``, else
+    the config's ``registry``, else ``<state dir>/registry`` (the state dir from the option or the config)."""
+
+    @functools.wraps(command)
+    def resolved(*args: Any, location: str | None, state_dir: Path | None, config_path: Path | None, **kw: Any) -> Any:
+        return command(*args, location=registry_location(location, state_dir, config_path), **kw)
+
+    for option in (
+        click.option(
+            "--config",
+            "config_path",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help="Daemon config: its registry (or its state_dir's).",
+        ),
+        click.option("--state-dir", type=click.Path(path_type=Path), help="State folder: the registry in it."),
+        click.option(
+            "--registry",
+            "location",
+            default=None,
+            help="Registry directory, or mlflow:<tracking uri> for MLflow's model registry "
+            f"[default: {DEFAULT_REGISTRY}].",
+        ),
+    ):
+        resolved = option(resolved)
+    return resolved
+
+
+def registry_location(location: str | None, state_dir: Path | None, config_path: Path | None) -> str:
+    """Where the registry is, from the options (see :func:`_registry_option`).
+
+    >>> registry_location(None, Path("/var/lib/dw"), None), registry_location("mlflow:sqlite:///m.db", None, None)
+    ('/var/lib/dw/registry', 'mlflow:sqlite:///m.db')
+    """
+    if location:
+        return location
+    if config_path is None and state_dir is None:
+        return DEFAULT_REGISTRY
+    from driftwarden.daemon.config import Settings
+
+    try:
+        settings = Settings.load(config_path, state_dir=state_dir)
+    except (ValueError, OSError) as e:
+        raise click.UsageError(str(e)) from None
+    return str(settings.registry_path)
 
 
 def _open(location: str) -> Any:
