@@ -39,13 +39,15 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import socket
 import time
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import orjson
+from driftwarden.daemon.checkpoint import Checkpoint
+from driftwarden.daemon.config import SourceConfig
+from driftwarden.daemon.io.events import EventRows
 from driftwarden.daemon.io.kafka.client import (
     CommitFailed,
     KafkaSink,
@@ -54,11 +56,8 @@ from driftwarden.daemon.io.kafka.client import (
     partition_name,
     read_messages,
 )
-from driftwarden.daemon.pipeline import ModelPipeline
-from driftwarden.policies.durations import parse_duration
-
-if TYPE_CHECKING:
-    from driftwarden.daemon.runtime import Daemon
+from driftwarden.daemon.io.sources import RebalancingSource, Record
+from driftwarden.daemon.state.store import Store
 
 log = logging.getLogger("driftwarden.partitions")
 
@@ -187,46 +186,88 @@ def _admin_settings(client: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in client.items() if k in _SHARED_CLIENT}
 
 
+Restore = Callable[[str, dict[str, Any], int, bool], bool]
+"""``restore(model, state, next_index, local)``: rebuild ``model``'s pipeline from ``state`` (with the
+local store's unmatched join halves and labeled buffer when ``local``, else a fresh buffer), as of
+event index ``next_index``; False when this daemon has no policy for ``model``."""
+
+
 class Ownership:
     """The tasks a daemon owns and the moves of their state; installed as the Kafka source's
-    rebalance listener. Its callbacks run while the daemon's thread is inside ``poll`` or
-    ``close``, so they use the daemon's state without locks."""
+    rebalance listener and as the checkpoint's committer. Its callbacks run while the daemon's
+    thread is inside ``poll`` or ``close``, so they use the daemon's state without locks.
 
-    def __init__(self, daemon: Daemon, changelog: Changelog | None) -> None:
-        self.daemon, self.changelog = daemon, changelog
-        self.topics: tuple[str, ...] = tuple(daemon.settings.source.topics)
+    It is handed the daemon's :class:`~driftwarden.daemon.checkpoint.Checkpoint` (positions and
+    next event index move with the tasks), the store (this daemon's own last checkpoint),
+    ``models`` (those with a policy here), ``restore`` (see :data:`Restore`) and
+    ``checkpoint_now`` (write a whole checkpoint: on revoke).
+    """
+
+    def __init__(
+        self,
+        source: RebalancingSource,
+        checkpoint: Checkpoint,
+        store: Store,
+        *,
+        topics: Sequence[str],
+        models: Iterable[str],
+        restore: Restore,
+        checkpoint_now: Callable[[], object],
+        changelog: Changelog | None = None,
+    ) -> None:
+        self.source, self.checkpoint, self.store, self.changelog = source, checkpoint, store, changelog
+        self.topics: tuple[str, ...] = tuple(topics)
+        self.models: tuple[str, ...] = tuple(models)
+        self._restore_model, self._checkpoint_now = restore, checkpoint_now
         self.tasks: set[int] = set()
         self.home: dict[str, int] = {}
         """model → the task its events arrive on."""
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.moves = {"assigned": 0, "revoked": 0, "lost": 0, "restored_remote": 0, "restored_local": 0}
         self._warned: set[str] = set()
-        for model in daemon.pipelines:
-            state = daemon.store.pipeline_state(model)
+        for model in self.models:
+            state = store.pipeline_state(model)
             if state is not None and state.get("task") is not None:
                 self.home[model] = int(state["task"])
-        src: Any = daemon.source  # a KafkaSource (see attach)
-        src.on_assign, src.on_revoke, src.on_lost = self.assigned, self.revoked, self.lost
+        source.on_assign, source.on_revoke, source.on_lost = self.assigned, self.revoked, self.lost
+        checkpoint.commit = self.commit
 
     @classmethod
-    def attach(cls, daemon: Daemon) -> Ownership | None:
-        """Ownership for a Kafka source (with a changelog when the settings name one), else None."""
-        if not hasattr(daemon.source, "on_assign"):
-            return None
-        src = daemon.settings.source
+    def attach(
+        cls,
+        config: SourceConfig,
+        source: RebalancingSource,
+        checkpoint: Checkpoint,
+        store: Store,
+        *,
+        models: Iterable[str],
+        restore: Restore,
+        checkpoint_now: Callable[[], object],
+    ) -> Ownership:
+        """Ownership of ``source``'s tasks, with a changelog when ``config`` names one."""
         changelog = None
-        if src.changelog_topic:
-            assert src.bootstrap is not None
-            changelog = Changelog(src.bootstrap, src.changelog_topic, src.settings)
-            daemon._positions.clear()  # positions come with each task on assign
-        return cls(daemon, changelog)
+        if config.changelog_topic:
+            assert config.bootstrap is not None
+            changelog = Changelog(config.bootstrap, config.changelog_topic, config.settings)
+            checkpoint.forget()  # positions come with each task on assign
+        return cls(
+            source,
+            checkpoint,
+            store,
+            topics=config.topics,
+            models=models,
+            restore=restore,
+            checkpoint_now=checkpoint_now,
+            changelog=changelog,
+        )
 
     # -- the loop's hooks -------------------------------------------------------------------------
 
-    def routed(self, records: Sequence[Any], first: int, by_model: Mapping[str, list[Any]]) -> None:
-        """Note each model's task from its first event of the batch (a per-model, not per-event, cost)."""
-        for model, events in by_model.items():
-            task = task_of(records[events[0].index - first].partition)
+    def routed(self, records: Sequence[Record], first: int, by_model: Mapping[str, EventRows]) -> None:
+        """Note each model's task from its first event of the batch (a per-model, not per-event, cost);
+        ``first`` is the event index of ``records[0]``."""
+        for model, rows in by_model.items():
+            task = task_of(records[rows.index[0] - first].partition)
             if task is None:
                 continue
             home = self.home.setdefault(model, task)
@@ -250,13 +291,13 @@ class Ownership:
         """Step 3 of the checkpoint: one changelog message per owned task, flushed."""
         if self.changelog is None:
             return
-        d = self.daemon
+        positions = self.checkpoint.positions
         for task in sorted(self.tasks):
             names = self._names(task)
             value = {
                 "task": task,
-                "positions": {n: d._positions[n] for n in names if n in d._positions},
-                "next_index": d._next_index,
+                "positions": {n: positions[n] for n in names if n in positions},
+                "next_index": self.checkpoint.next_index,
                 "models": {m: s for m, s in snapshots.items() if self.home.get(m) == task},
                 "owner": self.owner,
                 "wall": time.time(),
@@ -268,7 +309,7 @@ class Ownership:
         """Step 4. A commit the group refuses (it is rebalancing) is not an error: the state and
         positions are in the changelog and the local store, so the next owner skips what is done."""
         try:
-            self.daemon.source.commit(positions)
+            self.source.commit(positions)
         except CommitFailed as e:
             log.warning("%s; the next owner resumes from the checkpointed positions", e)
 
@@ -277,7 +318,7 @@ class Ownership:
     def revoked(self, names: list[str]) -> None:
         """Checkpoint (and so commit) everything, then forget the revoked tasks."""
         self.moves["revoked"] += 1
-        self.daemon.checkpoint()
+        self._checkpoint_now()
         self._drop(names)
 
     def lost(self, names: list[str]) -> None:
@@ -311,61 +352,48 @@ class Ownership:
         gone = {t for t in map(task_of, names) if t is not None}
         if self.changelog is None:
             return  # the local store is the state: keep it, in case the partitions come back
-        d = self.daemon
-        for name in names:
-            d._positions.pop(name, None)
+        self.checkpoint.forget(names)
         self.tasks -= gone
         log.info("revoked tasks %s; now owning %s", sorted(gone), sorted(self.tasks))
 
     def _local(self, task: int) -> dict[str, Any] | None:
         """This daemon's own last checkpoint of ``task``, in the changelog's form."""
-        d = self.daemon
-        stored = d.store.positions()
+        stored = self.store.positions()
         positions = {n: stored[n] for n in self._names(task) if n in stored}
         if not positions:
             return None
         models = {}
-        for model in d.policies:
-            state = d.store.pipeline_state(model)
+        for model in self.models:
+            state = self.store.pipeline_state(model)
             if state is not None and state.get("task") == task:
                 models[model] = state
         return {
             "task": task,
             "positions": positions,
-            "next_index": d.store.next_index(),
+            "next_index": self.store.next_index(),
             "models": models,
             "local": True,
         }
 
     def _restore(self, task: int, remote: list[dict[str, Any]]) -> None:
-        d = self.daemon
         local = self._local(task)
         chosen = furthest([local, *remote])  # the local copy first: it wins ties (it has the buffer too)
         names = self._names(task)
-        for n in names:
-            d._positions.pop(n, None)
+        self.checkpoint.forget(names)
         if chosen is None:
             log.info("task %d has no stored state: starting fresh at the group's committed offsets", task)
             return
         is_local = bool(chosen.get("local"))
         self.moves["restored_local" if is_local else "restored_remote"] += 1
-        ttl = parse_duration(d.settings.label_ttl)
+        next_index = int(chosen["next_index"])
         for model, state in chosen["models"].items():
-            policy = d.policies.get(model)
-            if policy is None:
+            if not self._restore_model(model, state, next_index, is_local):
                 log.warning("task %d holds state of model %s, which has no policy here; ignored", task, model)
                 continue
-            buffers = d.settings.state_dir / "buffers" / model
-            if not is_local:
-                shutil.rmtree(buffers, ignore_errors=True)  # another owner's rows since: ours are stale
-            pipe = ModelPipeline(policy, buffers, ttl=ttl, upto=int(chosen["next_index"]) - 1)
-            pipe.restore(state, d.store.pending(model) if is_local else None)
-            d.pipelines[model] = pipe
             self.home[model] = task
         positions = {n: int(p) for n, p in chosen["positions"].items() if n in names}
-        d._positions.update(positions)
-        d._next_index = max(d._next_index, int(chosen["next_index"]))
-        d.source.seek(positions)
+        self.checkpoint.resume(positions, next_index)
+        self.source.seek(positions)
         log.info(
             "task %d restored from %s (owner %s): positions %s, models %s",
             task,

@@ -20,14 +20,16 @@ import datetime as dt
 import gc
 import logging
 import queue
+import shutil
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from driftwarden.daemon.actions import ActionRunner, JsonlSink
+from driftwarden.daemon.checkpoint import Checkpoint
 from driftwarden.daemon.config import Settings
 from driftwarden.daemon.heap import HeapTrimmer
 from driftwarden.daemon.http.control import Commands
@@ -36,7 +38,7 @@ from driftwarden.daemon.io.backpressure import Flow, pending_outputs, running_ac
 from driftwarden.daemon.io.batch_decoder import decode_batch
 from driftwarden.daemon.io.events import EventRows
 from driftwarden.daemon.io.sinks import ModelUpdates, build_sinks
-from driftwarden.daemon.io.sources import FileSource, MemorySource, Record, Source
+from driftwarden.daemon.io.sources import FileSource, MemorySource, Record, Source, rebalances
 from driftwarden.daemon.io.watermark import TimeGuard
 from driftwarden.daemon.pipeline import ModelPipeline
 from driftwarden.daemon.state.store import Intent, Store
@@ -46,6 +48,9 @@ from driftwarden.policies.durations import parse_duration
 from driftwarden.policies.engine import Decision
 from driftwarden.policies.loader import LoadedPolicy
 from driftwarden.policies.watch import PolicyWatcher
+
+if TYPE_CHECKING:
+    from driftwarden.daemon.partitions import Ownership
 
 log = logging.getLogger("driftwarden.daemon")
 
@@ -129,15 +134,18 @@ class Daemon:
         )
         self.model_updates = ModelUpdates(updates, self._champion) if updates is not None else None
         self.registry = LocalRegistry(settings.registry_path)
-        self._next_index = self.store.next_index()
-        self._positions = self.store.positions()
-        ttl = parse_duration(settings.label_ttl)
+        self.checkpoint = Checkpoint(
+            self.store,
+            source.commit,
+            every_records=settings.checkpoint_records,
+            every_seconds=settings.checkpoint_seconds,
+        )
+        self._ttl = parse_duration(settings.label_ttl)
         self.pipelines: dict[str, ModelPipeline] = {}
         for model, policy in self.policies.items():
-            pipe = ModelPipeline(policy, settings.state_dir / "buffers" / model, ttl=ttl, upto=self._next_index - 1)
             state = self.store.pipeline_state(model)
-            if state is not None:
-                pipe.restore(state, self.store.pending(model))
+            pending = self.store.pending(model) if state is not None else None
+            pipe = self._pipeline(policy, state, pending, upto=self.checkpoint.next_index - 1)
             for monitor in pipe.engine.monitors.values():
                 monitor.preload()
             self.pipelines[model] = pipe
@@ -165,13 +173,23 @@ class Daemon:
         )
         self._watcher = PolicyWatcher.of(policies) if watch_policies else None
         self._audit: list[tuple[str | None, str, str | None, dict[str, Any]]] = []
-        self._uncheckpointed = 0
-        self._last_checkpoint = time.monotonic()
         self._registry_reads: dict[str, tuple[float, bool]] = {}
         self._trim_heap = HeapTrimmer()
         self.stats = RunStats()
         # -- Kafka: partition ownership and state moves (daemon/partitions.py); backpressure --
-        self.ownership = _ownership(self)
+        self.ownership: Ownership | None = None
+        if rebalances(source):  # Kafka; imported here: other sources never load kafka-python
+            from driftwarden.daemon.partitions import Ownership
+
+            self.ownership = Ownership.attach(
+                settings.source,
+                source,
+                self.checkpoint,
+                self.store,
+                models=self.policies,
+                restore=self._restore_model,
+                checkpoint_now=self.write_checkpoint,
+            )
         self._failed = False
         self.flow = Flow(
             source,
@@ -183,9 +201,13 @@ class Daemon:
             ],
         )
         # -- end Kafka --
-        if self._positions:
-            log.info("resuming from checkpoint: positions %s, next event index %d", self._positions, self._next_index)
-            source.seek(self._positions)
+        if self.checkpoint.positions:
+            log.info(
+                "resuming from checkpoint: positions %s, next event index %d",
+                self.checkpoint.positions,
+                self.checkpoint.next_index,
+            )
+            source.seek(self.checkpoint.positions)
         self.publisher.seed(self.pipelines, self.store.actions())
         self.actions.recover()
 
@@ -202,8 +224,8 @@ class Daemon:
     def close(self) -> None:
         self.publisher.stopped()
         self.actions.wait()
-        if self.ownership is not None:  # Kafka: a graceful stop commits (on revoke), a failure stop never
-            self.source.close(revoke=not self._failed)  # type: ignore[call-arg]
+        if rebalances(self.source):  # Kafka: a graceful stop commits (on revoke), a failure stop never
+            self.source.close(revoke=not self._failed)
         else:
             self.source.close()
         for sink in (self.dead_letters, self.alerts, self.decisions, self.model_updates and self.model_updates.sink):
@@ -223,6 +245,35 @@ class Daemon:
 
     def _champion(self, model: str) -> str | None:
         return self.registry.aliases(model).get(CHAMPION)
+
+    def _pipeline(
+        self,
+        policy: LoadedPolicy,
+        state: dict[str, Any] | None,
+        pending: Mapping[str, list[tuple[Any, ...]]] | None,
+        *,
+        upto: int,
+    ) -> ModelPipeline:
+        """A model's pipeline, restored from ``state`` (and the join's unmatched halves ``pending``)
+        when there is one; its labeled buffer keeps the rows up to event index ``upto``."""
+        pipe = ModelPipeline(policy, self._buffers(policy.model), ttl=self._ttl, upto=upto)
+        if state is not None:
+            pipe.restore(state, pending)
+        return pipe
+
+    def _buffers(self, model: str) -> Path:
+        return self.settings.state_dir / "buffers" / model
+
+    def _restore_model(self, model: str, state: dict[str, Any], next_index: int, local: bool) -> bool:
+        """Kafka ownership moved ``model``'s task here (see daemon/partitions.py: ``Restore``)."""
+        policy = self.policies.get(model)
+        if policy is None:
+            return False
+        if not local:
+            shutil.rmtree(self._buffers(model), ignore_errors=True)  # another owner's rows since: ours are stale
+        pending = self.store.pending(model) if local else None
+        self.pipelines[model] = self._pipeline(policy, state, pending, upto=next_index - 1)
+        return True
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -259,14 +310,14 @@ class Daemon:
             want = self.settings.batch_size if count is None else min(self.settings.batch_size, count - read)
             records = self.flow.poll(want, self.settings.poll_timeout)
             if not records:
-                if self._uncheckpointed and self._checkpoint_due():
-                    self.checkpoint()  # an idle stream still gets its progress written within checkpoint_seconds
+                if self.checkpoint.unwritten and self.checkpoint.due():
+                    self.write_checkpoint()  # an idle stream still gets its progress written within checkpoint_seconds
                 continue
             read += len(records)
             self.process(records)
         self._drain_ticks()
-        if self._uncheckpointed:
-            self.checkpoint()
+        if self.checkpoint.unwritten:
+            self.write_checkpoint()
         self._publish(force=True)
         self.stats.seconds += time.monotonic() - started
         self.stats.by_model = {m: p.stats() for m, p in self.pipelines.items()}
@@ -274,17 +325,11 @@ class Daemon:
 
     def process(self, records: Sequence[Record]) -> None:
         """One micro-batch, in the order the module docstring gives."""
-        partitions = {r.partition for r in records}
-        single = partitions.pop() if len(partitions) == 1 else None  # a file, or one Kafka partition
-        if single is not None and records[0].offset >= self._positions.get(single, 0):
-            fresh = records  # offsets ascend within a partition: all new
-        else:
-            fresh = [r for r in records if r.offset >= self._positions.get(r.partition, 0)]
         self.stats.records += len(records)
+        fresh, first = self.checkpoint.apply(records)
         if not fresh:
             return
         started = time.perf_counter()
-        first = self._next_index
         batch = decode_batch(
             fresh,
             first_index=first,
@@ -294,13 +339,6 @@ class Daemon:
             guard=self._guard,
         )
         dead = batch.dead
-        self._next_index = first + len(fresh)
-        if single is not None:
-            self._positions[single] = max(self._positions.get(single, 0), fresh[-1].offset + 1)
-        else:
-            for r in fresh:
-                if r.offset + 1 > self._positions.get(r.partition, 0):
-                    self._positions[r.partition] = r.offset + 1
         by_model: dict[str, EventRows] = {}
         for model, rows in batch.by_model.items():
             if model in self.pipelines:
@@ -331,10 +369,9 @@ class Daemon:
         self._audit += [
             (o.get("model"), o["type"], None, o) for o in outputs if o["type"] == "signal" and o.get("drift")
         ]
-        self._uncheckpointed += len(fresh)
         new: list[str] = []
-        if decisions or self._checkpoint_due():
-            new = self.checkpoint(decisions)
+        if decisions or self.checkpoint.due():
+            new = self.write_checkpoint(decisions)
         self.stats.timings["decode"] += decoded - started
         self.stats.timings["monitors"] += monitored - decoded
         self.stats.timings["checkpoint"] += time.perf_counter() - monitored
@@ -352,46 +389,37 @@ class Daemon:
     def _publish(self, force: bool = False) -> None:
         """The HTTP face's hook: an immutable snapshot of the loop's state for the server thread,
         swapped in after a batch (daemon/http/snapshot.py; no lock held across a batch)."""
-        self.publisher.publish(self, self._positions, self._next_index, force=force)
+        self.publisher.publish(self, self.checkpoint.positions, self.checkpoint.next_index, force=force)
 
-    def _checkpoint_due(self) -> bool:
-        return (
-            self._uncheckpointed >= self.settings.checkpoint_records
-            or time.monotonic() - self._last_checkpoint >= self.settings.checkpoint_seconds
-        )
-
-    def checkpoint(self, decisions: Sequence[Decision] = ()) -> list[str]:
-        """Flush the sinks, write state + positions + intents in one transaction, then commit the
-        positions to the source. Returns the keys of the new intents."""
+    def write_checkpoint(self, decisions: Sequence[Decision] = ()) -> list[str]:
+        """Write the decisions to their topic, then a checkpoint in the order of
+        :class:`~driftwarden.daemon.checkpoint.Checkpoint`. Returns the keys of the new intents."""
+        sinks: list[Any] = []
         if self.decisions is not None:  # the decisions topic: at least once, keyed for deduplication
             for d in decisions:
                 self.decisions.write({"type": "decision", **d.as_dict()})
-            self.decisions.flush()
-        self.dead_letters.flush()
-        for pipe in self.pipelines.values():
-            pipe.buffer.flush()
+            sinks.append(self.decisions)
+        sinks.append(self.dead_letters)
+        sinks += [pipe.buffer for pipe in self.pipelines.values()]
         intents = [Intent(d.key, d.model, d.rule, d.action, d.action_type, d.at, d.ts, d.as_dict()) for d in decisions]
         audit = self._audit + [(d.model, "decision", d.key, d.as_dict()) for d in decisions]
         own = self.ownership
         if own is not None and own.changelog is not None:  # store, changelog, then commit: whole states
             snapshots = self._snapshots()
-            new = self.store.checkpoint(self._positions, self._next_index, snapshots, intents, audit)
-            own.checkpointed(snapshots)
-            own.commit(dict(self._positions))
+            new = self.checkpoint.write(
+                snapshots, intents, audit, sinks=sinks, after_store=lambda: own.checkpointed(snapshots)
+            )
         else:  # one model's state in memory at a time; of the join's unmatched halves, what changed
             saved = self._saved()
             deltas = {m: p.joiner.pending_delta() for m, p in saved}
             states = ((m, self._state(m, p, pending=False)) for m, p in saved)
-            new = self.store.checkpoint(self._positions, self._next_index, states, intents, audit, deltas)
-            for m, delta in deltas.items():
-                self.pipelines[m].joiner.written(delta)
-            if own is not None:
-                own.commit(dict(self._positions))
-            else:
-                self.source.commit(dict(self._positions))
+
+            def written() -> None:
+                for m, delta in deltas.items():
+                    self.pipelines[m].joiner.written(delta)
+
+            new = self.checkpoint.write(states, intents, audit, deltas, sinks=sinks, after_store=written)
         self._audit = []
-        self._uncheckpointed = 0
-        self._last_checkpoint = time.monotonic()
         self.stats.checkpoints += 1
         self._trim_heap()  # the states just written were the checkpoint's big temporaries
         return new
@@ -467,8 +495,8 @@ class Daemon:
                     }
                 )
                 continue
-            if self._uncheckpointed:
-                self.checkpoint()  # the old policy's work is on disk before the new one runs
+            if self.checkpoint.unwritten:
+                self.write_checkpoint()  # the old policy's work is on disk before the new one runs
             try:
                 kept = self.pipelines[model].swap(new)
             except Exception as e:  # noqa: BLE001 - e.g. unreadable reference data: keep the running policy
@@ -516,7 +544,7 @@ class Daemon:
             if pipe is None:
                 continue
             self._observe(model)
-            d = pipe.engine.scheduled(rule, now, at=max(self._next_index - 1, 0))
+            d = pipe.engine.scheduled(rule, now, at=max(self.checkpoint.next_index - 1, 0))
             if d is not None:
                 decisions.append(d)
         if decisions:
@@ -525,7 +553,7 @@ class Daemon:
     def decide(self, decisions: list[Decision]) -> None:
         """Record and run decisions made outside the event stream (schedules, operators): checkpoint
         them as intents, then hand the new ones to the action runner (loop thread only)."""
-        new = self.checkpoint(decisions)
+        new = self.write_checkpoint(decisions)
         self.stats.decisions += len(decisions)
         for d in decisions:
             self._emit({"type": "decision", **d.as_dict()})
@@ -565,12 +593,3 @@ def make_source(settings: Settings) -> Source:
             auto_offset_reset=src.auto_offset_reset,
         )
     return MemorySource(closed=False)
-
-
-def _ownership(daemon: Daemon) -> Any:
-    """Partition ownership for a Kafka source (daemon/partitions.py), else None."""
-    if daemon.settings.source.kind != "kafka" and not hasattr(daemon.source, "on_assign"):
-        return None
-    from driftwarden.daemon.partitions import Ownership
-
-    return Ownership.attach(daemon)

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from itertools import islice, repeat
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeGuard
 
 import orjson
 
@@ -51,6 +51,31 @@ class Source(Protocol):
 
     @property
     def exhausted(self) -> bool: ...
+
+
+Rebalance = Callable[[list[str]], None]
+"""Called with the names of the partitions that arrive or go."""
+
+
+class RebalancingSource(Source, Protocol):
+    """A source whose partitions move between daemons (a Kafka consumer-group member): it calls
+    ``on_assign`` / ``on_revoke`` / ``on_lost`` with partition names, and a failure stop closes it
+    with ``revoke=False`` (nothing committed)."""
+
+    on_assign: Rebalance | None
+    on_revoke: Rebalance | None
+    on_lost: Rebalance | None
+
+    def close(self, *, revoke: bool = True) -> None: ...
+
+
+def rebalances(source: Source) -> TypeGuard[RebalancingSource]:
+    """Whether ``source``'s partitions move between daemons, so that state must move with them.
+
+    >>> rebalances(MemorySource())
+    False
+    """
+    return hasattr(source, "on_assign")
 
 
 class MemorySource:
