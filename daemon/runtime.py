@@ -134,6 +134,9 @@ class Daemon:
         )
         self.model_updates = ModelUpdates(updates, self._champion) if updates is not None else None
         self.registry = LocalRegistry(settings.registry_path)
+        partials = self.registry.clean_staging() if isinstance(self.registry, LocalRegistry) else []
+        for partial in partials:  # a registration killed mid-copy (50-70 MB each)
+            log.warning("removed a partial model copy left by a crash: %s", partial)
         self.checkpoint = Checkpoint(
             self.store,
             source.commit,

@@ -230,6 +230,19 @@ class LocalRegistry:
             _fsync_dir(vdir)
         return self.get(model, version)
 
+    def clean_staging(self) -> list[Path]:
+        """Remove the partial copies a registration killed mid-copy left behind; return what was removed.
+
+        Each model's folder is cleaned under that model's lock, so a registration running in another process
+        keeps its own staging folder. The daemon calls this once at start-up.
+        """
+        removed: list[Path] = []
+        for model in self.models():
+            vdir = self._model_dir(model) / "versions"
+            with self._locked(model):
+                removed += _clean_temporaries(vdir)
+        return removed
+
     def set_alias(self, model: str, name: str, version: str | None) -> None:
         """Point alias ``name`` at ``version`` (which must exist); ``None`` removes it."""
         _check_name(name, "alias")
@@ -322,8 +335,9 @@ def _fsync_tree(root: Path) -> None:
         _fsync_dir(Path(dirpath))
 
 
-def _clean_temporaries(vdir: Path) -> None:
-    """Remove staging directories left by a crash (called under the model's lock)."""
-    for p in vdir.iterdir():
-        if p.name.startswith(".tmp-"):
-            shutil.rmtree(p, ignore_errors=True)
+def _clean_temporaries(vdir: Path) -> list[Path]:
+    """Remove staging directories left by a crash (called under the model's lock); return them."""
+    removed = [p for p in vdir.iterdir() if p.name.startswith(".tmp-")]
+    for p in removed:
+        shutil.rmtree(p, ignore_errors=True)
+    return removed

@@ -113,3 +113,25 @@ def test_alias_file_is_never_seen_half_written(tmp_path: Path) -> None:
         thread.join()
     assert errors == [] and reads[0] > 0
     assert not [p for p in (tmp_path / "m").iterdir() if p.name.endswith(".tmp")]
+
+
+def test_partial_copies_of_a_killed_registration_are_removed_at_start_up(tmp_path: Path) -> None:
+    """A kill during registration leaves a staging folder in versions/; the daemon's start removes it at once
+    (before, it stayed until the next registration of that model)."""
+    from driftwarden.daemon.config import Settings
+    from driftwarden.daemon.io.sources import MemorySource
+    from driftwarden.daemon.runtime import Daemon
+    from driftwarden.policies.loader import load_policy
+
+    settings = Settings(state_dir=tmp_path / "state", execute=False)
+    reg = LocalRegistry(settings.registry_path)
+    reg.register("m", artifact(tmp_path, {"w": 1}), {})
+    partial = settings.registry_path / "m" / "versions" / ".tmp-killed"
+    partial.mkdir()
+    (partial / "model.pkl").write_bytes(b"\0" * 1_000_000)
+    policy = tmp_path / "p.yaml"
+    policy.write_text("version: 1\nmodel: m\nmonitors:\n  e: {kind: adwin, series: error}\n")
+    daemon = Daemon(settings, MemorySource([]), [load_policy(policy)])
+    daemon.close()
+    assert not partial.exists()
+    assert [v.version for v in reg.versions("m")] == ["v0001"], "complete versions are kept"
