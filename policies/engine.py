@@ -45,6 +45,9 @@ from driftwarden.policies.schema import ACTION_TYPES
 
 log = logging.getLogger("driftwarden.policies")
 
+MAX_HELD_RULE_ERRORS = 100
+"""Rule-evaluation errors held for the next batch's signals (the counter counts all): bounded memory."""
+
 FIRED_HISTORY = 10_000
 """Drift times kept per monitor for fired_within() and count(): bounded memory."""
 
@@ -121,6 +124,8 @@ class PolicyEngine:
         self.labels = 0
         self.dead_letters = 0
         self.condition_errors = 0
+        self.rule_errors: list[dict[str, Any]] = []
+        """Rule-evaluation errors not yet emitted as signals (see :meth:`_holds`)."""
         self.inhibited = 0
         """Firings muted by inhibition."""
         self.clock = -math.inf
@@ -177,6 +182,8 @@ class PolicyEngine:
                 self._remember(name, s)
                 signals.append({"type": "signal", "model": self.model, "monitor": name, **s.as_dict()})
             decisions += self._evaluate(names, at, group[-1][3].ts, counts)
+            if self.rule_errors:
+                signals += self._error_signals(at, group[-1][3].ts)
             for name in names:
                 if self.monitors[name].edge:
                     self.latest[name]["drift"] = False
@@ -231,15 +238,42 @@ class PolicyEngine:
         return fire
 
     def _holds(self, rule: str, cond: Any, context: dict[str, Any], functions: dict[str, Any]) -> bool:
+        """Whether ``cond`` holds. An evaluation error (division by zero, overflow, a wrong type, a
+        missing key) is a rule-evaluation error: counted, logged with the rule's file:line, and
+        recorded as a ``rule_error`` signal; the condition counts as false. Never raised."""
         # Only the names the condition reads: CEL converts every value it is given (a drift
         # signal's per-feature map costs ~100 µs), and the others cannot change the result.
         context = {name: context[name] for name in cond.names if name in context}
         try:
             return bool(cond.evaluate(context, functions))
-        except ValueError as e:
+        except Exception as e:  # noqa: BLE001 - a condition's failure is the policy's, never the daemon's
             self.condition_errors += 1
-            log.warning("rule %s of model %s: %s; treated as false", rule, self.model, e)
+            where = f"{self.policy.path}:{self.policy.rule_lines.get(rule, 1)}"
+            message = str(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {e}"
+            log.warning("rule %s of model %s (%s): %s; treated as false", rule, self.model, where, message[:500])
+            if len(self.rule_errors) < MAX_HELD_RULE_ERRORS:
+                self.rule_errors.append({"rule": rule, "where": where, "error": message[:500]})
             return False
+
+    def _error_signals(self, at: int, ts: float) -> list[dict[str, Any]]:
+        """The rule-evaluation errors since the last call, as ``rule_error`` signals at event ``at``."""
+        out = [
+            {
+                "type": "signal",
+                "model": self.model,
+                "monitor": f"rule:{e['rule']}",
+                "at": at,
+                "ts": ts,
+                "kind": "rule_error",
+                "drift": False,
+                "value": self.condition_errors,
+                "threshold": None,
+                **e,
+            }
+            for e in self.rule_errors
+        ]
+        self.rule_errors.clear()
+        return out
 
     def _decision(self, rule: Any, at: int, ts: float, reason: str) -> Decision:
         return Decision(

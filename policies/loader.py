@@ -28,9 +28,11 @@ from typing import Any
 
 import yaml
 from driftwarden.detectors.registry import MONITORS, build
+from driftwarden.policies import safe_yaml
 from driftwarden.policies.conditions import CEL_BUILTINS, FUNCTIONS, Condition, ConditionError
 from driftwarden.policies.durations import parse_duration, parse_for, parse_resolve_after
 from driftwarden.policies.rules import RuleTiming
+from driftwarden.policies.safe_yaml import MAX_POLICY_BYTES
 from driftwarden.policies.schema import (
     ACTION_TYPES,
     BUILTIN_ACTIONS,
@@ -108,6 +110,8 @@ class LoadedPolicy:
     triggers: dict[str, frozenset[str]] = field(default_factory=dict)
     """Per rule: the monitors whose signals make it evaluate (named in 'when', also inside helpers)."""
     reference_digest: str | None = None
+    rule_lines: dict[str, int] = field(default_factory=dict)
+    """Per rule: the line of the file where it starts (for rule-evaluation errors)."""
     _digests: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -151,21 +155,48 @@ def check_policy(path: str | Path) -> list[PolicyError]:
     return load_text(Path(path))[1]
 
 
+def read_policy_text(path: Path) -> tuple[str | None, list[PolicyError]]:
+    """The file's text, read within :data:`~driftwarden.policies.safe_yaml.MAX_POLICY_BYTES`, or why it cannot be."""
+    file = str(path)
+    try:
+        with path.open("rb") as f:
+            raw = f.read(MAX_POLICY_BYTES + 1)
+    except OSError as e:
+        return None, [PolicyError(file, 1, 1, "", f"cannot read: {e.strerror or e}")]
+    if len(raw) > MAX_POLICY_BYTES:
+        return None, [
+            PolicyError(file, 1, 1, "", f"the file is over the limit of {MAX_POLICY_BYTES} bytes for a policy")
+        ]
+    try:
+        return raw.decode("utf-8"), []
+    except UnicodeDecodeError as e:
+        before = raw[: e.start]
+        line = before.count(b"\n") + 1
+        col = len(before) - (before.rfind(b"\n") + 1) + 1
+        return None, [
+            PolicyError(file, line, col, "", f"not UTF-8: byte 0x{raw[e.start]:02x} cannot start a character")
+        ]
+
+
 def load_text(path: Path, text: str | None = None) -> tuple[LoadedPolicy | None, list[PolicyError]]:
-    """The policy in ``text`` (read from ``path`` when None) and its errors; exactly one is empty/None."""
+    """The policy in ``text`` (read from ``path`` when None) and its errors; exactly one is empty/None.
+
+    It never raises: whatever the input, the answer is a policy or errors with positions."""
     file = str(path)
     if text is None:
-        try:
-            text = path.read_text()
-        except (OSError, UnicodeDecodeError) as e:
-            return None, [PolicyError(file, 1, 1, "", f"cannot read: {getattr(e, 'strerror', None) or e}")]
+        text, errors = read_policy_text(path)
+        if text is None:
+            return None, errors
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        return None, [PolicyError(file, line, col, "", f"YAML: {e.problem or e.context}")]
+        return _load_text(path, file, text)
+    except Exception as e:  # noqa: BLE001 - the loader's promise: a position, never a traceback
+        return None, [PolicyError(file, 1, 1, "", f"cannot load this policy: {type(e).__name__}: {str(e)[:200]}")]
+
+
+def _load_text(path: Path, file: str, text: str) -> tuple[LoadedPolicy | None, list[PolicyError]]:
+    node, data, problems = safe_yaml.load(text)
+    if problems:
+        return None, [PolicyError(file, line, col, "", message) for line, col, message in problems]
     positions = _Positions(file, text)
     if node is not None:
         positions.walk(node, ())
@@ -353,6 +384,7 @@ def _semantic_errors(parts: _Parts, p: LoadedPolicy, pos: _Positions, path: Path
     seen: set[str] = set()
     for i, rule in parts.rules:
         at: Path_ = ("rules", i)
+        p.rule_lines[rule.name] = pos.error(at, "").line
         if rule.name in seen:
             errors.append(pos.error(at + ("name",), f"duplicate rule name {rule.name!r}"))
         seen.add(rule.name)

@@ -24,7 +24,8 @@ import typing
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from driftwarden.detectors.registry import MONITORS
-from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+from driftwarden.policies.names import model_name_problem
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, create_model, field_validator, model_validator
 
 BUILTIN_ACTIONS = ("alert",)
 ACTION_TYPES = ("retrain", "alert")
@@ -84,10 +85,14 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
+MAX_WINDOW_EVENTS = 10_000_000
+"""Events of one window: a window's columns are held in memory (10 M rows of a few features is ~1 GB)."""
+
+
 class WindowSpec(Strict):
     """A tumbling window: ``{events: N}`` or ``{time: 10m}``."""
 
-    events: int | None = Field(None, ge=1, description="Events per window.")
+    events: StrictInt | None = Field(None, ge=1, le=MAX_WINDOW_EVENTS, description="Events per window.")
     time: str | None = Field(None, description="Event time per window, e.g. 10m.")
 
     @model_validator(mode="after")
@@ -198,7 +203,7 @@ class Rule(Strict):
     schedule: str | None = Field(
         None, description="Cron string (minute hour day month day-of-week), instead of 'when'."
     )
-    for_: str | int | None = Field(
+    for_: str | StrictInt | None = Field(
         None,
         alias="for",
         description="How long 'when' must hold before the rule fires: 'N windows' (consecutive evaluations) "
@@ -360,6 +365,15 @@ class Policy(Strict):
 
     version: Literal[1] = Field(description="Policy format version.")
     model: str = Field(description="The model this policy watches (the events' 'model').")
+
+    @field_validator("model")
+    @classmethod
+    def _model_name(cls, value: str) -> str:
+        problem = model_name_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
     reference: ReferenceSpec | None = Field(
         None, description="Reference data; without it a drift monitor's first window is its reference."
     )

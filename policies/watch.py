@@ -29,7 +29,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from driftwarden.policies.loader import LoadedPolicy, PolicyError, load_text
+from driftwarden.policies.loader import LoadedPolicy, PolicyError, load_text, read_policy_text
 
 
 @dataclass(frozen=True)
@@ -77,17 +77,20 @@ class PolicyWatcher:
             if stat == seen.stat:
                 continue
             seen.stat = stat
-            try:
-                text = path.read_text()
-            except (OSError, UnicodeDecodeError):
-                # Editors replace files by rename; a file that is briefly missing is looked at again next time.
-                seen.stat = None
+            if stat is None:
+                continue  # editors replace files by rename: a file briefly missing is looked at again next time
+            text, errors = read_policy_text(path)  # within the size limit; not UTF-8 is an error with its position
+            if text is None:
+                digest = "unreadable:" + ";".join(map(str, errors))
+                if digest != seen.digest:
+                    seen.digest = digest
+                    out.append(PolicyChange(path, None, errors))
                 continue
             digest = hashlib.sha256(text.encode()).hexdigest()
             if digest == seen.digest:
                 continue
             seen.digest = digest
-            policy, errors = load_text(path, text)
+            policy, errors = load_text(path, text)  # never raises: bounded YAML, errors with positions
             out.append(PolicyChange(path, policy, errors))
         return out
 
@@ -101,7 +104,5 @@ def _stat(path: Path) -> tuple[int, int] | None:
 
 
 def _digest(path: Path) -> str | None:
-    try:
-        return hashlib.sha256(path.read_text().encode()).hexdigest()
-    except (OSError, UnicodeDecodeError):
-        return None
+    text, _ = read_policy_text(path)
+    return hashlib.sha256(text.encode()).hexdigest() if text is not None else None
