@@ -14,7 +14,8 @@ A :class:`Checkpoint` owns
   1. flush the sinks (dead letters, decisions, labeled-data segments): a batch's outputs are
      durable before the positions that produced them;
   2. one store transaction: positions, next event index, the pipelines' states, the new action
-     intents, the audit entries and the changes of the join's unmatched halves;
+     intents, the audit entries, the changes of the join's unmatched halves and the outbox's new
+     notifications (daemon/alerting/outbox.py);
   3. what must follow the local copy and precede the commit (``after_store``: with Kafka, one
      changelog message per owned task, see daemon/partitions.py);
   4. commit the positions to the source (Kafka: the group's offsets).
@@ -47,7 +48,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from driftwarden.daemon.io.sources import Record
-from driftwarden.daemon.state.store import Intent, Store
+from driftwarden.daemon.state.store import Intent, OutboxRow, Store
 
 if TYPE_CHECKING:
     from driftwarden.daemon.state.label_join import PendingDelta
@@ -130,12 +131,13 @@ class Checkpoint:
         *,
         sinks: Iterable[Flushable] = (),
         after_store: Callable[[], None] | None = None,
+        outbox: Sequence[OutboxRow] = (),
     ) -> list[str]:
         """Steps 1-4 of the module docstring; returns the keys of the intents that are new.
         ``states`` maps (or yields pairs of) model → pipeline state; see :meth:`Store.checkpoint`."""
         for sink in sinks:
             sink.flush()
-        new = self.store.checkpoint(self.positions, self.next_index, states, intents, audit, pending)
+        new = self.store.checkpoint(self.positions, self.next_index, states, intents, audit, pending, outbox=outbox)
         if after_store is not None:
             after_store()
         self.commit(dict(self.positions))

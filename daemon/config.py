@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+from driftwarden.daemon.alerting.config import AlertingConfig, check_alerting
 from driftwarden.daemon.config_sources import (
     ConfigError,
     environment_layer,
@@ -179,6 +180,9 @@ class Settings(_Redacted):
     backpressure: BackpressureConfig = Field(default_factory=BackpressureConfig)
     http: HttpConfig = Field(default_factory=HttpConfig)
     input: InputConfig = Field(default_factory=InputConfig)
+    alerting: AlertingConfig | None = Field(
+        None, description="Alertmanager, apprise receivers and routes (docs/alerting.md); off when absent."
+    )
 
     @property
     def store_path(self) -> Path:
@@ -213,6 +217,9 @@ class Settings(_Redacted):
                 raise ConfigError(f"{path}: not valid YAML: {e}") from None
             if not isinstance(loaded, dict):
                 raise ConfigError(f"{path}: a config file is a YAML mapping")
+            errors = check_alerting(path) if "alerting" in loaded else []
+            if errors:  # checked as policies are: every error, each at its file:line:col
+                raise ConfigError("\n".join(errors))
             data = interpolate(loaded, env, str(path))
         layer = environment_layer(env, shape)
         data = merge(data, layer.values)

@@ -129,4 +129,5 @@ class ModelPipeline:
             "buffered": len(self.buffer),
             "type_violations": dict(self.types.violations),
             "condition_errors": self.engine.condition_errors,
+            "alerts": {**self.alerts.sent, "firing_now": len(self.alerts.active)},
         }

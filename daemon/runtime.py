@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from driftwarden.daemon.actions import ActionRunner, JsonlSink
+from driftwarden.daemon.alerting.alerts import Notification
+from driftwarden.daemon.alerting.outbox import Outbox
 from driftwarden.daemon.checkpoint import Checkpoint
 from driftwarden.daemon.config import Settings
 from driftwarden.daemon.heap import HeapTrimmer
@@ -76,6 +78,8 @@ class RunStats:
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=lambda: {"decode": 0.0, "monitors": 0.0, "checkpoint": 0.0})
     by_model: dict[str, dict[str, Any]] = field(default_factory=dict)
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    """The alerts' transitions (firing, resolved) of this run, in event order."""
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -89,6 +93,7 @@ class RunStats:
             "unrouted": self.unrouted,
             "seconds": round(self.seconds, 3),
             "models": self.by_model,
+            "alerts": {s: sum(1 for a in self.alerts if a["status"] == s) for s in ("firing", "resolved")},
         }
 
 
@@ -164,6 +169,10 @@ class Daemon:
             listener=self._emit,
             base=settings.state_dir,
         )
+        self.outbox = Outbox(self.store, settings.alerting) if settings.alerting and settings.execute else None
+        """Delivers the alerts' notifications (Alertmanager, receivers); None without ``alerting:`` or
+        when nothing is executed (replay)."""
+        self._notes: list[Notification] = []
         self.fast_decode = True
         """Decode whole batches as columns (daemon/columnar.py); False forces the per-record path."""
         self._stop = threading.Event()
@@ -213,6 +222,8 @@ class Daemon:
             source.seek(self.checkpoint.positions)
         self.publisher.seed(self.pipelines, self.store.actions())
         self.actions.recover()
+        if self.outbox is not None:
+            self.outbox.start()
 
     # -- control -------------------------------------------------------------------------------
 
@@ -227,6 +238,8 @@ class Daemon:
     def close(self) -> None:
         self.publisher.stopped()
         self.actions.wait()
+        if self.outbox is not None:
+            self.outbox.stop()
         if rebalances(self.source):  # Kafka: a graceful stop commits (on revoke), a failure stop never
             self.source.close(revoke=not self._failed)
         else:
@@ -362,6 +375,7 @@ class Daemon:
             self.stats.labels_joined += pipe.joiner.joined - joined_before
             outputs += signals
             decisions += model_decisions
+            self._notes += pipe.alerts.drain()
         for d in dead:
             self.dead_letters.write({**d.as_dict(), "code": d.code, "raw": d.raw, "key": fresh[d.index - first].key})
             outputs.append({"type": "dead_letter", "model": None, "at": d.index, **d.as_dict()})
@@ -373,7 +387,8 @@ class Daemon:
             (o.get("model"), o["type"], None, o) for o in outputs if o["type"] == "signal" and o.get("drift")
         ]
         new: list[str] = []
-        if decisions or self.checkpoint.due():
+        alerts = [n.as_dict() for n in self._notes]
+        if decisions or self._notes or self.checkpoint.due():
             new = self.write_checkpoint(decisions)
         self.stats.timings["decode"] += decoded - started
         self.stats.timings["monitors"] += monitored - decoded
@@ -384,6 +399,8 @@ class Daemon:
         self.stats.decisions += len(decisions)
         self.stats.batches += 1
         outputs += [{"type": "decision", **d.as_dict()} for d in decisions]
+        outputs += alerts
+        self.stats.alerts += alerts
         outputs.sort(key=lambda o: (o["at"], _ORDER[o["type"]]))
         for o in outputs:
             self._emit(o)
@@ -406,11 +423,18 @@ class Daemon:
         sinks += [pipe.buffer for pipe in self.pipelines.values()]
         intents = [Intent(d.key, d.model, d.rule, d.action, d.action_type, d.at, d.ts, d.as_dict()) for d in decisions]
         audit = self._audit + [(d.model, "decision", d.key, d.as_dict()) for d in decisions]
+        notes, self._notes = self._notes, []
+        outbox = self.outbox.rows(notes) if self.outbox is not None else []
         own = self.ownership
         if own is not None and own.changelog is not None:  # store, changelog, then commit: whole states
             snapshots = self._snapshots()
             new = self.checkpoint.write(
-                snapshots, intents, audit, sinks=sinks, after_store=lambda: own.checkpointed(snapshots)
+                snapshots,
+                intents,
+                audit,
+                sinks=sinks,
+                after_store=lambda: own.checkpointed(snapshots),
+                outbox=outbox,
             )
         else:  # one model's state in memory at a time; of the join's unmatched halves, what changed
             saved = self._saved()
@@ -421,7 +445,9 @@ class Daemon:
                 for m, delta in deltas.items():
                     self.pipelines[m].joiner.written(delta)
 
-            new = self.checkpoint.write(states, intents, audit, deltas, sinks=sinks, after_store=written)
+            new = self.checkpoint.write(states, intents, audit, deltas, sinks=sinks, after_store=written, outbox=outbox)
+        if outbox and self.outbox is not None:
+            self.outbox.wake()
         self._audit = []
         self.stats.checkpoints += 1
         self._trim_heap()  # the states just written were the checkpoint's big temporaries
@@ -576,7 +602,7 @@ class Daemon:
 
 TRAINING_META = ("__label", "__id", "__ts", "__index")
 
-_ORDER = {"dead_letter": 0, "signal": 1, "decision": 2, "action": 3}
+_ORDER = {"dead_letter": 0, "signal": 1, "decision": 2, "alert": 3, "action": 3}
 
 
 def make_source(settings: Settings) -> Source:

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 import orjson
-from driftwarden.daemon.cli.output import JsonLines, Timeline, rule_table, summary_table
+from driftwarden.daemon.cli.output import JsonLines, Timeline, alert_table, rule_table, summary_table
 from driftwarden.daemon.cli.registry import register as register_registry_commands
 from rich.console import Console
 from rich.logging import RichHandler
@@ -406,9 +406,18 @@ def _load_policies(paths: list[Path]) -> list[Any]:
     "--json", "json_mode", is_flag=True, help="One JSON object per line: every signal and decision, then a summary."
 )
 @click.option("--batch-size", type=click.IntRange(1), default=1000, show_default=True)
-def replay(policy_paths: tuple[Path, ...], events: tuple[Path, ...], json_mode: bool, batch_size: int) -> None:
+@click.option(
+    "--alerts",
+    "alert_lines",
+    is_flag=True,
+    help="With --json: also an 'alert' line per alert that would have been sent (firing, resolved).",
+)
+def replay(
+    policy_paths: tuple[Path, ...], events: tuple[Path, ...], json_mode: bool, batch_size: int, alert_lines: bool
+) -> None:
     """Backtest policies on recorded events: monitors and rules run exactly as in the daemon, but
-    nothing is executed. Ends with a table per rule (firings, first and last event index)."""
+    nothing is executed or sent. Ends with a table per rule (firings, first and last event index)
+    and the alerts the policies would have sent, firing and resolved (the summary's ``alerts``)."""
     from driftwarden.daemon.config import Settings
     from driftwarden.daemon.runtime import Daemon
     from driftwarden.policies.engine import rule_summary
@@ -416,12 +425,17 @@ def replay(policy_paths: tuple[Path, ...], events: tuple[Path, ...], json_mode: 
     _logging("warning", json_mode)
     policies = _load_policies(list(policy_paths))
     decisions: list[dict[str, Any]] = []
+    alerts: list[dict[str, Any]] = []
     console = Console()
     sink = JsonLines() if json_mode else Timeline(console)
 
     def listener(item: dict[str, Any]) -> None:
         if item["type"] == "decision":
             decisions.append(item)
+        if item["type"] == "alert":
+            alerts.append(item)
+            if json_mode and not alert_lines:
+                return
         if item["type"] != "action":
             sink(item)
 
@@ -443,11 +457,14 @@ def replay(policy_paths: tuple[Path, ...], events: tuple[Path, ...], json_mode: 
         daemon.close()
     summary = stats.summary()
     if json_mode:
+        summary["alerts"] = alerts
         sink({**summary, "model": None, "at": None, "ts": None, "rules": rule_summary(decisions, policies)})
         return
     console.print(summary_table(summary, "replay"))
     rules = [(r["model"], r["rule"], r["would_do"]) for r in rule_summary(decisions, policies)]
     console.print(rule_table(decisions, rules))
+    if alerts:
+        console.print(alert_table(alerts))
 
 
 def _count_lines(path: Path) -> int | None:

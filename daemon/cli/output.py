@@ -104,6 +104,28 @@ class Timeline:
             self.console.print(f"{at} [{style}]action[/]   {item.get('action')} {state}{detail}")
         elif kind == "dead_letter":
             self.console.print(f"{at} [magenta]dead letter[/] {item.get('reason')}")
+        elif kind == "alert":
+            style = "bold red" if item.get("status") == "firing" else "green"
+            summary = (item.get("annotations") or {}).get("summary", "")
+            self.console.print(f"{at} [{style}]alert[/]    {item.get('rule')} {item.get('status')}  [dim]{summary}[/]")
+
+
+def alert_table(alerts: Iterable[dict[str, Any]]) -> Table:
+    """The alerts a replay would have sent: firing and resolved, with labels and summary."""
+    t = Table(title="alerts that would have been sent", header_style="bold")
+    for col in ("at", "status", "alert", "labels", "summary"):
+        t.add_column(col, justify="right" if col == "at" else "left")
+    for a in alerts:
+        labels = a.get("labels") or {}
+        rest = ", ".join(f"{k}={v}" for k, v in sorted(labels.items()) if k != "alertname")
+        t.add_row(
+            str(a["at"]),
+            a["status"],
+            str(labels.get("alertname", "")),
+            rest,
+            str((a.get("annotations") or {}).get("summary", "")),
+        )
+    return t
 
 
 def _metrics(m: dict[str, float] | None) -> str:

@@ -44,6 +44,12 @@ CREATE TABLE IF NOT EXISTS actions (
 CREATE TABLE IF NOT EXISTS pending_log (
     model TEXT NOT NULL, seq INTEGER NOT NULL, added BLOB NOT NULL, removed BLOB NOT NULL, PRIMARY KEY (model, seq)
 );
+CREATE TABLE IF NOT EXISTS outbox (
+    key TEXT PRIMARY KEY, notification TEXT NOT NULL, model TEXT NOT NULL, destination TEXT NOT NULL,
+    status TEXT NOT NULL, state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, next_at REAL NOT NULL,
+    created REAL NOT NULL, updated REAL NOT NULL, error TEXT, payload BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_at);
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, wall REAL NOT NULL, model TEXT, type TEXT NOT NULL, key TEXT,
     payload BLOB NOT NULL
@@ -63,6 +69,22 @@ class Intent:
     at: int
     ts: float
     info: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """A notification for one destination, written in the checkpoint that made it: ``key`` is
+    ``notification@destination``; ``notification`` is the idempotency key the receiver sees."""
+
+    key: str
+    notification: str
+    model: str
+    destination: str
+    status: str
+    payload: Mapping[str, Any]
+
+
+OUTBOX_STATES = ("pending", "delivered", "failed")
 
 
 class Store:
@@ -105,12 +127,14 @@ class Store:
         intents: Sequence[Intent] = (),
         audit: Sequence[tuple[str | None, str, str | None, Mapping[str, Any]]] = (),
         pending: Mapping[str, PendingDelta] | None = None,
+        outbox: Sequence[OutboxRow] = (),
     ) -> list[str]:
         """Write one checkpoint; return the keys of the intents that are new. ``pipelines`` maps a
         model to its state, or yields (model, state) pairs: each state is serialized and written
         before the next is made, so a checkpoint never holds every model's state at once.
         ``pending`` holds each model's changes to its unmatched join halves: one entry of its
-        ``pending_log`` per checkpoint (a ``replace`` delta starts the log afresh)."""
+        ``pending_log`` per checkpoint (a ``replace`` delta starts the log afresh). ``outbox``
+        rows (notifications to deliver) are written in the same transaction, each once."""
         now = time.time()
         new: list[str] = []
         with self._tx() as db:
@@ -164,7 +188,74 @@ class Store:
                     "INSERT INTO audit (wall, model, type, key, payload) VALUES (?, ?, ?, ?, ?)",
                     (now, audit_model, kind, audit_key, orjson.dumps(dict(payload), option=orjson.OPT_SERIALIZE_NUMPY)),
                 )
+            for row in outbox:
+                db.execute(
+                    "INSERT OR IGNORE INTO outbox (key, notification, model, destination, status, state, next_at,"
+                    " created, updated, payload) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)",
+                    (
+                        row.key,
+                        row.notification,
+                        row.model,
+                        row.destination,
+                        row.status,
+                        now,
+                        now,
+                        now,
+                        orjson.dumps(dict(row.payload), option=orjson.OPT_SERIALIZE_NUMPY),
+                    ),
+                )
         return new
+
+    # -- the outbox ----------------------------------------------------------------------------
+
+    def outbox(self, where: str = "1", args: Sequence[Any] = (), limit: int = 10_000) -> list[dict[str, Any]]:
+        """Outbox rows (oldest first), ``payload`` decoded."""
+        with self._lock:
+            cur = self._db.execute(
+                f"SELECT * FROM outbox WHERE {where} ORDER BY created, key LIMIT ?", (*tuple(args), limit)
+            )
+            cols = [c[0] for c in cur.description]
+            rows = [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+        for r in rows:
+            r["payload"] = orjson.loads(r["payload"])
+        return rows
+
+    def outbox_due(self, now: float, limit: int = 100) -> list[dict[str, Any]]:
+        """Pending rows whose next try is due."""
+        return self.outbox("state = 'pending' AND next_at <= ?", (now,), limit)
+
+    def outbox_next(self) -> float | None:
+        """When the earliest pending row is due (None: nothing pending)."""
+        with self._lock:
+            row = self._db.execute("SELECT min(next_at) FROM outbox WHERE state = 'pending'").fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
+    def outbox_update(
+        self, key: str, state: str, *, next_at: float | None = None, error: str | None = None, attempt: bool = True
+    ) -> None:
+        """Record a try: ``delivered``, ``failed`` (permanently, with ``error``) or still ``pending``
+        (retried at ``next_at``); a delivered or failed row also goes into the audit log."""
+        if state not in OUTBOX_STATES:
+            raise ValueError(f"outbox state {state!r}; one of {', '.join(OUTBOX_STATES)}")
+        now = time.time()
+        with self._tx() as db:
+            db.execute(
+                "UPDATE outbox SET state = ?, attempts = attempts + ?, next_at = COALESCE(?, next_at), error = ?,"
+                " updated = ? WHERE key = ?",
+                (state, int(attempt), next_at, error, now, key),
+            )
+            if state != "pending":
+                db.execute(
+                    "INSERT INTO audit (wall, model, type, key, payload) SELECT ?, model, 'notification', key, ?"
+                    " FROM outbox WHERE key = ?",
+                    (now, orjson.dumps({"state": state, "error": error}), key),
+                )
+
+    def outbox_counts(self) -> dict[str, int]:
+        """Rows per state (pending, delivered, failed)."""
+        with self._lock:
+            rows = self._db.execute("SELECT state, count(*) FROM outbox GROUP BY state").fetchall()
+        return {**dict.fromkeys(OUTBOX_STATES, 0), **{s: int(n) for s, n in rows}}
 
     @staticmethod
     def _get(db: sqlite3.Connection, key: str) -> Any:
