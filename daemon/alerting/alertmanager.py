@@ -50,8 +50,9 @@ def iso(ts: float) -> str:
 
 def postable(alert: Mapping[str, Any], *, wall: float, resend: float, generator_url: str = "") -> dict[str, Any]:
     """One alert as Alertmanager's ``postableAlert``. Firing: ``endsAt`` = wall clock + 4 resends;
-    resolved: its event-time end (no later than the wall clock, so Alertmanager resolves it now)."""
-    starts = float(alert["startsAt"])
+    resolved: its event-time end. Alertmanager keeps wall-clock time: neither time is later than
+    the wall clock (a resolved alert resolves now; a stream stamped ahead of it still posts)."""
+    starts = min(float(alert["startsAt"]), wall)  # event time ahead of the wall clock (a replayed stream)
     if alert["status"] == "resolved":
         ends = min(float(alert["endsAt"]), wall)
         starts = min(starts, ends)

@@ -501,6 +501,90 @@ def schema() -> None:
     click.echo(orjson.dumps(json_schema(), option=orjson.OPT_INDENT_2).decode())
 
 
+# -- alerts ----------------------------------------------------------------------------------
+
+
+@main.group()
+def alerts() -> None:
+    """Alerting: check that receivers and Alertmanager are reachable (see docs/alerting.md)."""
+
+
+@alerts.command("test")
+@click.option(
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Daemon config with an 'alerting:' section.",
+)
+@click.option(
+    "--receiver",
+    "receiver_name",
+    required=True,
+    help="A receiver's name, or 'alertmanager' (every Alertmanager URL).",
+)
+def alerts_test(config_path: Path, receiver_name: str) -> None:
+    """Send a test notification (alertname driftwarden-test, severity info) to one receiver now,
+    bypassing the outbox; exit 1 when it did not go through."""
+    import functools
+    import time as _time
+    from collections.abc import Callable
+
+    from driftwarden.daemon.alerting import alertmanager, notifiers
+    from driftwarden.daemon.alerting.alerts import fingerprint
+    from driftwarden.daemon.alerting.config import load_alerting
+
+    config, errors = load_alerting(config_path)
+    if errors:
+        for e in errors:
+            click.echo(e, err=True)
+        raise SystemExit(EXIT_INVALID)
+    if config is None:
+        raise click.UsageError(f"{config_path} has no 'alerting:' section")
+    now = _time.time()
+    labels = {"alertname": "driftwarden-test", "model": "driftwarden", "severity": "info"}
+    alert = {
+        "labels": labels,
+        "annotations": {
+            "summary": "a test notification from driftwarden",
+            "description": f"sent by `driftwarden alerts test --receiver {receiver_name}`",
+        },
+        "startsAt": now,
+        "endsAt": None,
+        "status": "firing",
+        "fingerprint": fingerprint(labels),
+    }
+    key = f"driftwarden-test/{int(now)}/firing"
+    failures = 0
+    targets: list[tuple[str, Callable[[], None]]]
+    if receiver_name == "alertmanager":
+        if config.alertmanager is None:
+            raise click.UsageError("the alerting config has no 'alertmanager:'")
+        body = alertmanager.postable(alert, wall=now, resend=config.seconds(config.alertmanager.resend))
+        timeout = config.seconds(config.alertmanager.timeout)
+        targets = [
+            (url, functools.partial(alertmanager.post, url, [body], timeout)) for url in config.alertmanager.urls
+        ]
+    else:
+        names = [r.name for r in config.receivers]
+        if receiver_name not in names:
+            raise click.UsageError(f"unknown receiver {receiver_name!r}; receivers: {', '.join(names) or '(none)'}")
+        receiver = config.receiver(receiver_name)
+        targets = [
+            (f"{receiver_name} URL #{i}", functools.partial(notifiers.send, receiver, i, alert, key))
+            for i in range(len(receiver.urls))
+        ]
+    for name, send in targets:
+        try:
+            send()
+            click.echo(f"sent to {name}")
+        except alertmanager.DeliveryError as e:
+            failures += 1
+            click.echo(f"FAILED {name}: {e}", err=True)
+    if failures:
+        raise SystemExit(1)
+
+
 # -- state: status, history, models ----------------------------------------------------------
 
 
