@@ -95,6 +95,11 @@ METRICS: tuple[MetricSpec, ...] = (
     _m("driftwarden_actions_total", "counter", "type state", "Actions that ended, by type and final state."),
     _m("driftwarden_actions_running", "gauge", "", "Actions running now (retrains, verifications)."),
     _m("driftwarden_model_champion_info", "info", "model version", "The champion version serving each model."),
+    _m("driftwarden_alerts_firing", "gauge", "model", "Alerts firing now (daemon/alerting)."),
+    _m("driftwarden_notifications_total", "counter", "state", "Notifications delivered or failed for good."),
+    _m("driftwarden_notifications_pending", "gauge", "", "Notifications in the outbox waiting for delivery."),
+    _m("driftwarden_notification_retries_total", "counter", "", "Delivery tries that failed and were rescheduled."),
+    _m("driftwarden_alerts_dropped_total", "counter", "", "Firing alerts dropped from the bounded resend set."),
 )
 SPECS = {s.name: s for s in METRICS}
 
@@ -177,6 +182,14 @@ def _fill(f: _Families, s: Snapshot) -> None:
     for (type_, state), n in sorted(s.actions.items()):
         f.add("driftwarden_actions_total", {"type": type_, "state": state}, n)
     f.add("driftwarden_actions_running", {}, s.running_actions)
+    for model, n in sorted(s.alerts_firing.items()):
+        f.add("driftwarden_alerts_firing", {"model": model}, n)
+    notes = s.notifications
+    for state in ("delivered", "failed"):
+        f.add("driftwarden_notifications_total", {"state": state}, notes.get(state, 0))
+    f.add("driftwarden_notifications_pending", {}, notes.get("pending", 0))
+    f.add("driftwarden_notification_retries_total", {}, notes.get("retried", 0))
+    f.add("driftwarden_alerts_dropped_total", {}, notes.get("dropped", 0))
     for model, view in sorted(s.models.items()):
         m = {"model": model}
         f.add("driftwarden_events_total", m, view.events)

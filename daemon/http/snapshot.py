@@ -157,6 +157,11 @@ class Snapshot:
     models: Mapping[str, ModelView]
     decisions: tuple[Mapping[str, Any], ...]
     stopped: bool = False
+    notifications: Mapping[str, int] = field(default_factory=dict)
+    """The alerting outbox (daemon/alerting/outbox.py): rows ``delivered``/``failed``/``pending``
+    (since the store began), ``retried`` and ``dropped`` (this process); empty without ``alerting:``."""
+    alerts_firing: Mapping[str, int] = field(default_factory=dict)
+    """Model → alerts firing now."""
 
 
 class _Buckets:
@@ -302,6 +307,8 @@ class Publisher:
             actions=dict(self._actions),
             models=dict(self._models),
             decisions=tuple(self._decisions),
+            notifications=_notifications(daemon),
+            alerts_firing={m: len(p.alerts.active) for m, p in daemon.pipelines.items() if hasattr(p, "alerts")},
         )
 
     def stopped(self) -> None:
@@ -394,3 +401,13 @@ def _action_type(item: Mapping[str, Any], policies: Mapping[str, Any]) -> str:
         return str(policy.spec.action_type(item["action"])) if policy is not None else "unknown"
     except (KeyError, AttributeError):
         return "unknown"
+
+
+def _notifications(daemon: Any) -> dict[str, int]:
+    """The outbox's counts for /metrics: rows per state in the store, and this process's retries
+    and dropped resends (one indexed GROUP BY per publish)."""
+    outbox = getattr(daemon, "outbox", None)
+    if outbox is None:
+        return {}
+    stats = outbox.stats()
+    return {**stats["outbox"], "retried": stats["retried"], "dropped": stats["dropped"]}

@@ -17,9 +17,11 @@ from pathlib import Path
 import yaml
 from driftwarden.daemon.alerting.config import AlertingConfig
 from driftwarden.daemon.config import Settings
+from driftwarden.daemon.http.metrics import metrics_registry
 from driftwarden.daemon.io.sources import MemorySource
 from driftwarden.daemon.runtime import Daemon
 from driftwarden.policies.loader import load_policy
+from prometheus_client import generate_latest
 
 from tests.daemon.alerting import streams
 from tests.daemon.alerting.receivers import KEY_HEADER, WAIT, Webhook
@@ -88,6 +90,12 @@ def test_a_permanent_failure_is_recorded_and_counted(tmp_path: Path) -> None:
         assert all(r["error"].startswith("given up after") for r in failed)
         history = [a for a in daemon.store.audit() if a["type"] == "notification"]
         assert [h["state"] for h in history] == ["failed", "failed"]
+        # ... and on /metrics, from the snapshot the loop publishes
+        daemon.publisher.publish(daemon, daemon.store.positions(), daemon.store.next_index(), force=True)
+        text = generate_latest(metrics_registry(lambda: daemon.publisher.latest)).decode()
+        assert 'driftwarden_notifications_total{state="failed"} 2.0' in text
+        assert "driftwarden_notifications_pending 0.0" in text
+        assert 'driftwarden_alerts_firing{model="m"} 0.0' in text
     finally:
         daemon.close()
         hook.down()
