@@ -528,7 +528,6 @@ def alerts_test(config_path: Path, receiver_name: str) -> None:
     bypassing the outbox; exit 1 when it did not go through."""
     import functools
     import time as _time
-    from collections.abc import Callable
 
     from driftwarden.daemon.alerting import alertmanager, notifiers
     from driftwarden.daemon.alerting.alerts import fingerprint
@@ -556,7 +555,7 @@ def alerts_test(config_path: Path, receiver_name: str) -> None:
     }
     key = f"driftwarden-test/{int(now)}/firing"
     failures = 0
-    targets: list[tuple[str, Callable[[], None]]]
+    targets: list[tuple[str, functools.partial[None]]]
     if receiver_name == "alertmanager":
         if config.alertmanager is None:
             raise click.UsageError("the alerting config has no 'alertmanager:'")
