@@ -26,3 +26,17 @@ REASONS: dict[str, str] = {
     "ts_behind": "`ts` lies more than `input.max_behind` before the stream's watermark (off by default).",
 }
 """Reason code → what it means. A dead letter's ``code`` is always one of these keys."""
+
+
+def table() -> str:
+    """The reason codes as a Markdown table (docs/input.md holds it between markers; a test keeps it in sync).
+
+    >>> table().splitlines()[:2]
+    ['| code | meaning |', '| --- | --- |']
+    """
+    rows = [f"| `{code}` | {text} |" for code, text in REASONS.items()]
+    return "\n".join(["| code | meaning |", "| --- | --- |", *rows])
+
+
+if __name__ == "__main__":
+    print(table())
