@@ -71,7 +71,7 @@ def events(n: int, features: int, seed: int = 0) -> list[bytes]:
 
 
 def produce(bootstrap: str, topic: str, values: list[bytes]) -> float:
-    from driftwarden.daemon.io.kafka.client import KafkaSink
+    from driftwarden.daemon.io.kafka.sink import KafkaSink
 
     sink = KafkaSink(bootstrap, topic, linger_ms=20, batch_size=512 * 1024)
     t0 = time.perf_counter()
@@ -118,7 +118,7 @@ def raw_round(bootstrap: str, topic: str, n: int) -> tuple[float, float]:
 
 
 def source_round(bootstrap: str, topic: str, n: int) -> tuple[float, float]:
-    from driftwarden.daemon.io.kafka.client import KafkaSource
+    from driftwarden.daemon.io.kafka.source import KafkaSource
 
     source = KafkaSource(bootstrap, [topic], f"bench-{uuid.uuid4().hex[:8]}")
 
@@ -217,7 +217,7 @@ def main() -> None:
             raise SystemExit(f"cannot start the dev broker:\n{proc.stderr}")
         bootstrap, started_broker = proc.stdout.strip().splitlines()[-1], not running
     try:
-        from driftwarden.daemon.io.kafka.client import ensure_topics
+        from driftwarden.daemon.io.kafka.admin import ensure_topics
 
         topic = f"bench-{uuid.uuid4().hex[:8]}"
         ensure_topics(bootstrap, {topic: 3})

@@ -48,14 +48,11 @@ import orjson
 from driftwarden.daemon.checkpoint import Checkpoint
 from driftwarden.daemon.config import SourceConfig
 from driftwarden.daemon.io.events import EventRows
-from driftwarden.daemon.io.kafka.client import (
-    CommitFailed,
-    KafkaSink,
-    ensure_topics,
-    parse_partition_name,
-    partition_name,
-    read_messages,
-)
+from driftwarden.daemon.io.kafka.admin import ensure_topics, read_messages
+from driftwarden.daemon.io.kafka.names import parse_partition_name, partition_name
+from driftwarden.daemon.io.kafka.settings import shared_settings
+from driftwarden.daemon.io.kafka.sink import KafkaSink
+from driftwarden.daemon.io.kafka.source import CommitFailed
 from driftwarden.daemon.io.sources import RebalancingSource, Record
 from driftwarden.daemon.state.store import Store
 
@@ -114,9 +111,9 @@ class Changelog:
             bootstrap,
             {topic: 1},
             configs={topic: {"cleanup.policy": "compact", "max.message.bytes": str(MAX_SNAPSHOT_BYTES)}},
-            **_admin_settings(self._client),
+            **shared_settings(self._client),
         )
-        producer = {k: v for k, v in self._client.items() if k in _SHARED_CLIENT}
+        producer = shared_settings(self._client)
         self._sink = KafkaSink(
             bootstrap, topic, compression_type="gzip", max_request_size=MAX_SNAPSHOT_BYTES, **producer
         )
@@ -130,7 +127,7 @@ class Changelog:
     def read(self) -> dict[int, list[dict[str, Any]]]:
         """Every snapshot still in the topic, per task, oldest first (compaction keeps the last
         per task; the ones not compacted yet let :func:`furthest` pass over a stale write)."""
-        reader = {k: v for k, v in self._client.items() if k in _SHARED_CLIENT}
+        reader = shared_settings(self._client)
         messages = read_messages(
             self.bootstrap,
             self.topic,
@@ -152,38 +149,6 @@ class Changelog:
 
     def close(self) -> None:
         self._sink.close()
-
-
-# Client settings every Kafka client takes (security, identity, timeouts); the rest are the
-# consumer's own and are not passed to the changelog's producer, reader and admin client.
-_SHARED_CLIENT = frozenset(
-    {
-        "client_id",
-        "security_protocol",
-        "ssl_context",
-        "ssl_check_hostname",
-        "ssl_cafile",
-        "ssl_certfile",
-        "ssl_keyfile",
-        "ssl_password",
-        "ssl_crlfile",
-        "ssl_ciphers",
-        "sasl_mechanism",
-        "sasl_plain_username",
-        "sasl_plain_password",
-        "sasl_kerberos_service_name",
-        "sasl_kerberos_domain_name",
-        "sasl_oauth_token_provider",
-        "request_timeout_ms",
-        "connections_max_idle_ms",
-        "api_version",
-        "metadata_max_age_ms",
-    }
-)
-
-
-def _admin_settings(client: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in client.items() if k in _SHARED_CLIENT}
 
 
 Restore = Callable[[str, dict[str, Any], int, bool], bool]

@@ -612,7 +612,7 @@ def make_source(settings: Settings) -> Source:
         assert src.path is not None
         return FileSource(Path(src.path), fmt=src.format, pace=src.pace)
     if src.kind == "kafka":
-        from driftwarden.daemon.io.kafka.client import KafkaSource
+        from driftwarden.daemon.io.kafka.source import KafkaSource
 
         return KafkaSource(
             src.bootstrap,

@@ -36,6 +36,7 @@ from typing import Any, Protocol
 import orjson
 from driftwarden.daemon.config import Settings
 from driftwarden.daemon.io.events import raw_fields
+from driftwarden.daemon.io.kafka.settings import producer_settings
 
 log = logging.getLogger("driftwarden.sinks")
 
@@ -91,7 +92,7 @@ class KafkaJsonSink:
     decisions) ``key``, the idempotency key consumers deduplicate on."""
 
     def __init__(self, bootstrap: str, topic: str, settings: Mapping[str, Any] | None = None) -> None:
-        from driftwarden.daemon.io.kafka.client import KafkaSink
+        from driftwarden.daemon.io.kafka.sink import KafkaSink
 
         self.topic = topic
         self._sink = KafkaSink(bootstrap, topic, **dict(settings or {}))
@@ -128,7 +129,7 @@ class DeadLetterSink:
 
     def __init__(self, file: Sink, topic: Any | None = None) -> None:
         self.file = file
-        self.topic = topic  # a driftwarden.daemon.io.kafka.client.KafkaSink
+        self.topic = topic  # a driftwarden.daemon.io.kafka.sink.KafkaSink
 
     def write(self, obj: Mapping[str, Any]) -> None:
         raw = obj.get("raw", b"")
@@ -205,33 +206,7 @@ def kafka_target(settings: Settings) -> tuple[str, dict[str, Any]] | None:
         return None
     client = dict(settings.source.settings) if settings.source.kind == "kafka" else {}
     client.update(s.settings)
-    return bootstrap, _producer_settings(client)
-
-
-# Consumer-only settings of the source that a producer refuses.
-_CONSUMER_ONLY = frozenset(
-    {
-        "heartbeat_interval_ms",
-        "session_timeout_ms",
-        "max_poll_interval_ms",
-        "max_poll_records",
-        "fetch_min_bytes",
-        "fetch_max_wait_ms",
-        "fetch_max_bytes",
-        "max_partition_fetch_bytes",
-        "partition_assignment_strategy",
-        "check_crcs",
-        "exclude_internal_topics",
-        "isolation_level",
-        "group_instance_id",
-        "leave_group_on_close",
-        "auto_commit_interval_ms",
-    }
-)
-
-
-def _producer_settings(client: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in client.items() if k not in _CONSUMER_ONLY}
+    return bootstrap, producer_settings(client)
 
 
 def build_sinks(
@@ -246,7 +221,7 @@ def build_sinks(
         raise ValueError(f"sinks name Kafka topics {named} but no bootstrap: set sinks.bootstrap or use a kafka source")
     dlq = decisions = updates = None
     if target is not None:
-        from driftwarden.daemon.io.kafka.client import KafkaSink
+        from driftwarden.daemon.io.kafka.sink import KafkaSink
 
         bootstrap, client = target
         if s.dead_letter_topic:

@@ -1,5 +1,5 @@
 """Where records come from: files (JSONL, CSV, Parquet), memory, and Kafka
-(:mod:`driftwarden.daemon.io.kafka.client`).
+(:mod:`driftwarden.daemon.io.kafka.source`).
 
 Every source yields :class:`Record` batches and knows positions: ``seek`` resumes after a
 checkpoint, ``commit`` acknowledges what the checkpoint holds.

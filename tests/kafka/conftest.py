@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from driftwarden.daemon.io.kafka.client import ensure_topics
+from driftwarden.daemon.io.kafka.admin import ensure_topics
 
 ROOT = Path(__file__).resolve().parents[2]
 BROKER = ROOT / "deploy" / "kafka" / "broker"

@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 import orjson
 from driftwarden.daemon.config import Settings
-from driftwarden.daemon.io.kafka.client import KafkaSink, read_messages
+from driftwarden.daemon.io.kafka.admin import read_messages
+from driftwarden.daemon.io.kafka.sink import KafkaSink
 from driftwarden.daemon.io.sources import MemorySource
 from driftwarden.daemon.runtime import Daemon, make_source
 from driftwarden.policies.loader import LoadedPolicy, load_policy

@@ -14,7 +14,7 @@ from pathlib import Path
 import orjson
 import pytest
 import yaml
-from driftwarden.daemon.io.kafka.client import read_messages
+from driftwarden.daemon.io.kafka.admin import read_messages
 from driftwarden.daemon.state.store import Store
 
 from tests.conftest import ROOT

@@ -9,13 +9,11 @@ from typing import Any
 
 import orjson
 import pytest
-from driftwarden.daemon.io.kafka.client import (
-    KafkaSink,
-    KafkaSource,
-    KafkaUnavailable,
-    partition_name,
-    read_messages,
-)
+from driftwarden.daemon.io.kafka.admin import read_messages
+from driftwarden.daemon.io.kafka.names import partition_name
+from driftwarden.daemon.io.kafka.settings import KafkaUnavailable
+from driftwarden.daemon.io.kafka.sink import KafkaSink
+from driftwarden.daemon.io.kafka.source import KafkaSource
 from driftwarden.daemon.io.sources import Record
 
 pytestmark = pytest.mark.kafka

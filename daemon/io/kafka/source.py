@@ -1,4 +1,4 @@
-"""Kafka source and sink: the only module of driftwarden that imports kafka-python.
+"""The Kafka source: a consumer-group member that commits only what the checkpoint holds.
 
 :class:`KafkaSource` is a consumer-group member that yields :class:`~driftwarden.daemon.io.sources.Record`
 batches like the file sources do. Offsets are never committed by the client on its own
@@ -22,45 +22,35 @@ at once:
    :meth:`KafkaSource.seek` to its stored positions. Partitions it does not seek start at the
    group's committed offset, or at ``auto_offset_reset`` when there is none.
 
-Partition names are ``"kafka:<topic>:<partition>"``; positions are next offsets to read.
-:class:`KafkaSink` sends raw bytes (JSON decisions and alerts, dead letters with the reason in
-the headers, ``model-updated`` events) to one topic.
+Partition names are ``"kafka:<topic>:<partition>"`` (:mod:`driftwarden.daemon.io.kafka.names`);
+positions are next offsets to read. Client settings are passed through as kafka-python's keyword
+names, except those that would break the contract above (:mod:`driftwarden.daemon.io.kafka.settings`).
 
-Both take client settings (``security_protocol``, ``ssl_*``, ``sasl_*``, ``client_id``,
-timeouts...) as kafka-python's keyword names, passed through unchanged; settings that would
-break the contract above are refused with a :class:`ValueError` that names them.
+The Kafka modules (this one, ``sink``, ``admin``, ``settings``) are the only ones of driftwarden
+that import kafka-python.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
+from driftwarden.daemon.io.kafka.names import parse_partition_name, partition_name
+from driftwarden.daemon.io.kafka.settings import BOOTSTRAP_TIMEOUT_S, CLOSE_TIMEOUT_S, check_settings, connect
 from driftwarden.daemon.io.sources import Record
-from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
+from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
 from kafka import errors as kafka_errors
-from kafka.admin import KafkaAdminClient
 from kafka.consumer.subscription_state import AsyncConsumerRebalanceListener
 
 log = logging.getLogger(__name__)
 
-PARTITION_PREFIX = "kafka:"
 # A commit is a single round trip to the group coordinator; 30 s covers a coordinator failover.
 COMMIT_TIMEOUT_S = 30.0
-# Bootstrapping is a metadata round trip; 30 s is kafka-python's default and fails a wrong
-# address with a clear error instead of hanging.
-BOOTSTRAP_TIMEOUT_S = 30.0
-# close() leaves the group (so the other members rebalance at once) and then gives up.
-CLOSE_TIMEOUT_S = 10.0
-# flush() waits for every outstanding delivery; a healthy broker acknowledges within a second.
-FLUSH_TIMEOUT_S = 30.0
 
-# Settings that KafkaSource / KafkaSink set themselves: taking them from the config would break
-# commit-after-checkpoint, the bytes-in/bytes-out contract or the constructor's own arguments.
+# Settings that KafkaSource sets itself: taking them from the config would break
+# commit-after-checkpoint, the bytes-in contract or the constructor's own arguments.
 _SOURCE_OWNED = frozenset(
     {
         "bootstrap_servers",
@@ -72,7 +62,6 @@ _SOURCE_OWNED = frozenset(
         "consumer_timeout_ms",
     }
 )
-_SINK_OWNED = frozenset({"bootstrap_servers", "key_serializer", "value_serializer"})
 
 Callback = Callable[[list[str]], None]
 
@@ -85,58 +74,10 @@ _COMMIT_ERRORS = (
 )
 
 
-class KafkaUnavailable(ConnectionError):
-    """No broker answered at the bootstrap address within the bootstrap timeout."""
-
-
 class CommitFailed(RuntimeError):
     """The group coordinator did not accept a commit: the group rebalanced (this member's
     generation is stale) or the coordinator did not answer in time. Nothing is lost: the
     partitions are read again from the previous commit by whoever owns them next."""
-
-
-class SinkError(RuntimeError):
-    """Messages sent to a :class:`KafkaSink` were not delivered."""
-
-
-def partition_name(topic: str, partition: int) -> str:
-    """``kafka:<topic>:<partition>``, the stream id records and checkpoints use.
-
-    >>> partition_name("predictions", 3)
-    'kafka:predictions:3'
-    """
-    return f"{PARTITION_PREFIX}{topic}:{partition}"
-
-
-def parse_partition_name(name: str) -> tuple[str, int] | None:
-    """The (topic, partition) of a Kafka partition name, or None for another source's name.
-
-    >>> parse_partition_name("kafka:predictions:3"), parse_partition_name("file:a.jsonl")
-    (('predictions', 3), None)
-    """
-    if not name.startswith(PARTITION_PREFIX):
-        return None
-    topic, sep, number = name[len(PARTITION_PREFIX) :].rpartition(":")
-    if not sep or not topic or not number.isdigit():
-        raise ValueError(f"partition name {name!r} is not of the form 'kafka:<topic>:<partition>'")
-    return topic, int(number)
-
-
-def _check_settings(settings: Mapping[str, Any], owned: frozenset[str], what: str) -> dict[str, Any]:
-    clash = sorted(set(settings) & owned)
-    if clash:
-        raise ValueError(f"{what} sets {', '.join(clash)} itself; remove {clash} from the Kafka settings")
-    return dict(settings)
-
-
-def _client_call(what: str, bootstrap: str, make: Callable[[], Any]) -> Any:
-    """Build a kafka-python client, turning its errors into ours."""
-    try:
-        return make()
-    except kafka_errors.KafkaConfigurationError as e:
-        raise ValueError(f"invalid Kafka settings for the {what}: {e}") from None
-    except kafka_errors.KafkaTimeoutError as e:
-        raise KafkaUnavailable(f"no Kafka broker reachable at {bootstrap} for the {what}: {e}") from None
 
 
 class _Listener(AsyncConsumerRebalanceListener):
@@ -185,7 +126,7 @@ class KafkaSource:
         self.on_assign = on_assign
         self.on_revoke = on_revoke
         self.on_lost = on_lost
-        config = _check_settings(settings or {}, _SOURCE_OWNED, "KafkaSource")
+        config = check_settings(settings or {}, _SOURCE_OWNED, "KafkaSource")
         config.setdefault("bootstrap_timeout_ms", int(BOOTSTRAP_TIMEOUT_S * 1000))
         self._names: dict[TopicPartition, str] = {}
         self._pending_seeks: dict[TopicPartition, int] = {}
@@ -195,7 +136,7 @@ class KafkaSource:
         self._deferred: dict[TopicPartition, OffsetAndMetadata] | None = None
         self._failure_stop = False
         self._lock = threading.Lock()
-        self._consumer: KafkaConsumer = _client_call(
+        self._consumer: KafkaConsumer = connect(
             "KafkaSource",
             bootstrap,
             lambda: KafkaConsumer(
@@ -415,150 +356,3 @@ class KafkaSource:
         if parsed is None or parsed[0] not in self.topics:
             return None
         return TopicPartition(*parsed)
-
-
-class KafkaSink:
-    """Sends raw bytes to one topic. Deliveries are asynchronous; :meth:`flush` waits for them
-    and raises :class:`SinkError` if any failed, so a checkpoint never gets ahead of its output.
-
-    ``settings`` are kafka-python ``KafkaProducer`` settings, passed through (its defaults are
-    ``acks="all"`` and an idempotent producer).
-    """
-
-    def __init__(self, bootstrap: str, topic: str, **settings: Any) -> None:
-        self.bootstrap = bootstrap
-        self.topic = topic
-        config = _check_settings(settings, _SINK_OWNED, "KafkaSink")
-        config.setdefault("bootstrap_timeout_ms", int(BOOTSTRAP_TIMEOUT_S * 1000))
-        self._errors: list[BaseException] = []
-        self._errors_lock = threading.Lock()
-        self._pending = 0
-        self._producer: KafkaProducer = _client_call(
-            "KafkaSink", bootstrap, lambda: KafkaProducer(bootstrap_servers=bootstrap, **config)
-        )
-
-    def send(self, value: bytes, key: bytes | None = None, headers: Mapping[str, str] | None = None) -> None:
-        """Queue one message; ``headers`` values are sent UTF-8 encoded."""
-        encoded = [(k, v.encode()) for k, v in headers.items()] if headers else None
-        try:
-            future = self._producer.send(self.topic, value=value, key=key, headers=encoded)
-        except kafka_errors.KafkaError as e:
-            raise SinkError(f"cannot send to {self.topic}: {e}") from e
-        with self._errors_lock:
-            self._pending += 1
-        future.add_callback(self._delivered)
-        future.add_errback(self._failed)
-
-    def flush(self, timeout: float = FLUSH_TIMEOUT_S) -> None:
-        """Wait until every queued message is acknowledged; raise :class:`SinkError` otherwise."""
-        try:
-            self._producer.flush(timeout=timeout)
-        except kafka_errors.KafkaTimeoutError as e:
-            raise SinkError(f"messages to {self.topic} not acknowledged within {timeout} s: {e}") from e
-        with self._errors_lock:
-            errors, self._errors = self._errors, []
-        if errors:
-            raise SinkError(f"{len(errors)} message(s) to {self.topic} not delivered; first: {errors[0]!r}")
-
-    @property
-    def pending(self) -> int:
-        """Messages sent but not yet acknowledged (or failed): what backpressure watches."""
-        return self._pending
-
-    def close(self) -> None:
-        self._producer.close(timeout=CLOSE_TIMEOUT_S)
-
-    def _delivered(self, _metadata: Any) -> None:
-        with self._errors_lock:
-            self._pending -= 1
-
-    def _failed(self, exc: BaseException) -> None:
-        with self._errors_lock:
-            self._pending -= 1
-            self._errors.append(exc)
-
-
-def ensure_topics(
-    bootstrap: str,
-    partitions: Mapping[str, int],
-    *,
-    configs: Mapping[str, Mapping[str, str]] | None = None,
-    **settings: Any,
-) -> None:
-    """Create the topics that do not exist yet (replication factor: the broker's default), with
-    ``configs[topic]`` as their topic configs (e.g. ``{"cleanup.policy": "compact"}``).
-
-    For the dev broker, the demo and tests; production topics are usually made by their owners.
-    """
-    admin = _client_call("admin client", bootstrap, lambda: KafkaAdminClient(bootstrap_servers=bootstrap, **settings))
-    try:
-        existing = set(admin.list_topics())
-        missing = {name: n for name, n in partitions.items() if name not in existing}
-        if missing:
-            try:
-                admin.create_topics(
-                    {
-                        name: {"num_partitions": n, "configs": dict((configs or {}).get(name, {}))}
-                        for name, n in missing.items()
-                    },
-                    wait_for_metadata=True,
-                )
-            except kafka_errors.TopicAlreadyExistsError:
-                pass  # another process created it meanwhile
-    finally:
-        admin.close()
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    """A message as :func:`read_messages` returns it, headers included."""
-
-    partition: str
-    offset: int
-    value: bytes | None
-    key: bytes | None
-    headers: dict[str, str]
-    ts: float | None
-
-
-def read_messages(bootstrap: str, topic: str, *, timeout: float = 10.0, **settings: Any) -> list[Message]:
-    """Every message in ``topic`` now, from the beginning, without joining a group.
-
-    For tests, the CLI and debugging (decisions, alerts, the dead-letter topic); raises
-    :class:`TimeoutError` if the topic's current end is not reached within ``timeout`` s.
-    """
-    consumer = _client_call(
-        "reader",
-        bootstrap,
-        lambda: KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **settings),
-    )
-    try:
-        numbers = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, n) for n in sorted(numbers)]
-        if not tps:
-            return []
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        end = consumer.end_offsets(tps)
-        deadline = time.monotonic() + timeout
-        out: list[Message] = []
-        while any(consumer.position(tp) < end[tp] for tp in tps):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"read {len(out)} messages of {topic}, not its end, in {timeout} s")
-            for tp, msgs in consumer.poll(timeout_ms=200).items():
-                name = partition_name(tp.topic, tp.partition)
-                out.extend(
-                    Message(
-                        name,
-                        m.offset,
-                        m.value,
-                        m.key,
-                        {k: (v or b"").decode("utf-8", "replace") for k, v in m.headers or ()},
-                        m.timestamp / 1000.0 if m.timestamp >= 0 else None,
-                    )
-                    for m in msgs
-                    if m.offset < end[tp]
-                )
-        return sorted(out, key=lambda m: (m.partition, m.offset))
-    finally:
-        consumer.close(autocommit=False)
