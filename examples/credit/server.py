@@ -22,14 +22,21 @@ it reports is the model it serves. Point the daemon at the events file
 ``deploy: {target: http, path: serving/credit, url: http://HOST:PORT/reload,
 health: http://HOST:PORT/health}``.
 
+With ``CREDIT_SERVER_TOKEN`` set, ``/predict`` and ``/label`` (which write events) ask for
+``Authorization: Bearer <token>`` (401 otherwise); ``/reload`` and ``/health`` stay open for the
+daemon and probes. A body is read only when ``Content-Length`` is a plain count within
+:data:`MAX_BODY` (400 for ``-1``, 413 past the limit).
+
 stdlib only (``http.server``): an example, not a production server.
 """
 
 from __future__ import annotations
 
 import argparse
+import hmac
 import json
 import logging
+import os
 import pickle
 import sys
 import threading
@@ -45,6 +52,17 @@ log = logging.getLogger("credit.server")
 
 #: Largest request body accepted: a batch of a few thousand predictions.
 MAX_BODY = 16 << 20
+
+#: Environment variable holding the bearer token POST requests must carry (unset: no token asked).
+TOKEN_ENV = "CREDIT_SERVER_TOKEN"
+
+
+class BodyError(ValueError):
+    """A request body the server refuses before reading it; ``status`` is the HTTP status to answer."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class ModelHolder:
@@ -104,9 +122,13 @@ class EventLog:
 class ModelServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], holder: ModelHolder, events: EventLog, model: str) -> None:
+    def __init__(
+        self, address: tuple[str, int], holder: ModelHolder, events: EventLog, model: str, token: str | None = None
+    ) -> None:
         super().__init__(address, Handler)
         self.holder, self.events, self.model_name = holder, events, model
+        self.token = token
+        """Bearer token every POST must carry (``Authorization: Bearer <token>``); None: none asked."""
 
     @property
     def url(self) -> str:
@@ -129,11 +151,23 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def _body(self) -> Any:
-        length = int(self.headers.get("Content-Length") or 0)
+        """The JSON body, read only when ``Content-Length`` is a plain count within :data:`MAX_BODY`
+        (``-1`` or ``+5`` would make ``read`` take the rest of the stream)."""
+        header = (self.headers.get("Content-Length") or "0").strip()
+        if not header.isdigit():
+            raise BodyError(400, f"Content-Length must be a number of bytes, got {header[:20]!r}")
+        length = int(header)
         if length > MAX_BODY:
-            raise ValueError(f"body of {length} bytes is over {MAX_BODY}")
+            raise BodyError(413, f"body of {length} bytes is over {MAX_BODY}")
         raw = self.rfile.read(length) if length else b"{}"
         return json.loads(raw or b"{}")
+
+    def _authorized(self) -> bool:
+        token = self.server.token
+        if token is None:
+            return True
+        given = self.headers.get("Authorization") or ""
+        return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
 
     def do_GET(self) -> None:  # noqa: N802 - stdlib name
         if self.path.split("?")[0] != "/health":
@@ -145,6 +179,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:  # noqa: N802 - stdlib name
         route = self.path.split("?")[0]
+        if route in ("/predict", "/label") and not self._authorized():
+            self.close_connection = True
+            return self._reply(401, {"error": "a bearer token is required (Authorization: Bearer <token>)"})
         try:
             body = self._body()
             if route == "/predict":
@@ -154,6 +191,9 @@ class Handler(BaseHTTPRequestHandler):
             if route == "/reload":
                 return self._reply(200, {"version": self.server.holder.reload()})
             return self._reply(404, {"error": f"no route POST {self.path}"})
+        except BodyError as e:
+            self.close_connection = True  # the unread body must not be taken for the next request
+            return self._reply(e.status, {"error": str(e)})
         except LookupError as e:
             return self._reply(503, {"error": str(e)})
         except (ValueError, KeyError, TypeError, OSError, pickle.UnpicklingError) as e:
@@ -201,16 +241,22 @@ def _plain(value: Any) -> Any:
 
 
 def make_server(
-    serving: Path, events: Path, *, model: str = "credit", host: str = "127.0.0.1", port: int = 0
+    serving: Path,
+    events: Path,
+    *,
+    model: str = "credit",
+    host: str = "127.0.0.1",
+    port: int = 0,
+    token: str | None = None,
 ) -> ModelServer:
     """A server on ``host:port`` (port 0: any free port), with the served model loaded if the
-    serving directory has one."""
+    serving directory has one. ``token``: the bearer token POST requests must carry."""
     holder = ModelHolder(serving)
     try:
         holder.reload()
     except (OSError, pickle.UnpicklingError) as e:
         log.warning("no model to serve yet (%s); POST /reload once driftwarden deployed one", e)
-    return ModelServer((host, port), holder, EventLog(events), model)
+    return ModelServer((host, port), holder, EventLog(events), model, token)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -224,7 +270,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8080, help="0 picks a free port")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    server = make_server(args.serving, args.events, model=args.model, host=args.host, port=args.port)
+    token = os.environ.get(TOKEN_ENV) or None
+    server = make_server(args.serving, args.events, model=args.model, host=args.host, port=args.port, token=token)
     print(f"serving {args.model} on {server.url}", flush=True)  # the first line: tests read the port
     try:
         server.serve_forever()
