@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from driftwarden.daemon.actions import ActionRunner, JsonlSink
 from driftwarden.daemon.alerting.alerts import Notification
+from driftwarden.daemon.alerting.evidence import Evidence
 from driftwarden.daemon.alerting.outbox import Outbox
 from driftwarden.daemon.checkpoint import Checkpoint
 from driftwarden.daemon.config import Settings
@@ -173,6 +174,13 @@ class Daemon:
         """Delivers the alerts' notifications (Alertmanager, receivers); None without ``alerting:`` or
         when nothing is executed (replay)."""
         self._notes: list[Notification] = []
+        alerting = settings.alerting
+        self.evidence = (
+            Evidence(settings.state_dir / "evidence", alerting.external_url)
+            if self.outbox is not None and alerting is not None and alerting.evidence
+            else None
+        )
+        """Evidently reports of the windows behind drift alerts (daemon/alerting/evidence.py)."""
         self.fast_decode = True
         """Decode whole batches as columns (daemon/columnar.py); False forces the per-record path."""
         self._stop = threading.Event()
@@ -240,6 +248,8 @@ class Daemon:
         self.actions.wait()
         if self.outbox is not None:
             self.outbox.stop()
+        if self.evidence is not None:
+            self.evidence.wait()
         if rebalances(self.source):  # Kafka: a graceful stop commits (on revoke), a failure stop never
             self.source.close(revoke=not self._failed)
         else:
@@ -375,7 +385,10 @@ class Daemon:
             self.stats.labels_joined += pipe.joiner.joined - joined_before
             outputs += signals
             decisions += model_decisions
-            self._notes += pipe.alerts.drain()
+            notes = pipe.alerts.drain()
+            if notes and self.evidence is not None:
+                notes = self.evidence.attach(notes, self._training_data, self._reference)
+            self._notes += notes
         for d in dead:
             self.dead_letters.write({**d.as_dict(), "code": d.code, "raw": d.raw, "key": fresh[d.index - first].key})
             outputs.append({"type": "dead_letter", "model": None, "at": d.index, **d.as_dict()})
@@ -587,6 +600,12 @@ class Daemon:
         for d in decisions:
             self._emit({"type": "decision", **d.as_dict()})
         self.actions.submit(new)
+
+    def _reference(self, model: str) -> Any:
+        """The policy's reference data as columns, or None (for evidence reports)."""
+        from driftwarden.policies.engine import load_reference
+
+        return load_reference(self.policies[model])
 
     def _training_data(self, model: str, upto: int, last: int) -> Any:
         """Features, ``__label``, the row's ``__id``/``__ts``/``__index`` and its ``__attr_*`` attributes

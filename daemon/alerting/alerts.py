@@ -203,6 +203,9 @@ class AlertBook:
             "last_at": at,
             "clean": 0,
         }
+        signal = latest.get(spec.monitors[0], {}) if spec.monitors else {}
+        if signal.get("features") and signal.get("window_end") is not None:  # a windowed drift monitor
+            alert["window"] = [signal.get("window_start") or 0, signal["window_end"]]
         self.active[spec.rule] = alert
         self._notify(spec.rule, alert)
 

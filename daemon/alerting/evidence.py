@@ -1,0 +1,116 @@
+"""Evidence behind a drift alert: an Evidently data-drift report of the triggering window
+(reference against current), rendered in a worker thread — never in the loop — and kept under
+the state folder in ``evidence/``; the alert links it in its ``evidence`` annotation (and
+Alertmanager's ``generatorURL``).
+
+An alert carries a ``window`` when the monitor that raised it is windowed and compares features
+(``feature_drift``...). The current data are the labeled buffer's rows of that window; the
+reference is the policy's reference file, else the oldest buffered rows before the window (the
+first window, for a monitor whose reference is the first window), as many as the current ones.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from driftwarden.daemon.alerting.alerts import Notification
+
+log = logging.getLogger("driftwarden.alerting")
+
+DataProvider = Callable[[str, int, int], Any]
+"""(model, upto event index, last N rows) → the labeled frame (features, ``__index``...)."""
+
+MAX_ROWS = 50_000
+"""Rows read for one report at most: bounds the memory and the seconds of a render."""
+
+
+class Evidence:
+    """Schedules reports for firing drift alerts and links them (see the module docstring)."""
+
+    def __init__(self, folder: Path, external_url: str | None = None) -> None:
+        self.folder = Path(folder)
+        self.external_url = external_url.rstrip("/") if external_url else None
+        self.rendered = 0
+        self.failed = 0
+        self._threads: list[threading.Thread] = []
+
+    def link(self, name: str) -> str:
+        return f"{self.external_url}/evidence/{name}" if self.external_url else str(self.folder / name)
+
+    def attach(
+        self,
+        notes: Sequence[Notification],
+        data: DataProvider,
+        reference: Callable[[str], Mapping[str, Any] | None],
+    ) -> list[Notification]:
+        """The notes, firing drift alerts with an ``evidence`` annotation; their reports scheduled.
+        Called in the loop's thread: only the buffer is read here, the rendering is a worker's."""
+        out = []
+        for n in notes:
+            window = n.alert.get("window")
+            if n.status != "firing" or not window:
+                out.append(n)
+                continue
+            name = f"{n.model}-{n.rule}-{n.alert['at']}.html".replace("/", "_")
+            try:
+                current, ref = self._frames(n.model, int(window[0]), int(window[1]), data, reference)
+            except Exception as e:  # noqa: BLE001 - evidence is optional; the alert goes out regardless
+                log.warning("no evidence for alert %s: %s", n.key, e)
+                out.append(n)
+                continue
+            if current is None or not len(current) or ref is None or not len(ref):
+                out.append(n)
+                continue
+            title = f"{n.model}: {n.rule} — window {window[0]}..{window[1]} against the reference"
+            self._render(ref, current, self.folder / name, title)
+            annotations = {**n.alert["annotations"], "evidence": self.link(name)}
+            out.append(replace(n, alert={**n.alert, "annotations": annotations}))
+        return out
+
+    def _frames(
+        self,
+        model: str,
+        start: int,
+        end: int,
+        data: DataProvider,
+        reference: Callable[[str], Mapping[str, Any] | None],
+    ) -> tuple[Any, Any]:
+        import pandas as pd
+
+        frame = data(model, end - 1, MAX_ROWS)
+        features = [c for c in frame.columns if not str(c).startswith("__")]
+        index = frame["__index"]
+        current = frame.loc[(index >= start) & (index < end), features]
+        ref_columns = reference(model)
+        if ref_columns is not None:
+            ref = pd.DataFrame({k: v for k, v in ref_columns.items() if k in features})
+        else:
+            ref = frame.loc[index < start, features].head(len(current))
+        return current.reset_index(drop=True), ref.reset_index(drop=True)
+
+    def _render(self, reference: Any, current: Any, path: Path, title: str) -> None:
+        def work() -> None:
+            from driftwarden.detectors.evidently_adapter import render_drift_report
+
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                render_drift_report(reference, current, path, title=title)
+                self.rendered += 1
+                log.info("evidence written: %s", path)
+            except Exception:  # noqa: BLE001 - a report that fails is logged, never raised
+                self.failed += 1
+                log.exception("the Evidently report %s failed", path)
+
+        t = threading.Thread(target=work, name=f"evidence:{path.name}", daemon=True)
+        self._threads.append(t)
+        t.start()
+
+    def wait(self, timeout: float | None = None) -> None:
+        for t in self._threads:
+            t.join(timeout)
+        self._threads = [t for t in self._threads if t.is_alive()]
