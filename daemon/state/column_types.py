@@ -1,13 +1,17 @@
 """Turn rows into the column :class:`~driftwarden.detectors.base.Batch` monitors read, with a stable type per column.
 
 A feature is numeric (float64, NaN for missing) or categorical (strings, None for missing),
-decided by its first non-null value and kept from then on; a value of the wrong type becomes
-missing and is counted as a type violation.
+decided by its first non-null value and kept from then on (the types are part of the state); a
+value of the wrong type is counted as a type violation: in a numeric column it becomes missing
+(a numeric string such as ``"inf"`` or ``"1e308"`` too: it is a string), in a categorical one it is
+kept as its text. Predictions and labels share one type (``target``), fixed the same way, so that
+they are always compared under it: one ``"1"`` or ``true`` among numbers is a violation of that
+event, never a retype of its batch. Nothing depends on where batches begin.
 
 >>> s = ColumnTypes()
->>> b = s.batch([0, 1], [0.0, 1.0], [{"x": 1, "c": "a"}, {"x": "oops", "c": 2}], [{}, {}], [1, 0], [None, None], None)
->>> b.features["x"].tolist(), b.features["c"].tolist(), s.violations
-([1.0, nan], ['a', '2'], {'x': 1})
+>>> b = s.batch([0, 1], [0.0, 1.0], [{"x": 1, "c": "a"}, {"x": "inf", "c": 2}], [{}, {}], [1, "1"], [None, None], None)
+>>> b.features["x"].tolist(), b.features["c"].tolist(), b.prediction.tolist(), s.violations
+([1.0, nan], ['a', '2'], [1.0, nan], {'c': 1, 'x': 1, 'prediction': 1})
 """
 
 from __future__ import annotations
@@ -24,6 +28,9 @@ NUMERIC, CATEGORICAL = "numeric", "categorical"
 MAX_SHARED_STRINGS = 100_000
 """Distinct category strings shared per model before the table starts afresh (bounds its memory)."""
 _NUMBER_OR_NONE = frozenset({int, float, type(None)})
+_NUMERIC_TYPES = frozenset({int, float, bool, type(None)})
+TARGET = "target"
+"""The key of the one type that predictions and labels share."""
 _STR_OR_NONE = frozenset({str, type(None)})
 
 
@@ -56,9 +63,9 @@ class ColumnTypes:
             ts=np.asarray(ts, dtype=np.float64),
             features=LazyColumns(self, features, "") if lazy else self._columns(features, ""),
             attributes=LazyColumns(self, attributes, "attr:") if lazy else self._columns(attributes, "attr:"),
-            prediction=None if prediction is None else self._target(prediction),
+            prediction=None if prediction is None else self._target(prediction, "prediction"),
             score=None if score is None else np.array(score, dtype=np.float64),
-            label=None if label is None else self._target(label),
+            label=None if label is None else self._target(label, "label"),
         )
 
     def _columns(self, rows: Sequence[Mapping[str, Any]], prefix: str) -> dict[str, np.ndarray]:
@@ -76,21 +83,32 @@ class ColumnTypes:
                     continue
                 kind = NUMERIC if _is_number(first) else CATEGORICAL
                 self.types[key] = kind
-            out[name] = self._numeric(name, values) if kind == NUMERIC else _categorical(values, self._strings)
+            out[name] = self._numeric(name, values) if kind == NUMERIC else self._categorical(name, values)
         return out
 
-    def _numeric(self, name: str, values: list[Any]) -> np.ndarray:
-        try:
-            return np.fromiter(values, np.float64, len(values))  # None becomes NaN, booleans 0/1
-        except (TypeError, ValueError):
-            bad = sum(1 for v in values if v is not None and not _is_number(v))
+    def _count(self, name: str, bad: int) -> None:
+        if bad:
             self.violations[name] = self.violations.get(name, 0) + bad
-            return np.array([v if _is_number(v) else math.nan for v in values], dtype=np.float64)
 
-    def _target(self, values: Sequence[Any]) -> np.ndarray:
-        if set(map(type, values)) <= _NUMBER_OR_NONE:
-            return np.array(values, dtype=np.float64)
+    def _numeric(self, name: str, values: Sequence[Any]) -> np.ndarray:
+        if set(map(type, values)) <= _NUMERIC_TYPES:
+            return np.fromiter(values, np.float64, len(values))  # None becomes NaN, booleans 0/1
+        self._count(name, sum(1 for v in values if v is not None and not _is_number(v)))
+        return np.array([v if _is_number(v) else math.nan for v in values], dtype=np.float64)
+
+    def _categorical(self, name: str, values: Sequence[Any]) -> np.ndarray:
+        if not set(map(type, values)) <= _STR_OR_NONE:
+            self._count(name, sum(1 for v in values if v is not None and not isinstance(v, str)))
         return _categorical(values, self._strings)
+
+    def _target(self, values: Sequence[Any], name: str) -> np.ndarray:
+        kind = self.types.get(TARGET)
+        if kind is None:
+            first = next((v for v in values if v is not None), None)
+            if first is None:
+                return np.full(len(values), np.nan)
+            kind = self.types[TARGET] = NUMERIC if _is_number(first) else CATEGORICAL
+        return self._numeric(name, values) if kind == NUMERIC else self._categorical(name, values)
 
     def snapshot(self) -> dict[str, Any]:
         return {"types": self.types, "violations": self.violations}

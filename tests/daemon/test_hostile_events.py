@@ -278,3 +278,60 @@ def test_fuzzed_records_never_escape_and_both_paths_agree(values: list[bytes], m
         assert raw == letter.raw
     for rows in fast.by_model.values():
         assert all(0 <= t < 1e11 for t in rows.ts)  # every accepted time is plausible epoch seconds
+
+
+# -- item 2: one odd value retyped its batch; results depended on the batch size ---------------------
+
+PERF_POLICY = (
+    "version: 1\nmodel: m\nmonitors:\n"
+    "  acc: {kind: performance, metric: accuracy, window: {events: 25}, threshold: 0.5}\n"
+    "  err: {kind: adwin, series: error}\n"
+)
+
+
+def _perf_stream(hostile: dict[int, Any]) -> list[bytes]:
+    rng = np.random.default_rng(7)
+    out = []
+    for i in range(200):
+        truth = int(rng.integers(0, 2))
+        pred = truth if rng.random() < 0.95 else 1 - truth
+        out.append(orjson.dumps({"model": "m", "id": i, "ts": 1.7e9 + i, "prediction": hostile.get(i, pred)}))
+        out.append(orjson.dumps({"model": "m", "id": i, "ts": 1.7e9 + i, "label": truth}))
+    return out
+
+
+def _signals(tmp_path: Path, records: list[bytes], batch_size: int) -> list[dict[str, Any]]:
+    state = tmp_path / f"s{batch_size}"
+    (tmp_path / "p.yaml").write_text(PERF_POLICY)
+    out: list[dict[str, Any]] = []
+    d = Daemon(
+        Settings(state_dir=state, execute=False, batch_size=batch_size),
+        MemorySource(records),
+        [load_policy(tmp_path / "p.yaml")],
+        listener=out.append,
+    )
+    d.run()
+    d.close()
+    import shutil
+
+    shutil.rmtree(state)
+    return [o for o in out if o["type"] == "signal"]
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.dictionaries(
+        st.integers(min_value=0, max_value=199),
+        st.sampled_from(["1", True, "inf", " nan ", "1e308", "yes"]),
+        max_size=4,
+    ),
+    st.integers(min_value=1, max_value=97),
+)
+def test_results_do_not_depend_on_the_batch_size_with_hostile_values(
+    tmp_path: Path, hostile: dict[int, Any], batch_size: int
+) -> None:
+    records = _perf_stream(hostile)
+    whole = _signals(tmp_path, records, 1000)
+    assert _signals(tmp_path, records, batch_size) == whole
+    accuracy = [s["value"] for s in whole if s["monitor"] == "acc"]
+    assert len(accuracy) == 8 and min(accuracy) >= 0.7  # a few odd values never make a healthy window look broken

@@ -83,7 +83,7 @@ def reference_columns(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
         [{"a": 1.0, "c": "x"}, {"c": "y", "a": 2}],  # the same keys in another order
         [{"a": 1.0, "c": "x"}, {"a": 2.0, "d": "z"}],  # the same number of keys, not the same keys
         [{"a": 1.0}, {"a": None, "c": "y"}, {}],  # missing keys and values
-        [{"a": True, "c": 3}, {"a": "2.5", "c": None}],  # booleans, numeric text, numbers as categories
+        [{"a": True, "c": "3"}, {"a": 2.5, "c": None}],  # booleans as numbers
     ],
 )
 def test_columns_by_name(rows: list[dict[str, Any]]) -> None:
@@ -97,6 +97,15 @@ def test_columns_by_name(rows: list[dict[str, Any]]) -> None:
     for name in set(want) - {"a"}:
         assert columns[name].tolist() == [None if v is None else str(v) for v in want[name]]
     assert types.violations == {}
+
+
+def test_numeric_text_and_numbers_as_categories_are_counted_violations() -> None:
+    # Issue 14, item 2: "2.5" or "inf" passed as numbers silently; a number in a categorical column was never counted.
+    types = ColumnTypes({"a": "numeric", "c": "categorical"})
+    columns = types._columns([{"a": True, "c": 3}, {"a": "2.5", "c": None}, {"a": " nan ", "c": "x"}], "")
+    assert columns["a"].tolist()[0] == 1.0 and np.isnan(columns["a"][1:]).all()
+    assert columns["c"].tolist() == ["3", None, "x"]
+    assert types.violations == {"a": 2, "c": 1}
 
 
 def test_type_violations_are_counted_once_per_value() -> None:
