@@ -38,7 +38,7 @@ class ModelPipeline:
         self.model = policy.model
         max_rows = max([DEFAULT_MAX_ROWS, *(a.data.last for a in policy.spec.actions.values())])
         self.types = ColumnTypes()
-        self.joiner = LabelJoiner(ttl=ttl)
+        self.joiner = LabelJoiner(ttl=ttl, duplicates=policy.spec.join.duplicates)
         self.buffer = LabeledBuffer(buffer_dir, max_rows=max_rows, upto=upto)
         self.engine = PolicyEngine(policy, reference=load_reference(policy))
         self.alerts = AlertBook(self.model, specs_of(policy))
@@ -126,6 +126,7 @@ class ModelPipeline:
             "labels_joined": self.joiner.joined,
             "pending": self.joiner.pending,
             "expired": dict(self.joiner.expired),
+            "duplicates": dict(self.joiner.duplicates),
             "buffered": len(self.buffer),
             "type_violations": dict(self.types.violations),
             "condition_errors": self.engine.condition_errors,

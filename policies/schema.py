@@ -193,6 +193,16 @@ class ReferenceSpec(Strict):
     )
 
 
+class JoinSpec(Strict):
+    """How predictions and labels are joined by id."""
+
+    duplicates: Literal["keep_last", "keep_first"] = Field(
+        "keep_last",
+        description="A second prediction (or label) with the id of a pending one: keep_last replaces it, "
+        "keep_first drops the newcomer. Either way it is counted.",
+    )
+
+
 class Rule(Strict):
     """When ``when`` holds (for ``for``, and ``require`` holds too), do ``do`` — at most once per ``cooldown``."""
 
@@ -377,6 +387,7 @@ class Policy(Strict):
     reference: ReferenceSpec | None = Field(
         None, description="Reference data; without it a drift monitor's first window is its reference."
     )
+    join: JoinSpec = Field(default_factory=JoinSpec, description="How labels meet their predictions.")
     monitors: dict[str, MonitorSpec] = Field(
         default_factory=dict, description="Monitors by name; the name is how conditions refer to them."
     )

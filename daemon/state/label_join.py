@@ -131,8 +131,14 @@ class LabelJoiner:
     the dict of those fields, as an :class:`Event` would give).
     """
 
-    def __init__(self, ttl: float = DEFAULT_TTL, max_pending: int = DEFAULT_MAX_PENDING) -> None:
-        self.ttl, self.max_pending = ttl, max_pending
+    def __init__(
+        self, ttl: float = DEFAULT_TTL, max_pending: int = DEFAULT_MAX_PENDING, duplicates: str = "keep_last"
+    ) -> None:
+        if duplicates not in DUPLICATE_POLICIES:
+            raise ValueError(f"duplicates must be one of {', '.join(DUPLICATE_POLICIES)}, got {duplicates!r}")
+        self.ttl, self.max_pending, self.keep = ttl, max_pending, duplicates
+        self.duplicates = {"predictions": 0, "labels": 0}
+        """Halves that arrived while one with the same id was pending (kept or dropped by ``keep``)."""
         self._predictions: OrderedDict[str, tuple[Any, ...]] = OrderedDict()
         self._labels: OrderedDict[str, tuple[Any, ...]] = OrderedDict()
         self.expired = {"predictions": 0, "labels": 0}
@@ -182,6 +188,9 @@ class LabelJoiner:
                     waiting = take_label(ident, None)
                     if waiting is None:
                         if ident in predictions:
+                            self.duplicates["predictions"] += 1
+                            if self.keep == "keep_first":
+                                continue
                             predictions.move_to_end(ident)
                         predictions[ident] = (
                             model,
@@ -207,6 +216,9 @@ class LabelJoiner:
                     pair((index, ts, ident, held[5], held[6], held[7], held[8], label))
                     continue
                 if ident in labels:
+                    self.duplicates["labels"] += 1
+                    if self.keep == "keep_first":
+                        continue
                     labels.move_to_end(ident)
                 labels[ident] = (model, ident, index, ts, "label", features, attributes, prediction, score, label)
                 put_label(ident)
@@ -235,7 +247,12 @@ class LabelJoiner:
         """Counters, and the pending halves as rows of ``fields`` (tuples: orjson writes them in C,
         no dict per event) unless ``pending=False``: then the store keeps them through
         :meth:`pending_delta`, and a checkpoint writes what changed, not all of them again."""
-        state: dict[str, Any] = {"fields": list(EVENT_FIELDS), "expired": dict(self.expired), "joined": self.joined}
+        state: dict[str, Any] = {
+            "fields": list(EVENT_FIELDS),
+            "expired": dict(self.expired),
+            "joined": self.joined,
+            "duplicates": dict(self.duplicates),
+        }
         if pending:
             state["predictions"] = list(self._predictions.values())
             state["labels"] = list(self._labels.values())
@@ -292,11 +309,15 @@ class LabelJoiner:
 
         self.expired = dict(state["expired"])
         self.joined = state["joined"]
+        self.duplicates = dict(state.get("duplicates", {"predictions": 0, "labels": 0}))
         self._replace = True  # whatever the store holds is replaced at the next delta
         if "predictions" in state:
             self._predictions = rows(state["predictions"])
             self._labels = rows(state["labels"])
 
+
+DUPLICATE_POLICIES = ("keep_last", "keep_first")
+"""What a second pending half with the same id does: replace the first (the default) or be dropped."""
 
 _TS, _LABEL = EVENT_FIELDS.index("ts"), EVENT_FIELDS.index("label")
 _ID = EVENT_FIELDS.index("id")

@@ -335,3 +335,24 @@ def test_results_do_not_depend_on_the_batch_size_with_hostile_values(
     assert _signals(tmp_path, records, batch_size) == whole
     accuracy = [s["value"] for s in whole if s["monitor"] == "acc"]
     assert len(accuracy) == 8 and min(accuracy) >= 0.7  # a few odd values never make a healthy window look broken
+
+
+# -- item 2: a second prediction with the same id silently replaced the pending one -----------------
+
+
+@pytest.mark.parametrize(("keep", "label_for"), [("keep_last", 0), ("keep_first", 1)])
+def test_duplicate_ids_are_counted_and_the_policy_chooses_which_is_kept(
+    tmp_path: Path, keep: str, label_for: int
+) -> None:
+    from driftwarden.daemon.io.events import Event
+    from driftwarden.daemon.state.label_join import LabelJoiner
+
+    j = LabelJoiner(duplicates=keep)
+    j.add(Event("m", "a", 0, 1.0, "prediction", prediction=1))
+    j.add(Event("m", "a", 1, 2.0, "prediction", prediction=0))
+    pair = j.add(Event("m", "a", 2, 3.0, "label", label=1))
+    assert pair is not None and pair.prediction == (1 if keep == "keep_first" else 0)
+    assert j.duplicates == {"predictions": 1, "labels": 0}
+    policy = PERF_POLICY.replace("monitors:", f"join: {{duplicates: {keep}}}\nmonitors:")
+    (tmp_path / "p.yaml").write_text(policy)
+    assert load_policy(tmp_path / "p.yaml").spec.join.duplicates == keep
