@@ -132,7 +132,7 @@ class Daemon:
         self.publisher = Publisher()
         self.commands = Commands()
         # -- end HTTP face --
-        settings.state_dir.mkdir(parents=True, exist_ok=True)
+        settings.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # private: raw events and state
         self.store = Store(settings.store_path)
         # The JSONL files, plus the Kafka topics that settings.sinks names (daemon/sinks.py).
         self.dead_letters, self.alerts, self.decisions, updates = build_sinks(

@@ -15,6 +15,7 @@ consistent point and an intent is never lost nor written twice.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
@@ -93,7 +94,7 @@ class Store:
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
         if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            private_file(Path(self.path))
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._lock = threading.RLock()
         with self._lock:
@@ -369,3 +370,14 @@ class Store:
             {"seq": s, "wall": w, "model": m, "type": t, "key": k, **orjson.loads(p)}
             for s, w, m, t, k, p in reversed(rows)
         ]
+
+
+FILE_MODE, FOLDER_MODE = 0o600, 0o700
+"""State holds raw events, labels and monitor state: readable by the daemon's user only."""
+
+
+def private_file(path: Path) -> None:
+    """Create ``path``'s folder (0700) and the file itself (0600) unless they exist; SQLite gives its
+    -wal and -shm files the database's mode."""
+    path.parent.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, FILE_MODE))

@@ -356,3 +356,17 @@ def test_duplicate_ids_are_counted_and_the_policy_chooses_which_is_kept(
     policy = PERF_POLICY.replace("monitors:", f"join: {{duplicates: {keep}}}\nmonitors:")
     (tmp_path / "p.yaml").write_text(policy)
     assert load_policy(tmp_path / "p.yaml").spec.join.duplicates == keep
+
+
+# -- item 13 (in part): state files were created 0644 and folders 0755 ------------------------------
+
+
+def test_the_state_folder_and_database_are_private(tmp_path: Path) -> None:
+    d, _ = _daemon(tmp_path, [_event(0, 1_700_000_000)])
+    finishes(d.run)
+    d.close()
+    state = tmp_path / "s"
+    assert state.stat().st_mode & 0o777 == 0o700
+    for name in ("state.db", "state.db-wal"):
+        if (state / name).exists():
+            assert (state / name).stat().st_mode & 0o777 == 0o600, name
