@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from driftwarden.daemon.actions import ActionRunner, JsonlSink
+from driftwarden.daemon.actions import ActionRunner
 from driftwarden.daemon.alerting.alerts import Notification
 from driftwarden.daemon.alerting.evidence import Evidence
 from driftwarden.daemon.alerting.outbox import Outbox
@@ -40,7 +40,7 @@ from driftwarden.daemon.http.snapshot import Publisher
 from driftwarden.daemon.io.backpressure import Flow, pending_outputs, running_actions
 from driftwarden.daemon.io.batch_decoder import decode_batch
 from driftwarden.daemon.io.events import EventRows
-from driftwarden.daemon.io.sinks import ModelUpdates, build_sinks
+from driftwarden.daemon.io.sinks import JsonlSink, ModelUpdates, build_sinks
 from driftwarden.daemon.io.sources import FileSource, MemorySource, Record, Source, rebalances
 from driftwarden.daemon.io.watermark import TimeGuard
 from driftwarden.daemon.pipeline import ModelPipeline

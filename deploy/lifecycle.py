@@ -49,6 +49,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from driftwarden.deploy.files import atomic_write_text
 from driftwarden.deploy.gate import (
     Fairness,
     GateResult,
@@ -65,8 +66,8 @@ from driftwarden.deploy.registry import (
     PREVIOUS,
     ModelVersion,
     Registry,
-    atomic_write_text,
 )
+from driftwarden.deploy.states import ActionState
 from driftwarden.deploy.targets import Target
 from driftwarden.deploy.training import (
     INDEX,
@@ -85,7 +86,7 @@ if TYPE_CHECKING:  # pandas (40 MB) loads with the first retrain, not with the d
 
 log = logging.getLogger(__name__)
 
-Record = Callable[[str, dict[str, Any]], None]
+Record = Callable[[ActionState, dict[str, Any]], None]
 RollbackIf = Callable[[Metrics, Metrics | None, Metrics | None], bool]
 """``rollback_if(live, champion, candidate)``: live = the deployed model on the verify window,
 champion = the version it replaced on the same rows, candidate = the deployed model's gate
@@ -105,8 +106,6 @@ VERIFY_FILE = "verify.json"
 TRAIN_DATA_FILE = "train.parquet"
 #: Prefix of attribute columns (sensitive attributes, segments): never training inputs.
 ATTRIBUTE_PREFIX = "__attr_"
-
-TERMINAL_STATES = frozenset({"deployed", "promoted", "rejected", "failed", "rolled_back", "verified"})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -154,10 +153,11 @@ class RetrainSpec:
 
 @dataclass(frozen=True)
 class Outcome:
-    """How a retrain or rollback ended. ``state`` is one of :data:`TERMINAL_STATES`;
-    ``version`` the registered (or rolled-back-to) version, if any."""
+    """How a retrain or rollback ended. ``state`` is one of
+    :data:`~driftwarden.deploy.states.OUTCOME_STATES`; ``version`` the registered (or
+    rolled-back-to) version, if any."""
 
-    state: str
+    state: ActionState
     model: str
     version: str | None = None
     candidate: dict[str, float] | None = None
@@ -170,7 +170,8 @@ class Outcome:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Outcome:
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+        fields = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        return cls(**{**fields, "state": ActionState(data["state"])})
 
 
 class _Failed(Exception):
@@ -183,13 +184,13 @@ class _Run:
     def __init__(self, model: str, workdir: Path | None, record: Record, outcome_file: str = OUTCOME_FILE) -> None:
         self.model, self.workdir, self._record = model, workdir, record
         self.outcome_file = outcome_file
-        self.state = "pending"
+        self.state: ActionState = ActionState.PENDING
         self.version: str | None = None
         self.candidate: dict[str, float] | None = None
         self.champion: dict[str, float] | None = None
         self.attempts = 0
 
-    def report(self, state: str, **info: Any) -> None:
+    def report(self, state: ActionState, **info: Any) -> None:
         self.state = state
         info = {"model": self.model, **info}
         log.info("%s: %s %s", self.model, state, _brief(info))
@@ -207,7 +208,7 @@ class _Run:
         log.info("%s: %s already ended as %s; not repeating it", self.model, path, outcome.state)
         return outcome
 
-    def finish(self, state: str, reason: str, **extra: Any) -> Outcome:
+    def finish(self, state: ActionState, reason: str, **extra: Any) -> Outcome:
         outcome = Outcome(
             state=state,
             model=self.model,
@@ -236,10 +237,10 @@ class _Run:
         try:
             return step()
         except _Failed as exc:
-            return self.finish("failed", str(exc))
+            return self.finish(ActionState.FAILED, str(exc))
         except Exception as exc:  # noqa: BLE001 - nothing escapes: the outcome says what broke
             log.warning("%s: failed while %s", self.model, self.state, exc_info=True)
-            return self.finish("failed", f"{type(exc).__name__} while {self.state}: {exc}")
+            return self.finish(ActionState.FAILED, f"{type(exc).__name__} while {self.state}: {exc}")
 
 
 def retrain(
@@ -284,17 +285,55 @@ def _retrain(
 ) -> Outcome:
     model, workdir = run.model, run.workdir
     assert workdir is not None
+    prepared = _export(data, spec.holdout, workdir / TRAIN_DATA_FILE)
+    result = _train(spec, run, prepared, workdir, sleep)
+    champion, gate = _evaluate(spec, run, registry, result, prepared, promote_if)
+    metadata = _version_metadata(
+        spec, lineage, gate, champion, prepared.info, _read_json(result.output / TRAIN_INFO_FILE)
+    )
+    if spec.shadow:  # the held-out numbers are for the record; the live ones decide (judge)
+        version = registry.register(model, result.output, {**metadata, "shadow": True})
+        registry.set_alias(model, CHALLENGER, version.version)
+        run.version = version.version
+        return run.finish(
+            ActionState.SHADOWING,
+            f"{version.version} registered as {CHALLENGER}; scoring it on live traffic "
+            f"before the gate decides (held-out: {gate.reason})",
+            checks=gate.checks,
+        )
+    if not gate.promoted:
+        return run.finish(ActionState.REJECTED, gate.reason, checks=gate.checks)
+
+    # -- promoted: register; with a target, deploy before moving the alias -----------------
+    version = registry.register(model, result.output, metadata)
+    run.version = version.version
+    return _promote(run, registry, target, version, champion, gate)
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A retrain's data: the exported training rows, the held-out rows, the features."""
+
+    path: Path
+    held: pd.DataFrame
+    features: list[str]
+    info: dict[str, Any]
+    """For the record and the new version's lineage: sizes, fingerprint, index spans."""
+
+
+def _export(data: pd.DataFrame, holdout: float, path: Path) -> _Prepared:
+    """Drop unlabeled rows, hold out the most recent ``holdout`` share and export the rest
+    (features and reserved columns) to ``path`` for the trainer."""
     for column in (LABEL, INDEX):
         if column not in data.columns:
             raise _Failed(f"training data has no {column!r} column")
     unlabeled = int(data[LABEL].isna().sum())
     if unlabeled:
         data = data[data[LABEL].notna()]
-    train_df, held = holdout_split(data, spec.holdout)
+    train_df, held = holdout_split(data, holdout)
     features = feature_columns(data)
-    path = workdir / TRAIN_DATA_FILE
     train_df[features + [c for c in RESERVED_COLUMNS if c in train_df.columns]].to_parquet(path, index=False)
-    data_info = {
+    info = {
         "rows": len(train_df),
         "holdout_rows": len(held),
         "fingerprint": fingerprint(path),
@@ -303,16 +342,21 @@ def _retrain(
         "features": features,
         "unlabeled_dropped": unlabeled,
     }
+    return _Prepared(path, held, features, info)
 
-    # -- training, with retries for temporary failures --------------------------------------
+
+def _train(
+    spec: RetrainSpec, run: _Run, prepared: _Prepared, workdir: Path, sleep: Callable[[float], None]
+) -> TrainResult:
+    """Train, retrying temporary failures ``spec.retries`` times with a growing delay; a
+    permanent failure, or the last temporary one, fails the run."""
     attempts = 1 + spec.retries
-    result: TrainResult | None = None
     retry: dict[str, Any] | None = None
     for attempt in range(1, attempts + 1):
         run.attempts = attempt
-        run.report("training", attempt=attempt, of=attempts, data=data_info, retry=retry)
+        run.report(ActionState.TRAINING, attempt=attempt, of=attempts, data=prepared.info, retry=retry)
         result = run_training(
-            path,
+            prepared.path,
             workdir / f"attempt-{attempt}",
             entrypoint=spec.entrypoint,
             command=spec.command,
@@ -322,7 +366,7 @@ def _retrain(
             cwd=spec.cwd,
         )
         if result.ok:
-            break
+            return result
         kind = "temporary" if result.temporary else "permanent"
         if not result.temporary:
             raise _Failed(f"training failed ({kind}, not retried): {result.error}\n{_tail(result)}")
@@ -333,7 +377,7 @@ def _retrain(
         delay = spec.delay(attempt)
         log.warning(
             "%s: training attempt %d of %d failed (temporary): %s; retrying in %.1f s",
-            model,
+            run.model,
             attempt,
             attempts,
             result.error,
@@ -341,13 +385,21 @@ def _retrain(
         )
         sleep(delay)
         retry = {"previous_error": result.error, "waited": delay}
-    assert result is not None and result.ok
-    train_info = _read_json(result.output / TRAIN_INFO_FILE)
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
-    # -- evaluating ---------------------------------------------------------------------------
-    champion = registry.alias(model, CHAMPION)
+
+def _evaluate(
+    spec: RetrainSpec,
+    run: _Run,
+    registry: Registry,
+    result: TrainResult,
+    prepared: _Prepared,
+    promote_if: PromoteIf,
+) -> tuple[ModelVersion | None, GateResult]:
+    """Score the trained candidate and the champion on the held-out rows; (champion, gate)."""
+    champion = registry.alias(run.model, CHAMPION)
     run.report(
-        "evaluating",
+        ActionState.EVALUATING,
         attempt=run.attempts,
         train=result.to_json(),
         champion_version=champion.version if champion else None,
@@ -355,10 +407,22 @@ def _retrain(
     )
     with open(result.output / MODEL_FILE, "rb") as f:
         candidate_model = pickle.load(f)
-    champion_model = registry.load(model, champion.version) if champion else None
-    gate = _gate(spec, candidate_model, champion_model, held, features, promote_if)
+    champion_model = registry.load(run.model, champion.version) if champion else None
+    gate = _gate(spec, candidate_model, champion_model, prepared.held, prepared.features, promote_if)
     run.candidate, run.champion = gate.candidate, gate.champion
-    metadata = {
+    return champion, gate
+
+
+def _version_metadata(
+    spec: RetrainSpec,
+    lineage: Mapping[str, Any],
+    gate: GateResult,
+    champion: ModelVersion | None,
+    data_info: dict[str, Any],
+    train_info: dict[str, Any],
+) -> dict[str, Any]:
+    """What a registered candidate carries: lineage, the gate's numbers, data and trainer."""
+    return {
         **lineage,
         "metrics": gate.candidate,
         "champion_metrics": gate.champion,
@@ -374,23 +438,6 @@ def _retrain(
             "params": dict(spec.params),
         },
     }
-    if spec.shadow:  # the held-out numbers are for the record; the live ones decide (judge)
-        version = registry.register(model, result.output, {**metadata, "shadow": True})
-        registry.set_alias(model, CHALLENGER, version.version)
-        run.version = version.version
-        return run.finish(
-            "shadowing",
-            f"{version.version} registered as {CHALLENGER}; scoring it on live traffic "
-            f"before the gate decides (held-out: {gate.reason})",
-            checks=gate.checks,
-        )
-    if not gate.promoted:
-        return run.finish("rejected", gate.reason, checks=gate.checks)
-
-    # -- promoted: register; with a target, deploy before moving the alias -----------------
-    version = registry.register(model, result.output, metadata)
-    run.version = version.version
-    return _promote(run, registry, target, version, champion, gate)
 
 
 def _gate(
@@ -434,12 +481,12 @@ def _promote(
     if target is None:  # "promoted" is the final state: record it once, as the outcome
         _move_champion(registry, version, champion.version if champion else None)
         return run.finish(
-            "promoted",
+            ActionState.PROMOTED,
             f"{gate.reason}; registered {version.version} as champion (no deploy target)",
             checks=gate.checks,
         )
     run.report(
-        "promoted",
+        ActionState.PROMOTED,
         version=version.version,
         reason=gate.reason,
         candidate=gate.candidate,
@@ -447,12 +494,12 @@ def _promote(
         checks=gate.checks,
     )
     previous = champion.version if champion else None
-    run.report("deploying", version=version.version, target=repr(target), previous=previous)
+    run.report(ActionState.DEPLOYING, version=version.version, target=repr(target), previous=previous)
     served = target.deploy(version)
     _move_champion(registry, version, previous)
     log.info("%s: %s serving from %s", model, version.version, served)
     return run.finish(
-        "deployed",
+        ActionState.DEPLOYED,
         f"{gate.reason}; {version.version} serving from {served}",
         previous=previous,
     )
@@ -500,7 +547,7 @@ def judge(
         if rows.empty:
             raise _Failed("no labeled live rows to judge the challenger on")
         run.report(
-            "evaluating",
+            ActionState.EVALUATING,
             version=version,
             champion_version=champion.version if champion else None,
             on="live",
@@ -514,7 +561,7 @@ def judge(
         if not gate.promoted:
             if registry.aliases(model).get(CHALLENGER) == version:
                 registry.set_alias(model, CHALLENGER, None)
-            return run.finish("rejected", f"on live traffic: {gate.reason}", checks=gate.checks)
+            return run.finish(ActionState.REJECTED, f"on live traffic: {gate.reason}", checks=gate.checks)
         return _promote(run, registry, target, candidate, champion, gate)
 
     return run.guarded(step)
@@ -536,11 +583,11 @@ def deploy_version(
 
     def step() -> Outcome:
         new = registry.get(model, version)
-        run.report("deploying", version=version, target=repr(target), previous=previous, resumed=True)
+        run.report(ActionState.DEPLOYING, version=version, target=repr(target), previous=previous, resumed=True)
         served = target.deploy(new)
         _move_champion(registry, new, previous)
         return run.finish(
-            "deployed",
+            ActionState.DEPLOYED,
             f"resumed after a restart; {version} serving from {served}",
             previous=previous,
         )
@@ -593,7 +640,7 @@ def verify(
         current = registry.aliases(model).get(CHAMPION)
         if current != version:
             return run.finish(
-                "verified",
+                ActionState.VERIFIED,
                 f"superseded by {current}; nothing to roll back",
                 live=live_metrics,
                 rows=len(rows),
@@ -601,7 +648,7 @@ def verify(
             )
         if previous is None:
             return run.finish(
-                "verified",
+                ActionState.VERIFIED,
                 "first deploy: no previous version to roll back to",
                 live=live_metrics,
                 rows=len(rows),
@@ -609,7 +656,7 @@ def verify(
             )
         if not rollback_if(live_metrics, champ_metrics, gate_metrics):
             return run.finish(
-                "verified",
+                ActionState.VERIFIED,
                 f"rollback_if does not hold on {len(rows)} live rows",
                 live=live_metrics,
                 rows=len(rows),
@@ -619,10 +666,10 @@ def verify(
             f"rollback_if holds on {len(rows)} live rows (live {_fmt(live_metrics)}; {previous} {_fmt(champ_metrics)})"
         )
         back = rollback(model, registry, target, record, reason, to=previous, replacing=version)
-        if back.state != "rolled_back":
+        if back.state != ActionState.ROLLED_BACK:
             raise _Failed(f"rollback after failed verification failed: {back.reason}")
         outcome = Outcome(
-            state="rolled_back",
+            state=ActionState.ROLLED_BACK,
             model=model,
             version=previous,
             candidate=live_metrics,
@@ -668,22 +715,22 @@ def rollback(
             raise _Failed(f"champion {current.version} of {model!r} has no previous champion")
         previous = registry.get(model, str(back_to))
         run.version = previous.version
-        run.report("rolling_back", version=previous.version, replacing=current.version, reason=reason)
+        run.report(ActionState.ROLLING_BACK, version=previous.version, replacing=current.version, reason=reason)
         if target is not None:
             target.deploy(previous)
         registry.set_alias(model, ROLLED_BACK, current.version)
         registry.set_alias(model, CHAMPION, previous.version)
         registry.set_alias(model, PREVIOUS, previous.metadata.get("previous_champion") or None)
         msg = f"rolled back from {current.version} to {previous.version}"
-        return _finish_rollback(run, "rolled_back", msg + (f": {reason}" if reason else ""))
+        return _finish_rollback(run, ActionState.ROLLED_BACK, msg + (f": {reason}" if reason else ""))
     except _Failed as exc:
-        return _finish_rollback(run, "failed", str(exc))
+        return _finish_rollback(run, ActionState.FAILED, str(exc))
     except Exception as exc:  # noqa: BLE001 - nothing escapes
         log.warning("%s: rollback failed", model, exc_info=True)
-        return _finish_rollback(run, "failed", f"{type(exc).__name__} during rollback: {exc}")
+        return _finish_rollback(run, ActionState.FAILED, f"{type(exc).__name__} during rollback: {exc}")
 
 
-def _finish_rollback(run: _Run, state: str, reason: str) -> Outcome:
+def _finish_rollback(run: _Run, state: ActionState, reason: str) -> Outcome:
     outcome = Outcome(state=state, model=run.model, version=run.version, reason=reason)
     try:
         run.report(state, version=run.version, reason=reason)

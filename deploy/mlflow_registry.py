@@ -34,8 +34,8 @@ from driftwarden.deploy.registry import (
     CHAMPION,
     METADATA_FILE,
     ModelVersion,
-    _check_name,
-    _json_default,
+    check_name,
+    metadata_text,
     version_id,
     version_number,
 )
@@ -92,7 +92,7 @@ class MlflowRegistry:
 
     def versions(self, model: str) -> list[ModelVersion]:
         """All versions of ``model``, oldest first."""
-        _check_name(model, "model")
+        check_name(model, "model")
         found: list[Any] = []
         token = None
         while True:
@@ -105,7 +105,7 @@ class MlflowRegistry:
 
     def get(self, model: str, version: str) -> ModelVersion:
         """One version; ``KeyError`` when it does not exist."""
-        _check_name(model, "model")
+        check_name(model, "model")
         number = version_number(version)
         try:
             mv = self.client.get_model_version(model, str(number))
@@ -133,7 +133,7 @@ class MlflowRegistry:
     def register(self, model: str, artifact_dir: Path, metadata: Mapping[str, Any]) -> ModelVersion:
         """Log ``artifact_dir`` (must hold ``model.pkl``) as a run and register it as the next
         version of ``model``; metadata as in :meth:`driftwarden.deploy.registry.LocalRegistry.register`."""
-        _check_name(model, "model")
+        check_name(model, "model")
         artifact_dir = Path(artifact_dir)
         if not (artifact_dir / MODEL_FILE).is_file():
             raise ValueError(f"artifact_dir {artifact_dir} has no {MODEL_FILE}")
@@ -141,7 +141,7 @@ class MlflowRegistry:
         meta: dict[str, Any] = {"parent": self.aliases(model).get(CHAMPION)}
         meta.update(metadata)
         meta.update(model=model, created=dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"))
-        text = json.dumps(meta, indent=2, sort_keys=True, default=_json_default)
+        text = metadata_text(meta)
 
         run = self.client.create_run(self._experiment(model), run_name=f"{model}-register")
         run_id = run.info.run_id
@@ -162,7 +162,7 @@ class MlflowRegistry:
 
     def set_alias(self, model: str, name: str, version: str | None) -> None:
         """Point alias ``name`` at ``version`` (which must exist); ``None`` removes it."""
-        _check_name(name, "alias")
+        check_name(name, "alias")
         if version is None:
             if name in self.aliases(model):
                 self.client.delete_registered_model_alias(model, name)

@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from driftwarden.deploy.files import atomic_write_text, fsync_dir, fsync_tree
 from driftwarden.deploy.training import MODEL_FILE
 
 
@@ -217,17 +218,17 @@ class LocalRegistry:
                 version=version,
                 created=dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
             )
-            text = json.dumps(meta, indent=2, sort_keys=True, default=_json_default)
+            text = metadata_text(meta)
             staging = Path(tempfile.mkdtemp(dir=vdir, prefix=".tmp-"))
             try:
                 shutil.copytree(artifact_dir, staging, dirs_exist_ok=True)
                 (staging / METADATA_FILE).write_text(text)
-                _fsync_tree(staging)
+                fsync_tree(staging)
                 os.rename(staging, vdir / version)
             except BaseException:
                 shutil.rmtree(staging, ignore_errors=True)
                 raise
-            _fsync_dir(vdir)
+            fsync_dir(vdir)
         return self.get(model, version)
 
     def clean_staging(self) -> list[Path]:
@@ -245,7 +246,7 @@ class LocalRegistry:
 
     def set_alias(self, model: str, name: str, version: str | None) -> None:
         """Point alias ``name`` at ``version`` (which must exist); ``None`` removes it."""
-        _check_name(name, "alias")
+        check_name(name, "alias")
         if version is not None:
             self.get(model, version)
         with self._locked(model):
@@ -262,7 +263,7 @@ class LocalRegistry:
     # -- helpers -------------------------------------------------------------------------
 
     def _model_dir(self, model: str) -> Path:
-        _check_name(model, "model")
+        check_name(model, "model")
         return self.root / model
 
     @contextlib.contextmanager
@@ -277,31 +278,34 @@ class LocalRegistry:
                 fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` so readers see the old or the new content, never half:
-    write a temporary file in the same directory, fsync it, ``os.replace``, fsync the directory.
+def check_name(name: str, what: str) -> None:
+    """Refuse a model or alias name that is not a safe file and URL component.
+
+    >>> check_name("churn-v2", "model")
+    >>> check_name("../etc", "alias")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: alias name '../etc' is not allowed: use letters, digits, ...
     """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _check_name(name: str, what: str) -> None:
     if not isinstance(name, str) or not _NAME.match(name):
         raise ValueError(
             f"{what} name {name!r} is not allowed: use letters, digits, '.', '_', '-' "
             "(starting with a letter or digit, at most 128 characters)"
         )
+
+
+def metadata_text(metadata: Mapping[str, Any]) -> str:
+    """A version's metadata as the registries store it: sorted JSON; paths, dates, numpy
+    scalars and sets become JSON values, anything else is refused.
+
+    >>> import datetime as dt
+    >>> print(metadata_text({"rows": 3, "at": dt.date(2026, 1, 2)}))
+    {
+      "at": "2026-01-02",
+      "rows": 3
+    }
+    """
+    return json.dumps(metadata, indent=2, sort_keys=True, default=_json_default)
 
 
 def _json_default(value: Any) -> Any:
@@ -314,25 +318,6 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, set | frozenset | tuple):
         return list(value)
     raise TypeError(f"metadata value {value!r} ({type(value).__name__}) is not JSON-serializable")
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_tree(root: Path) -> None:
-    for dirpath, _dirs, files in os.walk(root):
-        for name in files:
-            fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        _fsync_dir(Path(dirpath))
 
 
 def _clean_temporaries(vdir: Path) -> list[Path]:

@@ -43,7 +43,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from driftwarden.deploy.registry import ModelVersion, _fsync_dir, _fsync_tree, atomic_write_text
+from driftwarden.deploy.files import atomic_write_text, fsync_dir, fsync_tree
+from driftwarden.deploy.registry import ModelVersion
 
 VERSION_FILE = "VERSION"
 DEPLOYED_FILE = "DEPLOYED.json"
@@ -114,12 +115,12 @@ class LocalTarget:
                 (staging / DEPLOYED_FILE).write_text(
                     json.dumps({"model": version.model, "version": version.version, "deployed_at": now})
                 )
-                _fsync_tree(staging)
+                fsync_tree(staging)
                 os.rename(staging, self.store / name)
             except BaseException:
                 shutil.rmtree(staging, ignore_errors=True)
                 raise
-            _fsync_dir(self.store)
+            fsync_dir(self.store)
             self._switch(name)
             history = self.history() + [{"dir": name, "version": version.version, "deployed_at": now}]
             history = self._prune(history, serving=name)
@@ -156,7 +157,7 @@ class LocalTarget:
             with contextlib.suppress(OSError):
                 os.unlink(link)
             raise
-        _fsync_dir(self.path.parent)
+        fsync_dir(self.path.parent)
 
     def _free_name(self, version: str) -> str:
         """``v0003`` or, when an older copy of it is still kept, ``v0003~2``, ``v0003~3``…"""

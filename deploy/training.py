@@ -166,42 +166,12 @@ def run_training(
         raise ValueError(f"run_training: timeout must be > 0 seconds, got {timeout!r}")
     data, output = Path(data).absolute(), Path(output).absolute()
     reference = Path(reference).absolute() if reference is not None else None
-    output.mkdir(parents=True, exist_ok=True)
-    for stale in (MODEL_FILE, TRAIN_INFO_FILE, ERROR_FILE):
-        (output / stale).unlink(missing_ok=True)
-    params = dict(params or {})
-    (output / PARAMS_FILE).write_text(json.dumps(params, indent=2, sort_keys=True))
-
+    _prepare_output(output, dict(params or {}))
     if not data.is_file():
         return _failed(output, f"training data not found: {data}", temporary=False)
-
-    if entrypoint is not None:
-        if ":" not in entrypoint:
-            return _failed(output, f"entrypoint must be 'module:function', got {entrypoint!r}", False)
-        argv: str | list[str] = [
-            sys.executable,
-            "-m",
-            "driftwarden.deploy.train_runner",
-            "--entrypoint",
-            entrypoint,
-            "--data",
-            str(data),
-            "--output",
-            str(output),
-            "--params-file",
-            str(output / PARAMS_FILE),
-        ]
-        what = f"entrypoint {entrypoint}"
-    else:
-        assert command is not None
-        argv = _expand(command, data=data, output=output, reference=reference)
-        what = f"command {argv if isinstance(argv, str) else shlex.join(argv)}"
-
-    env = dict(os.environ)
-    env["PYTHONUNBUFFERED"] = "1"
-    env["DRIFTWARDEN_DATA"] = str(data)
-    env["DRIFTWARDEN_OUTPUT"] = str(output)
-    env["DRIFTWARDEN_REFERENCE"] = str(reference) if reference is not None else ""
+    if entrypoint is not None and ":" not in entrypoint:
+        return _failed(output, f"entrypoint must be 'module:function', got {entrypoint!r}", False)
+    argv, what = _trainer_argv(data, output, reference, entrypoint, command)
 
     log.info("training %s on %s (timeout %.0f s)", what, data.name, timeout)
     started = time.monotonic()
@@ -211,7 +181,7 @@ def run_training(
                 argv,
                 shell=isinstance(argv, str),
                 cwd=cwd,
-                env=env,
+                env=_trainer_env(data, output, reference),
                 stdin=subprocess.DEVNULL,
                 stdout=logf,
                 stderr=subprocess.STDOUT,
@@ -219,43 +189,10 @@ def run_training(
             )
         except OSError as exc:
             return _failed(output, f"cannot start {what}: {exc}", temporary=False)
-        # For a restart after the caller was killed: the trainer runs in its own session and
-        # would outlive it; reap_trainer() finds it through this file.
-        (output / PID_FILE).write_text(str(proc.pid))
-        timed_out = False
-        try:
-            returncode: int | None = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            _kill_group(proc)
-            returncode = proc.returncode
-        finally:
-            # Whatever the trainer started in its session dies with the run.
-            _signal_group(proc.pid, signal.SIGKILL)
-            if proc.returncode is None:  # an exception (e.g. KeyboardInterrupt) in wait()
-                proc.kill()
-                proc.wait()
-            (output / PID_FILE).unlink(missing_ok=True)
+        returncode, timed_out = _wait(proc, output, timeout)
     duration = time.monotonic() - started
     tail = _tail(output / LOG_FILE)
-
-    error: str | None
-    temporary = False
-    if timed_out:
-        error, temporary = f"timed out after {timeout:g} s; killed its process group", True
-    elif returncode == 0:
-        error = None if (output / MODEL_FILE).is_file() else f"{what} exited 0 but wrote no {MODEL_FILE}"
-    elif returncode == EX_TEMPFAIL:
-        error, temporary = f"exit code {EX_TEMPFAIL} (EX_TEMPFAIL): trainer asked to retry", True
-    elif returncode is not None and returncode < 0:
-        sig = signal.Signals(-returncode)
-        temporary = sig in TEMPORARY_SIGNALS
-        error = f"killed by {sig.name}" + (" (out of memory?)" if sig == signal.SIGKILL else "")
-    elif returncode is not None and returncode - 128 in {int(s) for s in TEMPORARY_SIGNALS}:
-        temporary = True  # a shell reports its killed child as 128 + signal number
-        error = f"exit code {returncode}: child killed by {signal.Signals(returncode - 128).name}"
-    else:
-        error = f"exit code {returncode}: {_runner_error(output) or _last_line(tail)}"
+    error, temporary = _classify(returncode, timed_out, timeout, output, what, tail)
 
     if error is None and command is not None and not (output / TRAIN_INFO_FILE).exists():
         _write_command_info(data, output, duration)
@@ -277,6 +214,90 @@ def run_training(
         error=error,
         temporary=temporary,
     )
+
+
+def _prepare_output(output: Path, params: dict[str, Any]) -> None:
+    """An output folder without a previous run's results, holding this run's parameters."""
+    output.mkdir(parents=True, exist_ok=True)
+    for stale in (MODEL_FILE, TRAIN_INFO_FILE, ERROR_FILE):
+        (output / stale).unlink(missing_ok=True)
+    (output / PARAMS_FILE).write_text(json.dumps(params, indent=2, sort_keys=True))
+
+
+def _trainer_argv(
+    data: Path, output: Path, reference: Path | None, entrypoint: str | None, command: str | Sequence[str] | None
+) -> tuple[str | list[str], str]:
+    """What to run (a string: through the shell) and how the log names it."""
+    if entrypoint is not None:
+        argv = [
+            sys.executable,
+            "-m",
+            "driftwarden.deploy.train_runner",
+            "--entrypoint",
+            entrypoint,
+            "--data",
+            str(data),
+            "--output",
+            str(output),
+            "--params-file",
+            str(output / PARAMS_FILE),
+        ]
+        return argv, f"entrypoint {entrypoint}"
+    assert command is not None
+    expanded = _expand(command, data=data, output=output, reference=reference)
+    return expanded, f"command {expanded if isinstance(expanded, str) else shlex.join(expanded)}"
+
+
+def _trainer_env(data: Path, output: Path, reference: Path | None) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONUNBUFFERED"] = "1"
+    env["DRIFTWARDEN_DATA"] = str(data)
+    env["DRIFTWARDEN_OUTPUT"] = str(output)
+    env["DRIFTWARDEN_REFERENCE"] = str(reference) if reference is not None else ""
+    return env
+
+
+def _wait(proc: subprocess.Popen[bytes], output: Path, timeout: float) -> tuple[int | None, bool]:
+    """Wait for the trainer (killing its process group on timeout); (exit code, timed out).
+    Whatever it started in its session is killed when it ends."""
+    # For a restart after the caller was killed: the trainer runs in its own session and
+    # would outlive it; reap_trainer() finds it through this file.
+    (output / PID_FILE).write_text(str(proc.pid))
+    timed_out = False
+    try:
+        returncode: int | None = proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        _kill_group(proc)
+        returncode = proc.returncode
+    finally:
+        # Whatever the trainer started in its session dies with the run.
+        _signal_group(proc.pid, signal.SIGKILL)
+        if proc.returncode is None:  # an exception (e.g. KeyboardInterrupt) in wait()
+            proc.kill()
+            proc.wait()
+        (output / PID_FILE).unlink(missing_ok=True)
+    return returncode, timed_out
+
+
+def _classify(
+    returncode: int | None, timed_out: bool, timeout: float, output: Path, what: str, tail: str
+) -> tuple[str | None, bool]:
+    """(error, temporary) of a finished run, as the module's table says; no error: success."""
+    if timed_out:
+        return f"timed out after {timeout:g} s; killed its process group", True
+    if returncode == 0:
+        return (None if (output / MODEL_FILE).is_file() else f"{what} exited 0 but wrote no {MODEL_FILE}"), False
+    if returncode == EX_TEMPFAIL:
+        return f"exit code {EX_TEMPFAIL} (EX_TEMPFAIL): trainer asked to retry", True
+    if returncode is not None and returncode < 0:
+        sig = signal.Signals(-returncode)
+        error = f"killed by {sig.name}" + (" (out of memory?)" if sig == signal.SIGKILL else "")
+        return error, sig in TEMPORARY_SIGNALS
+    if returncode is not None and returncode - 128 in {int(s) for s in TEMPORARY_SIGNALS}:
+        # a shell reports its killed child as 128 + signal number
+        return f"exit code {returncode}: child killed by {signal.Signals(returncode - 128).name}", True
+    return f"exit code {returncode}: {_runner_error(output) or _last_line(tail)}", False
 
 
 def reap_trainer(output: Path) -> int | None:

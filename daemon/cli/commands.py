@@ -667,7 +667,9 @@ def _stored_status(state_dir: Path) -> dict[str, Any]:
         return {
             "positions": store.positions(),
             "next_index": store.next_index(),
-            "unfinished_actions": [{k: a[k] for k in ("key", "state", "version")} for a in store.unfinished_actions()],
+            "unfinished_actions": [
+                {"key": a.key, "state": a.state, "version": a.version} for a in store.unfinished_actions()
+            ],
             "actions": len(store.actions()),
         }
     finally:

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from typing import IO, Any
 
 import orjson
+from driftwarden.deploy.states import ActionState
 from rich.console import Console
 from rich.table import Table
 
@@ -86,20 +87,21 @@ class Timeline:
             )
         elif kind == "action":
             state = item.get("state")
-            style = {
-                "deployed": "bold green",
-                "promoted": "green",
-                "rejected": "yellow",
-                "failed": "bold red",
-                "done": "green",
-                "skipped": "dim",
-            }.get(state or "", "cyan")
+            styles: dict[str, str] = {
+                ActionState.DEPLOYED: "bold green",
+                ActionState.PROMOTED: "green",
+                ActionState.REJECTED: "yellow",
+                ActionState.FAILED: "bold red",
+                ActionState.DONE: "green",
+                ActionState.SKIPPED: "dim",
+            }
+            style = styles.get(state or "", "cyan")
             detail = ""
             if item.get("candidate"):
                 detail = f" candidate {_metrics(item['candidate'])} vs champion {_metrics(item.get('champion'))}"
             if item.get("version"):
                 detail += f" version {item['version']}"
-            if state in ("failed", "rejected") and item.get("reason"):
+            if state in (ActionState.FAILED, ActionState.REJECTED) and item.get("reason"):
                 detail += f" — {item['reason']}"
             self.console.print(f"{at} [{style}]action[/]   {item.get('action')} {state}{detail}")
         elif kind == "dead_letter":

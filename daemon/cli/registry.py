@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 import orjson
+from driftwarden.deploy.states import ActionState
 from rich.console import Console
 from rich.table import Table
 
@@ -244,7 +245,7 @@ def models_promote(location: str, model: str, version: str, serving: Path | None
     reg.set_alias(model, CHAMPION, v.version)
     out = {
         "model": model,
-        "state": "promoted",
+        "state": ActionState.PROMOTED,
         "version": v.version,
         "previous": old,
         "served_from": str(serving) if serving else None,
@@ -275,7 +276,7 @@ def models_rollback(location: str, model: str, serving: Path | None, reason: str
         _echo_json(outcome.to_json())
     else:
         click.echo(f"{model}: {outcome.state}: {outcome.reason}")
-    if outcome.state != "rolled_back":
+    if outcome.state != ActionState.ROLLED_BACK:
         raise SystemExit(1)
 
 

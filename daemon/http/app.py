@@ -184,8 +184,8 @@ def create_app(face: Face) -> FastAPI:
         offset: int = Query(0, ge=0),
         limit: int = Query(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT),
     ) -> Any:
-        rows = face.store.actions(where="model = ?", args=(model,)) if model else face.store.actions()
-        return _page([ActionOut.model_validate(plain(r)) for r in rows], offset, limit)
+        rows = face.store.actions(model=model)
+        return _page([ActionOut.model_validate(plain(r.as_dict())) for r in rows], offset, limit)
 
     @app.get("/api/v1/actions/{key:path}", response_model=ActionDetail, tags=["actions"])
     def action(key: str) -> ActionDetail:
@@ -200,9 +200,9 @@ def create_app(face: Face) -> FastAPI:
                 state=e.get("state"),
                 detail=plain({k: v for k, v in e.items() if k not in ("seq", "wall", "type", "model", "key")}),
             )
-            for e in face.store.audit(model=row["model"], key=key)
+            for e in face.store.audit(model=row.model, key=key)
         ]
-        return ActionDetail.model_validate({**plain(row), "steps": steps})
+        return ActionDetail.model_validate({**plain(row.as_dict()), "steps": steps})
 
     @app.get("/api/v1/audit", response_model=Page[AuditEntry], tags=["actions"])
     def audit(

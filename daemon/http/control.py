@@ -20,8 +20,7 @@ from typing import Any
 
 from driftwarden.deploy.lifecycle import rollback
 from driftwarden.deploy.registry import CHAMPION, PREVIOUS
-from driftwarden.deploy.targets import HttpTarget, LocalTarget, Target
-from driftwarden.policies.durations import parse_duration
+from driftwarden.deploy.targets import Target
 from driftwarden.policies.engine import Decision
 
 log = logging.getLogger("driftwarden.http")
@@ -93,7 +92,7 @@ def manual_retrain(model: str, action: str, key: str, caller: str, reason: str) 
         )
         daemon.decide([decision])
         row = daemon.store.action(key)
-        return str(row["state"]) if row is not None else "pending"
+        return str(row.state) if row is not None else "pending"
 
     return command
 
@@ -145,14 +144,7 @@ def silence(model: str, rule: str, seconds: float) -> Command:
 
 def deploy_target(daemon: Any, model: str) -> Target | None:
     """Where the model's policy deploys (its first retrain action's ``deploy``), or None."""
-    policy = daemon.policies[model]
-    for name, spec in policy.spec.actions.items():
-        if policy.spec.action_type(name) == "retrain" and spec.deploy is not None:
-            local = LocalTarget(daemon.actions.resolve(spec.deploy.path))
-            if spec.deploy.target == "http":
-                return HttpTarget(local, spec.deploy.url, spec.deploy.health, parse_duration(spec.deploy.timeout))
-            return local
-    return None
+    return daemon.actions.deploy_target(model)  # type: ignore[no-any-return]
 
 
 def _apply_silences(daemon: Any, was_silenced: bool) -> bool:

@@ -30,6 +30,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from driftwarden.daemon.state.store import ActionRecord, action_finished
+
 HISTORY_POINTS = 500
 """Signals kept per monitor for the API and the status page: a few days of 10-minute windows."""
 
@@ -45,8 +47,6 @@ SOURCE_CHECK_SECONDS = 1.0
 
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 """Histogram bucket bounds (seconds) for batch and checkpoint durations: 1 ms to 10 s."""
-
-ACTION_TERMINAL = frozenset({"done", "skipped", "rejected", "deployed", "verified", "rolled_back", "failed"})
 
 DEAD_LETTER_REASONS = (
     ("not JSON", "not_json"),
@@ -227,7 +227,7 @@ class Publisher:
         if item.get("type") in ("signal", "decision", "dead_letter", "action"):
             self._inbox.append(dict(item))
 
-    def seed(self, pipelines: Mapping[str, Any], actions: Iterable[Mapping[str, Any]]) -> None:
+    def seed(self, pipelines: Mapping[str, Any], actions: Iterable[ActionRecord]) -> None:
         """Start from restored state: each monitor's last signal, and the store's ended actions."""
         for model, pipe in pipelines.items():
             for name, latest in pipe.engine.latest.items():
@@ -236,8 +236,8 @@ class Publisher:
                         latest={k: v for k, v in latest.items() if k != "ready"}
                     )
         for a in actions:
-            if a["state"] in ACTION_TERMINAL:
-                key = (str(a["type"]), str(a["state"]))
+            if a.finished:
+                key = (a.type, str(a.state))
                 self._actions[key] = self._actions.get(key, 0) + 1
 
     def publish(self, daemon: Any, positions: Mapping[str, int], next_index: int, *, force: bool = False) -> None:
@@ -346,7 +346,7 @@ class Publisher:
             elif kind == "dead_letter":
                 code = reason_code(str(item.get("reason", "")))
                 self._dead[code] = self._dead.get(code, 0) + 1
-            elif kind == "action" and item.get("state") in ACTION_TERMINAL:
+            elif kind == "action" and action_finished(str(item.get("state")), item):
                 key = (_action_type(item, policies), str(item["state"]))
                 self._actions[key] = self._actions.get(key, 0) + 1
         return touched

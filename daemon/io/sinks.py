@@ -4,8 +4,9 @@ A :class:`Sink` takes JSON-able mappings with :meth:`~Sink.write` and makes them
 :meth:`~Sink.flush`; the checkpoint flushes every sink *before* its store transaction, so the
 outputs of a batch are out before its offsets are committed (at-least-once: a crash between the
 flush and the transaction replays the batch, and a replayed decision carries the same
-idempotency key). :class:`~driftwarden.daemon.actions.JsonlSink` is the file sink; this module adds:
+idempotency key). This module has:
 
+- :class:`JsonlSink`: JSON lines appended to a file (the alerts and dead-letter files).
 - :class:`KafkaJsonSink`: JSON objects to a topic, keyed by model (a model's outputs stay in
   order), the object's ``type`` and decision ``key`` in the headers. The decisions-and-alerts
   topic is one of these.
@@ -31,12 +32,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
 from driftwarden.daemon.config import Settings
 from driftwarden.daemon.io.events import raw_fields
 from driftwarden.daemon.io.kafka.settings import producer_settings
+from driftwarden.deploy.states import ActionState
 
 log = logging.getLogger("driftwarden.sinks")
 
@@ -46,7 +49,7 @@ MODEL_UPDATED = "model-updated"
 MAX_HEADER_CHARS = 1000
 """Characters of a dead letter's reason in a Kafka header: the value carries the record; a header stays small."""
 
-UPDATE_STATES = frozenset({"deployed", "rolled_back"})
+UPDATE_STATES = frozenset({ActionState.DEPLOYED, ActionState.ROLLED_BACK})
 """Action states after which the serving model changed."""
 
 
@@ -56,6 +59,27 @@ class Sink(Protocol):
     def write(self, obj: Mapping[str, Any]) -> None: ...
 
     def flush(self) -> None: ...
+
+
+class JsonlSink:
+    """Append JSON lines to a file (alerts, dead letters), flushed on demand."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._pending: list[bytes] = []
+
+    def write(self, obj: Mapping[str, Any]) -> None:
+        with self._lock:
+            self._pending.append(orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n")
+
+    def flush(self) -> None:
+        with self._lock:
+            if self._pending:
+                with self.path.open("ab") as f:
+                    f.writelines(self._pending)
+                self._pending = []
 
 
 class Tee:

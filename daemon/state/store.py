@@ -9,8 +9,10 @@ consistent point and an intent is never lost nor written twice.
 ['m/r/9']
 >>> s.checkpoint({"file:a": 20}, 20, {"m": {"x": 2}}, [Intent("m/r/9", "m", "r", "alert", "alert", 9, 0.0, {})])
 []
->>> s.positions(), s.next_index(), s.pipeline_state("m"), s.action("m/r/9")["state"]
-({'file:a': 20}, 20, {'x': 2}, 'pending')
+>>> s.positions(), s.next_index(), s.pipeline_state("m"), s.action("m/r/9").state
+({'file:a': 20}, 20, {'x': 2}, <ActionState.PENDING: 'pending'>)
+>>> s.update_action("m/r/9", ActionState.DONE, {}); [a.key for a in s.unfinished_actions()]
+[]
 """
 
 from __future__ import annotations
@@ -27,13 +29,15 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 from driftwarden.daemon.io.events import EVENT_FIELDS
+from driftwarden.deploy.states import TERMINAL_STATES, ActionState
 
 if TYPE_CHECKING:
     from driftwarden.daemon.state.label_join import PendingDelta
 
 _HALF_ID = EVENT_FIELDS.index("id")
 
-TERMINAL_STATES = frozenset({"done", "skipped", "rejected", "deployed", "verified", "rolled_back", "failed"})
+_ACTION_COLUMNS = "key, model, rule, action, type, at, ts, state, version, attempts, created, updated, info"
+"""The columns of an :class:`ActionRecord`, in its fields' order."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS checkpoint (key TEXT PRIMARY KEY, value BLOB NOT NULL);
@@ -88,15 +92,89 @@ class OutboxRow:
 OUTBOX_STATES = ("pending", "delivered", "failed")
 
 
-class Store:
-    """SQLite store; safe to use from the loop thread and action worker threads."""
+@dataclass(frozen=True, slots=True)
+class ActionRecord:
+    """An intent and how far it got: one row of the ``actions`` table, ``info`` decoded (the
+    progress each state recorded, merged)."""
 
-    def __init__(self, path: str | Path) -> None:
+    key: str
+    model: str
+    rule: str
+    action: str
+    type: str
+    at: int
+    ts: float
+    state: ActionState | str
+    """An :class:`ActionState`; a plain string only for a state this version does not know
+    (a store written by a newer daemon)."""
+    version: str | None
+    attempts: int
+    created: float
+    updated: float
+    info: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        """The record as plain JSON values (the state as its string)."""
+        return {**{f: getattr(self, f) for f in self.__dataclass_fields__}, "state": str(self.state)}
+
+    @property
+    def verification_due(self) -> bool:
+        """Deployed, and the policy verifies the deploy, but the verification has not started."""
+        return verification_due(self.state, self.info)
+
+    @property
+    def finished(self) -> bool:
+        """Nothing is left to do for it (see :func:`action_finished`)."""
+        return action_finished(self.state, self.info)
+
+
+def verification_due(state: str, info: Mapping[str, Any]) -> bool:
+    """An action in ``state`` whose records hold ``info`` waits for its verification to start:
+    the action runner records ``verify_window`` with ``deployed`` when the policy verifies, and
+    ``verify`` (the window's start) with ``verifying``."""
+    return state == ActionState.DEPLOYED and bool(info.get("verify_window")) and not info.get("verify")
+
+
+def action_finished(state: str, info: Mapping[str, Any]) -> bool:
+    """Nothing is left to do for an action in ``state`` whose records hold ``info``: a terminal
+    state, or ``deployed`` with no verification due. (``promoted`` counts as unfinished: only
+    the policy knows whether a deploy follows it.) Works on a stored record and on the action
+    line of the moment it changed state (which carries that state's ``info``).
+
+    >>> action_finished("deployed", {}), action_finished("deployed", {"verify_window": 500})
+    (True, False)
+    >>> action_finished("rolled_back", {}), action_finished("promoted", {})
+    (True, False)
+    """
+    if state == ActionState.DEPLOYED:
+        return not verification_due(state, info)
+    return state in TERMINAL_STATES
+
+
+class Store:
+    """SQLite store; safe to use from the loop thread and action worker threads.
+
+    ``readonly`` opens an existing store for reading only, beside the daemon that writes it (a
+    progress watcher); it raises ``sqlite3.OperationalError`` while the daemon has not yet
+    created the tables, and any write fails.
+    """
+
+    def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
         self.path = str(path)
+        self._lock = threading.RLock()
+        if readonly:
+            self._db = sqlite3.connect(
+                Path(self.path).absolute().as_uri() + "?mode=ro", uri=True, check_same_thread=False
+            )
+            try:
+                self._db.execute("SELECT 1 FROM actions LIMIT 1")  # created after the checkpoint table
+            except sqlite3.Error:
+                self._db.close()
+                raise
+            return
         if self.path != ":memory:":
             private_file(Path(self.path))
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._lock = threading.RLock()
         with self._lock:
             if self.path != ":memory:":
                 self._db.execute("PRAGMA journal_mode=WAL")
@@ -168,7 +246,7 @@ class Store:
                 cur = db.execute(
                     "INSERT OR IGNORE INTO actions "
                     "(key, model, rule, action, type, at, ts, state, created, updated, info)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         it.key,
                         it.model,
@@ -177,6 +255,7 @@ class Store:
                         it.type,
                         it.at,
                         it.ts,
+                        ActionState.PENDING,
                         now,
                         now,
                         orjson.dumps(dict(it.info)),
@@ -298,7 +377,7 @@ class Store:
     def update_action(
         self,
         key: str,
-        state: str,
+        state: ActionState,
         info: Mapping[str, Any] | None = None,
         *,
         version: str | None = None,
@@ -335,22 +414,45 @@ class Store:
                 (time.time(), model, type, key, orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)),
             )
 
-    def action(self, key: str) -> dict[str, Any] | None:
-        rows = self.actions(where="key = ?", args=(key,))
+    def action(self, key: str) -> ActionRecord | None:
+        rows = self._select("key = ?", (key,))
         return rows[0] if rows else None
 
-    def actions(self, where: str = "1", args: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        with self._lock:
-            cur = self._db.execute(f"SELECT * FROM actions WHERE {where} ORDER BY at, key", tuple(args))
-            cols = [c[0] for c in cur.description]
-            rows = [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
-        for r in rows:
-            r["info"] = orjson.loads(r["info"])
-        return rows
+    def actions(self, *, model: str | None = None, type: str | None = None) -> list[ActionRecord]:
+        """Every action (of one ``model``, of one ``type``: ``alert``, ``retrain``), by decision
+        index and key."""
+        where = {"model = ?": model, "type = ?": type}
+        given = {k: v for k, v in where.items() if v is not None}
+        return self._select(" AND ".join(given) or "1", tuple(given.values()))
 
-    def unfinished_actions(self) -> list[dict[str, Any]]:
+    def unfinished_actions(self) -> list[ActionRecord]:
+        """The actions not :attr:`~ActionRecord.finished`: those a restarted daemon still acts on."""
         marks = ",".join("?" * len(TERMINAL_STATES))
-        return self.actions(where=f"state NOT IN ({marks})", args=sorted(TERMINAL_STATES))
+        return [a for a in self._select(f"state NOT IN ({marks})", sorted(TERMINAL_STATES)) if not a.finished]
+
+    def _select(self, where: str, args: Sequence[Any]) -> list[ActionRecord]:
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_ACTION_COLUMNS} FROM actions WHERE {where} ORDER BY at, key", tuple(args)
+            ).fetchall()
+        return [
+            ActionRecord(
+                key,
+                model,
+                rule,
+                action,
+                type_,
+                at,
+                ts,
+                _state(state),
+                version,
+                attempts,
+                created,
+                updated,
+                orjson.loads(info),
+            )
+            for key, model, rule, action, type_, at, ts, state, version, attempts, created, updated, info in rows
+        ]
 
     def audit(self, model: str | None = None, limit: int = 1000, key: str | None = None) -> list[dict[str, Any]]:
         """The most recent ``limit`` entries (of one model, of one action key), oldest first."""
@@ -381,3 +483,10 @@ def private_file(path: Path) -> None:
     -wal and -shm files the database's mode."""
     path.parent.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
     os.close(os.open(path, os.O_CREAT | os.O_WRONLY, FILE_MODE))
+
+
+def _state(value: str) -> ActionState | str:
+    try:
+        return ActionState(value)
+    except ValueError:
+        return value

@@ -47,8 +47,9 @@ import pandas as pd
 from driftwarden.daemon.config import Settings
 from driftwarden.daemon.io.sources import MemorySource
 from driftwarden.daemon.runtime import Daemon, RunStats
-from driftwarden.daemon.state.store import TERMINAL_STATES
+from driftwarden.daemon.state.store import Store
 from driftwarden.deploy.registry import LocalRegistry
+from driftwarden.deploy.states import ActionState
 from driftwarden.deploy.targets import LocalTarget
 from driftwarden.policies.loader import load_policy
 
@@ -115,10 +116,14 @@ def _track(result: DemoResult, item: dict[str, Any]) -> None:
         result.detected_at = item["at"]
     if kind == "decision" and item.get("action_type") == "retrain" and result.retrain_at is None:
         result.retrain_at = item["at"]
-    if kind == "action" and item["state"] == "deployed" and result.deployed_version is None:
+    if kind == "action" and item["state"] == ActionState.DEPLOYED and result.deployed_version is None:
         result.deployed_version = item.get("version")
         result.candidate, result.champion = item.get("candidate"), item.get("champion")
-    if kind == "action" and item["state"] in ("evaluating", "rejected", "promoted") and item.get("candidate"):
+    if (
+        kind == "action"
+        and item["state"] in (ActionState.EVALUATING, ActionState.REJECTED, ActionState.PROMOTED)
+        and item.get("candidate")
+    ):
         result.candidate, result.champion = item.get("candidate"), item.get("champion")
 
 
@@ -280,43 +285,34 @@ def chunk_layout(n: int, chunk: int, label_delay: int) -> tuple[list[tuple[range
 
 
 class DaemonProgress:
-    """The daemon's progress, read from its store through a read-only SQLite connection."""
+    """The daemon's progress, read from its store opened read-only."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._db: sqlite3.Connection | None = None
+        self._store: Store | None = None
 
-    def _conn(self) -> sqlite3.Connection | None:
-        if self._db is None and self.path.exists():
+    def _open(self) -> Store | None:
+        if self._store is None and self.path.exists():
             try:
-                self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=5)
-                self._db.execute("SELECT 1 FROM checkpoint LIMIT 1")
+                self._store = Store(self.path, readonly=True)
             except sqlite3.Error:  # created but no schema yet
-                self.close()
-        return self._db
+                self._store = None
+        return self._store
 
     def caught_up(self, written: int) -> bool:
         """The daemon checkpointed ``written`` records and runs no action."""
-        db = self._conn()
-        if db is None:
+        store = self._open()
+        if store is None:
             return False
         try:
-            row = db.execute("SELECT value FROM checkpoint WHERE key = 'next_index'").fetchone()
-            done = orjson.loads(row[0]) if row else 0
-            if done < written:
-                return False
-            marks = ",".join("?" * len(TERMINAL_STATES))
-            running = db.execute(
-                f"SELECT COUNT(*) FROM actions WHERE state NOT IN ({marks})", sorted(TERMINAL_STATES)
-            ).fetchone()[0]
-            return int(running) == 0
+            return store.next_index() >= written and not store.unfinished_actions()
         except sqlite3.OperationalError:  # busy: look again
             return False
 
     def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-        self._db = None
+        if self._store is not None:
+            self._store.close()
+        self._store = None
 
 
 def _call(url: str, body: Any = None, timeout: float = 30.0) -> Any:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from driftwarden.daemon.state.store import Store
+from driftwarden.daemon.state.store import ActionRecord, Store
 from driftwarden.deploy.registry import LocalRegistry
 
 from tests.conftest import ROOT
@@ -90,10 +90,10 @@ class Setup:
     def trainings(self) -> int:
         return len(list(self.markers.glob("trained-*")))
 
-    def action(self) -> dict[str, Any]:
+    def action(self) -> ActionRecord:
         store = Store(self.state / "state.db")
         try:
-            (action,) = [a for a in store.actions() if a["type"] == "retrain"]
+            (action,) = [a for a in store.actions() if a.type == "retrain"]
             return action
         finally:
             store.close()
@@ -160,7 +160,7 @@ def test_sigkill_during_training_never_trains_twice(setup: Setup) -> None:
     watcher = ServingWatcher(setup.serving)
     proc = setup.start(policy, "first")
     wait_for(lambda: setup.trainings() == 1, "the trainer started", proc)
-    assert setup.action()["state"] == "training"
+    assert setup.action().state == "training"
     sigkill(proc)
     (pid_file,) = (setup.state / "runs").glob("*/attempt-1/train.pid")
     trainer = int(pid_file.read_text())
@@ -174,8 +174,8 @@ def test_sigkill_during_training_never_trains_twice(setup: Setup) -> None:
         time.sleep(0.05)
     assert not alive(trainer), "the restarted daemon must kill the orphaned trainer"
     action = setup.action()
-    assert action["state"] == "failed" and "interrupted" in action["info"]["reason"]
-    assert action["attempts"] == 1 and setup.trainings() == 1
+    assert action.state == "failed" and "interrupted" in action.info["reason"]
+    assert action.attempts == 1 and setup.trainings() == 1
     assert [v.version for v in LocalRegistry(setup.state / "registry").versions(MODEL)] == ["v0001"]
     assert watcher.errors == [] and watcher.reads > 0 and watcher.versions == {"v0001"}
 
@@ -237,7 +237,7 @@ def test_sigkill_during_deploy_finishes_it_once_on_restart(setup: Setup) -> None
         watcher = ServingWatcher(setup.serving)
         proc = setup.start(policy, "first")
         wait_for(hook.first_call.is_set, "the deploy's reload call", proc)
-        assert setup.action()["state"] == "deploying"
+        assert setup.action().state == "deploying"
         sigkill(proc)
         hook.release.set()
 
@@ -247,8 +247,8 @@ def test_sigkill_during_deploy_finishes_it_once_on_restart(setup: Setup) -> None
     finally:
         hook.close()
     action = setup.action()
-    assert action["state"] == "deployed", action["info"].get("reason")
-    assert action["info"]["resumed"] is True and action["attempts"] == 1 and setup.trainings() == 1
+    assert action.state == "deployed", action.info.get("reason")
+    assert action.info["resumed"] is True and action.attempts == 1 and setup.trainings() == 1
     assert hook.reloads == ["v0002", "v0002"]  # interrupted, then finished once
     registry = LocalRegistry(setup.state / "registry")
     assert registry.aliases(MODEL) == {"champion": "v0002", "previous": "v0001"}

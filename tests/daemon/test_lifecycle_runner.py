@@ -17,7 +17,7 @@ from driftwarden.daemon.cli import main as cli
 from driftwarden.daemon.config import Settings
 from driftwarden.daemon.io.sources import MemorySource
 from driftwarden.daemon.runtime import Daemon
-from driftwarden.daemon.state.store import Store
+from driftwarden.daemon.state.store import ActionRecord, Store
 from driftwarden.deploy.registry import LocalRegistry
 from driftwarden.deploy.targets import LocalTarget
 from driftwarden.policies.loader import load_policy
@@ -107,10 +107,10 @@ def action_states(seen: list[dict[str, Any]]) -> list[str]:
     return [s["state"] for s in seen if s["type"] == "action"]
 
 
-def retrain_action(state: Path) -> dict[str, Any]:
+def retrain_action(state: Path) -> ActionRecord:
     store = Store(state / "state.db")
     try:
-        (action,) = [a for a in store.actions() if a["type"] == "retrain"]
+        (action,) = [a for a in store.actions() if a.type == "retrain"]
         return action
     finally:
         store.close()
@@ -136,9 +136,9 @@ def test_a_deploy_that_fails_live_is_rolled_back(state: Path, tmp_path: Path) ->
         "rolled_back",
     ]
     action = retrain_action(state)
-    assert action["state"] == "rolled_back" and action["version"] == "v0001"
-    window = action["info"]["verify"]
-    assert window["window"] == 100 and window["after"] >= action["at"]
+    assert action.state == "rolled_back" and action.version == "v0001"
+    window = action.info["verify"]
+    assert window["window"] == 100 and window["after"] >= action.at
     registry = LocalRegistry(state / "registry")
     assert registry.aliases(MODEL) == {"champion": "v0001", "rolled_back": "v0002"}
     assert LocalTarget(state / "serving" / MODEL).current() == "v0001"
@@ -148,8 +148,8 @@ def test_a_deploy_that_fails_live_is_rolled_back(state: Path, tmp_path: Path) ->
     assert result.exit_code == 0, result.output
     audit = [orjson.loads(line) for line in result.output.splitlines()]
     decision = next(a for a in audit if a["type"] == "decision")
-    assert decision["key"] == action["key"] and decision["rule"] == "retrain"
-    steps = [a for a in audit if a["type"] == "action" and a["key"] == action["key"]]
+    assert decision["key"] == action.key and decision["rule"] == "retrain"
+    steps = [a for a in audit if a["type"] == "action" and a["key"] == action.key]
     assert [s["state"] for s in steps] == action_states(seen)
     assert steps[0]["data"]["rows"] > 0 and steps[0]["data"]["fingerprint"]
     assert "rollback_if holds on 100 live rows" in steps[-1]["reason"]
@@ -159,7 +159,7 @@ def test_a_deploy_that_fails_live_is_rolled_back(state: Path, tmp_path: Path) ->
         ("v0001", ["champion"]),
         ("v0002", ["rolled_back"]),
     ]
-    assert rows[1]["decision"] == action["key"] and rows[1]["parent"] == "v0001"
+    assert rows[1]["decision"] == action.key and rows[1]["parent"] == "v0001"
 
 
 def test_a_deploy_that_holds_up_is_verified(state: Path, tmp_path: Path) -> None:
@@ -176,7 +176,42 @@ def test_a_restart_during_verification_resumes_it(state: Path, tmp_path: Path) -
     assert action_states(first)[-1] == "verifying"
     second = run(state, p, records)
     assert action_states(second) == ["rolling_back", "rolled_back"]
-    assert retrain_action(state)["attempts"] == 1  # trained once across the restart
+    assert retrain_action(state).attempts == 1  # trained once across the restart
+    assert LocalTarget(state / "serving" / MODEL).current() == "v0001"
+
+
+class ProcessDied(BaseException):
+    """The daemon's process ends at this point (raised from its listener: nothing after it runs)."""
+
+
+def test_a_restart_between_the_deploy_and_its_verification_starts_the_verification(state: Path, tmp_path: Path) -> None:
+    p = policy(tmp_path, rollback_if='"live.accuracy < champion.accuracy - 0.05"', verify="{window: 100}")
+    records = events(600, revert_at=DECISION_AFTER)
+
+    def dies_once_deployed(item: dict[str, Any]) -> None:
+        if item["type"] == "action" and item["state"] == "deployed":
+            raise ProcessDied
+
+    daemon = Daemon(
+        Settings(state_dir=state, batch_size=50),
+        MemorySource(records),
+        [load_policy(p)],
+        listener=dies_once_deployed,
+        synchronous_actions=True,
+    )
+    with pytest.raises(ProcessDied):
+        daemon.run()
+    daemon.store.close()
+    action = retrain_action(state)
+    assert action.state == "deployed" and action.info["verify_window"] == 100 and "verify" not in action.info
+    assert action.verification_due and not action.finished
+    store = Store(state / "state.db")
+    assert [a.key for a in store.unfinished_actions()] == [action.key]  # driftwarden status lists it
+    store.close()
+
+    second = run(state, p, records)
+    assert action_states(second) == ["verifying", "rolling_back", "rolled_back"]
+    assert retrain_action(state).attempts == 1
     assert LocalTarget(state / "serving" / MODEL).current() == "v0001"
 
 
@@ -210,7 +245,7 @@ def test_shadow_candidate_is_judged_on_live_traffic_before_serving(state: Path, 
     assert dict(served)["shadowing"] == "v0001"  # registered as challenger, not served
     action = retrain_action(state)
     judged = [a for a in Store(state / "state.db").audit() if a.get("state") == "evaluating"][-1]
-    assert judged["on"] == "live" and judged["rows"] == 100 and judged["live_index"][0] > action["at"]
+    assert judged["on"] == "live" and judged["rows"] == 100 and judged["live_index"][0] > action.at
     assert LocalRegistry(state / "registry").aliases(MODEL) == {
         "champion": "v0002",
         "previous": "v0001",

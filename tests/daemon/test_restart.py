@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from driftwarden.daemon.state.store import Store
+from driftwarden.daemon.state.store import ActionRecord, Store
 
 from tests.conftest import ROOT, json_lines, run_cli
 
@@ -49,10 +49,10 @@ def uninterrupted(
     return out / "events.jsonl", run_json(out / "events.jsonl", state) + [{"type": "state", "dir": str(state)}]
 
 
-def retrain_actions(state: Path) -> list[dict]:
+def retrain_actions(state: Path) -> list[ActionRecord]:
     store = Store(state / "state.db")
     try:
-        return [a for a in store.actions() if a["type"] == "retrain"]
+        return [a for a in store.actions() if a.type == "retrain"]
     finally:
         store.close()
 
@@ -62,8 +62,8 @@ def test_uninterrupted_run_retrains_once(uninterrupted: tuple[Path, list[dict]])
     state = Path(lines[-1]["dir"])
     retrains = retrain_actions(state)
     assert len(retrains) == 1
-    assert retrains[0]["state"] == "deployed"
-    assert retrains[0]["attempts"] == 1
+    assert retrains[0].state == "deployed"
+    assert retrains[0].attempts == 1
     assert lines[-2]["type"] == "summary" and lines[-2]["records"] == 32_000
 
 

@@ -76,8 +76,8 @@ def test_drift_decision_action_end_to_end_over_kafka(
         actions = store.actions()
     finally:
         store.close()
-    assert sorted(a["key"] for a in actions) == sorted(m["key"] for m in made)
-    assert {a["state"] for a in actions} == {"done"}
+    assert sorted(a.key for a in actions) == sorted(m["key"] for m in made)
+    assert {a.state for a in actions} == {"done"}
     assert read_messages(kafka_bootstrap, updates) == []  # alerts deploy nothing
 
 
@@ -175,7 +175,7 @@ def test_sigkill_between_processing_and_commit_replays_without_counting_twice(
     expected = reference(paths, values, tmp_path / "ref")
     store = Store(db)
     try:
-        keys = sorted(a["key"] for a in store.actions())
+        keys = sorted(a.key for a in store.actions())
     finally:
         store.close()
     assert keys == sorted(d["key"] for d in expected)  # every decision once, with the same idempotency key
@@ -235,7 +235,7 @@ def test_failure_at_the_commit_step_commits_nothing_and_the_restart_skips_what_w
     expected = reference(paths, values, tmp_path / "ref")
     store = Store(tmp_path / "state" / "state.db")
     try:
-        assert sorted(a["key"] for a in store.actions()) == sorted(d["key"] for d in expected)
+        assert sorted(a.key for a in store.actions()) == sorted(d["key"] for d in expected)
     finally:
         store.close()
 
@@ -286,7 +286,7 @@ def test_two_daemons_share_a_group_and_one_stops_mid_stream(
     keys = []
     for name in ("a", "b"):
         store = Store(tmp_path / name / "state.db")
-        keys += [(x["model"], x["rule"], x["ts"]) for x in store.actions()]
+        keys += [(x.model, x.rule, x.ts) for x in store.actions()]
         store.close()
     assert sorted(keys) == decided(expected)  # each intent in exactly one daemon's store
 
@@ -344,7 +344,7 @@ def test_a_retrain_that_deploys_sends_model_updated(
     runner = Runner(daemon)
 
     def deployed() -> bool:
-        return any(a["state"] == "deployed" for a in daemon.store.actions(where="type = 'retrain'"))
+        return any(a.state == "deployed" for a in daemon.store.actions(type="retrain"))
 
     wait_for(deployed, [runner], timeout=150)
     runner.stop()

@@ -1,0 +1,417 @@
+"""Run what decisions ask for — alerts and retrains — outside the ingestion loop, recording
+every step.
+
+An intent is in the store (state ``pending``) before the runner sees it. The runner moves it
+through its states (:mod:`driftwarden.deploy.states`) and records each one
+(``store.update_action``, which also appends to the audit log); an action's exception never
+escapes into the loop. Each phase runs in its own worker thread (or in the loop's thread when
+``synchronous``); what a phase needs from the policy comes from its
+:class:`~driftwarden.daemon.actions.plans.ActionPlan`.
+
+Two phases wait for live labeled traffic (:mod:`driftwarden.daemon.actions.windows`), checked
+by :meth:`ActionRunner.poll` after every batch:
+
+- ``shadowing`` (the action's ``shadow: {window: N}``): the candidate is registered as
+  ``challenger`` but not served; once N labeled events newer than the decision are buffered
+  (none of them was trained on), the candidate and the champion are scored on them and the
+  gate decides on those scores.
+- ``verifying`` (``verify: {window: N}``, or ``rollback_if`` alone with
+  :data:`~driftwarden.daemon.actions.plans.DEFAULT_VERIFY_WINDOW`): once N labeled events
+  arrived after the deploy, the deployed model and the version it replaced are scored on them;
+  ``rollback_if`` holding rolls back.
+
+After a restart, :meth:`ActionRunner.recover` acts on every unfinished action as
+:mod:`driftwarden.daemon.actions.recovery` says.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from driftwarden.daemon.actions.plans import DEFAULT_VERIFY_WINDOW, ActionPlan
+from driftwarden.daemon.actions.recovery import Recovery, interrupted_reason, recovery_for, stored_outcome
+from driftwarden.daemon.actions.windows import SHADOW, VERIFY, DataProvider, LiveWindows
+from driftwarden.daemon.io.sinks import Sink
+from driftwarden.daemon.state.store import ActionRecord, Store
+from driftwarden.deploy.lifecycle import Outcome, abandon, deploy_version, judge, retrain, rollback, verify
+from driftwarden.deploy.registry import CHALLENGER, CHAMPION, PREVIOUS, Registry
+from driftwarden.deploy.states import ActionState
+from driftwarden.deploy.targets import Target
+from driftwarden.policies.loader import LoadedPolicy
+
+log = logging.getLogger("driftwarden.actions")
+
+Listener = Callable[[dict[str, Any]], None]
+Phase = Callable[[ActionRecord, Any], None]
+"""One step of an action, run by :meth:`ActionRunner._start`: (the record, the data it needs)."""
+
+
+class ActionRunner:
+    """Executes intents: ``alert`` to the alerts sink and the log; ``retrain`` through the deploy
+    lifecycle.
+
+    ``synchronous`` runs each action to its end before :meth:`submit` returns (replay-exact demos
+    and tests); otherwise each action runs in its own worker thread. The data provider is only
+    called from the loop's thread (:meth:`submit`, :meth:`poll`, :meth:`recover`).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        policies: Mapping[str, LoadedPolicy],
+        data: DataProvider,
+        workdir: Path,
+        registry: Registry,
+        alerts: Sink,
+        *,
+        execute: bool = True,
+        synchronous: bool = False,
+        listener: Listener | None = None,
+        base: Path | None = None,
+    ) -> None:
+        self.store, self.policies, self.data = store, policies, data
+        self.base = Path(base) if base is not None else Path.cwd()
+        self.workdir, self.registry, self.alerts = Path(workdir), registry, alerts
+        self.execute, self.synchronous = execute, synchronous
+        self.listener = listener
+        self.windows = LiveWindows(data)
+        """Actions waiting for live labeled rows."""
+        self._threads: list[threading.Thread] = []
+        self._running: set[str] = set()
+        self._lock = threading.Lock()
+
+    @property
+    def running(self) -> int:
+        """Actions running now (not those waiting for live traffic): what backpressure bounds."""
+        with self._lock:
+            return len(self._running)
+
+    @property
+    def busy_models(self) -> set[str]:
+        """Models with a retrain or rollout in flight (for inhibition)."""
+        with self._lock:
+            keys = set(self._running)
+        return {k.split("/", 1)[0] for k in keys | self.windows.keys()}
+
+    # -- entry points (loop thread) --------------------------------------------------------------
+
+    def recover(self) -> None:
+        """After a restart: act on every unfinished action according to what really happened
+        (:mod:`driftwarden.daemon.actions.recovery`); never train twice."""
+        for action in self.store.unfinished_actions():
+            try:
+                self._recover(action)
+            except Exception as e:  # noqa: BLE001 - one bad record must not stop the daemon
+                log.exception("cannot recover action %s", action.key)
+                self._record(action.key, ActionState.FAILED, {"reason": f"recovery failed: {type(e).__name__}: {e}"})
+        self.poll()
+
+    def submit(self, keys: list[str]) -> None:
+        """Run new intents, then :meth:`poll` the actions waiting for live traffic."""
+        for key in keys:
+            action = self.store.action(key)
+            if action is None or action.state != ActionState.PENDING:
+                continue
+            if action.info.get("dry_run") or not self.execute:
+                self._record(key, ActionState.SKIPPED, {"reason": "dry run: decision recorded, nothing executed"})
+                continue
+            if action.type == "alert":
+                self._alert(action)
+            elif action.type == "retrain":
+                try:  # the data is read here, in the loop's thread, not in the worker
+                    frame = self.data(action.model, action.at, self.plan(action).data_last)
+                except Exception as e:  # noqa: BLE001 - e.g. the policy lost the action
+                    log.exception("cannot start action %s", key)
+                    reason = f"cannot start: {type(e).__name__}: {e}"
+                    self._record(key, ActionState.FAILED, {"reason": reason})
+                    continue
+                self._start(action, self._retrain, frame)
+            else:
+                self._record(key, ActionState.FAILED, {"reason": f"unknown action type {action.type!r}"})
+        self.poll()
+
+    def poll(self) -> None:
+        """Start the shadow judgements and verifications whose live window is complete."""
+        with self._lock:
+            running = set(self._running)
+        for key, window in self.windows.waiting(excluding=running):
+            action = self.store.action(key)
+            if action is None:
+                continue
+            try:
+                if window.after is None:  # the deploy just finished: the window starts now
+                    window = self.windows.begin(key, action.model)
+                    self._record(key, ActionState.VERIFYING, {"verify": {"after": window.after, "window": window.size}})
+                frame = self.windows.complete(action.model, window)
+                if frame is None:
+                    continue
+            except Exception as e:  # noqa: BLE001
+                log.exception("checking action %s failed", key)
+                self.windows.unwatch(key)
+                self._record(
+                    key,
+                    ActionState.FAILED,
+                    {"reason": f"{type(e).__name__} while waiting for live traffic: {e}"},
+                )
+                continue
+            self.windows.unwatch(key)
+            self._start(action, self._judge if window.phase == SHADOW else self._verify, frame)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for running actions; True when none is left."""
+        for t in list(self._threads):
+            t.join(timeout)
+        self._threads = [t for t in self._threads if t.is_alive()]
+        return not self._threads
+
+    def plan(self, action: ActionRecord) -> ActionPlan:
+        """What ``action``'s policy says about it, as the deploy lifecycle takes it (read anew
+        each time: a reloaded policy applies to the next phase)."""
+        return ActionPlan(self.policies[action.model], action.action, self.base)
+
+    def deploy_target(self, model: str) -> Target | None:
+        """Where ``model``'s policy deploys (its first retrain action with a ``deploy``), or None
+        (an operator's promote or rollback goes there)."""
+        policy = self.policies[model]
+        for name in policy.spec.actions:
+            if policy.spec.action_type(name) == "retrain":
+                plan = ActionPlan(policy, name, self.base)
+                if plan.has_target:
+                    return plan.target()
+        return None
+
+    # -- recovery --------------------------------------------------------------------------------
+
+    def _recover(self, action: ActionRecord) -> None:
+        key, state, info = action.key, action.state, action.info
+        match recovery_for(action, has_target=lambda: self.plan(action).has_target):
+            case Recovery.RUN:
+                log.info("resuming action %s, which never started", key)
+                self.submit([key])
+            case Recovery.ABANDON_TRAINING:
+                killed = abandon(self._workdir(key))
+                outcome = stored_outcome(self._workdir(key))
+                if outcome is not None:  # it ended; only the record of its end was lost
+                    self._record(key, outcome.state, {**outcome.to_json(), "recovered": True}, version=outcome.version)
+                    self._after_outcome(action, outcome)
+                    return
+                reason = interrupted_reason(state, killed)
+                log.warning("action %s %s", key, reason)
+                self._record(key, ActionState.FAILED, {"reason": reason})
+            case Recovery.FAIL_JUDGEMENT:
+                self._clear_challenger(action)
+                reason = "interrupted while judging the challenger; it was never served"
+                self._record(key, ActionState.FAILED, {"reason": reason})
+            case Recovery.NOTHING:
+                pass
+            case Recovery.FINISH_DEPLOY:
+                log.warning(
+                    "action %s was interrupted while %s; finishing the deploy of %s", key, state, action.version
+                )
+                self._start(action, self._finish_deploy, None)
+            case Recovery.REPEAT_ROLLBACK:
+                log.warning("action %s was interrupted while rolling back; repeating it", key)
+                self._start(action, self._finish_rollback, None)
+            case Recovery.WATCH_SHADOW:
+                self.windows.watch(key, SHADOW, int(action.at), int(info.get("shadow_window") or DEFAULT_VERIFY_WINDOW))
+            case Recovery.START_VERIFY:  # the daemon stopped before the verification started
+                self.windows.watch(key, VERIFY, None, int(info["verify_window"]))
+            case Recovery.WATCH_VERIFY:
+                v = info.get("verify") or {}
+                self.windows.watch(key, VERIFY, v.get("after"), int(v.get("window") or DEFAULT_VERIFY_WINDOW))
+            case Recovery.UNKNOWN:
+                self._record(key, ActionState.FAILED, {"reason": f"interrupted in unknown state {state!r}"})
+
+    def _finish_deploy(self, action: ActionRecord, _frame: Any) -> None:
+        version = action.version
+        target = self.plan(action).target()
+        if target is None or version is None:
+            reason = f"cannot finish the deploy of {version}: no target"
+            self._record(action.key, ActionState.FAILED, {"reason": reason})
+            return
+        previous = action.info.get("previous")
+        if previous is None:
+            aliases = self.registry.aliases(action.model)
+            champion = aliases.get(CHAMPION)
+            previous = champion if champion != version else aliases.get(PREVIOUS)
+        outcome = deploy_version(action.model, version, previous, self.registry, target, self._recorder(action))
+        self._after_outcome(action, outcome)
+
+    def _finish_rollback(self, action: ActionRecord, _frame: Any) -> None:
+        info = action.info
+        rollback(
+            action.model,
+            self.registry,
+            self.plan(action).target(),
+            self._recorder(action),
+            info.get("reason", ""),
+            to=info.get("version"),
+            replacing=info.get("replacing"),
+        )
+
+    def _clear_challenger(self, action: ActionRecord) -> None:
+        if action.version and self.registry.aliases(action.model).get(CHALLENGER) == action.version:
+            self.registry.set_alias(action.model, CHALLENGER, None)
+
+    # -- the phases (worker thread, or the loop thread when synchronous) --------------------------
+
+    def _start(self, action: ActionRecord, phase: Phase, frame: Any) -> None:
+        key = action.key
+        with self._lock:
+            if key in self._running:
+                return
+            self._running.add(key)
+
+        def body() -> None:
+            try:
+                phase(action, frame)
+            except Exception as e:  # noqa: BLE001 - an action's failure is recorded, never raised into the loop
+                log.exception("action %s failed", key)
+                self._record(key, ActionState.FAILED, {"reason": f"{type(e).__name__}: {e}"})
+            finally:
+                with self._lock:
+                    self._running.discard(key)
+
+        if self.synchronous:
+            body()
+            return
+        t = threading.Thread(target=body, name=f"{phase.__name__.strip('_')}:{key}", daemon=True)
+        self._threads.append(t)
+        t.start()
+
+    def _retrain(self, action: ActionRecord, frame: Any) -> None:
+        key, model = action.key, action.model
+        plan = self.plan(action)
+        log.info("retraining %s on %d labeled events (decision %s)", model, len(frame), key)
+        outcome = retrain(
+            plan.retrain_spec(),
+            model,
+            frame,
+            self._workdir(key),
+            self.registry,
+            plan.target(),
+            plan.promote_if(),
+            self._recorder(action),
+            lineage={"decision": key, "rule": action.rule, "at": action.at, "policy": str(plan.policy.path)},
+        )
+        log.info("retrain %s ended %s %s", key, outcome.state, outcome.reason)
+        self._after_outcome(action, outcome)
+
+    def _judge(self, action: ActionRecord, frame: Any) -> None:
+        plan = self.plan(action)
+        outcome = judge(
+            plan.retrain_spec(),
+            action.model,
+            _registered(action),
+            frame,
+            self._workdir(action.key),
+            self.registry,
+            plan.target(),
+            plan.promote_if(),
+            self._recorder(action),
+        )
+        log.info("shadow judgement %s ended %s %s", action.key, outcome.state, outcome.reason)
+        self._after_outcome(action, outcome)
+
+    def _verify(self, action: ActionRecord, frame: Any) -> None:
+        plan = self.plan(action)
+        rollback_if = plan.rollback_if()
+        current = self.store.action(action.key) or action
+        outcome = verify(
+            action.model,
+            _registered(current),
+            current.info.get("previous"),
+            frame,
+            rollback_if,
+            self.registry,
+            plan.target(),
+            self._recorder(action),
+            metrics=plan.spec.metrics,
+            workdir=self._workdir(action.key),
+        )
+        log.info("verification %s ended %s %s", action.key, outcome.state, outcome.reason)
+
+    def _after_outcome(self, action: ActionRecord, outcome: Outcome) -> None:
+        """Queue what waits for live traffic after a phase ended."""
+        plan = self.plan(action)
+        if outcome.state == ActionState.SHADOWING and plan.shadow_window is not None:
+            self.windows.watch(action.key, SHADOW, int(action.at), plan.shadow_window)
+        elif outcome.state == ActionState.DEPLOYED and plan.verify_window is not None:
+            self.windows.watch(action.key, VERIFY, None, plan.verify_window)
+
+    # -- alerts, records -----------------------------------------------------------------------------
+
+    def _alert(self, action: ActionRecord) -> None:
+        info = action.info
+        alert = {
+            "type": "alert",
+            "model": action.model,
+            "rule": action.rule,
+            "at": action.at,
+            "ts": action.ts,
+            "severity": info.get("severity", "warning"),
+            "reason": info.get("reason", ""),
+            "labels": info.get("labels", {}),
+            "annotations": info.get("annotations", {}),
+        }
+        self.alerts.write(alert)
+        self.alerts.flush()
+        log.warning("ALERT %s/%s at event %d: %s", action.model, action.rule, action.at, alert["reason"])
+        self._record(action.key, ActionState.DONE, {})
+
+    def _recorder(self, action: ActionRecord) -> Callable[[ActionState, dict[str, Any]], None]:
+        """The ``record`` callback of the lifecycle for ``action``: each state goes to the store
+        (and the listener), with the windows that will follow it."""
+        key = action.key
+        plan = self.plan(action) if action.type == "retrain" else None
+        verify_window = plan.verify_window if plan is not None else None
+        shadow_window = plan.shadow_window if plan is not None else None
+
+        def record(state: ActionState, info: dict[str, Any]) -> None:
+            if state == ActionState.DEPLOYED and verify_window is not None:
+                info = {**info, "verify_window": verify_window}
+            if state == ActionState.SHADOWING and shadow_window is not None:
+                info = {**info, "shadow_window": shadow_window}
+            self._record(key, state, info, version=info.get("version"), attempt=state == ActionState.TRAINING)
+
+        return record
+
+    def _record(
+        self,
+        key: str,
+        state: ActionState,
+        info: dict[str, Any],
+        version: str | None = None,
+        attempt: bool = False,
+    ) -> None:
+        self.store.update_action(key, state, info, version=version, attempt=attempt)
+        if self.listener is not None:
+            row = self.store.action(key)
+            self.listener(
+                {
+                    "type": "action",
+                    "model": row.model if row else None,
+                    "at": row.at if row else None,
+                    "ts": row.ts if row else None,
+                    "key": key,
+                    "action": row.action if row else None,
+                    "rule": row.rule if row else None,
+                    "state": state,
+                    "version": row.version if row else None,
+                    **{k: v for k, v in info.items() if k not in ("state", "version")},
+                }
+            )
+
+    def _workdir(self, key: str) -> Path:
+        return self.workdir / key.replace("/", "_")
+
+
+def _registered(action: ActionRecord) -> str:
+    """The version an action registered (the phases after registration need it)."""
+    if action.version is None:
+        raise ValueError(f"action {action.key} in state {action.state} has no registered version")
+    return action.version
