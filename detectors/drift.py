@@ -81,6 +81,13 @@ class FeatureDrift(Monitor):
             raise ValueError(f"reference_mode must be 'fixed' or 'rolling', got {reference_mode!r}")
         if isinstance(features, str) and features != "all":
             raise ValueError(f"features must be a list of names or 'all', got {features!r}")
+        for name, override in (per_feature or {}).items():
+            unknown = sorted(set(override) - {"method", "threshold"}) if isinstance(override, Mapping) else None
+            if unknown is None or unknown:
+                raise ValueError(f"per_feature.{name} takes 'method' and 'threshold', got {override!r}")
+            m = override.get("method", "auto")
+            if m != "auto" and m not in stats.METHODS:
+                raise ValueError(f"per_feature.{name}.method must be 'auto' or one of {list(stats.METHODS)}, got {m!r}")
         self.features, self.window_events, self.window_seconds = features, window_events, window_seconds
         self.method, self.threshold, self.drift_share, self.correction = method, threshold, drift_share, correction
         self.per_feature, self.reference, self.reference_mode = per_feature, reference, reference_mode

@@ -68,6 +68,9 @@ HOSTILE = {
     "for: true": GOOD.replace("do: alert", "do: alert\n    for: true"),
     "window of booleans": GOOD.replace("{events: 20}", "{events: true}"),
     "window of 10^12 events": GOOD.replace("{events: 20}", "{events: 1000000000000}"),
+    "misspelled per-feature method": GOOD.replace(
+        "monitors:\n", "monitors:\n  d: {kind: feature_drift, features: all, per_feature: {x: {method: kss}}}\n"
+    ),
     "costly condition": GOOD.replace(
         '"perf.value < 0.9"',
         '"size([0,1,2,3,4,5,6,7,8,9].map(a, [0,1,2,3,4,5,6,7,8,9].map(b, [0,1,2,3,4,5,6,7,8,9].map(c, '
