@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import click
 import orjson
 from driftwarden.daemon.cli.output import JsonLines, Timeline, alert_table, rule_table, summary_table
 from driftwarden.daemon.cli.registry import register as register_registry_commands
+from driftwarden.daemon.cli.state import state as state_commands
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -258,7 +260,8 @@ def run(
         source = _follow_source(settings, pace, len(events))
     else:
         source = file_source(events, pace or 0.0) if events else make_source(settings)
-    daemon = Daemon(settings, source, policies, listener=sink, watch_policies=True)
+    with _refuse_corrupt_state():
+        daemon = Daemon(settings, source, policies, listener=sink, watch_policies=True)
     scheduler = RuleScheduler(policies, daemon.tick)
 
     stop.attach(daemon.stop)
@@ -272,7 +275,8 @@ def run(
         settings.state_dir,
     )
     try:
-        stats = daemon.run(count=count)
+        with _refuse_corrupt_state():
+            stats = daemon.run(count=count)
     finally:
         scheduler.stop()
         daemon.close()
@@ -312,6 +316,19 @@ class StopOnSignal:
         else:
             log.info("received %s: stopping after the current batch", self.requested)
             self._stop()
+
+
+@contextlib.contextmanager
+def _refuse_corrupt_state() -> Iterator[None]:
+    """Damaged state ends the run with one line naming the file and exit 65, not a traceback on every start."""
+    from driftwarden.daemon.cli.state import EXIT_CORRUPT
+    from driftwarden.daemon.state.store import StateCorrupt
+
+    try:
+        yield
+    except StateCorrupt as e:
+        click.echo(f"driftwarden: {e}", err=True)
+        raise SystemExit(EXIT_CORRUPT) from None
 
 
 def _lock_state(state_dir: Path) -> Any:
@@ -701,3 +718,4 @@ def status_table(s: dict[str, Any], url: str) -> Table:
 
 # history, models list|show|promote|rollback: daemon/cli/registry.py
 register_registry_commands(main)
+main.add_command(state_commands)

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 from driftwarden.daemon.state.label_join import LabeledRows
+from driftwarden.daemon.state.store import StateCorrupt
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -63,7 +64,26 @@ class Segment:
         return cls(path, first, last, rows)
 
     def read(self) -> LabeledRows:
-        return _parse(self.path.read_bytes().splitlines())
+        """The segment's rows; a torn or garbled file raises :class:`StateCorrupt` naming it."""
+        data = self.path.read_bytes()
+        try:
+            rows = _parse(data.splitlines())
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+            raise StateCorrupt(str(self.path), f"labeled-data segment does not parse ({e})") from None
+        if len(rows) != self.rows or (self.rows and (rows.index[0] != self.first or rows.index[-1] != self.last)):
+            raise StateCorrupt(
+                str(self.path), f"labeled-data segment holds {len(rows)} rows, its name says {self.rows}"
+            )
+        return rows
+
+    def torn(self) -> bool:
+        """Cheap test at start-up (no parse): empty, or cut short before its last newline."""
+        size = self.path.stat().st_size
+        if size == 0:
+            return self.rows > 0
+        with open(self.path, "rb") as f:
+            f.seek(size - 1)
+            return f.read(1) != b"\n"
 
 
 def _serialize(rows: LabeledRows) -> bytes:
@@ -180,6 +200,8 @@ class LabeledBuffer:
             seg = Segment.parse(path)
             if seg is None:
                 continue
+            if seg.torn():
+                raise StateCorrupt(str(path), "labeled-data segment is torn (cut short)")
             if upto is not None and seg.first > upto:
                 path.unlink()  # written after the last checkpoint: the source replays these rows
                 continue

@@ -151,8 +151,32 @@ def action_finished(state: str, info: Mapping[str, Any]) -> bool:
     return state in TERMINAL_STATES
 
 
+SCHEMA_VERSION = 1
+"""``PRAGMA user_version`` of the tables above; a store from an older version is migrated at open, a newer one
+is refused (its format is unknown here)."""
+MIGRATIONS: dict[int, str] = {0: ""}
+"""SQL that takes a store from version N to N + 1 (0 → 1: the unversioned store of 0.1.0 has the same tables)."""
+
+
+class StateCorrupt(RuntimeError):
+    """The state cannot be trusted: one clear error naming the file, instead of a traceback on every start.
+
+    ``driftwarden state check`` reports what is wrong, ``driftwarden state repair`` sets it aside.
+    """
+
+    def __init__(self, path: str, problem: str) -> None:
+        self.path, self.problem = path, problem
+        super().__init__(
+            f"{path}: {problem}; the daemon will not start on it (it would silently drop state). "
+            "`driftwarden state check` shows what is damaged, `driftwarden state repair` quarantines it"
+        )
+
+
 class Store:
     """SQLite store; safe to use from the loop thread and action worker threads.
+
+    Opening checks the file (a zero-length or garbled database, a failing integrity check, a schema from a
+    newer version) and raises :class:`StateCorrupt`; an older schema is migrated.
 
     ``readonly`` opens an existing store for reading only, beside the daemon that writes it (a
     progress watcher); it raises ``sqlite3.OperationalError`` while the daemon has not yet
@@ -173,13 +197,40 @@ class Store:
                 raise
             return
         if self.path != ":memory:":
-            private_file(Path(self.path))
+            file = Path(self.path)
+            if file.exists() and file.stat().st_size == 0:
+                raise StateCorrupt(self.path, "the database file is empty (truncated?)")
+            private_file(file)
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        try:
+            with self._lock:
+                if self.path != ":memory:":
+                    self._db.execute("PRAGMA journal_mode=WAL")
+                    problems = [r[0] for r in self._db.execute("PRAGMA quick_check").fetchall()]
+                    if problems != ["ok"]:
+                        raise StateCorrupt(self.path, "integrity check failed: " + "; ".join(problems[:5]))
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._migrate()
+        except sqlite3.DatabaseError as e:
+            self._db.close()
+            raise StateCorrupt(self.path, f"not a readable SQLite database ({e})") from None
+        except StateCorrupt:
+            self._db.close()
+            raise
+
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StateCorrupt(self.path, f"schema version {version} is newer than this driftwarden's {SCHEMA_VERSION}")
+        self._db.executescript(SCHEMA)
+        for v in range(version, SCHEMA_VERSION):
+            self._db.executescript(MIGRATIONS[v])
+        if version != SCHEMA_VERSION:
+            self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def schema_version(self) -> int:
         with self._lock:
-            if self.path != ":memory:":
-                self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(SCHEMA)
+            return int(self._db.execute("PRAGMA user_version").fetchone()[0])
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -340,7 +391,29 @@ class Store:
     @staticmethod
     def _get(db: sqlite3.Connection, key: str) -> Any:
         row = db.execute("SELECT value FROM checkpoint WHERE key = ?", (key,)).fetchone()
-        return None if row is None else orjson.loads(row[0])
+        if row is None:
+            return None
+        try:
+            return orjson.loads(row[0])
+        except orjson.JSONDecodeError as e:
+            path = db.execute("PRAGMA database_list").fetchone()[2]
+            raise StateCorrupt(path, f"checkpoint entry {key!r} is not valid JSON ({e})") from None
+
+    def check(self) -> list[str]:
+        """Every problem found in the checkpoint entries (each must decode), as ``key: problem`` lines."""
+        problems = []
+        with self._lock:
+            for key, value in self._db.execute("SELECT key, value FROM checkpoint ORDER BY key"):
+                try:
+                    orjson.loads(value)
+                except orjson.JSONDecodeError as e:
+                    problems.append(f"checkpoint entry {key!r}: not valid JSON ({e})")
+        return problems
+
+    def drop_checkpoint_entry(self, key: str) -> None:
+        """Remove one checkpoint entry (``state repair``: that model's monitors then start afresh)."""
+        with self._tx() as db:
+            db.execute("DELETE FROM checkpoint WHERE key = ?", (key,))
 
     def positions(self) -> dict[str, int]:
         with self._lock:
