@@ -90,8 +90,16 @@ def bare_orjson(path: Path) -> tuple[float, float]:
     return n / (time.process_time() - c0), n / (time.perf_counter() - w0)
 
 
-def daemon_rate(path: Path, policies: list[Path], state: Path, *, replay: bool, batch_size: int = 1000) -> dict:
-    """Run the daemon loop over the file; marginal rates after the first batch, stage times."""
+SCRAPE_SECONDS = 1.0
+"""The HTTP row's scrape interval: a Prometheus scraping every second (5-15 x more often than usual)."""
+
+
+def daemon_rate(
+    path: Path, policies: list[Path], state: Path, *, replay: bool, batch_size: int = 1000, http: bool = False
+) -> dict:
+    """Run the daemon loop over the file; marginal rates after the first batch, stage times. ``http``: with
+    the HTTP face on and ``/metrics`` (and ``/api/v1/status``) fetched every :data:`SCRAPE_SECONDS` by a
+    thread of this process, so its CPU time counts."""
     from driftwarden.daemon.cli.output import JsonLines
     from driftwarden.daemon.config import Settings
     from driftwarden.daemon.io.sources import FileSource
@@ -101,11 +109,13 @@ def daemon_rate(path: Path, policies: list[Path], state: Path, *, replay: bool, 
     sink = JsonLines(open(os.devnull, "w")) if replay else None  # noqa: SIM115 - closed with the process
     settings = Settings(state_dir=state, batch_size=batch_size, execute=False)
     daemon = Daemon(settings, FileSource(path), [load_policy(p) for p in policies], listener=sink)
+    scraper = _Scraper(daemon) if http else None
     daemon.run(count=batch_size)
     c0, w0, r0 = time.process_time(), time.perf_counter(), daemon.stats.records
     stats = daemon.run()
     cpu, wall = time.process_time() - c0, time.perf_counter() - w0
     n = stats.records - r0
+    scrapes = scraper.stop() if scraper is not None else 0
     stages = dict(stats.timings)
     for pipe in daemon.pipelines.values():
         for k, v in pipe.timings.items():
@@ -118,7 +128,38 @@ def daemon_rate(path: Path, policies: list[Path], state: Path, *, replay: bool, 
         "records": stats.records,
         "stages": stages,
         "per_record_us": {k: 1e6 * v / stats.records for k, v in stages.items()},
+        "scrapes": scrapes,
     }
+
+
+class _Scraper:
+    """The daemon's HTTP face, and a thread that scrapes it every :data:`SCRAPE_SECONDS` (a bounded loop)."""
+
+    def __init__(self, daemon: object) -> None:
+        import threading
+
+        import httpx
+        from driftwarden.daemon.http.face import serve
+
+        self.server = serve(daemon, "127.0.0.1:0")
+        self.done = threading.Event()
+        self.count = 0
+
+        def scrape() -> None:
+            with httpx.Client(base_url=self.server.url, timeout=10) as client:
+                while not self.done.wait(SCRAPE_SECONDS):
+                    assert client.get("/metrics").status_code == 200
+                    client.get("/api/v1/status")
+                    self.count += 1
+
+        self.thread = threading.Thread(target=scrape, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> int:
+        self.done.set()
+        self.thread.join(30)
+        self.server.stop()
+        return self.count
 
 
 def peak_rss_mb() -> float:
@@ -150,14 +191,14 @@ def current_rss_mb() -> float:
     return float("nan")
 
 
-def fresh_daemon_rate(path: Path, policies: list[Path], state: Path, *, replay: bool) -> dict:
+def fresh_daemon_rate(path: Path, policies: list[Path], state: Path, *, replay: bool, http: bool = False) -> dict:
     """:func:`daemon_rate` in a fresh process, as a deployment runs one daemon: sequential daemons in
     one process leave each other a bigger heap (and, after ``gc.freeze``, garbage no pass frees)."""
     code = (
         f"import json, sys; sys.path.insert(0, {str(ROOT)!r}); from pathlib import Path; "
         f"from bench.throughput import daemon_rate; "
         f"print(json.dumps(daemon_rate(Path({str(path)!r}), [Path(p) for p in {[str(p) for p in policies]!r}], "
-        f"Path({str(state)!r}), replay={replay!r})))"
+        f"Path({str(state)!r}), replay={replay!r}, http={http!r})))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -227,15 +268,17 @@ def main() -> None:
         fresh_daemon_rate(events, [policy], tmp / "state-warm-up", replay=False)
         unlabeled = tmp / "predictions-only.jsonl"  # labels that never come: every prediction waits in the join
         unlabeled.write_bytes(b"".join(line for line in events.open("rb") if b'"label"' not in line))
-        bases, replays, loops, waits = [], [], [], []
+        bases, replays, loops, waits, served = [], [], [], [], []
         for k in range(args.repeat):
             bases.append(bare_orjson(events))
             replays.append(fresh_daemon_rate(events, [policy], tmp / f"state-replay-{k}", replay=True))
             loops.append(fresh_daemon_rate(events, [policy], tmp / f"state-loop-{k}", replay=False))
+            served.append(fresh_daemon_rate(events, [policy], tmp / f"state-http-{k}", replay=False, http=True))
             waits.append(fresh_daemon_rate(unlabeled, [policy], tmp / f"state-unlabeled-{k}", replay=False))
         base_cpu, base_wall = median(bases, key=lambda b: b[0])
         replay, loop = median(replays, key=lambda r: r["cpu_rate"]), median(loops, key=lambda r: r["cpu_rate"])
         wait = median(waits, key=lambda r: r["cpu_rate"])
+        http = median(served, key=lambda r: r["cpu_rate"])
         many = memory_run(tmp, args.models, args.model_predictions)
         tiny = tmp / "tiny.jsonl"
         write_stream(tiny, 10)
@@ -260,9 +303,12 @@ def main() -> None:
     for name, r, runs in (
         ("replay (JSON lines out)", replay, replays),
         ("daemon loop (file source)", loop, loops),
+        (f"daemon loop + HTTP face, scraped every {SCRAPE_SECONDS:.0f} s", http, served),
         ("daemon loop, predictions only (no label ever joins)", wait, waits),
     ):
         ratio = f"{r['cpu_rate'] / base_cpu:.2f}" if r is not wait else "–"  # another file than the baseline's
+        if r is http:
+            ratio += f" ({r['cpu_rate'] / loop['cpu_rate']:.1%} of the loop's, {r['scrapes']} scrapes)"
         table.add_row(
             name, f"{r['cpu_rate']:,.0f}", spread([x["cpu_rate"] for x in runs]), f"{r['wall_rate']:,.0f}", ratio
         )

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import signal
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -85,16 +87,32 @@ def main() -> None:
     "client as three processes, deploying through the server's /reload; --in-process: one process, "
     "actions run synchronously.",
 )
-def demo(out: Path, json_mode: bool, predictions: int, drift_at: int, seed: int, log_level: str, live: bool) -> None:
+@click.option(
+    "--serve",
+    is_flag=True,
+    help="Keep the daemon and its status page up after the scenario, until Ctrl-C (live mode).",
+)
+def demo(
+    out: Path, json_mode: bool, predictions: int, drift_at: int, seed: int, log_level: str, live: bool, serve: bool
+) -> None:
     """The whole lifecycle on bundled data: drift → decision → retrain → gate → deploy → recovery,
-    in under a minute."""
+    in under a minute. The live daemon's status page is printed as it starts."""
     from driftwarden.examples.credit.demo import DemoError, run_demo, run_demo_live
 
     _logging(log_level, json_mode)
     if drift_at >= predictions:
         raise click.BadParameter(f"--drift-at ({drift_at}) must be below --predictions ({predictions})")
-    runner = run_demo_live if live else run_demo
-    console = Console()
+    if serve and not live:
+        raise click.UsageError("--serve keeps the live daemon up; it does not go with --in-process")
+    console = Console(stderr=json_mode)
+    extra: dict[str, Any] = {}
+    if live:
+        extra["page"] = lambda url: console.print(
+            f"status page: [bold]{url}[/]" + ("" if serve else " (while the demo runs)")
+        )
+        if serve:
+            extra["serve"] = _serve_until_interrupted(console)
+    runner = functools.partial(run_demo_live, **extra) if live else run_demo
     try:
         if json_mode:
             sink = JsonLines()
@@ -122,6 +140,18 @@ def demo(out: Path, json_mode: bool, predictions: int, drift_at: int, seed: int,
         f"Recorded stream: {out / 'events.jsonl'} — backtest the policy with\n"
         f"  driftwarden replay --policy examples/credit/policy.yaml --events {out / 'events.jsonl'}"
     )
+
+
+def _serve_until_interrupted(console: Console) -> Any:
+    def serve(url: str) -> None:
+        console.print(f"the scenario is over; the daemon and its page stay up at [bold]{url}[/] until Ctrl-C")
+        try:
+            while True:
+                time.sleep(1)
+        except KeyboardInterrupt:
+            console.print("stopping")
+
+    return serve
 
 
 def _demo_table(r: Any) -> Table:

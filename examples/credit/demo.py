@@ -451,6 +451,7 @@ def _start_daemon(out: Path, policy: Path, events: Path, batch_size: int) -> sub
                 "poll_timeout": 0.2,
                 "checkpoint_records": 1,
                 "checkpoint_seconds": LIVE_CHECKPOINT_SECONDS,
+                "http": {"listen": "127.0.0.1:0"},  # the status page, on a free port (written to http.url)
             },
             sort_keys=False,
         )
@@ -480,6 +481,19 @@ def _start_daemon(out: Path, policy: Path, events: Path, batch_size: int) -> sub
     return proc
 
 
+def _page_url(out: Path, daemon: subprocess.Popen[bytes]) -> str:
+    """The daemon's status page, once it listens (it writes ``http.url`` before its first poll)."""
+    url_file = out / "http.url"
+    deadline = time.monotonic() + CHUNK_TIMEOUT
+    while not url_file.is_file() or not url_file.read_text().strip():
+        if daemon.poll() is not None:
+            raise DemoError(f"the daemon exited ({daemon.returncode}):\n{_tail(out / 'daemon.log')}")
+        if time.monotonic() > deadline:
+            raise DemoError(f"the daemon did not serve HTTP within {CHUNK_TIMEOUT:.0f} s")
+        time.sleep(0.02)
+    return url_file.read_text().strip() + "/"
+
+
 def _read_lines(stream: Any, lines: queue.Queue[dict[str, Any] | None]) -> None:
     """The daemon's JSON lines, into ``lines``; None at its end."""
     try:
@@ -503,9 +517,13 @@ def run_demo_live(
     chunk: int = 100,
     listener: Callable[[dict[str, Any]], None] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    page: Callable[[str], None] | None = None,
+    serve: Callable[[str], None] | None = None,
 ) -> DemoResult:
     """The scenario with the model server and the daemon as real processes (module docstring);
-    ``listener`` sees the scenario line and then the daemon's lines, all but its summary."""
+    ``listener`` sees the scenario line and then the daemon's lines, all but its summary. The daemon
+    serves its status page on a free loopback port: ``page`` is told its URL once it listens, and
+    ``serve`` (when given) is called with it after the scenario and returns when the daemon may stop."""
     from driftwarden.examples.credit.scenario import Scenario
 
     emit = listener or (lambda item: None)
@@ -589,6 +607,9 @@ def run_demo_live(
         daemon = _start_daemon(out, _live_policy(out, url), events, batch_size=chunk * 2)
         reader = threading.Thread(target=_read_lines, args=(daemon.stdout, lines), name="daemon-lines", daemon=True)
         reader.start()
+        page_url = _page_url(out, daemon)
+        if page is not None:
+            page(page_url)
         written = 0
         for labels, predictions in layout:
             if len(labels):
@@ -623,6 +644,9 @@ def run_demo_live(
             )
             written += len(tail)
             wait_for_daemon(written)
+        if serve is not None:
+            serve(page_url)
+            drain()
         daemon.send_signal(signal.SIGTERM)  # stops after the current batch and prints its summary
         daemon.wait(timeout=STOP_TIMEOUT)
         reader.join(timeout=STOP_TIMEOUT)
