@@ -112,7 +112,7 @@ def demo(
         )
         if serve:
             extra["serve"] = _serve_until_interrupted(console)
-    runner = functools.partial(run_demo_live, **extra) if live else run_demo
+    runner: Any = functools.partial(run_demo_live, **extra) if live else run_demo
     try:
         if json_mode:
             sink = JsonLines()
@@ -656,7 +656,7 @@ def status(url: str | None, state_dir: Path | None, config_path: Path | None, js
     url = url or _daemon_url(settings)
     answer, why = _ask_daemon(url) if url else (None, "no address known (--url, http.url, http.listen)")
     console = Console()
-    if answer is not None:
+    if answer is not None and url is not None:
         if json_mode:
             click.echo(orjson.dumps({"source": "daemon", "url": url, **answer}).decode())
         else:

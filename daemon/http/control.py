@@ -77,7 +77,7 @@ def retrain_action(policy: Any, name: str | None) -> str:
 
 def manual_retrain(model: str, action: str, key: str, caller: str, reason: str) -> Command:
     def command(daemon: Any) -> str:
-        at = max(daemon.store.next_index() - 1, 0)
+        at = max(daemon.checkpoint.next_index - 1, 0)  # the last event read: its labeled data trains
         why = f"manual retrain requested by {caller} through the HTTP API" + (f": {reason}" if reason else "")
         decision = Decision(
             model=model,
