@@ -142,7 +142,8 @@ def daemon_round(bootstrap: str, topic: str, n: int) -> tuple[float, float]:
     import tempfile
 
     from driftwarden.daemon.config import Settings
-    from driftwarden.daemon.runtime import Daemon, make_source
+    from driftwarden.daemon.runtime import Daemon
+    from driftwarden.daemon.wiring import open_source
     from driftwarden.policies.loader import load_policy
 
     from bench.throughput import POLICY
@@ -165,7 +166,7 @@ def daemon_round(bootstrap: str, topic: str, n: int) -> tuple[float, float]:
                 },
             }
         )
-        daemon = Daemon(settings, make_source(settings), [load_policy(policy)])
+        daemon = Daemon(settings, open_source(settings), [load_policy(policy)])
 
         def read() -> int:
             daemon.run(count=n, timeout=ROUND_TIMEOUT_S)  # one loop, as `driftwarden run` does

@@ -40,12 +40,13 @@ from driftwarden.daemon.http.snapshot import Publisher
 from driftwarden.daemon.io.backpressure import Flow, pending_outputs, running_actions
 from driftwarden.daemon.io.batch_decoder import decode_batch
 from driftwarden.daemon.io.events import EventRows
-from driftwarden.daemon.io.sinks import JsonlSink, ModelUpdates, build_sinks
-from driftwarden.daemon.io.sources import FileSource, MemorySource, Record, Source, rebalances
+from driftwarden.daemon.io.sinks import JsonlSink, ModelUpdates
+from driftwarden.daemon.io.sources import Record, Source, rebalances
 from driftwarden.daemon.io.watermark import TimeGuard
 from driftwarden.daemon.pipeline import ModelPipeline
 from driftwarden.daemon.state.store import Intent, Store
 from driftwarden.daemon.state.unrouted import Unrouted
+from driftwarden.daemon.wiring import build_sinks
 from driftwarden.deploy.registry import CHAMPION, LocalRegistry
 from driftwarden.policies.durations import parse_duration
 from driftwarden.policies.engine import Decision
@@ -105,6 +106,7 @@ class Daemon:
     >>> from driftwarden.policies.loader import load_policy
     >>> d = pathlib.Path(tempfile.mkdtemp())
     >>> _ = (d / "p.yaml").write_text("version: 1\\nmodel: m\\nmonitors:\\n  e: {kind: adwin, series: error}\\n")
+    >>> from driftwarden.daemon.io.sources import MemorySource
     >>> src = MemorySource([b'{"model": "m", "id": "1", "prediction": 1, "label": 1}', b'junk'])
     >>> daemon = Daemon(Settings(state_dir=d / "state"), src, [load_policy(d / "p.yaml")])
     >>> s = daemon.run(); daemon.close(); (s.records, s.events, s.dead_letters, s.labels_joined)
@@ -134,7 +136,7 @@ class Daemon:
         # -- end HTTP face --
         settings.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # private: raw events and state
         self.store = Store(settings.store_path)
-        # The JSONL files, plus the Kafka topics that settings.sinks names (daemon/sinks.py).
+        # The JSONL files, plus the Kafka topics that settings.sinks names (daemon/wiring.py).
         self.dead_letters, self.alerts, self.decisions, updates = build_sinks(
             settings, JsonlSink(settings.dead_letter_path), JsonlSink(settings.alerts_path)
         )
@@ -622,22 +624,3 @@ class Daemon:
 TRAINING_META = ("__label", "__id", "__ts", "__index")
 
 _ORDER = {"dead_letter": 0, "signal": 1, "decision": 2, "alert": 3, "action": 3}
-
-
-def make_source(settings: Settings) -> Source:
-    """The source the settings describe."""
-    src = settings.source
-    if src.kind == "file":
-        assert src.path is not None
-        return FileSource(Path(src.path), fmt=src.format, pace=src.pace)
-    if src.kind == "kafka":
-        from driftwarden.daemon.io.kafka.source import KafkaSource
-
-        return KafkaSource(
-            src.bootstrap,
-            src.topics,
-            src.group_id,
-            settings=src.settings,  # type: ignore[arg-type]
-            auto_offset_reset=src.auto_offset_reset,
-        )
-    return MemorySource(closed=False)

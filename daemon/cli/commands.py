@@ -256,8 +256,9 @@ def run(
     """Run the daemon: consume events, monitor, decide, act. Stops cleanly on SIGTERM/SIGINT after the
     current batch (checkpointed); a restart resumes where it stopped."""
     from driftwarden.daemon.config import Settings
-    from driftwarden.daemon.runtime import Daemon, make_source
+    from driftwarden.daemon.runtime import Daemon
     from driftwarden.daemon.scheduler import RuleScheduler
+    from driftwarden.daemon.wiring import SourceError, open_source
 
     _logging(log_level, json_mode)
     stop = StopOnSignal.install()
@@ -286,10 +287,10 @@ def run(
     policies = _load_policies(settings.policies)
     lock = _lock_state(settings.state_dir)
     sink = JsonLines() if json_mode else Timeline(Console())
-    if follow:
-        source = _follow_source(settings, pace, len(events))
-    else:
-        source = file_source(events, pace or 0.0) if events else make_source(settings)
+    try:
+        source = open_source(settings, events, pace=pace, follow=follow)
+    except SourceError as e:
+        raise click.UsageError(str(e)) from None
     with _refuse_corrupt_state():
         daemon = Daemon(settings, source, policies, listener=sink, watch_policies=True)
     scheduler = RuleScheduler(policies, daemon.tick)
@@ -385,35 +386,6 @@ def _serve_http(daemon: Any, settings: Any) -> Any:
         raise click.UsageError(f"cannot serve HTTP on {settings.http.listen}: {e}") from None
 
 
-def file_source(paths: tuple[Path, ...], pace: float = 0.0) -> Any:
-    """One file, or several merged by event time (e.g. predictions and labels in separate files)."""
-    from driftwarden.daemon.io.merge import MergedSource
-    from driftwarden.daemon.io.sources import FileSource
-
-    names = [p.name for p in paths]
-    if len(set(names)) != len(names):
-        raise click.UsageError(f"--events files need distinct names (they name the source positions): {names}")
-    sources = [FileSource(p, pace=pace) for p in paths]
-    return sources[0] if len(sources) == 1 else MergedSource(sources)
-
-
-def _follow_source(settings: Any, pace: float | None, files: int) -> Any:
-    """``--follow``: the one JSONL file of ``--events`` (or the config's file source), tailed."""
-    from driftwarden.daemon.io.tail import TailSource
-
-    src = settings.source
-    if files > 1:
-        raise click.UsageError("--follow follows one file; give predictions and labels in one --events file")
-    if src.kind != "file" or not src.path:
-        raise click.UsageError("--follow needs a file: --events FILE or a file source in --config")
-    fmt = src.format or Path(src.path).suffix.lower().lstrip(".")
-    if fmt not in ("jsonl", "json", "ndjson"):
-        raise click.UsageError(f"--follow reads JSONL only, not {fmt!r}")
-    if pace:
-        raise click.UsageError("--follow reads lines as they are written; --pace does not apply")
-    return TailSource(Path(src.path))
-
-
 def _load_policies(paths: list[Path]) -> list[Any]:
     from driftwarden.policies.loader import PolicyLoadError, load_policy
 
@@ -467,6 +439,7 @@ def replay(
     and the alerts the policies would have sent, firing and resolved (the summary's ``alerts``)."""
     from driftwarden.daemon.config import Settings
     from driftwarden.daemon.runtime import Daemon
+    from driftwarden.daemon.wiring import SourceError, open_source
     from driftwarden.policies.engine import rule_summary
 
     _logging("warning", json_mode)
@@ -488,7 +461,10 @@ def replay(
 
     with tempfile.TemporaryDirectory(prefix="driftwarden-replay-") as tmp:
         settings = Settings(state_dir=Path(tmp), batch_size=batch_size, execute=False)
-        source = file_source(events)
+        try:
+            source = open_source(settings, events)
+        except SourceError as e:
+            raise click.UsageError(str(e)) from None
         daemon = Daemon(settings, source, policies, listener=listener)
         if json_mode:
             stats = daemon.run()

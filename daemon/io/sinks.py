@@ -36,9 +36,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
-from driftwarden.daemon.config import Settings
 from driftwarden.daemon.io.events import raw_fields
-from driftwarden.daemon.io.kafka.settings import producer_settings
 from driftwarden.deploy.states import ActionState
 
 log = logging.getLogger("driftwarden.sinks")
@@ -220,39 +218,3 @@ class ModelUpdates:
                 self.sink.flush()
         except Exception as e:  # noqa: BLE001 - serving apps also poll the registry; never fail the deploy
             log.error("model-updated event for %s %s not delivered: %s", model, event["version"], e)
-
-
-def kafka_target(settings: Settings) -> tuple[str, dict[str, Any]] | None:
-    """(bootstrap, client settings) for the sinks: ``sinks.bootstrap`` or the Kafka source's."""
-    s = settings.sinks
-    bootstrap = s.bootstrap or (settings.source.bootstrap if settings.source.kind == "kafka" else None)
-    if bootstrap is None:
-        return None
-    client = dict(settings.source.settings) if settings.source.kind == "kafka" else {}
-    client.update(s.settings)
-    return bootstrap, producer_settings(client)
-
-
-def build_sinks(
-    settings: Settings, file_dead_letters: Sink, file_alerts: Sink
-) -> tuple[DeadLetterSink, Sink, KafkaJsonSink | None, KafkaJsonSink | None]:
-    """(dead letters, alerts, decisions, model-updated) sinks as ``settings.sinks`` asks: each
-    Kafka topic is off unless named."""
-    s = settings.sinks
-    target = kafka_target(settings)
-    named = [t for t in (s.decisions_topic, s.dead_letter_topic, s.model_updated_topic) if t]
-    if named and target is None:
-        raise ValueError(f"sinks name Kafka topics {named} but no bootstrap: set sinks.bootstrap or use a kafka source")
-    dlq = decisions = updates = None
-    if target is not None:
-        from driftwarden.daemon.io.kafka.sink import KafkaSink
-
-        bootstrap, client = target
-        if s.dead_letter_topic:
-            dlq = KafkaSink(bootstrap, s.dead_letter_topic, **client)
-        if s.decisions_topic:
-            decisions = KafkaJsonSink(bootstrap, s.decisions_topic, client)
-        if s.model_updated_topic:
-            updates = KafkaJsonSink(bootstrap, s.model_updated_topic, client)
-    alerts: Sink = Tee(file_alerts, decisions) if decisions is not None else file_alerts
-    return DeadLetterSink(file_dead_letters, dlq), alerts, decisions, updates

@@ -14,8 +14,9 @@ from click.testing import CliRunner
 from driftwarden.daemon.cli import main
 from driftwarden.daemon.config import ConfigError, Settings
 from driftwarden.daemon.config_sources import read_files
-from driftwarden.daemon.runtime import Daemon, make_source
+from driftwarden.daemon.runtime import Daemon
 from driftwarden.daemon.state.store import Store
+from driftwarden.daemon.wiring import open_source
 from driftwarden.policies.loader import load_policy
 
 from tests.conftest import ROOT, json_lines
@@ -138,7 +139,7 @@ def test_secrets_are_never_logged_nor_shown(tmp_path: Path, caplog: pytest.LogCa
         log = logging.getLogger("driftwarden")
         log.debug("settings: %s", s)  # what a careless log line would print
         log.info("settings: %r", s)
-        daemon = Daemon(s.model_copy(update={"state_dir": tmp_path / "s"}), make_source(s), [load_policy(policy)])
+        daemon = Daemon(s.model_copy(update={"state_dir": tmp_path / "s"}), open_source(s), [load_policy(policy)])
         stats = daemon.run()
         daemon.close()
         with pytest.raises(ConfigError) as e:

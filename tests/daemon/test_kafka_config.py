@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from driftwarden.daemon.config import Settings
-from driftwarden.daemon.io.sinks import build_sinks
+from driftwarden.daemon.wiring import build_sinks
 
 from tests.conftest import ROOT
 

@@ -14,7 +14,8 @@ from driftwarden.daemon.config import Settings
 from driftwarden.daemon.io.kafka.admin import read_messages
 from driftwarden.daemon.io.kafka.sink import KafkaSink
 from driftwarden.daemon.io.sources import MemorySource
-from driftwarden.daemon.runtime import Daemon, make_source
+from driftwarden.daemon.runtime import Daemon
+from driftwarden.daemon.wiring import open_source
 from driftwarden.policies.loader import LoadedPolicy, load_policy
 
 # Fast group membership: a rebalance is noticed within one heartbeat.
@@ -130,7 +131,7 @@ def settings(state: Path, bootstrap: str, topics: list[str], group: str, paths: 
 
 
 def kafka_daemon(s: Settings, paths: list[Path], **kwargs: Any) -> Daemon:
-    return Daemon(s, make_source(s), loaded(paths), **kwargs)
+    return Daemon(s, open_source(s), loaded(paths), **kwargs)
 
 
 def events_seen(daemon: Daemon) -> dict[str, int]:
