@@ -1,14 +1,18 @@
 """Throughput and memory of the data path, against bare orjson decoding of the same file.
 
-    python bench/throughput.py [--predictions 100000] [--models 100]
+    python bench/throughput.py [--predictions 100000] [--models 100:400000,1000:1000000] [--json]
 
-Prints one table. Rates are marginal (after start-up: from the end of the first batch to the end)
+Prints the tables (``--json``: all of them as one JSON object on one line). Rates are marginal
+(after start-up: from the end of the first batch to the end)
 and per core (CPU seconds of the process; wall seconds in their own column); each single-model
 path runs ``--repeat`` times, interleaved, each in a fresh process pinned to one core, and the
 median run is reported with the spread. The stream has 16
 features (12 numeric, 4 categorical) and labels as separate events 50 predictions later; the
 policy is the default monitor set: ``feature_drift`` on all features with windows of 2,000 events,
-``adwin`` on ``error``, ``performance`` with windows of 2,000.
+``adwin`` on ``error``, ``performance`` with windows of 2,000. The many-models rows run one fleet
+policy (``models: "m*"``) over 20 features, in a fresh process each: 100 models with 400,000
+predictions (every model fills its reference and a current window), 1,000 models with a million
+predictions (1,000 each), both with their labels.
 """
 
 from __future__ import annotations
@@ -204,8 +208,12 @@ def fresh_daemon_rate(path: Path, policies: list[Path], state: Path, *, replay: 
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+FLEET_POLICY = POLICY.replace("model: {model}", "models: 'm*'")
+
+
 def memory_run(tmp: Path, models: int, predictions: int) -> dict:
-    """Peak RSS and restart time with ``models`` models × 20 features, in a fresh process."""
+    """Rate, peak RSS and restart time with ``models`` models × 20 features under one fleet policy,
+    in a fresh process."""
     code = f"""
 import resource, sys, time, json
 sys.path.insert(0, {str(ROOT)!r})
@@ -216,19 +224,21 @@ from driftwarden.daemon.runtime import Daemon
 from driftwarden.daemon.io.sources import FileSource
 from driftwarden.policies.loader import load_policy
 tmp = Path({str(tmp)!r})
-policies = sorted(tmp.glob('policy-*.yaml'))
+policies = [tmp / 'fleet.yaml']
 start = current_rss_mb()
-r = daemon_rate(tmp / 'many.jsonl', policies, tmp / 'state-many', replay=False)
+r = daemon_rate(tmp / 'many-{models}.jsonl', policies, tmp / 'state-many-{models}', replay=False)
 rss = peak_rss_mb()
 t0 = time.perf_counter()
-d = Daemon(Settings(state_dir=tmp / 'state-many', execute=False), FileSource(tmp / 'many.jsonl'),
+d = Daemon(Settings(state_dir=tmp / 'state-many-{models}', execute=False), FileSource(tmp / 'many-{models}.jsonl'),
            [load_policy(p) for p in policies])
 loaded = time.perf_counter() - t0
-print(json.dumps({{"rss_mb": rss, "start_mb": start, "restart_s": loaded, "rate": r["cpu_rate"]}}))
+state_mb = (tmp / 'state-many-{models}' / 'state.db').stat().st_size / 1e6
+print(json.dumps({{"models": {models}, "predictions": {predictions}, "records": r["records"], "rss_mb": rss,
+                  "start_mb": start, "restart_s": loaded, "rate": r["cpu_rate"], "wall_rate": r["wall_rate"],
+                  "pipelines": len(d.pipelines), "state_mb": state_mb}}))
 """
-    for i in range(models):
-        (tmp / f"policy-{i:03d}.yaml").write_text(POLICY.format(model=f"m{i}"))
-    write_stream(tmp / "many.jsonl", predictions, models=models, features=20)
+    (tmp / "fleet.yaml").write_text(FLEET_POLICY)
+    write_stream(tmp / f"many-{models}.jsonl", predictions, models=models, features=20)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -242,17 +252,16 @@ def startup_seconds(args: list[str]) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--predictions", type=int, default=100_000)
-    ap.add_argument("--models", type=int, default=100)
-    ap.add_argument("--repeat", type=int, default=3, help="runs of each single-model path; the median is reported")
     ap.add_argument(
-        "--model-predictions",
-        type=int,
-        default=400_000,
-        help="predictions in the many-models run (400,000: every model fills its reference and a current window)",
+        "--models",
+        default="100:400000,1000:1000000",
+        help="many-models rows, MODELS:PREDICTIONS comma-separated (default: 100 models × 400,000 predictions, "
+        "1,000 models × 1,000,000)",
     )
+    ap.add_argument("--json", action="store_true", help="print every table as one JSON object")
+    ap.add_argument("--repeat", type=int, default=3, help="runs of each single-model path; the median is reported")
     args = ap.parse_args()
-    from rich.console import Console
-    from rich.table import Table
+    fleets = [tuple(int(x) for x in part.split(":")) for part in args.models.split(",") if part]
 
     if hasattr(os, "sched_setaffinity"):  # a per-core rate: keep the process on one core, as a deployment would
         os.sched_setaffinity(0, {max(os.sched_getaffinity(0))})  # children inherit it; not CPU 0 (interrupts)
@@ -279,60 +288,111 @@ def main() -> None:
         replay, loop = median(replays, key=lambda r: r["cpu_rate"]), median(loops, key=lambda r: r["cpu_rate"])
         wait = median(waits, key=lambda r: r["cpu_rate"])
         http = median(served, key=lambda r: r["cpu_rate"])
-        many = memory_run(tmp, args.models, args.model_predictions)
+        many = [memory_run(tmp, models, predictions) for models, predictions in fleets]
         tiny = tmp / "tiny.jsonl"
         write_stream(tiny, 10)
         t_validate = startup_seconds(["validate", str(policy)])
         t_replay = startup_seconds(["replay", "--policy", str(policy), "--events", str(tiny), "--json"])
 
+    result = {
+        "records": records,
+        "predictions": args.predictions,
+        "features": 16,
+        "repeat": args.repeat,
+        "paths": [
+            {
+                "path": "bare orjson decode (baseline)",
+                "cpu_rate": base_cpu,
+                "wall_rate": base_wall,
+                "ratio": 1.0,
+                "runs": [b[0] for b in bases],
+            },
+            *(
+                {
+                    "path": name,
+                    "cpu_rate": r["cpu_rate"],
+                    "wall_rate": r["wall_rate"],
+                    "ratio": None if r is wait else r["cpu_rate"] / base_cpu,  # another file than the baseline's
+                    "runs": [x["cpu_rate"] for x in runs],
+                }
+                for name, r, runs in (
+                    ("replay (JSON lines out)", replay, replays),
+                    ("daemon loop (file source)", loop, loops),
+                    (f"daemon loop + HTTP face, scraped every {SCRAPE_SECONDS:.0f} s", http, served),
+                    ("daemon loop, predictions only (no label ever joins)", wait, waits),
+                )
+            ),
+        ],
+        "stages_us_per_record": loop["per_record_us"],
+        "models": many,
+        "startup_s": {"validate": t_validate, "replay_10_events": t_replay},
+        "machine": {"cores": os.cpu_count(), "python": sys.version.split()[0], "bench_peak_rss_mb": peak_rss_mb()},
+    }
+    if args.json:
+        print(json.dumps(result))
+        return
+    print_tables(result)
+
+
+TARGETS = {100: (120_000, None), 1000: (80_000, 1024)}
+"""Issue 17's targets per model count: records/s per core, peak RSS in MB (restart: 5 s for all)."""
+
+
+def print_tables(result: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table(
-        title=f"driftwarden throughput — {records:,} records ({args.predictions:,} predictions + labels), 16 features",
+        title=f"driftwarden throughput — {result['records']:,} records ({result['predictions']:,} predictions + "
+        "labels), 16 features",
         header_style="bold",
     )
     for col in (
         "path",
         "records/s per core",
-        f"spread of {args.repeat} runs",
+        f"spread of {result['repeat']} runs",
         "records/s wall",
         "ratio to bare orjson",
     ):
         table.add_column(col, justify="right" if col != "path" else "left")
-    table.add_row(
-        "bare orjson decode (baseline)", f"{base_cpu:,.0f}", spread([b[0] for b in bases]), f"{base_wall:,.0f}", "1.00"
-    )
-    for name, r, runs in (
-        ("replay (JSON lines out)", replay, replays),
-        ("daemon loop (file source)", loop, loops),
-        (f"daemon loop + HTTP face, scraped every {SCRAPE_SECONDS:.0f} s", http, served),
-        ("daemon loop, predictions only (no label ever joins)", wait, waits),
-    ):
-        ratio = f"{r['cpu_rate'] / base_cpu:.2f}" if r is not wait else "–"  # another file than the baseline's
-        if r is http:
-            ratio += f" ({r['cpu_rate'] / loop['cpu_rate']:.1%} of the loop's, {r['scrapes']} scrapes)"
-        table.add_row(
-            name, f"{r['cpu_rate']:,.0f}", spread([x["cpu_rate"] for x in runs]), f"{r['wall_rate']:,.0f}", ratio
-        )
+    for p in result["paths"]:
+        ratio = "–" if p["ratio"] is None else f"{p['ratio']:.2f}"
+        table.add_row(p["path"], f"{p['cpu_rate']:,.0f}", spread(p["runs"]), f"{p['wall_rate']:,.0f}", ratio)
     stages = Table(title="time per stage (daemon loop), µs per record", header_style="bold")
-    for k in loop["per_record_us"]:
+    for k in result["stages_us_per_record"]:
         stages.add_column(k, justify="right")
-    stages.add_row(*(f"{v:.2f}" for v in loop["per_record_us"].values()))
-    extra = Table(title="memory and start-up", header_style="bold")
+    stages.add_row(*(f"{v:.2f}" for v in result["stages_us_per_record"].values()))
+    fleet = Table(title="many models: one fleet policy, 20 features, labels 50 predictions later", header_style="bold")
+    for col in ("models", "records", "records/s per core", "target", "peak RSS", "target", "restart", "state.db"):
+        fleet.add_column(col, justify="right")
+    for m in result["models"]:
+        rate_target, rss_target = TARGETS.get(m["models"], (None, None))
+        fleet.add_row(
+            f"{m['models']:,}",
+            f"{m['records']:,}",
+            f"{m['rate']:,.0f}",
+            f"≥ {rate_target:,}" if rate_target else "",
+            f"{m['rss_mb']:.0f} MB",
+            f"≤ {rss_target:,} MB" if rss_target else "",
+            f"{m['restart_s']:.2f} s (≤ 5 s)",
+            f"{m['state_mb']:.0f} MB",
+        )
+    extra = Table(title="start-up", header_style="bold")
     extra.add_column("measure")
     extra.add_column("value", justify="right")
     extra.add_column("target", justify="right")
-    extra.add_row(f"peak RSS, {args.models} models × 20 features", f"{many['rss_mb']:.0f} MB", "≤ 300 MB")
-    extra.add_row("  RSS at start: interpreter and imports", f"{many['start_mb']:.0f} MB", "")
-    extra.add_row(f"records/s per core, {args.models} models", f"{many['rate']:,.0f}", "")
-    extra.add_row("restart: state loaded, ready to resume", f"{many['restart_s']:.2f} s", "≤ 5 s")
-    extra.add_row("driftwarden validate (process)", f"{t_validate:.2f} s", "≤ 1.5 s")
-    extra.add_row("driftwarden replay, 10 events (process)", f"{t_replay:.2f} s", "≤ 1.5 s")
+    if result["models"]:
+        extra.add_row("RSS at start: interpreter and imports", f"{result['models'][0]['start_mb']:.0f} MB", "")
+    extra.add_row("driftwarden validate (process)", f"{result['startup_s']['validate']:.2f} s", "≤ 1.5 s")
+    extra.add_row(
+        "driftwarden replay, 10 events (process)", f"{result['startup_s']['replay_10_events']:.2f} s", "≤ 1.5 s"
+    )
     console = Console()
-    console.print(table)
-    console.print(stages)
-    console.print(extra)
+    for t in (table, stages, fleet, extra):
+        console.print(t)
+    m = result["machine"]
     console.print(
-        f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, "
-        f"peak RSS of this process {peak_rss_mb():.0f} MB"
+        f"machine: {m['cores']} cores, Python {m['python']}, peak RSS of this process {m['bench_peak_rss_mb']:.0f} MB"
     )
 
 

@@ -50,7 +50,8 @@ from driftwarden.daemon.wiring import build_sinks
 from driftwarden.deploy.registry import CHAMPION, LocalRegistry
 from driftwarden.policies.durations import parse_duration
 from driftwarden.policies.engine import Decision
-from driftwarden.policies.loader import LoadedPolicy
+from driftwarden.policies.fleet import Fleet
+from driftwarden.policies.loader import LoadedPolicy, PolicyLoadError
 from driftwarden.policies.watch import PolicyWatcher
 
 if TYPE_CHECKING:
@@ -75,6 +76,10 @@ class RunStats:
     signals: int = 0
     decisions: int = 0
     unrouted: int = 0
+    admitted: int = 0
+    """Models a fleet policy (``models:``) admitted as they first appeared in the stream."""
+    ambiguous: int = 0
+    """Events of models that two policies select equally specifically (not watched; also unrouted)."""
     batches: int = 0
     checkpoints: int = 0
     seconds: float = 0.0
@@ -93,6 +98,8 @@ class RunStats:
             "signals": self.signals,
             "decisions": self.decisions,
             "unrouted": self.unrouted,
+            "admitted": self.admitted,
+            "ambiguous": self.ambiguous,
             "seconds": round(self.seconds, 3),
             "models": self.by_model,
             "alerts": {s: sum(1 for a in self.alerts if a["status"] == s) for s in ("firing", "resolved")},
@@ -125,11 +132,9 @@ class Daemon:
         watch_policies: bool = False,
     ) -> None:
         self.settings, self.source, self.listener, self.clock = settings, source, listener, clock
-        models = [p.model for p in policies]
-        duplicates = sorted({m for m in models if models.count(m) > 1})
-        if duplicates:
-            raise ValueError(f"two policies for the same model: {', '.join(duplicates)}")
-        self.policies = {p.model: p for p in policies}
+        self.fleet = Fleet(policies)  # which policy watches which model (policies/fleet.py)
+        self.policies: dict[str, LoadedPolicy] = {}
+        """model → its policy (a fleet policy bound to the model): the models with a pipeline."""
         # -- the HTTP face (daemon/http/): a snapshot after each batch, operators' commands between batches --
         self.publisher = Publisher()
         self.commands = Commands()
@@ -152,14 +157,17 @@ class Daemon:
             every_seconds=settings.checkpoint_seconds,
         )
         self._ttl = parse_duration(settings.label_ttl)
+        self._restored_index = self.checkpoint.next_index - 1
         self.pipelines: dict[str, ModelPipeline] = {}
-        for model, policy in self.policies.items():
-            state = self.store.pipeline_state(model)
-            pending = self.store.pending(model) if state is not None else None
-            pipe = self._pipeline(policy, state, pending, upto=self.checkpoint.next_index - 1)
-            for monitor in pipe.engine.monitors.values():
-                monitor.preload()
-            self.pipelines[model] = pipe
+        self._admissions: dict[str, dict[str, Any]] = {}
+        self._unroutable: set[str] = set()
+        """Names no policy selects (bounded by ``input.max_unknown_models``): not routed again."""
+        for model in self.fleet.eager():
+            self._add_pipeline(model, self.fleet.route(model).policy)  # type: ignore[arg-type]
+        for model, seen in self.store.admitted().items():  # fleet models admitted before a restart
+            route = self.fleet.route(model, seen.get("attributes"))
+            if model not in self.pipelines and route.policy is not None:
+                self._add_pipeline(model, route.policy)
         self.actions = ActionRunner(
             self.store,
             self.policies,
@@ -242,7 +250,8 @@ class Daemon:
         self._stop.set()
 
     def tick(self, model: str, rule: str, now: float | None = None) -> None:
-        """A scheduled rule's time came (called from the scheduler thread)."""
+        """A scheduled rule's time came (called from the scheduler thread); ``model`` may name a
+        fleet policy's file instead (every model it watches)."""
         self._ticks.put((model, rule, self.clock() if now is None else now))
 
     def close(self) -> None:
@@ -289,14 +298,76 @@ class Daemon:
             pipe.restore(state, pending)
         return pipe
 
+    def _add_pipeline(self, model: str, policy: LoadedPolicy) -> ModelPipeline:
+        """Start ``model``'s pipeline under ``policy`` (bound to the model), resuming its checkpointed
+        state when there is one."""
+        bound = self.fleet.bind(policy, model)
+        state = self.store.pipeline_state(model)
+        pending = self.store.pending(model) if state is not None else None
+        # Rows buffered after the checkpoint this daemon started from are replayed: keep those before.
+        pipe = self._pipeline(bound, state, pending, upto=self._restored_index)
+        for monitor in pipe.engine.monitors.values():
+            monitor.preload()
+        self.policies[model] = bound
+        self.pipelines[model] = pipe
+        return pipe
+
+    def _admit(self, model: str, rows: EventRows) -> EventRows | None:
+        """A model first seen in the stream: give it a pipeline when a fleet policy selects it,
+        and return its rows from the first one the policy admits (its ``where:`` may skip some)."""
+        if model in self._unroutable:
+            return None
+        named = self.fleet.route(model)  # by name only
+        if named.policy is None and not named.ambiguous:
+            if len(self._unroutable) < self.settings.input.max_unknown_models:
+                self._unroutable.add(model)
+            return None
+        start, route = 0, named
+        if self.fleet.uses_where:
+            found = next(
+                (
+                    (i, r)
+                    for i, attributes in enumerate(rows.attributes)
+                    if (r := self.fleet.route(model, attributes)).policy is not None or r.ambiguous
+                ),
+                None,
+            )
+            if found is None:
+                return None  # no event of this batch matches a 'where:'; a later one may
+            start, route = found
+        if route.ambiguous or route.policy is None:
+            self.stats.ambiguous += len(rows) - start
+            if model not in self._unroutable:
+                log.error("model %r is not watched: %s", model, route.reason)
+            if not self.fleet.uses_where and len(self._unroutable) < self.settings.input.max_unknown_models:
+                self._unroutable.add(model)
+            return None
+        self._add_pipeline(model, route.policy)
+        attributes = rows.attributes[start] if self.fleet.uses_where else None
+        self._admissions[model] = {"policy": str(route.policy.path), "pattern": route.pattern, "attributes": attributes}
+        self.stats.admitted += 1
+        log.info(
+            "model %r first seen at event %d: watched by policy %s (selected by %r)",
+            model,
+            rows.index[start],
+            route.policy.path,
+            route.pattern,
+        )
+        return rows.since(start)
+
     def _buffers(self, model: str) -> Path:
         return self.settings.state_dir / "buffers" / model
 
     def _restore_model(self, model: str, state: dict[str, Any], next_index: int, local: bool) -> bool:
         """Kafka ownership moved ``model``'s task here (see daemon/partitions.py: ``Restore``)."""
         policy = self.policies.get(model)
-        if policy is None:
-            return False
+        if policy is None:  # a fleet model first seen by another owner: route it by this daemon's policies
+            seen = self.store.admitted().get(model, {})
+            route = self.fleet.route(model, seen.get("attributes"))
+            if route.policy is None:
+                return False
+            policy = self.fleet.bind(route.policy, model)
+            self.policies[model] = policy
         if not local:
             shutil.rmtree(self._buffers(model), ignore_errors=True)  # another owner's rows since: ours are stale
         pending = self.store.pending(model) if local else None
@@ -371,9 +442,18 @@ class Daemon:
         for model, rows in batch.by_model.items():
             if model in self.pipelines:
                 by_model[model] = rows
-            else:
-                self.stats.unrouted += len(rows)
-                self._unrouted.add(model, len(rows))
+                continue
+            admitted = self._admit(model, rows)
+            if admitted is not None:
+                by_model[model] = admitted
+            skipped = len(rows) - (0 if admitted is None else len(admitted))
+            if skipped:
+                self.stats.unrouted += skipped
+                if model not in self.pipelines:
+                    self._unrouted.add(model, skipped)
+        if self._admissions:
+            self.store.admit(self._admissions)
+            self._admissions = {}
         if self.ownership is not None:
             self.ownership.routed(fresh, first, by_model)
         decoded = time.perf_counter()
@@ -508,74 +588,85 @@ class Daemon:
     def reload_policies(self) -> None:
         """Swap in policy files that changed (between batches, so atomically for the loop); refuse
         invalid ones with their errors logged, keeping the running policy. Monitors whose definition
-        is unchanged keep their state. Changed ``schedule:`` rules take effect at restart."""
+        is unchanged keep their state. A fleet policy's change reaches every model it watches; a
+        change that would move a watched model to another policy (or none) is refused. Changed
+        ``schedule:`` rules take effect at restart."""
         if self._watcher is None:
             return
         for change in self._watcher.changes():
-            model = next((m for m, p in self.policies.items() if p.path == change.path), None)
+            old = next((p for p in self.fleet.policies if p.path == change.path), None)
+            models = [m for m, p in self.policies.items() if p.path == change.path]
+            label = old.model if old is not None and old.spec.model is not None else ", ".join(models) or None
             new = change.policy
             errors = [str(e) for e in change.errors]
-            if new is not None and new.model != model:
-                errors = [
-                    f"{change.path}:1:1: model: the file now watches {new.model!r}, not {model!r}; "
-                    "restart the daemon to change a policy's model"
-                ]
-            if model is None or new is None or errors:
-                log.error(
-                    "policy %s refused; model %s keeps running the previous one:\n%s",
-                    change.path,
-                    model,
-                    "\n".join(errors),
-                )
-                self._emit(
-                    {
-                        "type": "policy",
-                        "model": model,
-                        "at": None,
-                        "ts": None,
-                        "state": "refused",
-                        "path": str(change.path),
-                        "errors": errors,
-                    }
-                )
+            fleet = None
+            if new is not None and old is not None and not errors:
+                if old.spec.model is not None and new.spec.model != old.spec.model:
+                    errors = [
+                        f"{change.path}:1:1: model: the file now watches {new.spec.model or new.spec.models!r}, "
+                        f"not {old.model!r}; restart the daemon to change a policy's model"
+                    ]
+                else:
+                    try:
+                        fleet = Fleet([new if p is old else p for p in self.fleet.policies])
+                    except PolicyLoadError as e:
+                        errors = [str(x) for x in e.errors]
+                    else:
+                        admitted = self.store.admitted()
+                        moved = [
+                            m for m in models if fleet.route(m, admitted.get(m, {}).get("attributes")).policy is not new
+                        ]
+                        if moved:
+                            errors = [
+                                f"{change.path}:1:1: models: the file no longer watches {', '.join(moved)}; "
+                                "restart the daemon to change the models a policy selects"
+                            ]
+            if old is None or new is None or fleet is None or errors:
+                self._refused(change.path, label, errors)
                 continue
             if self.checkpoint.unwritten:
                 self.write_checkpoint()  # the old policy's work is on disk before the new one runs
             try:
-                kept = self.pipelines[model].swap(new)
+                kept = {m: self.pipelines[m].swap(fleet.bind(new, m)) for m in models}
             except Exception as e:  # noqa: BLE001 - e.g. unreadable reference data: keep the running policy
-                log.error("policy %s refused; model %s keeps running the previous one: %s", change.path, model, e)
+                self._refused(change.path, label, [f"{type(e).__name__}: {e}"])
+                continue
+            self.fleet = fleet
+            self._unroutable.clear()  # a model no policy selected may be selected now
+            for m in models:
+                self.policies[m] = self.pipelines[m].policy
+                log.info(
+                    "policy %s reloaded for model %s; monitors that kept their state: %s",
+                    change.path,
+                    m,
+                    ", ".join(kept[m]) or "none",
+                )
                 self._emit(
                     {
                         "type": "policy",
-                        "model": model,
+                        "model": m,
                         "at": None,
                         "ts": None,
-                        "state": "refused",
+                        "state": "reloaded",
                         "path": str(change.path),
-                        "errors": [f"{type(e).__name__}: {e}"],
+                        "digest": new.digest,
+                        "kept": kept[m],
                     }
                 )
-                continue
-            self.policies[model] = new
-            log.info(
-                "policy %s reloaded for model %s; monitors that kept their state: %s",
-                change.path,
-                model,
-                ", ".join(kept) or "none",
-            )
-            self._emit(
-                {
-                    "type": "policy",
-                    "model": model,
-                    "at": None,
-                    "ts": None,
-                    "state": "reloaded",
-                    "path": str(change.path),
-                    "digest": new.digest,
-                    "kept": kept,
-                }
-            )
+
+    def _refused(self, path: Path, model: str | None, errors: list[str]) -> None:
+        log.error("policy %s refused; model %s keeps running the previous one:\n%s", path, model, "\n".join(errors))
+        self._emit(
+            {
+                "type": "policy",
+                "model": model,
+                "at": None,
+                "ts": None,
+                "state": "refused",
+                "path": str(path),
+                "errors": errors,
+            }
+        )
 
     def _drain_ticks(self) -> None:
         decisions = []
@@ -584,13 +675,14 @@ class Daemon:
                 model, rule, now = self._ticks.get_nowait()
             except queue.Empty:
                 break
-            pipe = self.pipelines.get(model)
-            if pipe is None:
-                continue
-            self._observe(model)
-            d = pipe.engine.scheduled(rule, now, at=max(self.checkpoint.next_index - 1, 0))
-            if d is not None:
-                decisions.append(d)
+            targets = (
+                [model] if model in self.pipelines else [m for m, p in self.policies.items() if str(p.path) == model]
+            )
+            for target in targets:  # a fleet policy's tick names its file: every model it watches
+                self._observe(target)
+                d = self.pipelines[target].engine.scheduled(rule, now, at=max(self.checkpoint.next_index - 1, 0))
+                if d is not None:
+                    decisions.append(d)
         if decisions:
             self.decide(decisions)
 

@@ -17,7 +17,8 @@ log = logging.getLogger("driftwarden.scheduler")
 
 
 class RuleScheduler:
-    """Starts a cron job per scheduled rule; each run calls ``tick(model, rule)``.
+    """Starts a cron job per scheduled rule; each run calls ``tick(model, rule)`` (for a fleet
+    policy, ``tick(<its file>, rule)``).
 
     >>> s = RuleScheduler([], tick=lambda model, rule: None)
     >>> s.start(); s.jobs; s.stop()
@@ -34,11 +35,13 @@ class RuleScheduler:
                 if rule.schedule is None:
                     continue
                 trigger = CronTrigger.from_crontab(rule.schedule, timezone=timezone)
-                job_id = f"{policy.model}/{rule.name}"
+                # A fleet policy ticks by its file: the daemon fans the tick out to every model it watches.
+                target = policy.model or str(policy.path)
+                job_id = f"{target}/{rule.name}"
                 self._scheduler.add_job(
                     tick,
                     trigger,
-                    args=(policy.model, rule.name),
+                    args=(target, rule.name),
                     id=job_id,
                     coalesce=True,
                     max_instances=1,

@@ -112,11 +112,15 @@ class LoadedPolicy:
     reference_digest: str | None = None
     rule_lines: dict[str, int] = field(default_factory=dict)
     """Per rule: the line of the file where it starts (for rule-evaluation errors)."""
+    places: dict[str, tuple[int, int]] = field(default_factory=dict, compare=False)
+    """(line, column) of each name or glob of ``model``/``models`` (for errors across policies)."""
     _digests: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def model(self) -> str:
-        return self.spec.model
+        """The model this policy watches; ``""`` for a fleet policy not yet bound to one
+        (:func:`driftwarden.policies.fleet.bind`)."""
+        return self.spec.model or ""
 
     def monitor_definition(self, name: str) -> str:
         """A digest of monitor ``name``'s definition (and of the reference data it compares with):
@@ -231,8 +235,79 @@ def _load_text(path: Path, file: str, text: str) -> tuple[LoadedPolicy | None, l
         reference_digest=reference_digest,
     )
     errors += _semantic_errors(parts, loaded, positions, path)
+    errors += _fleet_errors(data, parts, positions)
+    if spec is not None:
+        loaded.places.update(_selector_places(spec, positions))
     errors = sorted(dict.fromkeys(errors), key=lambda e: (e.line, e.col, e.where, e.message))
     return (None if errors or spec is None else loaded), errors
+
+
+def _selector_places(spec: Policy, pos: _Positions) -> dict[str, tuple[int, int]]:
+    if spec.model is not None:
+        paths: list[tuple[str, Path_]] = [(spec.model, ("model",))]
+    elif isinstance(spec.models, str):
+        paths = [(spec.models, ("models",))]
+    else:
+        paths = [(m, ("models", i)) for i, m in enumerate(spec.models or [])]
+    out: dict[str, tuple[int, int]] = {}
+    for pattern, at in paths:
+        e = pos.error(at, "")
+        out.setdefault(pattern, (e.line, e.col))
+    return out
+
+
+def _fleet_errors(data: dict[Any, Any], parts: _Parts, pos: _Positions) -> list[PolicyError]:
+    """``models``/``where``/``overrides``: names not empty, overrides naming known monitors with
+    parameters their kind accepts (checked on the monitor as overridden)."""
+    errors: list[PolicyError] = []
+    models = data.get("models")
+    for i, m in enumerate(models if isinstance(models, list) else [models] if models is not None else []):
+        if isinstance(m, str) and not m.strip():
+            errors.append(pos.error(("models", i) if isinstance(models, list) else ("models",), "empty model name"))
+    overrides = data.get("overrides")
+    if not isinstance(overrides, dict):
+        return errors
+    raw_monitors = _mapping(data.get("monitors"))
+    for pattern, by_monitor in overrides.items():
+        if not isinstance(by_monitor, dict):
+            continue
+        for name, params in by_monitor.items():
+            at: Path_ = ("overrides", pattern, name)
+            if name not in raw_monitors:
+                names = sorted(str(k) for k in raw_monitors)
+                errors.append(
+                    pos.error(
+                        at,
+                        f"unknown monitor {name!r}; {_hint(str(name), names)}monitors: {', '.join(names) or '(none)'}",
+                        key=True,
+                    )
+                )
+                continue
+            if not isinstance(params, dict):
+                continue
+            if "kind" in params:
+                errors.append(pos.error(at + ("kind",), "an override cannot change a monitor's kind", key=True))
+                continue
+            base = parts.monitors.get(str(name))
+            if base is None:
+                continue  # the monitor itself is refused: its errors are reported there
+            merged = {**base.model_dump(by_alias=True, exclude_unset=True), **params, "kind": base.kind}
+            try:
+                monitor = _MONITOR.validate_python(merged)
+            except ValidationError as e:
+                for err in e.errors():
+                    loc = tuple(x for x in err["loc"] if not (isinstance(x, str) and x in MONITOR_MODELS))
+                    where = at + tuple(loc) if loc and loc[0] in params else at
+                    msg = err["msg"].removeprefix("Value error, ")
+                    if err["type"] == "extra_forbidden":
+                        allowed = sorted(f.alias or n for n, f in MONITOR_MODELS[base.kind].model_fields.items())
+                        msg = f"unknown parameter {loc[-1]!r} of a {base.kind} monitor; allowed: {', '.join(allowed)}"
+                    errors.append(pos.error(where, msg, key=err["type"] == "extra_forbidden"))
+                continue
+            for e in _monitor_errors(str(name), monitor, pos):
+                named = [k for k in params if re.search(rf"\b{re.escape(str(k))}\b", e.message)]
+                errors.append(pos.error(at + (named[0],) if named else at, e.message))
+    return errors
 
 
 def _reference_path(policy_path: Path, ref: str) -> Path:

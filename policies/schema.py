@@ -371,17 +371,44 @@ class Action(Strict):
 
 
 class Policy(Strict):
-    """One policy file: what to watch for one model and what to do about it."""
+    """One policy file: what to watch for one model, or for a fleet of models, and what to do about it."""
 
     version: Literal[1] = Field(description="Policy format version.")
-    model: str = Field(description="The model this policy watches (the events' 'model').")
+    model: str | None = Field(
+        None, description="The model this policy watches (the events' 'model'); or give 'models' for a fleet."
+    )
+    models: str | list[str] | None = Field(
+        None,
+        description="A fleet: model names and globs ('shop-*', 'eu-?', '[ab]-*'), one string or a list. A model "
+        "first seen in the stream that matches gets its own pipeline; the most specific policy wins "
+        "(docs/scale.md).",
+    )
+    where: dict[str, str | int | bool | list[str | int | bool]] = Field(
+        default_factory=dict,
+        description="Also select by event attributes: attribute -> value or list of values; a model is admitted "
+        "at its first event whose attributes match all of them.",
+    )
+    overrides: dict[str, dict[str, dict[str, Any]]] = Field(
+        default_factory=dict,
+        description="Per-model monitor parameters: model name or glob -> monitor -> parameters "
+        "(e.g. {'shop-eu-*': {inputs: {threshold: 0.2}}}); a more specific pattern wins key by key.",
+    )
 
     @field_validator("model")
     @classmethod
-    def _model_name(cls, value: str) -> str:
-        problem = model_name_problem(value)
+    def _model_name(cls, value: str | None) -> str | None:
+        problem = None if value is None else model_name_problem(value)
         if problem is not None:
             raise ValueError(problem)
+        return value
+
+    @field_validator("models")
+    @classmethod
+    def _model_names(cls, value: str | list[str] | None) -> str | list[str] | None:
+        for name in [value] if isinstance(value, str) else value or []:
+            problem = model_name_problem(name)
+            if problem is not None:
+                raise ValueError(f"{name!r}: {problem}")
         return value
 
     reference: ReferenceSpec | None = Field(
@@ -397,6 +424,20 @@ class Policy(Strict):
     actions: dict[str, Action] = Field(
         default_factory=dict, description="Actions by name ('alert' exists without one)."
     )
+
+    @model_validator(mode="after")
+    def _selects(self) -> Policy:
+        if (self.model is None) == (self.models is None):
+            raise ValueError("give exactly one of 'model' (one model) or 'models' (names or globs of a fleet)")
+        if self.models is not None and not self.selectors():
+            raise ValueError("'models' names no model")
+        return self
+
+    def selectors(self) -> tuple[str, ...]:
+        """The names and globs this policy selects models with (``model``, or ``models``)."""
+        if self.model is not None:
+            return (self.model,)
+        return (self.models,) if isinstance(self.models, str) else tuple(self.models or ())
 
     def action_type(self, name: str) -> str:
         if name in BUILTIN_ACTIONS and name not in self.actions:

@@ -397,6 +397,11 @@ def _load_policies(paths: list[Path]) -> list[Any]:
             failed = True
             for err in e.errors:
                 click.echo(str(err), err=True)
+    from driftwarden.policies.fleet import conflicts
+
+    for err in [] if failed else conflicts(loaded):  # two policies selecting a model equally specifically
+        failed = True
+        click.echo(str(err), err=True)
     if failed:
         raise SystemExit(EXIT_INVALID)
     return loaded
@@ -502,18 +507,77 @@ def _count_lines(path: Path) -> int | None:
 
 @main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-def validate(paths: tuple[Path, ...]) -> None:
-    """Check policy files: exit 0 when all are valid, else exit 2 with one `file:line:col: message` per error."""
-    from driftwarden.policies.loader import check_policy
+@click.option(
+    "--events",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A recorded stream (JSONL, CSV or Parquet; repeatable): also show which of its models each policy "
+    "watches, and the models none does.",
+)
+def validate(paths: tuple[Path, ...], events: tuple[Path, ...]) -> None:
+    """Check policy files: exit 0 when all are valid, else exit 2 with one `file:line:col: message` per error
+    (two policies selecting a model equally specifically included)."""
+    from driftwarden.policies.fleet import conflicts
+    from driftwarden.policies.loader import load_text
 
     bad = 0
+    loaded = []
     for p in paths:
-        for err in check_policy(p):
+        policy, errors = load_text(Path(p))
+        for err in errors:
             click.echo(str(err))
             bad += 1
+        if policy is not None:
+            loaded.append(policy)
+    for err in conflicts(loaded):
+        click.echo(str(err))
+        bad += 1
     if bad:
         raise SystemExit(EXIT_INVALID)
     click.echo(f"{len(paths)} polic{'y' if len(paths) == 1 else 'ies'} valid", err=True)
+    if events:
+        _show_matches(loaded, events)
+
+
+MATCHES_SHOWN = 20
+"""Model names listed per policy by ``validate --events`` (the count is always complete)."""
+
+
+def _show_matches(policies: list[Any], events: tuple[Path, ...]) -> None:
+    """Route every model of the stream as the daemon would (its first event a policy admits)."""
+    from driftwarden.daemon.io.batch_decoder import decode_batch
+    from driftwarden.policies.fleet import Fleet
+
+    fleet = Fleet(policies)
+    watched: dict[str, list[str]] = {str(p.path): [] for p in policies}
+    why: dict[str, str] = {}
+    source = file_source(events)
+    index = 0
+    while not source.exhausted:
+        records = source.poll(10_000, 0.0)
+        if not records:
+            continue
+        batch = decode_batch(records, first_index=index, arrival=0.0)
+        index += len(records)
+        for model, rows in batch.by_model.items():
+            if model in why and not why[model]:
+                continue
+            for attributes in rows.attributes if fleet.uses_where else [None]:
+                route = fleet.route(model, attributes)
+                if route.policy is not None:
+                    watched[str(route.policy.path)].append(model)
+                    why[model] = ""
+                    break
+                why[model] = route.reason
+    source.close()
+    for path, models in watched.items():
+        shown = ", ".join(sorted(models)[:MATCHES_SHOWN]) + (", ..." if len(models) > MATCHES_SHOWN else "")
+        click.echo(f"{path}: {len(models)} model{'' if len(models) == 1 else 's'}{': ' if models else ''}{shown}")
+    lost = sorted((m, r) for m, r in why.items() if r)
+    if lost:
+        click.echo(f"not watched: {len(lost)} model{'' if len(lost) == 1 else 's'}")
+        for m, r in lost[:MATCHES_SHOWN]:
+            click.echo(f"  {m}: {r}")
 
 
 @main.command()

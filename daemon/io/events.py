@@ -117,6 +117,28 @@ class EventRows:
     def __iter__(self) -> Iterator[Event]:
         return (self[i] for i in range(len(self)))
 
+    def since(self, start: int) -> EventRows:
+        """The rows from position ``start`` on (self when ``start`` is 0).
+
+        >>> rows = EventRows.from_events("m", [Event("m", "a", 3, 1.0, "label"), Event("m", "b", 4, 2.0, "label")])
+        >>> rows.since(1).ids
+        ['b']
+        """
+        if start <= 0:
+            return self
+        return EventRows(
+            self.model,
+            self.index[start:],
+            self.ts[start:],
+            self.is_prediction[start:],
+            self.ids[start:],
+            self.features[start:],
+            self.attributes[start:],
+            self.prediction[start:],
+            self.score[start:],
+            self.label[start:],
+        )
+
     def predictions(self) -> EventRows:
         """The rows of kind ``prediction`` (self when all are)."""
         mask = self.is_prediction

@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     from driftwarden.daemon.state.label_join import PendingDelta
 
 _HALF_ID = EVENT_FIELDS.index("id")
+ADMITTED = "admitted:"
+"""Checkpoint-table key prefix of the models fleet policies admitted (see :meth:`Store.admit`)."""
 
 _ACTION_COLUMNS = "key, model, rule, action, type, at, ts, state, version, attempts, created, updated, info"
 """The columns of an :class:`ActionRecord`, in its fields' order."""
@@ -440,6 +442,24 @@ class Store:
                     held[side].pop(half[_HALF_ID], None)
                     held[side][half[_HALF_ID]] = tuple(half)
         return {side: list(halves.values()) for side, halves in held.items()}
+
+    def admit(self, models: Mapping[str, Mapping[str, Any]]) -> None:
+        """Remember the models a fleet policy admitted as they first appeared (the policy file and
+        the attributes of the event that matched), so a restart routes them the same way at once."""
+        with self._tx() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO checkpoint VALUES (?, ?)",
+                [(f"{ADMITTED}{m}", orjson.dumps(dict(v), default=str)) for m, v in models.items()],
+            )
+
+    def admitted(self) -> dict[str, dict[str, Any]]:
+        """Every model :meth:`admit` wrote, in the order admitted."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT key, value FROM checkpoint WHERE key >= ? AND key < ? ORDER BY rowid",
+                (ADMITTED, ADMITTED[:-1] + chr(ord(ADMITTED[-1]) + 1)),
+            ).fetchall()
+        return {k[len(ADMITTED) :]: orjson.loads(v) for k, v in rows}
 
     def pipeline_state(self, model: str) -> dict[str, Any] | None:
         with self._lock:
