@@ -304,9 +304,9 @@ def _fleet_errors(data: dict[Any, Any], parts: _Parts, pos: _Positions) -> list[
                         msg = f"unknown parameter {loc[-1]!r} of a {base.kind} monitor; allowed: {', '.join(allowed)}"
                     errors.append(pos.error(where, msg, key=err["type"] == "extra_forbidden"))
                 continue
-            for e in _monitor_errors(str(name), monitor, pos):
-                named = [k for k in params if re.search(rf"\b{re.escape(str(k))}\b", e.message)]
-                errors.append(pos.error(at + (named[0],) if named else at, e.message))
+            for problem in _monitor_errors(str(name), monitor, pos):
+                named = [k for k in params if re.search(rf"\b{re.escape(str(k))}\b", problem.message)]
+                errors.append(pos.error(at + (named[0],) if named else at, problem.message))
     return errors
 
 

@@ -551,7 +551,10 @@ def _show_matches(policies: list[Any], events: tuple[Path, ...]) -> None:
     fleet = Fleet(policies)
     watched: dict[str, list[str]] = {str(p.path): [] for p in policies}
     why: dict[str, str] = {}
-    source = file_source(events)
+    from driftwarden.daemon.config import Settings
+    from driftwarden.daemon.wiring import open_source
+
+    source = open_source(Settings(), events)
     index = 0
     while not source.exhausted:
         records = source.poll(10_000, 0.0)

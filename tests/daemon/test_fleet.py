@@ -173,10 +173,7 @@ def test_overrides_change_one_models_monitor_only(tmp_path: Path) -> None:
         f"version: 1\nmodels: 'shop-*'\n{BODY}overrides:\n  'shop-0001': {{perf: {{window: {{events: 4}}}}}}\n"
     )
     daemon, out = run(tmp_path / "state", [tmp_path / "fleet.yaml"], fleet_stream(2, 16))
-    windows = {
-        m: {o["count"] for o in outs if o.get("monitor") == "perf"}
-        for m, outs in by_model(out).items()
-    }
+    windows = {m: {o["count"] for o in outs if o.get("monitor") == "perf"} for m, outs in by_model(out).items()}
     assert windows == {"shop-0000": {8}, "shop-0001": {4}}
     assert daemon.pipelines["shop-0001"].policy.spec.monitors["perf"].window.events == 4
 
