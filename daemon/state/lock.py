@@ -60,7 +60,8 @@ class StateLock:
         except BlockingIOError:
             holder = _read_holder(fd)
             os.close(fd)
-            raise StateLocked(folder, holder.get("pid"), holder.get("since")) from None
+            pid, since = holder.get("pid"), holder.get("since")
+            raise StateLocked(folder, int(pid) if pid else None, float(since) if since else None) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, orjson.dumps({"pid": os.getpid(), "since": time.time()}), 0)
         return cls(folder, fd, os.getpid())
