@@ -27,11 +27,20 @@ from typing import Any
 
 import numpy as np
 from driftwarden.detectors.base import Batch, Monitor, Signal, Stream
-from driftwarden.detectors.streaming import LABELED_SERIES
+from driftwarden.detectors.streaming import BINARY_SERIES, LABELED_SERIES, resolve_direction
+from driftwarden.detectors.warmup import RATE_FLOOR, Warmup
 
 DEFAULT_WARMUP = 1000
 """Values that estimate the reference mean and sd: their errors (about 0.03 sd) then move the
 false-alarm rate little."""
+
+BINARY_WARMUP = 5000
+"""Warm-up on ``error`` and ``label``: a rate needs more values than a mean (at 5 %, 5,000 values
+pin it to +-0.6 points)."""
+
+RATE_MARGIN = 2.0
+"""On a 0/1 series the charts allow for the warm-up rate's own error: 2 standard errors
+(``2 / sqrt(warmup)`` sds) are added to the CUSUM allowance and to the EWMA limit."""
 
 CUSUM_K = 0.5
 """Allowance in reference sds: the chart is tuned to detect a 1-sd shift fastest."""
@@ -48,7 +57,21 @@ EWMA_L = 5.0
 """Control-limit width in EWMA sds. Measured as CUSUM_H: L=4.5 gave 12 false alarms in 2*10^6
 events, L=5 gave 2 (0.1 per 100k), with a median delay of 34 events for a 1-sd shift."""
 
-MODES = ("both", "up", "down")
+CUSUM_K_BINARY = 0.5
+"""On a 0/1 series the allowance is half the shift of a doubled warm-up rate ``p``:
+``k = 0.5 * p / sd`` in sds, the optimal CUSUM allowance for that shift."""
+
+CUSUM_H_BINARY = 35.0
+"""Threshold in sds on a 0/1 series: each error is a jump of ``(1 - p) / sd`` sds (4.4 at 5 %),
+so the chart needs a higher bar than on a Gaussian series (bench/detection.py, stationary twins)."""
+
+EWMA_L_BINARY = 4.0
+"""Limit width on a 0/1 series: the long average is near Gaussian, and L=4 finds a doubled 5 %
+rate within ~600 events with no false alarm on the stationary twins (bench/detection.py)."""
+
+EWMA_LAMBDA_BINARY = 0.002
+"""Weight of the newest value on a 0/1 series: averaging ~1,000 values makes the chart near
+Gaussian and sensitive to a doubled rate (0.23 sd at 5 %)."""
 
 
 def _check(field: str, value: Any, ok: bool, allowed: str) -> None:
@@ -61,10 +84,10 @@ class _Chart(Monitor):
 
     edge = True
     series: str
-    warmup: int
+    warmup: int | None
     mean: float | None
     sd: float | None
-    mode: str
+    direction: str | None
 
     def _check_common(self) -> None:
         _check(
@@ -76,7 +99,7 @@ class _Chart(Monitor):
         _check(
             "warmup",
             self.warmup,
-            isinstance(self.warmup, int) and self.warmup >= 2,
+            self.warmup is None or (isinstance(self.warmup, int) and self.warmup >= 2),
             "it must be an integer >= 2",
         )
         _check(
@@ -91,36 +114,49 @@ class _Chart(Monitor):
             self.sd is None or (math.isfinite(self.sd) and self.sd > 0),
             "give a number > 0 or leave it out to estimate it",
         )
-        _check("mode", self.mode, self.mode in MODES, f"allowed: {list(MODES)}")
+        resolve_direction(self.direction, self.series)
 
     @property
     def stream(self) -> Stream:  # type: ignore[override]
         return "labeled" if self.series in LABELED_SERIES else "predictions"
 
+    @property
+    def watching(self) -> str:
+        """The resolved direction: ``up`` on ``error`` and loss-like series, else ``both``."""
+        return resolve_direction(self.direction, self.series)
+
+    @property
+    def warmup_size(self) -> int:
+        """``warmup``, or its default: 5,000 on ``error`` and ``label``, else 1,000."""
+        if self.warmup is not None:
+            return self.warmup
+        return BINARY_WARMUP if self.series in BINARY_SERIES else DEFAULT_WARMUP
+
+    def _margin(self) -> float:
+        """The warm-up's error in sds, allowed for on 0/1 series."""
+        return RATE_MARGIN / math.sqrt(self._warm.n) if self._binary and self._warm.n else 0.0
+
     def _reset(self) -> None:
-        self._n = 0  # warmup values seen (Welford)
-        self._m = 0.0
-        self._m2 = 0.0
+        self._warm = Warmup()
         self._mu = self.mean
         self._sigma = self.sd
+        self._binary = False  # a 0/1 series, known at the end of the warmup
         self._seen = 0
         self._since = 0  # values since the chart (re)started
         self._start_chart()
 
     def _ready(self) -> bool:
-        return self._n >= self.warmup or (self.mean is not None and self.sd is not None)
+        return self._warm.n >= self.warmup_size or (self.mean is not None and self.sd is not None)
 
     def _learn(self, v: float) -> None:
-        self._n += 1
-        d = v - self._m
-        self._m += d / self._n
-        self._m2 += d * (v - self._m)
-        if self._n == self.warmup:
+        self._warm.add(v)
+        if self._warm.n == self.warmup_size:
+            self._binary = self._warm.binary
             if self.mean is None:
-                self._mu = self._m
+                self._mu = self._warm.mean
             if self.sd is None:
-                sd = math.sqrt(self._m2 / (self._n - 1))
-                self._sigma = sd if sd > 0 else 1e-12
+                self._sigma = self._warm.sd()
+            self._start_chart()
 
     def update(self, batch: Batch) -> list[Signal]:
         if len(batch) == 0 or not batch.has(self.series):
@@ -143,7 +179,7 @@ class _Chart(Monitor):
                         kind=self.kind,
                         at=int(batch.index[i]),
                         ts=float(batch.ts[i]),
-                        drift=True,
+                        drift=self.watching in ("both", direction),
                         value=stat,
                         threshold=limit,
                         details={
@@ -176,9 +212,8 @@ class _Chart(Monitor):
 
     def snapshot(self) -> dict[str, Any]:
         return {
-            "n": self._n,
-            "m": self._m,
-            "m2": self._m2,
+            "warm": self._warm.state(),
+            "binary": self._binary,
             "mu": self._mu,
             "sigma": self._sigma,
             "seen": self._seen,
@@ -187,7 +222,8 @@ class _Chart(Monitor):
         }
 
     def restore(self, state: Mapping[str, Any]) -> None:
-        self._n, self._m, self._m2 = int(state["n"]), float(state["m"]), float(state["m2"])
+        self._warm = Warmup.from_state(state["warm"])
+        self._binary = bool(state["binary"])
         self._mu, self._sigma = state["mu"], state["sigma"]
         self._seen, self._since = int(state["seen"]), int(state["since"])
         self._set_chart_state(state["chart"])
@@ -195,18 +231,20 @@ class _Chart(Monitor):
 
 class Cusum(_Chart):
     """Tabular CUSUM (Page 1954) on standardised values ``z``: ``S+ = max(0, S+ + z - k)``,
-    ``S- = max(0, S- - z - k)``; a signal when either exceeds ``h``.
+    ``S- = max(0, S- - z - k)``; a change when either exceeds ``h``.
 
     ``k`` and ``h`` are in reference sds. The defaults (k=0.5, h=14) gave no false alarm in
     2*10^6 stationary events and find a 1-sd shift after about 25 events (bench/detection.py).
-    ``mode`` ``"up"``/``"down"`` watches one side only (e.g. ``"up"`` on ``error``).
+    On a 0/1 series (``error``) the sd is Bernoulli's from the warm-up rate ``p`` (with a floor),
+    and the defaults become ``k = 0.5 p / sd`` (tuned to a doubled rate) and h=35. Both sums are
+    always kept: a change against ``direction`` is a signal with ``drift: false``.
     Memory: O(1) — running moments during warmup, two sums after.
 
-    >>> m = Cusum(series="x", mean=0.0, sd=1.0, h=4.0)
+    >>> m = Cusum(series="x", mean=0.0, sd=1.0, h=4.0, direction="up")
     >>> from driftwarden.detectors.base import Batch
     >>> b = Batch.of(index=range(6), features={"x": [0, 3, 3, 0, -4, -4]})
-    >>> [(s.at, s.details["direction"]) for s in m.update(b)]
-    [(2, 'up'), (5, 'down')]
+    >>> [(s.at, s.drift, s.details["direction"]) for s in m.update(b)]
+    [(2, True, 'up'), (5, False, 'down')]
     """
 
     kind = "cusum"
@@ -214,30 +252,37 @@ class Cusum(_Chart):
     def __init__(
         self,
         series: str,
-        warmup: int = DEFAULT_WARMUP,
+        warmup: int | None = None,
         mean: float | None = None,
         sd: float | None = None,
-        k: float = CUSUM_K,
-        h: float = CUSUM_H,
-        mode: str = "both",
+        k: float | None = None,
+        h: float | None = None,
+        direction: str | None = None,
     ) -> None:
         self.series, self.warmup, self.mean, self.sd = series, warmup, mean, sd
-        self.k, self.h, self.mode = k, h, mode
+        self.k, self.h, self.direction = k, h, direction
         self._check_common()
-        _check("k", k, isinstance(k, int | float) and math.isfinite(k) and k >= 0, "it must be >= 0")
-        _check("h", h, isinstance(h, int | float) and math.isfinite(h) and h > 0, "it must be > 0")
+        _check("k", k, k is None or (isinstance(k, int | float) and math.isfinite(k) and k >= 0), "it must be >= 0")
+        _check("h", h, h is None or (isinstance(h, int | float) and math.isfinite(h) and h > 0), "it must be > 0")
         super().__init__()
 
     def _start_chart(self) -> None:
         self._up = 0.0
         self._down = 0.0
+        binary = getattr(self, "_binary", False)
+        if self.k is not None:
+            self._k = float(self.k)
+        elif binary and self._mu is not None and self._sigma:
+            rate = min(max(self._mu, RATE_FLOOR), 1 - RATE_FLOOR)
+            self._k = min(CUSUM_K_BINARY * rate / self._sigma, CUSUM_K) + self._margin()
+        else:
+            self._k = CUSUM_K
+        self._h = float(self.h) if self.h is not None else (CUSUM_H_BINARY if binary else CUSUM_H)
 
     def _step(self, z: float) -> tuple[float, float, str | None]:
-        if self.mode != "down":
-            self._up = max(0.0, self._up + z - self.k)
-        if self.mode != "up":
-            self._down = max(0.0, self._down - z - self.k)
-        h = float(self.h)
+        self._up = max(0.0, self._up + z - self._k)
+        self._down = max(0.0, self._down - z - self._k)
+        h = self._h
         if self._up > h:
             return self._up, h, "up"
         if self._down > h:
@@ -245,19 +290,23 @@ class Cusum(_Chart):
         return max(self._up, self._down), h, None
 
     def _chart_state(self) -> dict[str, Any]:
-        return {"up": self._up, "down": self._down}
+        return {"up": self._up, "down": self._down, "k": self._k, "h": self._h}
 
     def _set_chart_state(self, state: Mapping[str, Any]) -> None:
         self._up, self._down = float(state["up"]), float(state["down"])
+        self._k, self._h = float(state["k"]), float(state["h"])
 
 
 class Ewma(_Chart):
     """EWMA chart (Roberts 1959) on standardised values: ``e = (1 - lam) * e + lam * z``; a
-    signal when ``|e|`` exceeds ``L * sqrt(lam / (2 - lam) * (1 - (1 - lam)^(2t)))`` (the exact
+    change when ``|e|`` exceeds ``L * sqrt(lam / (2 - lam) * (1 - (1 - lam)^(2t)))`` (the exact
     standard deviation of ``e`` after ``t`` values, so early values are not over-trusted).
 
     The defaults (lam=0.1, L=5) gave 0.1 false alarms per 100k stationary events and find a
-    1-sd shift after about 35 events (bench/detection.py). Memory: O(1).
+    1-sd shift after about 35 events (bench/detection.py). On a 0/1 series the sd is Bernoulli's
+    from the warm-up rate (with a floor) and lam and L default to 0.002 and 4, which
+    average enough values to see a doubled rate. A change against ``direction`` is a signal with
+    ``drift: false``. Memory: O(1).
 
     >>> m = Ewma(series="x", mean=0.0, sd=1.0, lam=0.5, L=2.0)
     >>> from driftwarden.detectors.base import Batch
@@ -271,38 +320,43 @@ class Ewma(_Chart):
     def __init__(
         self,
         series: str,
-        warmup: int = DEFAULT_WARMUP,
+        warmup: int | None = None,
         mean: float | None = None,
         sd: float | None = None,
-        lam: float = EWMA_LAMBDA,
-        L: float = EWMA_L,  # noqa: N803
-        mode: str = "both",
+        lam: float | None = None,
+        L: float | None = None,  # noqa: N803
+        direction: str | None = None,
     ) -> None:
         self.series, self.warmup, self.mean, self.sd = series, warmup, mean, sd
-        self.lam, self.L, self.mode = lam, L, mode
+        self.lam, self.L, self.direction = lam, L, direction
         self._check_common()
-        _check("lam", lam, isinstance(lam, int | float) and 0 < lam <= 1, "it must be in (0, 1]")
-        _check("L", L, isinstance(L, int | float) and math.isfinite(L) and L > 0, "it must be > 0")
+        _check("lam", lam, lam is None or (isinstance(lam, int | float) and 0 < lam <= 1), "it must be in (0, 1]")
+        _check("L", L, L is None or (isinstance(L, int | float) and math.isfinite(L) and L > 0), "it must be > 0")
         super().__init__()
 
     def _start_chart(self) -> None:
         self._e = 0.0
         self._decay = 1.0  # (1 - lam)^(2t)
+        binary = getattr(self, "_binary", False)
+        self._lam = float(self.lam) if self.lam is not None else (EWMA_LAMBDA_BINARY if binary else EWMA_LAMBDA)
+        self._L = float(self.L) if self.L is not None else (EWMA_L_BINARY if binary else EWMA_L)
+        self._wide = self._margin() if hasattr(self, "_warm") else 0.0
 
     def _step(self, z: float) -> tuple[float, float, str | None]:
-        lam = self.lam
+        lam = self._lam
         self._e = (1.0 - lam) * self._e + lam * z
         self._decay *= (1.0 - lam) ** 2
-        limit = self.L * math.sqrt(lam / (2.0 - lam) * (1.0 - self._decay))
+        limit = self._L * math.sqrt(lam / (2.0 - lam) * (1.0 - self._decay)) + self._wide
         e = self._e
-        if e > limit and self.mode != "down":
+        if e > limit:
             return e, limit, "up"
-        if e < -limit and self.mode != "up":
+        if e < -limit:
             return e, limit, "down"
         return e, limit, None
 
     def _chart_state(self) -> dict[str, Any]:
-        return {"e": self._e, "decay": self._decay}
+        return {"e": self._e, "decay": self._decay, "lam": self._lam, "L": self._L, "wide": self._wide}
 
     def _set_chart_state(self, state: Mapping[str, Any]) -> None:
-        self._e, self._decay = float(state["e"]), float(state["decay"])
+        self._e, self._decay, self._lam = float(state["e"]), float(state["decay"]), float(state["lam"])
+        self._L, self._wide = float(state["L"]), float(state["wide"])

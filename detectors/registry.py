@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from driftwarden.detectors.base import Monitor
+from driftwarden.detectors.concept import ConceptDrift
 from driftwarden.detectors.control import Cusum, Ewma
 from driftwarden.detectors.drift import FeatureDrift, PredictionDrift
 from driftwarden.detectors.estimated import EstimatedPerformance
@@ -46,6 +47,7 @@ MONITORS.update(
     for cls in (
         Cusum,
         Ewma,
+        ConceptDrift,
         PredictionDrift,
         DomainClassifier,
         AnomalyRate,

@@ -20,8 +20,9 @@ WINDOW = 100
 
 PARAMS: dict[str, dict[str, Any]] = {
     "adwin": {"series": "x"},
-    "page_hinkley": {"series": "x"},
-    "kswin": {"series": "x", "seed": 1},
+    "page_hinkley": {"series": "x", "warmup": 100},
+    "kswin": {"series": "x"},
+    "concept_drift": {},
     "ddm": {},
     "eddm": {},
     "hddm_a": {},

@@ -36,7 +36,7 @@ def alarms(kind: str, data: np.ndarray, chunk: int | None = None, **params: obje
     step = chunk or len(data)
     for i in range(0, len(data), step):
         part = data[i : i + step]
-        out += [s.at for s in m.update(Batch.of(index=range(i, i + len(part)), features={"x": part}))]
+        out += [s.at for s in m.update(Batch.of(index=range(i, i + len(part)), features={"x": part})) if s.drift]
     return out
 
 
@@ -49,9 +49,11 @@ def raw_alarms(detector: object, data: np.ndarray) -> list[int]:
     return out
 
 
+RIVER_PH = {"standardize": False, "threshold": 50.0, "delta": 0.005, "alpha": 0.9999, "direction": "both"}
+"""River's PageHinkley defaults, pinned: our defaults are standardised and calibrated (issue 18)."""
+
 RIVER = [
     ("adwin", drift.ADWIN, X),
-    ("page_hinkley", drift.PageHinkley, X),
     ("ddm", binary.DDM, E),
     ("eddm", binary.EDDM, E),
     ("hddm_a", binary.HDDMA, E),
@@ -67,14 +69,42 @@ def test_wrappers_alarm_where_river_does(kind: str, cls: type, data: np.ndarray)
     assert alarms(kind, data, chunk=333) == expected
 
 
-def test_kswin_wrapper_matches_river() -> None:
+def test_page_hinkley_unstandardised_is_rivers() -> None:
+    expected = raw_alarms(drift.PageHinkley(), X)
+    assert expected
+    assert alarms("page_hinkley", X, **RIVER_PH) == expected
+    assert alarms("page_hinkley", X, chunk=333, **RIVER_PH) == expected
+
+
+def test_kswin_alarms_where_scipy_ks_2samp_rejects() -> None:
+    """Our vectorised KS window test against scipy's ks_2samp(method="asymp"), window by window."""
+    from scipy import stats
+
     data = X[1500:2600]
-    assert alarms("kswin", data, seed=3) == raw_alarms(drift.KSWIN(seed=3), data) == [534]
+    window, recent, alpha = 120, 40, 1e-3
+    expected, start = [], 0  # start: where the window restarts after a change
+    for t in range(len(data)):
+        if t - start + 1 < window:
+            continue
+        w = data[t - window + 1 : t + 1]
+        res = stats.ks_2samp(w[: window - recent], w[window - recent :], method="asymp")
+        if res.pvalue <= alpha and res.statistic > 0.1:
+            expected.append(t)
+            start = t - recent + 1
+    assert expected
+    got = alarms("kswin", data, window_size=window, stat_size=recent, alpha=alpha)
+    assert got == expected
+    assert alarms("kswin", data, chunk=97, window_size=window, stat_size=recent, alpha=alpha) == expected
+
+
+def test_kswin_refuses_a_binary_series() -> None:
+    with pytest.raises(ValueError, match="series: 'error' is not allowed for kswin: it is a 0/1 series"):
+        build("kswin", {"series": "error"})
 
 
 GOLDEN = {
     ("adwin", "x"): [2079, 3039],
-    ("page_hinkley", "x"): [2060, 3012],
+    ("page_hinkley", "x"): [2117, 3061],  # River's defaults: [2060, 3012] (test_page_hinkley_unstandardised_is_rivers)
     ("ddm", "e"): [86, 2093],
     ("hddm_a", "e"): [2097],
     ("hddm_w", "e"): [2344],
@@ -147,11 +177,16 @@ def test_golden_alarm_indices(kind: str, stream: str) -> None:
 
 
 def test_control_charts_with_a_given_reference_skip_warmup() -> None:
-    m = Cusum(series="x", mean=10.0, sd=2.0, h=3.0, mode="up")
+    m = Cusum(series="x", mean=10.0, sd=2.0, h=3.0, direction="up")
     b = Batch.of(index=range(6), features={"x": [10.0, 14.0, 14.0, 14.0, 2.0, 2.0]})
-    assert [(s.at, s.details["direction"]) for s in m.update(b)] == [(3, "up")]
-    e = Ewma(series="x", mean=0.0, sd=1.0, lam=1.0, L=3.0, mode="down")
-    assert [s.at for s in e.update(Batch.of(index=range(3), features={"x": [5.0, -5.0, float("nan")]}))] == [1]
+    assert [(s.at, s.drift, s.details["direction"]) for s in m.update(b)] == [
+        (3, True, "up"),
+        (4, False, "down"),
+        (5, False, "down"),
+    ]
+    e = Ewma(series="x", mean=0.0, sd=1.0, lam=1.0, L=3.0, direction="down")
+    signals = e.update(Batch.of(index=range(3), features={"x": [5.0, -5.0, float("nan")]}))
+    assert [(s.at, s.drift) for s in signals] == [(0, False), (1, True)]
 
 
 @pytest.mark.parametrize(
@@ -161,7 +196,7 @@ def test_control_charts_with_a_given_reference_skip_warmup() -> None:
         (Cusum, {"k": -1}, "k"),
         (Cusum, {"warmup": 1}, "warmup"),
         (Cusum, {"sd": 0.0}, "sd"),
-        (Cusum, {"mode": "sideways"}, "mode"),
+        (Cusum, {"direction": "sideways"}, "direction"),
         (Ewma, {"lam": 0}, "lam"),
         (Ewma, {"L": -2}, "L"),
     ],
