@@ -1,9 +1,9 @@
 """The monitor kinds by the names policies use.
 
 >>> sorted(MONITORS)[:3]
-['adwin', 'anomaly_rate', 'cusum']
+['adwin', 'anomaly_rate', 'concept_drift']
 >>> build("adwin", {"series": "error"})
-Adwin(series='error', delta=0.002, clock=32, grace_period=10)
+Adwin(series='error', delta=0.002, clock=32, grace_period=10, direction=None)
 """
 
 from __future__ import annotations

@@ -90,7 +90,8 @@ class Streaming(Monitor):
     def _check_series(self) -> None:
         if not isinstance(self.series, str) or not self.series:
             raise ValueError(
-                f"series: {self.series!r} is not allowed; give a feature name, 'prediction', 'score', 'error' or 'residual'"
+                f"series: {self.series!r} is not allowed; "
+                "give a feature name, 'prediction', 'score', 'error' or 'residual'"
             )
         resolve_direction(self.direction, self.series, self.error_rate)
 
@@ -396,7 +397,7 @@ class PageHinkley(Streaming):
     >>> m = PageHinkley(series="x", standardize=False, threshold=3.0, min_instances=2, direction="up")
     >>> [(s.at, s.drift, s.details["direction"]) for s in m.update(Batch.of(index=range(8),
     ...     features={"x": [0, 0, 0, 0, -9, -9, 5, 5]}))]
-    [(4, False, 'down')]
+    [(4, False, 'down'), (6, True, 'up')]
     """
 
     kind = "page_hinkley"
@@ -473,7 +474,14 @@ class PageHinkley(Streaming):
             "warm": self._warm.state(),
             "scale": self._scale,
             "seen": self._seen,
-            "ph": [self._n, self._mean, self._inc, self._dec, self._min_inc if math.isfinite(self._min_inc) else None, self._max_dec],
+            "ph": [
+                self._n,
+                self._mean,
+                self._inc,
+                self._dec,
+                self._min_inc if math.isfinite(self._min_inc) else None,
+                self._max_dec,
+            ],
         }
 
     def restore(self, state: Mapping[str, Any]) -> None:
@@ -537,8 +545,9 @@ class Kswin(Streaming):
     >>> from driftwarden.detectors.base import Batch
     >>> rng = np.random.default_rng(3)
     >>> x = np.r_[rng.normal(0, 1, 2000), rng.normal(1, 1, 500)]
-    >>> [(s.at, s.details["direction"]) for s in Kswin(series="x").update(Batch.of(index=range(2500), features={"x": x}))]
-    [(2053, 'up')]
+    >>> batch = Batch.of(index=range(2500), features={"x": x})
+    >>> [(s.at, s.details["direction"]) for s in Kswin(series="x").update(batch)]
+    [(2042, 'up')]
     """
 
     kind = "kswin"
