@@ -262,7 +262,7 @@ def run(
 
     _logging(log_level, json_mode)
     stop = StopOnSignal.install()
-    log.info("starting up (SIGTERM or Ctrl-C stops cleanly from here on)")
+    log.debug("starting up (SIGTERM or Ctrl-C stops cleanly from here on)")
     overrides: dict[str, Any] = {"state_dir": state_dir}
     if dry_run:
         overrides["execute"] = False

@@ -70,7 +70,7 @@ def test_sigterm_during_start_up_stops_cleanly(tmp_path: Path) -> None:
     state = tmp_path / "state"
     args = ["run", "--policy", str(policy), "--events", str(events), "--state-dir", str(state), "--follow"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "driftwarden.daemon.cli", *args, "--json", "--log-level", "info"],
+        [sys.executable, "-m", "driftwarden.daemon.cli", *args, "--json", "--log-level", "debug"],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
