@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 import orjson
-from driftwarden.daemon.io.events import _SCALAR_TYPES, DeadLetter, Event, EventRows, decode, parse_ts
+from driftwarden.daemon.io.events import SCALAR_TYPES, DeadLetter, Event, EventRows, decode, parse_ts
 from driftwarden.daemon.io.sources import Record
 from driftwarden.daemon.io.watermark import TimeGuard, epoch_column
 from driftwarden.policies.names import valid_model_name
@@ -111,8 +111,8 @@ def _fast(
     flat = _flat(values, len(features) - features.count(None) + len(attributes) - attributes.count(None))
     features = _mapping(features, flat)
     attributes = _mapping(attributes, flat)
-    _require(prediction, _SCALAR_TYPES)
-    _require(label, _SCALAR_TYPES)
+    _require(prediction, SCALAR_TYPES)
+    _require(label, SCALAR_TYPES)
     score = _scores(score)
     is_prediction = np.fromiter(map(is_not, prediction, repeat(None)), bool, n)
     is_prediction |= np.fromiter(has_features, bool, n)
@@ -211,7 +211,7 @@ def _mapping(values: list[Any], flat: bool) -> list[dict[str, Any]]:
         raise _Fallback
     if _NONE in types:
         values = [{} if v is None else v for v in values]
-    if not flat and not set(map(type, chain.from_iterable(map(dict.values, values)))) <= _SCALAR_TYPES:
+    if not flat and not set(map(type, chain.from_iterable(map(dict.values, values)))) <= SCALAR_TYPES:
         raise _Fallback  # a nested value: the per-record path names the field
     return values
 

@@ -27,7 +27,8 @@ from driftwarden.daemon.io.watermark import TimeGuard, epoch_seconds
 from driftwarden.policies.names import model_name_problem, valid_model_name
 
 SCALARS = (str, int, float, bool, type(None))
-_SCALAR_TYPES = frozenset(SCALARS)
+SCALAR_TYPES = frozenset(SCALARS)
+"""The value types a scalar field may have, as a set (the batch decoder checks whole columns against it)."""
 
 
 @dataclass(slots=True)
@@ -299,21 +300,21 @@ def validate(obj: Any, index: int, arrival: float) -> Event:
     features = get("features")
     if features is None:
         features = {}
-    elif type(features) is not dict or not _SCALAR_TYPES.issuperset(map(type, features.values())):
+    elif type(features) is not dict or not SCALAR_TYPES.issuperset(map(type, features.values())):
         _bad_mapping("features", features)
     attributes = get("attributes")
     if attributes is None:
         attributes = {}
-    elif type(attributes) is not dict or not _SCALAR_TYPES.issuperset(map(type, attributes.values())):
+    elif type(attributes) is not dict or not SCALAR_TYPES.issuperset(map(type, attributes.values())):
         _bad_mapping("attributes", attributes)
     prediction = get("prediction")
-    if type(prediction) not in _SCALAR_TYPES:
+    if type(prediction) not in SCALAR_TYPES:
         raise Invalid(f"'prediction' must be a scalar, got {type(prediction).__name__}")
     score = get("score")
     if score is not None and type(score) is not float:
         score = _score(score, prediction)
     label = get("label")
-    if type(label) not in _SCALAR_TYPES:
+    if type(label) not in SCALAR_TYPES:
         raise Invalid(f"'label' must be a scalar, got {type(label).__name__}")
     has_prediction = prediction is not None or bool(features) or score is not None
     if not has_prediction and label is None:
@@ -336,7 +337,7 @@ def _bad_mapping(name: str, value: Any) -> None:
     if not isinstance(value, dict):
         raise Invalid(f"'{name}' must be an object, got {type(value).__name__}")
     for k, v in value.items():
-        if type(v) not in _SCALAR_TYPES:
+        if type(v) not in SCALAR_TYPES:
             raise Invalid(f"{name}.{k} must be a scalar (number, string, boolean or null), got {type(v).__name__}")
 
 
