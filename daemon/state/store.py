@@ -200,7 +200,8 @@ class Store:
             return
         if self.path != ":memory:":
             file = Path(self.path)
-            if file.exists() and file.stat().st_size == 0:
+            if file.exists() and file.stat().st_size == 0 and _holds_state(file.parent):
+                # Empty beside buffers or a registry: truncated, not a store that was never written.
                 raise StateCorrupt(self.path, "the database file is empty (truncated?)")
             private_file(file)
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -569,6 +570,11 @@ class Store:
 
 FILE_MODE, FOLDER_MODE = 0o600, 0o700
 """State holds raw events, labels and monitor state: readable by the daemon's user only."""
+
+
+def _holds_state(folder: Path) -> bool:
+    """The folder holds what a daemon wrote beside its store (labeled-data segments, registry versions)."""
+    return any(p.is_file() for sub in ("buffers", "registry") for p in (folder / sub).rglob("*"))
 
 
 def private_file(path: Path) -> None:
