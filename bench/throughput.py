@@ -208,7 +208,7 @@ def fresh_daemon_rate(path: Path, policies: list[Path], state: Path, *, replay: 
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-FLEET_POLICY = POLICY.replace("model: {model}", "models: 'm*'")
+FLEET_POLICY = POLICY.format(model="MODEL").replace("model: MODEL", "models: 'm*'")
 
 
 def memory_run(tmp: Path, models: int, predictions: int) -> dict:
