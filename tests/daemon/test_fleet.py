@@ -110,7 +110,7 @@ def test_one_glob_policy_for_a_thousand_models_equals_a_thousand_single_model_po
         assert [{k: v for k, v in x.items() if k not in drop} for x in a.audit(m)] == [
             {k: v for k, v in x.items() if k not in drop} for x in b.audit(m)
         ]
-    assert [(x["key"], x["model"]) for x in a.actions()] == [(x["key"], x["model"]) for x in b.actions()]
+    assert [(x.key, x.model) for x in a.actions()] == [(x.key, x.model) for x in b.actions()]
     a.close(), b.close()
 
 
