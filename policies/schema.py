@@ -11,7 +11,7 @@ place of ``window_events``/``window_seconds``.
 >>> p.rules[0].do, p.monitors["e"].params()
 ('alert', {'series': 'error'})
 >>> sorted(MONITOR_MODELS["adwin"].model_fields)
-['clock', 'delta', 'grace_period', 'kind', 'series']
+['clock', 'delta', 'direction', 'grace_period', 'kind', 'series']
 """
 
 from __future__ import annotations
