@@ -170,7 +170,12 @@ class Settings(_Redacted):
         DEFAULT_CHECKPOINT_SECONDS, gt=0, description="Checkpoint after this many seconds at most."
     )
     label_ttl: str = Field("7d", description="How long an unmatched prediction or label waits for its other half.")
-    registry: Path | None = Field(None, description="Local model registry root (default: <state_dir>/registry).")
+    registry: str | None = Field(
+        None,
+        description="Model registry: a directory, or mlflow:<tracking uri> for MLflow's model registry "
+        "(e.g. mlflow:sqlite:///var/lib/driftwarden/mlflow.db; needs the mlflow extra). "
+        "Default: <state_dir>/registry.",
+    )
     dead_letters: Path | None = Field(
         None, description="Dead-letter JSONL file (default: <state_dir>/dead_letters.jsonl)."
     )
@@ -189,8 +194,13 @@ class Settings(_Redacted):
         return self.state_dir / "state.db"
 
     @property
-    def registry_path(self) -> Path:
-        return self.registry or self.state_dir / "registry"
+    def registry_location(self) -> str:
+        """Where the model registry is: ``registry``, else ``<state_dir>/registry``.
+
+        >>> Settings(state_dir="/var/lib/dw").registry_location, Settings(registry="mlflow:sqlite:///m.db").registry_location
+        ('/var/lib/dw/registry', 'mlflow:sqlite:///m.db')
+        """
+        return self.registry or str(self.state_dir / "registry")
 
     @property
     def dead_letter_path(self) -> Path:

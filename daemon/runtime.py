@@ -47,7 +47,7 @@ from driftwarden.daemon.pipeline import ModelPipeline
 from driftwarden.daemon.state.store import Intent, Store
 from driftwarden.daemon.state.unrouted import Unrouted
 from driftwarden.daemon.wiring import build_sinks
-from driftwarden.deploy.registry import CHAMPION, LocalRegistry
+from driftwarden.deploy.registry import CHAMPION, LocalRegistry, open_registry
 from driftwarden.policies.durations import parse_duration
 from driftwarden.policies.engine import Decision
 from driftwarden.policies.fleet import Fleet
@@ -146,7 +146,7 @@ class Daemon:
             settings, JsonlSink(settings.dead_letter_path), JsonlSink(settings.alerts_path)
         )
         self.model_updates = ModelUpdates(updates, self._champion) if updates is not None else None
-        self.registry = LocalRegistry(settings.registry_path)
+        self.registry = open_registry(settings.registry_location)
         partials = self.registry.clean_staging() if isinstance(self.registry, LocalRegistry) else []
         for partial in partials:  # a registration killed mid-copy (50-70 MB each)
             log.warning("removed a partial model copy left by a crash: %s", partial)

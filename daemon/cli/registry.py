@@ -140,7 +140,7 @@ def registry_location(location: str | None, state_dir: Path | None, config_path:
         settings = Settings.load(config_path, state_dir=state_dir)
     except (ValueError, OSError) as e:
         raise click.UsageError(str(e)) from None
-    return str(settings.registry_path)
+    return settings.registry_location
 
 
 def _open(location: str) -> Any:

@@ -251,3 +251,33 @@ def test_shadow_candidate_is_judged_on_live_traffic_before_serving(state: Path, 
         "previous": "v0001",
     }
     assert target.current() == "v0002"
+
+
+def test_the_daemon_deploys_through_the_mlflow_registry_it_is_configured_with(tmp_path: Path) -> None:
+    """``registry: mlflow:<uri>`` in the settings: the daemon reads the champion from MLflow's model
+    registry and registers, promotes and deploys the candidate there (real MLflow, SQLite backend)."""
+    pytest.importorskip("mlflow", reason="the mlflow extra is not installed")
+    from driftwarden.deploy.mlflow_registry import MlflowRegistry
+
+    location = f"mlflow:sqlite:///{tmp_path / 'mlflow.db'}"
+    registry = MlflowRegistry(location.removeprefix("mlflow:"))
+    art = tmp_path / "seed"
+    art.mkdir()
+    (art / "model.pkl").write_bytes(pickle.dumps(LinearRule(1.0, -1.0)))
+    v1 = registry.register(MODEL, art, {"source": "seed"})
+    registry.set_alias(MODEL, "champion", v1.version)
+    state = tmp_path / "state"
+    daemon = Daemon(
+        Settings(state_dir=state, batch_size=50, registry=location),
+        MemorySource(events(600, revert_at=None)),
+        [load_policy(policy(tmp_path))],
+        synchronous_actions=True,
+    )
+    daemon.run()
+    daemon.close()
+
+    assert retrain_action(state).state == "deployed"
+    aliases = MlflowRegistry(location.removeprefix("mlflow:")).aliases(MODEL)
+    assert aliases["champion"] != v1.version and aliases.get("previous") == v1.version
+    assert not (state / "registry").exists()  # nothing went to the default local registry
+    assert LocalTarget(state / "serving" / MODEL).current() == aliases["champion"]

@@ -124,9 +124,9 @@ def test_partial_copies_of_a_killed_registration_are_removed_at_start_up(tmp_pat
     from driftwarden.policies.loader import load_policy
 
     settings = Settings(state_dir=tmp_path / "state", execute=False)
-    reg = LocalRegistry(settings.registry_path)
+    reg = LocalRegistry(Path(settings.registry_location))
     reg.register("m", artifact(tmp_path, {"w": 1}), {})
-    partial = settings.registry_path / "m" / "versions" / ".tmp-killed"
+    partial = Path(settings.registry_location) / "m" / "versions" / ".tmp-killed"
     partial.mkdir()
     (partial / "model.pkl").write_bytes(b"\0" * 1_000_000)
     policy = tmp_path / "p.yaml"
