@@ -23,6 +23,7 @@ import queue
 import shutil
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -474,8 +475,11 @@ class Daemon:
         for d in dead:
             self.dead_letters.write({**d.as_dict(), "code": d.code, "raw": d.raw, "key": fresh[d.index - first].key})
             outputs.append({"type": "dead_letter", "model": None, "at": d.index, **d.as_dict()})
-        for pipe in self.pipelines.values():
-            pipe.engine.dead_letters += len(dead)
+        if dead:  # a model's own count holds the bad records naming it; every policy sees the stream's
+            named = Counter(d.model for d in dead)
+            for model, pipe in self.pipelines.items():
+                pipe.engine.dead_letters += named.get(model, 0)
+                pipe.engine.stream_dead_letters += len(dead)
         monitored = time.perf_counter()
         decisions.sort(key=lambda d: (d.at, d.model, d.rule))
         self._audit += [

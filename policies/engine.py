@@ -123,6 +123,10 @@ class PolicyEngine:
         self.events = 0
         self.labels = 0
         self.dead_letters = 0
+        """Records naming this model that did not decode or validate (``dead_letters.count``)."""
+        self.stream_dead_letters = 0
+        """Records of the whole stream that did not decode, every model's and those naming none
+        (``dead_letters.stream``)."""
         self.condition_errors = 0
         self.rule_errors: list[dict[str, Any]] = []
         """Rule-evaluation errors not yet emitted as signals (see :meth:`_holds`)."""
@@ -315,7 +319,8 @@ class PolicyEngine:
         - ``<monitor>``: the monitor's latest signal — ``drift``, ``value``, ``p_value``,
           ``threshold``, ``share_drifted``, ``features`` (per-feature map), ``ready``, ``at`` and
           the kind's own fields;
-        - ``events.count``, ``labels.count`` (joined), ``dead_letters.count``;
+        - ``events.count``, ``labels.count`` (joined), ``dead_letters.count`` (this model's),
+          ``dead_letters.stream`` (the whole stream's);
         - ``model.name``, ``model.version`` (``""`` when unknown), ``model.age`` (seconds since it was deployed);
         - ``actions.<name or type>.since`` (seconds since the last decision for it; infinite if
           never) and ``actions.<name or type>.count``.
@@ -325,7 +330,7 @@ class PolicyEngine:
         ctx: dict[str, Any] = dict(self.latest)
         ctx["events"] = {"count": events}
         ctx["labels"] = {"count": labels}
-        ctx["dead_letters"] = {"count": self.dead_letters}
+        ctx["dead_letters"] = {"count": self.dead_letters, "stream": self.stream_dead_letters}
         version, since = self.deployed
         age = max(0.0, now - since) if since is not None and math.isfinite(now) else math.inf
         ctx["model"] = {"name": self.model, "version": version, "age": age}
@@ -366,7 +371,7 @@ class PolicyEngine:
             "latest": self.latest,
             "rules": {n: s.as_dict() for n, s in self.rule_states.items()},
             "drift_times": {n: list(q) for n, q in self.drift_times.items()},
-            "counts": [self.events, self.labels, self.dead_letters, self.condition_errors],
+            "counts": [self.events, self.labels, self.dead_letters, self.condition_errors, self.stream_dead_letters],
             "clock": self.clock if math.isfinite(self.clock) else None,
             "last_action": dict(self.last_action),
             "action_counts": dict(self.action_counts),
@@ -402,7 +407,10 @@ class PolicyEngine:
                 self.rule_states[name] = old
             else:
                 self.rule_states[name] = RuleState(last_fired=old.last_fired, fired=old.fired)
-        self.events, self.labels, self.dead_letters, self.condition_errors = state["counts"]
+        counts = state["counts"]
+        self.events, self.labels, self.dead_letters, self.condition_errors = counts[:4]
+        # Before per-model counts (issue 13), the one count was the stream's.
+        self.stream_dead_letters = counts[4] if len(counts) > 4 else self.dead_letters
         clock = state.get("clock")
         self.clock = -math.inf if clock is None else clock
         self.last_action = dict(state.get("last_action", {}))

@@ -53,7 +53,8 @@ compiled when the policy loads, and a name that is not defined is an error there
 | `<monitor>.<field>` | any | the kind's own fields, e.g. `ci_low`, `ci_high`, `groups`, `count`, `window_end` |
 | `events.count` | int | prediction events of this model so far |
 | `labels.count` | int | labels joined to their predictions so far |
-| `dead_letters.count` | int | records that did not decode |
+| `dead_letters.count` | int | records naming this model that did not decode or validate (a record whose model cannot be read counts only in `dead_letters.stream`) |
+| `dead_letters.stream` | int | records of the whole stream that did not decode or validate: every model's, and those naming no valid model |
 | `model.name`, `model.version` | string | the model and the version in production (`""` when the registry has none) |
 | `model.age` | double | seconds since that version was registered (infinite when unknown) |
 | `actions.<name or type>.since` | double | seconds of event time since the last decision for that action (`retrain`, `alert`, or an action's name; infinite if never; dry-run rules do not count) |

@@ -166,7 +166,8 @@ class EventRows:
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
     """A record that did not become an event: ``code`` is one of :data:`~driftwarden.daemon.io.reasons.REASONS`,
-    ``reason`` says what exactly, ``raw`` is the record's bytes."""
+    ``reason`` says what exactly, ``raw`` is the record's bytes, ``model`` the model it names when it
+    names a valid one (its policy counts it in ``dead_letters.count``), else None."""
 
     index: int
     partition: str
@@ -174,6 +175,7 @@ class DeadLetter:
     reason: str
     raw: bytes
     code: str = "bad_field"
+    model: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The dead letter as JSON: ``raw`` is the exact text, or base64 with ``raw_encoding: base64``
@@ -236,7 +238,7 @@ def decode(
         try:
             event = validate(obj, index, rec.ts if rec.ts is not None else arrival)
         except Invalid as e:
-            dead.append(DeadLetter(index, rec.partition, rec.offset, str(e), rec.value, e.code))
+            dead.append(DeadLetter(index, rec.partition, rec.offset, str(e), rec.value, e.code, _named_model(obj)))
             continue
         events.append(event)
         own.append(event.ts if obj.get("ts") is not None else None)
@@ -252,12 +254,24 @@ def decode(
                 rec = records[event.index - first_index]
                 dead.append(
                     DeadLetter(
-                        event.index, rec.partition, rec.offset, _time_reason(code, event.ts, guard), rec.value, code
+                        event.index,
+                        rec.partition,
+                        rec.offset,
+                        _time_reason(code, event.ts, guard),
+                        rec.value,
+                        code,
+                        event.model,
                     )
                 )
             events = kept
             dead.sort(key=lambda d: d.index)
     return events, dead
+
+
+def _named_model(obj: Any) -> str | None:
+    """The model a record that broke the contract names, when it names a valid one."""
+    model = obj.get("model") if type(obj) is dict else None
+    return model if type(model) is str and valid_model_name(model) else None
 
 
 def _time_reason(code: str, ts: float, guard: TimeGuard) -> str:

@@ -133,7 +133,11 @@ def test_the_context(make_policy) -> None:
     _, decisions, _ = run(engine, stream())
     engine.set_deployed("v0003", 100.0)
     ctx = engine.context()
-    assert ctx["events"] == {"count": N} and ctx["labels"] == {"count": N} and ctx["dead_letters"] == {"count": 0}
+    assert (
+        ctx["events"] == {"count": N}
+        and ctx["labels"] == {"count": N}
+        and ctx["dead_letters"] == {"count": 0, "stream": 0}
+    )
     assert ctx["model"] == {"name": "m", "version": "v0003", "age": engine.clock - 100.0}
     last_alert = max(d.ts for d in decisions if d.action_type == "alert")
     assert ctx["actions"]["alert"] == {
