@@ -28,8 +28,9 @@ from typing import Any
 
 import numpy as np
 import orjson
-from driftwarden.daemon.io.events import SCALAR_TYPES, DeadLetter, Event, EventRows, decode, parse_ts
+from driftwarden.daemon.io.events import SCALAR_TYPES, DeadLetter, Event, EventRows, decode
 from driftwarden.daemon.io.sources import Record
+from driftwarden.daemon.io.timestamps import parse_ts
 from driftwarden.daemon.io.watermark import TimeGuard, epoch_column
 from driftwarden.policies.names import valid_model_name
 

@@ -13,22 +13,21 @@
 from __future__ import annotations
 
 import base64
-import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from itertools import compress
 from typing import Any, overload
 
 import orjson
 from driftwarden.daemon.io.reasons import REASONS
 from driftwarden.daemon.io.sources import Record
-from driftwarden.daemon.io.watermark import TimeGuard, epoch_seconds
+from driftwarden.daemon.io.timestamps import parse_ts, short_repr
+from driftwarden.daemon.io.watermark import TimeGuard
 from driftwarden.policies.names import model_name_problem, valid_model_name
 
 SCALARS = (str, int, float, bool, type(None))
 SCALAR_TYPES = frozenset(SCALARS)
-"""The value types a scalar field may have, as a set (the batch decoder checks whole columns against it)."""
+"""The types a feature, attribute, prediction or label value may have (a set, for fast checks)."""
 
 
 @dataclass(slots=True)
@@ -293,15 +292,15 @@ def validate(obj: Any, index: int, arrival: float) -> Event:
     if type(model) is not str or not model:
         if model is None:
             raise Invalid("missing required field 'model'", "missing_field")
-        raise Invalid(f"'model' must be a non-empty string, got {_short(model)}")
+        raise Invalid(f"'model' must be a non-empty string, got {short_repr(model)}")
     if not valid_model_name(model):
-        raise Invalid(f"'model' {_short(model)}: {model_name_problem(model)}", "bad_name")
+        raise Invalid(f"'model' {short_repr(model)}: {model_name_problem(model)}", "bad_name")
     ident = get("id")
     if type(ident) is not str:
         if ident is None:
             raise Invalid("missing required field 'id'", "missing_field")
         if type(ident) is not int:
-            raise Invalid(f"'id' must be a string or an integer, got {_short(ident)}")
+            raise Invalid(f"'id' must be a string or an integer, got {short_repr(ident)}")
         ident = str(ident)
     raw_ts = get("ts")
     if raw_ts is None:
@@ -375,38 +374,3 @@ def _score(value: Any, prediction: Any) -> float | None:
             raise Invalid(f"'score' map value for {key!r} is not a number")
         return float(v)
     raise Invalid(f"'score' must be a number or a class→probability map, got {type(value).__name__}")
-
-
-def _short(value: Any, limit: int = 80) -> str:
-    """``repr`` cut to ``limit`` characters: a reason never repeats a huge value."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def parse_ts(value: Any) -> float:
-    """Epoch seconds of an ISO-8601 string or an epoch number (seconds, ms, µs or ns: see
-    :func:`~driftwarden.daemon.io.watermark.epoch_seconds`).
-
-    >>> parse_ts("2026-11-27T17:00:00.123Z"), parse_ts(1.5), parse_ts(1_795_798_800_123)
-    (1795798800.123, 1.5, 1795798800.123)
-    """
-    if isinstance(value, bool):
-        raise ValueError(f"'ts' must be ISO-8601 or epoch seconds, got {value!r}")
-    if isinstance(value, int | float):
-        if not math.isfinite(value):
-            raise ValueError("'ts' is not finite")
-        return float(epoch_seconds(value))
-    if isinstance(value, str):
-        try:
-            dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            raise ValueError(f"'ts' is not ISO-8601: {_short(value)}") from None
-        if dt.tzinfo is None:
-            from datetime import UTC
-
-            dt = dt.replace(tzinfo=UTC)
-        try:
-            return float(epoch_seconds(dt.timestamp()))
-        except (ValueError, OverflowError, OSError):
-            raise ValueError(f"'ts' {_short(value)} is before 1970") from None
-    raise ValueError(f"'ts' must be ISO-8601 or epoch seconds, got {type(value).__name__}")

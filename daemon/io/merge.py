@@ -21,8 +21,8 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 
 import orjson
-from driftwarden.daemon.io.events import parse_ts
 from driftwarden.daemon.io.sources import Record, Source
+from driftwarden.daemon.io.timestamps import parse_ts
 
 READ_AHEAD = 1000
 """Records read ahead from each source to merge by time."""

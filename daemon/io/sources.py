@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Protocol, TypeGuard
 
 import orjson
+from driftwarden.daemon.io.timestamps import parse_ts
 
 DEFAULT_PACE_GAP = 86_400.0
 """Seconds of event time past the last paced record after which a record is not waited for (as input.max_ahead)."""
@@ -312,8 +313,6 @@ def _clean(v: object) -> object:
 
 
 def _event_ts(value: bytes) -> float | None:
-    from driftwarden.daemon.io.events import parse_ts
-
     if len(value) > PACE_PEEK_BYTES:
         return None
     try:
