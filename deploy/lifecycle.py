@@ -25,7 +25,10 @@ persists it; ``info`` is plain JSON) and which ends in an :class:`Outcome`::
 - ``promoted``: the candidate is registered (metadata: metrics, lineage, data fingerprint,
   ``previous_champion``). With a target, it is deployed first and the ``champion`` alias moves
   only once the deploy succeeded, so the alias always names what is served; without a target
-  the alias moves at once and ``promoted`` is the final state.
+  the alias moves at once and ``promoted`` is the final state. The champion moves by
+  compare-and-swap (``Registry.move_champion``) against the version the gate compared with,
+  and ``previous`` names that version: a candidate whose gate saw a champion that has been
+  replaced since is ``rejected`` as stale (``info.stale``), never promoted over a newer one.
 - ``shadowing`` (``spec.shadow``): the candidate is registered as ``challenger`` and not served;
   :func:`judge` later scores it and the champion on live labeled rows that arrived after it
   was trained (so never trained on) and decides there, like the held-out gate.
@@ -303,6 +306,9 @@ def _retrain(
         )
     if not gate.promoted:
         return run.finish(ActionState.REJECTED, gate.reason, checks=gate.checks)
+    compared = champion.version if champion else None
+    if registry.aliases(model).get(CHAMPION) != compared:  # replaced while we evaluated
+        return _stale(run, registry, compared)
 
     # -- promoted: register; with a target, deploy before moving the alias -----------------
     version = registry.register(model, result.output, metadata)
@@ -477,9 +483,14 @@ def _promote(
     champion: ModelVersion | None,
     gate: GateResult,
 ) -> Outcome:
+    """Promote ``version``, which the gate compared with ``champion``: the champion moves by
+    compare-and-swap against that version, so a candidate whose gate saw an older champion
+    is rejected (stale) instead of replacing a newer one."""
     model = run.model
+    expected = champion.version if champion else None
     if target is None:  # "promoted" is the final state: record it once, as the outcome
-        _move_champion(registry, version, champion.version if champion else None)
+        if not registry.move_champion(model, version.version, expected):
+            return _stale(run, registry, expected)
         return run.finish(
             ActionState.PROMOTED,
             f"{gate.reason}; registered {version.version} as champion (no deploy target)",
@@ -493,25 +504,40 @@ def _promote(
         champion=gate.champion,
         checks=gate.checks,
     )
-    previous = champion.version if champion else None
-    run.report(ActionState.DEPLOYING, version=version.version, target=repr(target), previous=previous)
+    return _deploy(run, registry, target, version, expected, f"{gate.reason}; ")
+
+
+def _deploy(
+    run: _Run, registry: Registry, target: Target, version: ModelVersion, expected: str | None, why: str, **extra: Any
+) -> Outcome:
+    """Deploy ``version`` and move the champion from ``expected`` to it (compare-and-swap);
+    when the champion moved meanwhile, the newer champion is served again and the candidate
+    is rejected as stale."""
+    model = run.model
+    if registry.aliases(model).get(CHAMPION) not in (expected, version.version):
+        return _stale(run, registry, expected)
+    run.report(ActionState.DEPLOYING, version=version.version, target=repr(target), previous=expected, **extra)
     served = target.deploy(version)
-    _move_champion(registry, version, previous)
+    if not registry.move_champion(model, version.version, expected):
+        current = registry.alias(model, CHAMPION)
+        if current is not None:  # it was replaced while we deployed: serve the champion again
+            target.deploy(current)
+        return _stale(run, registry, expected)
     log.info("%s: %s serving from %s", model, version.version, served)
+    return run.finish(ActionState.DEPLOYED, f"{why}{version.version} serving from {served}", previous=expected)
+
+
+def _stale(run: _Run, registry: Registry, expected: str | None) -> Outcome:
+    """The candidate's gate compared it with ``expected``, which is no longer the champion."""
+    current = registry.aliases(run.model).get(CHAMPION)
+    compared = expected or "no champion"
     return run.finish(
-        ActionState.DEPLOYED,
-        f"{gate.reason}; {version.version} serving from {served}",
-        previous=previous,
+        ActionState.REJECTED,
+        f"stale candidate: its gate compared it with {compared}, but the champion is now {current}; not promoted",
+        stale=True,
+        compared_with=expected,
+        champion_now=current,
     )
-
-
-def _move_champion(registry: Registry, new: ModelVersion, old: str | None) -> None:
-    """Champion → ``new``, previous → ``old``; idempotent (a resumed deploy repeats it)."""
-    if old is not None and old != new.version:
-        registry.set_alias(new.model, PREVIOUS, old)
-    registry.set_alias(new.model, CHAMPION, new.version)
-    if registry.aliases(new.model).get(CHALLENGER) == new.version:
-        registry.set_alias(new.model, CHALLENGER, None)
 
 
 def feature_columns(data: pd.DataFrame) -> list[str]:
@@ -576,21 +602,15 @@ def deploy_version(
     record: Record,
 ) -> Outcome:
     """Finish a deploy that was interrupted (the daemon died while ``promoted`` or
-    ``deploying``): deploy ``version`` (a target deploy is idempotent) and move the aliases
-    (champion → ``version``, previous → ``previous``). Never raises."""
+    ``deploying``): deploy ``version`` (a target deploy is idempotent) and move the champion
+    from ``previous`` (the version its gate compared with) to it, by compare-and-swap (a
+    stale candidate ends ``rejected``). Never raises."""
     run = _Run(model, None, record)
     run.version = version
 
     def step() -> Outcome:
         new = registry.get(model, version)
-        run.report(ActionState.DEPLOYING, version=version, target=repr(target), previous=previous, resumed=True)
-        served = target.deploy(new)
-        _move_champion(registry, new, previous)
-        return run.finish(
-            ActionState.DEPLOYED,
-            f"resumed after a restart; {version} serving from {served}",
-            previous=previous,
-        )
+        return _deploy(run, registry, target, new, previous, "resumed after a restart; ", resumed=True)
 
     return run.guarded(step)
 

@@ -25,14 +25,17 @@ import datetime as dt
 import json
 import pickle
 import tempfile
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
 from driftwarden.deploy.registry import (
+    CHALLENGER,
     CHAMPION,
     METADATA_FILE,
+    PREVIOUS,
     ModelVersion,
     check_name,
     metadata_text,
@@ -74,6 +77,7 @@ class MlflowRegistry:
             artifacts = db.parent / "mlflow-artifacts"
         self.artifacts = None if artifacts is None else str(artifacts)
         self.cache = Path(cache) if cache else Path(tempfile.gettempdir()) / "driftwarden-mlflow"
+        self._moves = threading.Lock()
 
     def __repr__(self) -> str:
         return f"MlflowRegistry({self.uri!r})"
@@ -169,6 +173,26 @@ class MlflowRegistry:
             return
         self.get(model, version)
         self.client.set_registered_model_alias(model, name, str(version_number(version)))
+
+    def move_champion(self, model: str, version: str, expected: str | None) -> bool:
+        """Compare-and-swap of the champion, as
+        :meth:`driftwarden.deploy.registry.LocalRegistry.move_champion`. MLflow has no conditional
+        alias update: the check and the moves are serialized within this process only (one
+        daemon per state folder holds the registry's writers)."""
+        self.get(model, version)
+        with self._moves:
+            aliases = self.aliases(model)
+            current = aliases.get(CHAMPION)
+            if current == version:
+                return True
+            if current != expected:
+                return False
+            if expected is not None:
+                self.set_alias(model, PREVIOUS, expected)
+            self.set_alias(model, CHAMPION, version)
+            if aliases.get(CHALLENGER) == version:
+                self.set_alias(model, CHALLENGER, None)
+            return True
 
     # -- helpers -------------------------------------------------------------------------
 

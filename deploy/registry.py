@@ -116,6 +116,8 @@ class Registry(Protocol):
 
     def set_alias(self, model: str, name: str, version: str | None) -> None: ...
 
+    def move_champion(self, model: str, version: str, expected: str | None) -> bool: ...
+
     def load(self, model: str, version: str) -> Any: ...
 
 
@@ -259,6 +261,41 @@ class LocalRegistry:
                 self._model_dir(model) / ALIASES_FILE,
                 json.dumps(aliases, indent=2, sort_keys=True),
             )
+
+    def move_champion(self, model: str, version: str, expected: str | None) -> bool:
+        """Compare-and-swap of the champion: when it is still ``expected`` (``None``: no champion),
+        ``champion`` → ``version`` and ``previous`` → ``expected`` (the challenger alias is cleared
+        if it named ``version``), in one atomic write; True. When the champion is already
+        ``version`` (a repeated call) nothing changes; True. Otherwise nothing changes; False.
+
+        >>> import pickle, tempfile
+        >>> tmp = Path(tempfile.mkdtemp()); art = tmp / "art"; art.mkdir()
+        >>> _ = (art / "model.pkl").write_bytes(pickle.dumps(0))
+        >>> reg = LocalRegistry(tmp / "r")
+        >>> v1, v2, v3 = (reg.register("m", art, {}).version for _ in range(3))
+        >>> reg.move_champion("m", v1, None), reg.move_champion("m", v2, v1), reg.aliases("m")
+        (True, True, {'champion': 'v0002', 'previous': 'v0001'})
+        >>> reg.move_champion("m", v3, v1), reg.aliases("m")["champion"]  # stale: compared with v0001
+        (False, 'v0002')
+        """
+        self.get(model, version)
+        with self._locked(model):
+            aliases = self.aliases(model)
+            current = aliases.get(CHAMPION)
+            if current == version:
+                return True
+            if current != expected:
+                return False
+            aliases[CHAMPION] = version
+            if expected is not None:
+                aliases[PREVIOUS] = expected
+            if aliases.get(CHALLENGER) == version:
+                del aliases[CHALLENGER]
+            atomic_write_text(
+                self._model_dir(model) / ALIASES_FILE,
+                json.dumps(aliases, indent=2, sort_keys=True),
+            )
+            return True
 
     # -- helpers -------------------------------------------------------------------------
 

@@ -4,9 +4,16 @@ every step.
 An intent is in the store (state ``pending``) before the runner sees it. The runner moves it
 through its states (:mod:`driftwarden.deploy.states`) and records each one
 (``store.update_action``, which also appends to the audit log); an action's exception never
-escapes into the loop. Each phase runs in its own worker thread (or in the loop's thread when
-``synchronous``); what a phase needs from the policy comes from its
+escapes into the loop. What a phase needs from the policy comes from its
 :class:`~driftwarden.daemon.actions.plans.ActionPlan`.
+
+One model's phases run one at a time, in the order of its decisions (a worker thread per
+model with work, or the loop's thread when ``synchronous``): a second retrain of a model waits
+for the first to end and then gates against the champion the first left. It is not superseded:
+every decision is carried out and audited, and the newest decision runs last, so after any
+interleaving the champion is the model of the newest decision that passed its gate. The
+champion itself moves by compare-and-swap (``Registry.move_champion``), so an operator's
+promote between a gate and its promotion makes the candidate ``rejected`` as stale.
 
 Two phases wait for live labeled traffic (:mod:`driftwarden.daemon.actions.windows`), checked
 by :meth:`ActionRunner.poll` after every batch:
@@ -28,6 +35,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import deque
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -82,11 +90,15 @@ class ActionRunner:
         """Actions waiting for live labeled rows."""
         self._threads: list[threading.Thread] = []
         self._running: set[str] = set()
+        """Actions queued or running."""
+        self._queues: dict[str, deque[tuple[ActionRecord, Phase, Any]]] = {}
+        """model → its phases in order, the first one running: one model's actions never overlap."""
         self._lock = threading.Lock()
 
     @property
     def running(self) -> int:
-        """Actions running now (not those waiting for live traffic): what backpressure bounds."""
+        """Actions running or queued behind their model's running one (not those waiting for live
+        traffic): what backpressure bounds."""
         with self._lock:
             return len(self._running)
 
@@ -233,8 +245,10 @@ class ActionRunner:
             reason = f"cannot finish the deploy of {version}: no target"
             self._record(action.key, ActionState.FAILED, {"reason": reason})
             return
-        previous = action.info.get("previous")
-        if previous is None:
+        # the version its gate compared with: the champion moves from it or not at all
+        info = action.info
+        previous = info["previous"] if "previous" in info else info.get("champion_version")
+        if "previous" not in info and "champion_version" not in info:  # a record of an older daemon
             aliases = self.registry.aliases(action.model)
             champion = aliases.get(CHAMPION)
             previous = champion if champion != version else aliases.get(PREVIOUS)
@@ -260,28 +274,44 @@ class ActionRunner:
     # -- the phases (worker thread, or the loop thread when synchronous) --------------------------
 
     def _start(self, action: ActionRecord, phase: Phase, frame: Any) -> None:
+        """Queue ``phase`` of ``action`` behind the phases of its model already queued or
+        running: one model's phases run one at a time, in the order they were started (its
+        decisions' order), each model in its own worker thread."""
         key = action.key
         with self._lock:
             if key in self._running:
                 return
             self._running.add(key)
+            queue = self._queues.setdefault(action.model, deque())
+            queue.append((action, phase, frame))
+            if len(queue) > 1:
+                log.info("action %s waits for %s of model %s", key, queue[0][0].key, action.model)
+                return
+        if self.synchronous:
+            self._work(action.model)
+            return
+        t = threading.Thread(target=self._work, args=(action.model,), name=f"actions:{action.model}", daemon=True)
+        self._threads.append(t)
+        t.start()
 
-        def body() -> None:
+    def _work(self, model: str) -> None:
+        """Run ``model``'s queued phases until its queue is empty."""
+        while True:
+            with self._lock:
+                queue = self._queues[model]
+                if not queue:
+                    del self._queues[model]
+                    return
+                action, phase, frame = queue[0]
             try:
                 phase(action, frame)
             except Exception as e:  # noqa: BLE001 - an action's failure is recorded, never raised into the loop
-                log.exception("action %s failed", key)
-                self._record(key, ActionState.FAILED, {"reason": f"{type(e).__name__}: {e}"})
+                log.exception("action %s failed", action.key)
+                self._record(action.key, ActionState.FAILED, {"reason": f"{type(e).__name__}: {e}"})
             finally:
                 with self._lock:
-                    self._running.discard(key)
-
-        if self.synchronous:
-            body()
-            return
-        t = threading.Thread(target=body, name=f"{phase.__name__.strip('_')}:{key}", daemon=True)
-        self._threads.append(t)
-        t.start()
+                    queue.popleft()
+                    self._running.discard(action.key)
 
     def _retrain(self, action: ActionRecord, frame: Any) -> None:
         key, model = action.key, action.model

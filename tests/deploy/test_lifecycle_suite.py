@@ -277,6 +277,54 @@ def test_an_interrupted_deploy_is_finished_idempotently(env: Env) -> None:
     assert env.target.current() == new.version and len(env.target.history()) == 2
 
 
+def test_a_candidate_whose_champion_was_replaced_during_its_gate_is_rejected_as_stale(env: Env) -> None:
+    """The champion moves by compare-and-swap against the version the gate compared with: an
+    operator's promote while the gate ran makes the candidate stale, and nothing it did moves."""
+    old = env.champion(LinearRule(1.0, -1.0))
+    art = env.tmp / "operator"
+    art.mkdir()
+    (art / "model.pkl").write_bytes(pickle.dumps(LinearRule(1.0, 0.5)))
+    newer = env.registry.register(MODEL, art, {"by": "operator"})
+    gate = improves("accuracy", by=0.01)
+
+    def promote_meanwhile(candidate: dict[str, float], champion: dict[str, float] | None) -> bool:
+        env.registry.move_champion(MODEL, newer.version, old.version)
+        env.target.deploy(newer)
+        return gate(candidate, champion)
+
+    outcome = env.retrain(env.spec(LinearRule()), promote_if=promote_meanwhile)
+    assert outcome.state == "rejected", outcome.reason
+    assert outcome.reason.startswith(f"stale candidate: its gate compared it with {old.version}")
+    assert env.record.events[-1][1]["stale"] is True
+    assert env.registry.aliases(MODEL) == {"champion": newer.version, "previous": old.version}
+    assert env.target.current() == newer.version
+
+
+def test_a_resumed_deploy_of_a_stale_candidate_moves_nothing(env: Env) -> None:
+    old = env.champion(LinearRule(1.0, -1.0))
+    art = env.tmp / "cand"
+    art.mkdir()
+    (art / "model.pkl").write_bytes(pickle.dumps(LinearRule()))
+    stale = env.registry.register(MODEL, art, {"previous_champion": old.version})
+    newer = env.champion(LinearRule(1.0, 0.5))  # promoted after the stale one's gate ran
+    outcome = deploy_version(MODEL, stale.version, old.version, env.registry, env.target, env.record)
+    assert outcome.state == "rejected" and "stale candidate" in outcome.reason
+    assert env.registry.aliases(MODEL)["champion"] == newer.version and env.target.current() == newer.version
+
+
+def test_move_champion_is_a_compare_and_swap_that_keeps_previous(env: Env) -> None:
+    art = env.tmp / "art"
+    art.mkdir()
+    (art / "model.pkl").write_bytes(pickle.dumps(LinearRule()))
+    v1, v2, v3 = (env.registry.register(MODEL, art, {}).version for _ in range(3))
+    assert env.registry.move_champion(MODEL, v1, None) is True
+    assert env.registry.move_champion(MODEL, v2, None) is False  # compared with "no champion": stale
+    assert env.registry.move_champion(MODEL, v2, v1) is True
+    assert env.registry.move_champion(MODEL, v2, v1) is True  # repeated: already done
+    assert env.registry.move_champion(MODEL, v3, v1) is False
+    assert env.registry.aliases(MODEL) == {"champion": v2, "previous": v1}
+
+
 # -- verification, rollback and shadow -------------------------------------------------------------
 
 
