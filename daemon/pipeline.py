@@ -114,7 +114,7 @@ class ModelPipeline:
         new engine resumes every monitor whose definition is unchanged (returned) and the counters."""
         engine = PolicyEngine(policy, reference=load_reference(policy))
         kept = engine.restore(self.engine.snapshot())
-        engine.busy, engine.deployed, engine.silenced = self.engine.busy, self.engine.deployed, self.engine.silenced
+        engine.deployed, engine.silenced = self.engine.deployed, self.engine.silenced
         alerts = self.alerts.successor(specs_of(policy))
         engine.observer = alerts.evaluated
         self.policy, self.engine, self.alerts = policy, engine, alerts

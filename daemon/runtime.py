@@ -180,6 +180,7 @@ class Daemon:
             synchronous=synchronous_actions,
             listener=self._emit,
             base=settings.state_dir,
+            position=lambda: self.checkpoint.next_index,
         )
         self.outbox = Outbox(self.store, settings.alerting) if settings.alerting and settings.execute else None
         """Delivers the alerts' notifications (Alertmanager, receivers); None without ``alerting:`` or
@@ -570,11 +571,10 @@ class Daemon:
         return state
 
     def _observe(self, model: str) -> None:
-        """Tell a policy engine what the events do not: a running retrain (for ``inhibited_by``) and
-        the version in production (``model.version``, ``model.age``: since its registration)."""
+        """Tell a policy engine what the events do not: the version in production (``model.version``,
+        ``model.age``: since its registration). (Inhibition is in event time: the engine's own.)"""
         engine = self.pipelines[model].engine
         busy = model in self.actions.busy_models
-        engine.busy = frozenset({"retrain"}) if busy else frozenset()
         # The registry is read again once a second, and at once when an action of this model ends.
         now = time.monotonic()
         last = self._registry_reads.get(model)

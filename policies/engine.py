@@ -102,9 +102,11 @@ class PolicyEngine:
     A rule is evaluated when a monitor its ``when`` names (directly, or inside ``fired_within``
     or ``count``) emits a signal; a rule that names no monitor, at every signal.
 
-    The daemon tells the engine two facts from outside the event stream before each batch:
-    :attr:`busy` (action types running for this model: inhibition) and :meth:`set_deployed`
-    (the model version serving). Everything else the engine derives from the events alone.
+    The daemon tells the engine one fact from outside the event stream before each batch:
+    :meth:`set_deployed` (the model version serving). Everything else the engine derives from the
+    events alone — inhibition too: a decision mutes the rules that name its action in
+    ``inhibited_by`` for the action's span of event time (:meth:`span`), whatever the wall clock
+    and however fast the events come, so replay, paced and unpaced runs decide alike.
     """
 
     def __init__(self, policy: LoadedPolicy, reference: Mapping[str, np.ndarray] | None = None) -> None:
@@ -137,11 +139,9 @@ class PolicyEngine:
         self.last_action: dict[str, float] = {}
         """Action name or type → rule time of the last decision for it (dry-run rules excluded)."""
         self.action_counts: dict[str, int] = {}
-        self.busy: frozenset[str] = frozenset()
-        """Action types running for this model now (set by the daemon).
-
-        They mute rules that name them in ``inhibited_by``.
-        """
+        self.muted_until: dict[str, float] = {}
+        """Action name or type → the event time its latest decision's span ends (see :meth:`span`):
+        until then, rules naming it in ``inhibited_by`` are muted."""
         self.silenced: frozenset[str] = frozenset()
         """Rules an operator silenced (set by the daemon): their decisions are dry runs, nothing is executed."""
         self.deployed: tuple[str, float | None] = ("", None)
@@ -227,19 +227,39 @@ class PolicyEngine:
     def _step(self, rule: Any, holds: bool, now: float, at: int | None = None) -> bool:
         """Advance a rule's state machine; note the decision's action when it fires. ``at`` (the
         event index of a condition evaluation) is what the :attr:`observer` is told."""
-        muted = bool(self.policy.inhibitors.get(rule.name, frozenset()) & self.busy)
+        muting = [k for k in self.policy.inhibitors.get(rule.name, ()) if self.muted_until.get(k, -math.inf) > now]
+        muted = bool(muting)
         state, fire = step(self.policy.timing[rule.name], self.rule_states[rule.name], holds, now, inhibited=muted)
         self.rule_states[rule.name] = state
         if self.observer is not None and at is not None:
             self.observer(rule.name, holds, state.phase, muted, at, now, self.latest)
         if muted and holds and state.phase == "firing":
             self.inhibited += 1
-            log.info("rule %s of model %s is muted: %s running", rule.name, self.model, ", ".join(sorted(self.busy)))
+            log.info(
+                "rule %s of model %s is muted until event time %s: a %s decision's span",
+                rule.name,
+                self.model,
+                max(self.muted_until[k] for k in muting),
+                " and ".join(sorted(muting)),
+            )
         if fire and not rule.dry_run:
+            until = now + self.span(rule.do)
             for key in {rule.do, self.policy.spec.action_type(rule.do)}:
                 self.last_action[key] = now
                 self.action_counts[key] = self.action_counts.get(key, 0) + 1
+                self.muted_until[key] = max(self.muted_until.get(key, -math.inf), until)
         return fire
+
+    def span(self, action: str) -> float:
+        """Seconds of event time a decision for ``action`` mutes the rules naming it in
+        ``inhibited_by``, from the decision's event time: the action's ``inhibits_for``, by default
+        a retrain's training timeout (the longest it may take), 0 for an alert."""
+        spec = self.policy.spec.actions.get(action)
+        if spec is None:
+            return 0.0
+        if spec.inhibits_for is not None:
+            return parse_duration(spec.inhibits_for)
+        return parse_duration(spec.train.timeout) if spec.train is not None else 0.0
 
     def _holds(self, rule: str, cond: Any, context: dict[str, Any], functions: dict[str, Any]) -> bool:
         """Whether ``cond`` holds. An evaluation error (division by zero, overflow, a wrong type, a
@@ -376,6 +396,7 @@ class PolicyEngine:
             "last_action": dict(self.last_action),
             "action_counts": dict(self.action_counts),
             "inhibited": self.inhibited,
+            "muted_until": dict(self.muted_until),
         }
 
     def restore(self, state: Mapping[str, Any]) -> list[str]:
@@ -416,6 +437,7 @@ class PolicyEngine:
         self.last_action = dict(state.get("last_action", {}))
         self.action_counts = dict(state.get("action_counts", {}))
         self.inhibited = state.get("inhibited", 0)
+        self.muted_until = dict(state.get("muted_until", {}))
         return kept
 
 

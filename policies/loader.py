@@ -531,6 +531,11 @@ def _semantic_errors(parts: _Parts, p: LoadedPolicy, pos: _Positions, path: Path
                     parse_duration(action.train.timeout)
                 except ValueError as e:
                     errors.append(pos.error(at + ("train", "timeout"), str(e)))
+        if action.inhibits_for is not None:
+            try:
+                parse_duration(action.inhibits_for)
+            except ValueError as e:
+                errors.append(pos.error(at + ("inhibits_for",), str(e)))
         gate = _compile(action.promote_if, at + ("promote_if",), pos, errors)
         if gate is not None:
             for u in sorted(gate.names - set(GATE_NAMES)):

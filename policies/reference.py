@@ -32,7 +32,7 @@ from pydantic import BaseModel
 START = "<!-- policy-reference:start -->"
 END = "<!-- policy-reference:end -->"
 
-DURATION_FIELDS = {"cooldown", "keep_firing_for", "timeout", "time"}
+DURATION_FIELDS = {"cooldown", "keep_firing_for", "timeout", "time", "inhibits_for"}
 CONDITION_FIELDS = {"when", "require", "promote_if", "rollback_if"}
 
 CONTEXT = """\
@@ -77,10 +77,13 @@ SEMANTICS = """\
   does not restart `for`.
 - A firing rule emits a **decision** when `require` holds too, `cooldown` has passed since its
   last decision (a repeat interval) and fewer than `max_per_day` decisions fell in the last 24 h.
-- `inhibited_by: [retrain]` mutes the rule while a retrain (train → gate → deploy) of the same
-  model is running. A muted firing emits nothing and uses none of the cooldown or daily budget,
-  so the rule decides on its first evaluation after the retrain ended if it still holds. Replay
-  runs no actions, so nothing is inhibited there.
+- `inhibited_by: [retrain]` mutes the rule for the span of a retrain decision of the same model,
+  in event time: from the decision's event time for the action's `inhibits_for` (default its
+  `train.timeout`, the longest the training may take; 0 for an alert). A muted firing emits nothing
+  and uses none of the cooldown or daily budget, so the rule decides on its first evaluation after
+  the span if it still holds. The span depends on the events only, never on how long the retrain
+  really takes: `replay`, a paced run (`--pace`) and an unpaced one make the same decisions. The
+  action's record keeps the event position when its outcome was observed (`observed_at`).
 - `schedule` rules fire at their cron times (APScheduler, UTC), subject to `require`,
   `inhibited_by`, `cooldown` and `max_per_day`.
 - `severity`, `labels` and `annotations` are copied into every decision and alert.

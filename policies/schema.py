@@ -233,7 +233,8 @@ class Rule(Strict):
     max_per_day: int | None = Field(None, ge=1, description="At most this many firings in any 24 hours.")
     inhibited_by: list[str] = Field(
         default_factory=list,
-        description="Action names or types (e.g. retrain) that mute this rule for the model while one is running.",
+        description="Action names or types (e.g. retrain) whose decisions for the model mute this rule for "
+        "their span of event time (the action's inhibits_for).",
     )
     do: str = Field(description="The action to run: a name under 'actions', or 'alert'.")
     dry_run: bool = Field(False, description="Emit and log decisions, execute nothing.")
@@ -355,6 +356,12 @@ class Action(Strict):
         "candidate.accuracy >= champion.accuracy", description="CEL over candidate.* and champion.*"
     )
     retries: int = Field(2, ge=0, description="Retries of a temporary training failure.")
+    inhibits_for: str | None = Field(
+        None,
+        description="Event time a decision for this action mutes the model's rules that name it in "
+        "'inhibited_by', from the decision's event time (so replay and live runs decide alike); "
+        "default: a retrain's train.timeout, 0 for an alert.",
+    )
     deploy: DeploySpec | None = Field(None, description="Deploy the promoted model here.")
     rollback_if: str | None = Field(
         None,

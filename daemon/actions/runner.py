@@ -47,7 +47,7 @@ from driftwarden.daemon.io.sinks import Sink
 from driftwarden.daemon.state.store import ActionRecord, Store
 from driftwarden.deploy.lifecycle import Outcome, abandon, deploy_version, judge, retrain, rollback, verify
 from driftwarden.deploy.registry import CHALLENGER, CHAMPION, PREVIOUS, Registry
-from driftwarden.deploy.states import ActionState
+from driftwarden.deploy.states import OUTCOME_STATES, TERMINAL_STATES, ActionState
 from driftwarden.deploy.targets import Target
 from driftwarden.policies.loader import LoadedPolicy
 
@@ -80,12 +80,16 @@ class ActionRunner:
         synchronous: bool = False,
         listener: Listener | None = None,
         base: Path | None = None,
+        position: Callable[[], int] | None = None,
     ) -> None:
         self.store, self.policies, self.data = store, policies, data
         self.base = Path(base) if base is not None else Path.cwd()
         self.workdir, self.registry, self.alerts = Path(workdir), registry, alerts
         self.execute, self.synchronous = execute, synchronous
         self.listener = listener
+        self.position = position
+        """The loop's next event index: recorded with each outcome (``observed_at``), the event
+        position where an action's span was seen to end."""
         self.windows = LiveWindows(data)
         """Actions waiting for live labeled rows."""
         self._threads: list[threading.Thread] = []
@@ -418,6 +422,8 @@ class ActionRunner:
         version: str | None = None,
         attempt: bool = False,
     ) -> None:
+        if self.position is not None and state in OUTCOME_STATES | TERMINAL_STATES:
+            info = {**info, "observed_at": self.position()}
         self.store.update_action(key, state, info, version=version, attempt=attempt)
         if self.listener is not None:
             row = self.store.action(key)

@@ -166,26 +166,53 @@ def test_feature_drift_exposes_its_per_feature_map(make_policy) -> None:
     assert Condition("has(inputs.features.x) && inputs.features.x.p_value >= 0.0").evaluate(ctx)
 
 
-def test_a_running_retrain_mutes_inhibited_rules_until_it_ends(make_policy) -> None:
-    engine = PolicyEngine(make_policy())
-    engine.busy = frozenset({"retrain"})
-    _, muted, _ = run(engine, stream(n=2200))
-    assert not [d for d in muted if d.rule == "degraded"], "muted while a retrain runs"
-    assert [d for d in muted if d.rule == "shifting"], "alert rules without inhibited_by are not muted"
-    assert engine.inhibited > 0
-    engine.busy = frozenset()
-    rest = stream().take(np.arange(2200, 2400))
-    _, decisions = engine.process(rest, rest)
-    assert [d.rule for d in decisions if d.rule == "degraded"] == ["degraded"], "fires on the first evaluation after"
+SPAN_POLICY = """\
+version: 1
+model: m
+monitors:
+  perf: {kind: performance, window: {events: 100}, threshold: 0.8}
+rules:
+  - {name: shifting, when: "perf.drift", cooldown: 1m, do: alert}
+  - {name: degraded, when: "perf.drift", cooldown: 1m, inhibited_by: [retrain], do: retrain}
+actions:
+  retrain:
+    inhibits_for: SPAN
+    train: {entrypoint: "driftwarden.examples.credit.train:train"}
+"""
+
+
+def test_a_retrain_decision_mutes_inhibited_rules_for_its_span_of_event_time(make_policy) -> None:
+    """Issue 13 item 9: the span is event time from the decision, so the decisions depend on the events only."""
+    free = PolicyEngine(make_policy(SPAN_POLICY.replace("SPAN", "0s"), "free.yaml"))
+    _, unmuted, _ = run(free, stream())
+    holding = [d.ts for d in unmuted if d.rule == "degraded"]  # every window where perf drifts (cooldown < window)
+    assert len(holding) >= 6 and free.inhibited == 0
+    policy = make_policy(SPAN_POLICY.replace("SPAN", "250s"), "span.yaml")
+    engine = PolicyEngine(policy)
+    _, decisions, _ = run(engine, stream())
+    expected: list[float] = []
+    for t in holding:  # the first evaluation at or after the previous decision's span
+        if not expected or t >= expected[-1] + 250:
+            expected.append(t)
+    assert [d.ts for d in decisions if d.rule == "degraded"] == expected
+    assert 1 < len(expected) < len(holding) and engine.inhibited == len(holding) - len(expected)
+    assert [d.ts for d in decisions if d.rule == "shifting"] == [d.ts for d in unmuted if d.rule == "shifting"]
+    # The spans are state: a restart every batch makes the same decisions.
+    _, restarted, _ = run(PolicyEngine(policy), stream(), restart_every=1, policy=policy)
+    assert restarted == decisions
+
+
+def test_a_retrain_span_defaults_to_its_training_timeout(make_policy) -> None:
+    engine = PolicyEngine(make_policy(SPAN_POLICY.replace("    inhibits_for: SPAN\n", ""), "default.yaml"))
+    assert (engine.span("retrain"), engine.span("alert")) == (1800.0, 0.0)
 
 
 def test_scheduled_rules_respect_require_inhibition_cooldown_and_time_order(make_policy) -> None:
     engine = PolicyEngine(make_policy())
     assert engine.scheduled("nightly", 1000.0, at=0) is None, "require: labels.count >= 100"
     run(engine, stream(n=200))
-    engine.busy = frozenset({"retrain"})
+    engine.muted_until["retrain"] = 2500.0  # a retrain decided earlier: its span ends at event time 2500
     assert engine.scheduled("nightly", 2000.0, at=199) is None
-    engine.busy = frozenset()
     d = engine.scheduled("nightly", 3000.0, at=199)
     assert d is not None and (d.key, d.action_type, d.reason) == ("m/nightly/t3000", "retrain", "schedule 0 3 * * *")
     assert engine.scheduled("nightly", 3600.0, at=199) is None, "cooldown 1h"
