@@ -9,9 +9,7 @@ values are replaced by the reference mean.
 
 from __future__ import annotations
 
-import base64
 import math
-import pickle
 from collections.abc import Mapping, Sequence
 from statistics import NormalDist
 from typing import Any
@@ -19,6 +17,14 @@ from typing import Any
 import numpy as np
 from driftwarden.detectors.base import Batch, Monitor, Signal, column
 from driftwarden.detectors.lazy import lazy_module
+from driftwarden.detectors.river_state import (
+    hst_from_state,
+    hst_state,
+    logistic_state,
+    number,
+    restore_logistic,
+    unnumber,
+)
 from driftwarden.detectors.windows import Windower
 
 anomaly = lazy_module("river.anomaly")
@@ -60,12 +66,15 @@ def _check_share(name: str, value: Any) -> None:
         raise ValueError(f"{name}: {value!r} is not allowed; it must be in (0, 1)")
 
 
-def _pickle(obj: Any) -> str:
-    return base64.b64encode(pickle.dumps(obj)).decode()
-
-
-def _unpickle(text: str) -> Any:
-    return pickle.loads(base64.b64decode(text))
+def _plain(state: Mapping[str, Any], key: str) -> Any:
+    """``state[key]`` unless it is a string (a pickled model of an older version): never unpickled."""
+    value = state[key]
+    if isinstance(value, str):
+        raise ValueError(
+            f"the saved {key!r} is a pickled object of an older driftwarden; it is not loaded "
+            "(pickles run code): delete the state folder to start this monitor afresh"
+        )
+    return value
 
 
 def mann_whitney_auc(positive: np.ndarray, negative: np.ndarray) -> float:
@@ -291,8 +300,8 @@ class DomainClassifier(_Windowed):
             "windows": self._windows.snapshot(),
             "names": self._names,
             "ready": self._ready,
-            "model": _pickle(self._model),
-            "rows": self._rows,
+            "model": logistic_state(self._model),
+            "rows": [{k: number(v) for k, v in r.items()} for r in self._rows],
             "order": self._order,
             "next": self._next,
             "null_sd_ratio": self._null_sd_ratio,
@@ -301,8 +310,8 @@ class DomainClassifier(_Windowed):
     def restore(self, state: Mapping[str, Any]) -> None:
         self._windows.restore(state["windows"])
         self._names, self._ready = state["names"], bool(state["ready"])
-        self._model = _unpickle(state["model"])
-        self._rows = [dict(r) for r in state["rows"]]
+        self._model = restore_logistic(self._fresh_model(), _plain(state, "model"))
+        self._rows = [{str(k): unnumber(v) for k, v in r.items()} for r in state["rows"]]
         self._order, self._next = list(state["order"]), int(state["next"])
         self._null_sd_ratio = float(state["null_sd_ratio"])
 
@@ -445,7 +454,7 @@ class AnomalyRate(_Windowed):
             "windows": self._windows.snapshot(),
             "names": self._names,
             "ready": self._ready,
-            "trees": None if self._trees is None else _pickle(self._trees),
+            "trees": None if self._trees is None else hst_state(self._trees),
             "means": self._means,
             "cut": self._cut if math.isfinite(self._cut) else None,
             "rate": self._rate,
@@ -454,7 +463,10 @@ class AnomalyRate(_Windowed):
     def restore(self, state: Mapping[str, Any]) -> None:
         self._windows.restore(state["windows"])
         self._names, self._ready = state["names"], bool(state["ready"])
-        self._trees = None if state["trees"] is None else _unpickle(state["trees"])
+        trees = _plain(state, "trees")
+        self._trees = (
+            None if trees is None else hst_from_state(trees, self.n_trees, self.height, self.tree_window, self.seed)
+        )
         self._means = dict(state["means"])
         self._cut = math.inf if state["cut"] is None else float(state["cut"])
         self._rate = float(state["rate"])

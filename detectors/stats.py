@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 from driftwarden.detectors.lazy import lazy_module
-from driftwarden.detectors.windows import to_jsonable
+from driftwarden.detectors.windows import decode, encode, to_jsonable
 
 special = lazy_module("scipy.special")
 stats = lazy_module("scipy.stats")
@@ -230,7 +230,7 @@ class Reference:
         if self.categorical:
             return {"categories": [to_jsonable(k) for k in self.keys.tolist()], "counts": self.counts.tolist()}
         assert self.sorted is not None
-        return {"sorted": base64.b64encode(self.sorted.tobytes()).decode()}
+        return {"sorted": encode(self.sorted)}
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> Reference:
@@ -240,7 +240,12 @@ class Reference:
             ref._categories(_object_array(list(state["categories"])), np.asarray(state["counts"], dtype=np.int64))
         else:
             ref.categorical = False
-            ref._numeric(np.frombuffer(base64.b64decode(state["sorted"]), dtype=np.float64).copy())
+            saved = state["sorted"]
+            if isinstance(saved, str):  # states before plain data: the float64 bytes, read as numbers only
+                values = np.frombuffer(base64.b64decode(saved), dtype=np.float64).copy()
+            else:
+                values = np.asarray(decode(saved), dtype=np.float64)
+            ref._numeric(values)
         return ref
 
     def __repr__(self) -> str:

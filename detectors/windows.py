@@ -179,42 +179,62 @@ def _missing(dtype: np.dtype, n: int) -> np.ndarray:
 
 
 def encode(a: np.ndarray) -> dict[str, Any]:
-    """A numpy array as compact JSON-able data: numeric arrays as base64 bytes, others as base64
-    category codes plus the list of categories (missing values are code -1).
+    """A numpy array as plain JSON data: numeric arrays as a list of numbers (``"nan"``, ``"inf"``,
+    ``"-inf"`` for floats that are not finite), others as category codes plus the list of
+    categories (missing values are code -1). No bytes, nothing pickled.
 
+    >>> encode(np.array([1.5, float("nan")]))
+    {'dtype': '<f8', 'values': [1.5, 'nan']}
     >>> decode(encode(np.array([1.5, float("nan")]))).tolist()[0]
     1.5
-    >>> encode(np.array(["a", None, "b", "a"], dtype=object))["categories"]
-    ['a', 'b']
+    >>> encode(np.array(["a", None, "b", "a"], dtype=object))
+    {'dtype': 'object', 'codes': [0, -1, 1, 0], 'categories': ['a', 'b']}
     >>> decode(encode(np.array(["a", None, "b", "a"], dtype=object))).tolist()
     ['a', None, 'b', 'a']
     """
     if a.dtype.kind in "fiub":
-        return {"dtype": a.dtype.str, "b64": base64.b64encode(np.ascontiguousarray(a).tobytes()).decode()}
+        values = a.tolist()
+        if a.dtype.kind == "f":
+            for i in np.flatnonzero(~np.isfinite(a)).tolist():
+                values[i] = str(values[i])
+        return {"dtype": a.dtype.str, "values": values}
     values = a.tolist()
     code_of: dict[Any, int] = dict.fromkeys(values, -1)  # every distinct value; None and NaN stay -1 (missing)
     categories = [v for v in code_of if v is not None and v == v]  # in order of first appearance
     code_of.update(zip(categories, range(len(categories)), strict=True))
-    codes = np.fromiter(map(code_of.__getitem__, values), dtype="<i4", count=len(values))
     return {
         "dtype": "object",
-        "codes": base64.b64encode(codes.tobytes()).decode(),
+        "codes": [code_of[v] for v in values],
         "categories": [to_jsonable(v) for v in categories],
     }
 
 
+def _codes(d: Mapping[str, Any]) -> np.ndarray:
+    if isinstance(d["codes"], str):  # snapshots before plain data: little-endian int32 bytes, never unpickled
+        return np.frombuffer(base64.b64decode(d["codes"]), dtype="<i4")
+    return np.asarray(d["codes"], dtype=np.int64)
+
+
 def decode(d: Mapping[str, Any]) -> np.ndarray:
+    """The array :func:`encode` wrote; ValueError for anything that is not numbers or categories."""
     if d["dtype"] == "object":
         if "items" in d:  # snapshots written before categories were coded
             out = np.empty(len(d["items"]), dtype=object)
             out[:] = d["items"]
             return out
-        codes = np.frombuffer(base64.b64decode(d["codes"]), dtype="<i4")
+        codes = _codes(d)
         categories = np.empty(len(d["categories"]) + 1, dtype=object)
         categories[:-1] = d["categories"]
         categories[-1] = None
+        if len(codes) and (codes.min() < -1 or codes.max() >= len(categories) - 1):
+            raise ValueError("a category code in a monitor state is out of range")
         return categories[codes]  # code -1 picks the trailing None
-    return np.frombuffer(base64.b64decode(d["b64"]), dtype=np.dtype(d["dtype"])).copy()
+    dtype = np.dtype(d["dtype"])
+    if dtype.kind not in "fiub":
+        raise ValueError(f"dtype {d['dtype']!r} is not allowed in a monitor state")
+    if "b64" in d:  # snapshots before plain data: the raw numbers, read as numbers only
+        return np.frombuffer(base64.b64decode(d["b64"]), dtype=dtype).copy()
+    return np.array(d["values"], dtype=dtype)
 
 
 def to_jsonable(v: Any) -> Any:
