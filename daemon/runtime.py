@@ -41,6 +41,7 @@ from driftwarden.daemon.http.snapshot import Publisher
 from driftwarden.daemon.io.backpressure import Flow, pending_outputs, running_actions
 from driftwarden.daemon.io.batch_decoder import decode_batch
 from driftwarden.daemon.io.events import EventRows
+from driftwarden.daemon.io.private import private_folder
 from driftwarden.daemon.io.sinks import JsonlSink, ModelUpdates
 from driftwarden.daemon.io.sources import Record, Source, rebalances
 from driftwarden.daemon.io.watermark import TimeGuard
@@ -140,7 +141,7 @@ class Daemon:
         self.publisher = Publisher()
         self.commands = Commands()
         # -- end HTTP face --
-        settings.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # private: raw events and state
+        private_folder(settings.state_dir)  # private: raw events and state
         self.store = Store(settings.store_path)
         # The JSONL files, plus the Kafka topics that settings.sinks names (daemon/wiring.py).
         self.dead_letters, self.alerts, self.decisions, updates = build_sinks(

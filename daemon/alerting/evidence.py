@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from driftwarden.daemon.alerting.alerts import Notification
+from driftwarden.daemon.io.private import touch_private
 
 log = logging.getLogger("driftwarden.alerting")
 
@@ -98,7 +99,7 @@ class Evidence:
             from driftwarden.detectors.evidently_adapter import render_drift_report
 
             try:
-                path.parent.mkdir(parents=True, exist_ok=True)
+                touch_private(path)  # Evidently then writes into the 0600 file
                 render_drift_report(reference, current, path, title=title)
                 self.rendered += 1
                 log.info("evidence written: %s", path)

@@ -37,6 +37,7 @@ from typing import Any, Protocol
 
 import orjson
 from driftwarden.daemon.io.events import raw_fields
+from driftwarden.daemon.io.private import open_private, private_folder
 from driftwarden.deploy.states import ActionState
 
 log = logging.getLogger("driftwarden.sinks")
@@ -64,7 +65,7 @@ class JsonlSink:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_folder(self.path.parent)
         self._lock = threading.Lock()
         self._pending: list[bytes] = []
 
@@ -75,7 +76,7 @@ class JsonlSink:
     def flush(self) -> None:
         with self._lock:
             if self._pending:
-                with self.path.open("ab") as f:
+                with open_private(self.path, "ab") as f:
                     f.writelines(self._pending)
                 self._pending = []
 

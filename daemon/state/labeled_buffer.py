@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
+from driftwarden.daemon.io.private import open_private, private_folder
 from driftwarden.daemon.state.label_join import LabeledRows
 from driftwarden.daemon.state.store import StateCorrupt
 
@@ -98,7 +99,7 @@ def _parse(docs: list[bytes]) -> LabeledRows:
 class LabeledBuffer:
     def __init__(self, root: str | Path, max_rows: int = DEFAULT_MAX_ROWS, upto: int | None = None) -> None:
         self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+        private_folder(self.root)
         self.max_rows = max_rows
         self._unflushed: list[bytes] = []
         self._unflushed_rows = 0
@@ -172,7 +173,7 @@ class LabeledBuffer:
     def _write(self, docs: list[bytes], first: int, last: int, rows: int) -> Segment:
         path = self.root / f"{first:012d}-{last:012d}-{rows}.json"
         tmp = path.with_suffix(".tmp")
-        with tmp.open("wb") as f:
+        with open_private(tmp, "wb") as f:
             f.writelines(chain.from_iterable(zip(docs, repeat(b"\n"))))
         os.replace(tmp, path)
         return Segment(path, first, last, rows)

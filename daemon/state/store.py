@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 from driftwarden.daemon.io.events import EVENT_FIELDS
+from driftwarden.daemon.io.private import FILE_MODE, FOLDER_MODE
 from driftwarden.deploy.states import TERMINAL_STATES, ActionState
 
 if TYPE_CHECKING:
@@ -566,10 +567,6 @@ class Store:
             {"seq": s, "wall": w, "model": m, "type": t, "key": k, **orjson.loads(p)}
             for s, w, m, t, k, p in reversed(rows)
         ]
-
-
-FILE_MODE, FOLDER_MODE = 0o600, 0o700
-"""State holds raw events, labels and monitor state: readable by the daemon's user only."""
 
 
 def _holds_state(folder: Path) -> bool:

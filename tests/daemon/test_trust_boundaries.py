@@ -9,12 +9,14 @@
 from __future__ import annotations
 
 import sqlite3
+import stat
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import orjson
 from driftwarden.daemon.config import Settings
+from driftwarden.daemon.io.private import FILE_MODE, FOLDER_MODE
 from driftwarden.daemon.io.sources import MemorySource
 from driftwarden.daemon.runtime import Daemon
 from driftwarden.policies.loader import load_policy
@@ -107,3 +109,45 @@ def test_the_store_holds_no_pickle_and_a_restart_gives_the_uninterrupted_signals
     assert states, "no pipeline state in the store: the scan would be vacuous"
     problems = [p for t, v in values for p in plain_values(v, t)]
     assert problems == []
+
+
+PERF_POLICY = (
+    "version: 1\nmodel: m\nmonitors:\n"
+    "  acc: {kind: performance, metric: accuracy, window: {events: 50}, threshold: 0.99}\n"
+    "rules:\n"
+    "  - {name: low-accuracy, when: acc.drift, do: alert}\n"
+)
+
+
+def _modes(root: Path) -> dict[str, int]:
+    return {str(p.relative_to(root.parent)): stat.S_IMODE(p.stat().st_mode) for p in [root, *root.rglob("*")]}
+
+
+def test_state_files_are_0600_and_folders_0700_dead_letters_and_alerts_included(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    records = []
+    for i in range(300):
+        ts = BASE_TS + i
+        records.append(orjson.dumps({"model": "m", "id": f"e{i}", "ts": ts, "prediction": int(i % 2), "features": {}}))
+        records.append(orjson.dumps({"model": "m", "id": f"e{i}", "ts": ts + 1, "label": int(rng.random() < 0.5)}))
+    records.append(b"{not json")
+    (tmp_path / "p.yaml").write_text(PERF_POLICY)
+    out = tmp_path / "out" / "sinks"  # folders that do not exist yet, outside the state folder
+    d = Daemon(
+        Settings(state_dir=tmp_path / "s", execute=True, dead_letters=out / "dead.jsonl", alerts=out / "alerts.jsonl"),
+        MemorySource(records),
+        [load_policy(tmp_path / "p.yaml")],
+    )
+    d.run()
+    d.close()
+    assert (out / "dead.jsonl").read_text().count("\n") == 1
+    assert "low-accuracy" in (out / "alerts.jsonl").read_text()
+    state = tmp_path / "s"
+    assert any(p.suffix == ".json" for p in (state / "buffers").rglob("*")), "no labeled-data segment was written"
+    modes = {**_modes(state), **_modes(tmp_path / "out")}
+    wrong = {
+        name: oct(mode)
+        for name, mode in modes.items()
+        if mode != (FOLDER_MODE if (tmp_path / name).is_dir() else FILE_MODE)
+    }
+    assert wrong == {}
