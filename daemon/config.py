@@ -25,7 +25,7 @@ from driftwarden.daemon.config_sources import (
     redact,
     shape_of,
 )
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 __all__ = ["ConfigError", "Settings"]
 
@@ -192,6 +192,12 @@ class Settings(_Redacted):
     @property
     def store_path(self) -> Path:
         return self.state_dir / "state.db"
+
+    @field_validator("registry", mode="before")
+    @classmethod
+    def _registry_text(cls, value: object) -> object:
+        """A directory given as a path (``Settings(registry=Path(...))``) is its text."""
+        return os.fspath(value) if isinstance(value, os.PathLike) else value
 
     @property
     def registry_location(self) -> str:

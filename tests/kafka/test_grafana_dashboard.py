@@ -1,6 +1,7 @@
-"""The Grafana dashboard (grafana/driftwarden.json): a stable uid, a datasource variable, and every panel's PromQL
-returns data from a real Prometheus scraping a real daemon — one reading a real Kafka broker (for the lag), with
-a dead letter, signals, rule states, a manual retrain through the admin API and the champion it deployed."""
+"""The Grafana dashboard (deploy/grafana/driftwarden.json): a stable uid, a datasource variable, and every
+panel's PromQL returns data from a real Prometheus scraping a real daemon — one reading a real Kafka broker (for
+the lag), with a dead letter, signals, rule states, a manual retrain through the admin API and the champion
+it deployed."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from tests.http.conftest import POLICY_SHOP, events
 from tests.kafka.streams import produce
 from tests.shipping.tools import system_tool
 
-DASHBOARD = ROOT / "grafana" / "driftwarden.json"
+DASHBOARD = ROOT / "deploy" / "grafana" / "driftwarden.json"
 START_TIMEOUT = 90.0
 """Seconds the daemon may take to start, join the group and serve (a loaded 2-core CI machine)."""
 DATA_TIMEOUT = 180.0

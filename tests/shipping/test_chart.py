@@ -1,4 +1,4 @@
-"""The Helm chart (charts/driftwarden): `helm lint` and `helm template` pass, and the rendered manifests are what a
+"""The Helm chart (deploy/helm/driftwarden): `helm lint` and `helm template` pass, and the rendered manifests are what a
 cluster needs — a StatefulSet with the state on a volume, probes on /livez and /readyz, non-root and a read-only
 root filesystem, Secret references (never values), the app.kubernetes.io labels, and, when asked, a ServiceMonitor
 and PrometheusRule that promtool accepts. The rendered config file is read by the daemon's own settings loader."""
@@ -17,7 +17,7 @@ from driftwarden.policies.loader import load_policy
 from tests.conftest import ROOT
 from tests.shipping.tools import helm, system_tool
 
-CHART = ROOT / "charts" / "driftwarden"
+CHART = ROOT / "deploy" / "helm" / "driftwarden"
 POLICY = (ROOT / "examples" / "credit" / "policy.yaml").read_text()
 RECOMMENDED_LABELS = (
     "app.kubernetes.io/name",

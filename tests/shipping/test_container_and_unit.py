@@ -12,7 +12,7 @@ from tests.conftest import ROOT
 from tests.shipping.tools import system_tool, venv_tool
 
 DOCKERFILE = ROOT / "Dockerfile"
-UNIT = ROOT / "systemd" / "driftwarden.service"
+UNIT = ROOT / "deploy" / "systemd" / "driftwarden.service"
 BOUNDED_STOP_SECONDS = 30
 """The daemon's bounded stop after SIGTERM: systemd's TimeoutStopSec and the chart's grace period match it."""
 
