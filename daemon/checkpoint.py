@@ -12,7 +12,9 @@ A :class:`Checkpoint` owns
 - the **commit order** of :meth:`Checkpoint.write`:
 
   1. flush the sinks (dead letters, decisions, labeled-data segments): a batch's outputs are
-     durable before the positions that produced them;
+     durable before the positions that produced them; the file sinks' lengths go into 2, and a
+     restart cuts each file back to its recorded length (a batch that was appended but never
+     checkpointed is written once, by its replay: no dead letter twice);
   2. one store transaction: positions, next event index, the pipelines' states, the new action
      intents, the audit entries, the changes of the join's unmatched halves and the outbox's new
      notifications (daemon/alerting/outbox.py);
@@ -47,6 +49,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
+from driftwarden.daemon.io.sinks import file_marks
 from driftwarden.daemon.io.sources import Record
 from driftwarden.daemon.state.store import Intent, OutboxRow, Store
 
@@ -135,9 +138,13 @@ class Checkpoint:
     ) -> list[str]:
         """Steps 1-4 of the module docstring; returns the keys of the intents that are new.
         ``states`` maps (or yields pairs of) model → pipeline state; see :meth:`Store.checkpoint`."""
+        sinks = list(sinks)
         for sink in sinks:
             sink.flush()
-        new = self.store.checkpoint(self.positions, self.next_index, states, intents, audit, pending, outbox=outbox)
+        marks = file_marks(sinks)  # their lengths now: a restart cuts off what a failed transaction leaves
+        new = self.store.checkpoint(
+            self.positions, self.next_index, states, intents, audit, pending, outbox=outbox, marks=marks
+        )
         if after_store is not None:
             after_store()
         self.commit(dict(self.positions))

@@ -148,6 +148,7 @@ class Daemon:
             settings, JsonlSink(settings.dead_letter_path), JsonlSink(settings.alerts_path)
         )
         self.model_updates = ModelUpdates(updates, self._champion) if updates is not None else None
+        self._rewind_sinks()
         self.registry = open_registry(settings.registry_location)
         partials = self.registry.clean_staging() if isinstance(self.registry, LocalRegistry) else []
         for partial in partials:  # a registration killed mid-copy (50-70 MB each)
@@ -245,6 +246,23 @@ class Daemon:
         self.actions.recover()
         if self.outbox is not None:
             self.outbox.start()
+
+    def _rewind_sinks(self) -> None:
+        """Cut the dead-letter file back to its length at the last checkpoint: the lines past it
+        belong to records the source replays now (a crash or a full disk between the append and the
+        checkpoint). A file first seen keeps what it holds."""
+        marks = self.store.marks()
+        for sink in (self.dead_letters.marked,):
+            if sink is None:
+                continue
+            if sink.name not in marks:
+                self.store.set_marks({sink.name: sink.mark()})
+                continue
+            cut = sink.rewind(marks[sink.name])
+            if cut:
+                log.warning(
+                    "%s: removed %d line(s) of a batch that was never checkpointed; it is replayed", sink.path, cut
+                )
 
     # -- control -------------------------------------------------------------------------------
 

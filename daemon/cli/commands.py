@@ -6,6 +6,7 @@ import contextlib
 import functools
 import logging
 import signal
+import sqlite3
 import sys
 import tempfile
 import time
@@ -291,7 +292,7 @@ def run(
         source = open_source(settings, events, pace=pace, follow=follow)
     except SourceError as e:
         raise click.UsageError(str(e)) from None
-    with _refuse_corrupt_state():
+    with _refuse_corrupt_state(), _stop_on_storage_fault(settings.store_path):
         daemon = Daemon(settings, source, policies, listener=sink, watch_policies=True)
     scheduler = RuleScheduler(policies, daemon.tick)
 
@@ -306,7 +307,7 @@ def run(
         settings.state_dir,
     )
     try:
-        with _refuse_corrupt_state():
+        with _refuse_corrupt_state(), _stop_on_storage_fault(settings.store_path):
             stats = daemon.run(count=count)
     finally:
         scheduler.stop()
@@ -362,12 +363,34 @@ def _refuse_corrupt_state() -> Iterator[None]:
         raise SystemExit(EXIT_CORRUPT) from None
 
 
+@contextlib.contextmanager
+def _stop_on_storage_fault(store: Path) -> Iterator[None]:
+    """A full disk, a read-only folder, a refused permission or a failing device ends the run with one
+    line and exit 74 (EX_IOERR): the state stays as of the last checkpoint, and a restart replays the
+    rest once the operator has fixed the storage (docs/operating.md)."""
+    from driftwarden.daemon.state.faults import EXIT_IO, storage_fault
+
+    try:
+        yield
+    except (OSError, sqlite3.Error) as e:
+        problem = storage_fault(e, str(store))
+        if problem is None:
+            raise
+        click.echo(
+            f"driftwarden: {problem}; stopped at the last checkpoint (nothing after it was committed: "
+            "the source replays it); fix the storage and start again",
+            err=True,
+        )
+        raise SystemExit(EXIT_IO) from None
+
+
 def _lock_state(state_dir: Path) -> Any:
     """This run's exclusive hold on its state folder; a second daemon there exits with EXIT_LOCKED."""
     from driftwarden.daemon.state.lock import StateLock, StateLocked
 
     try:
-        return StateLock.acquire(Path(state_dir))
+        with _stop_on_storage_fault(Path(state_dir) / "daemon.lock"):
+            return StateLock.acquire(Path(state_dir))
     except StateLocked as e:
         click.echo(f"driftwarden: {e}", err=True)
         raise SystemExit(EXIT_LOCKED) from None

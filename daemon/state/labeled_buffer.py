@@ -173,8 +173,14 @@ class LabeledBuffer:
     def _write(self, docs: list[bytes], first: int, last: int, rows: int) -> Segment:
         path = self.root / f"{first:012d}-{last:012d}-{rows}.json"
         tmp = path.with_suffix(".tmp")
-        with open_private(tmp, "wb") as f:
-            f.writelines(chain.from_iterable(zip(docs, repeat(b"\n"))))
+        try:
+            with open_private(tmp, "wb") as f:
+                f.writelines(chain.from_iterable(zip(docs, repeat(b"\n"))))
+        except OSError as e:  # a full disk: no partial file left, and the error names the file
+            tmp.unlink(missing_ok=True)
+            if e.filename is None:
+                raise OSError(e.errno, e.strerror, str(tmp)) from e
+            raise
         os.replace(tmp, path)
         return Segment(path, first, last, rows)
 

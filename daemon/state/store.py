@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from driftwarden.daemon.io.events import EVENT_FIELDS
 from driftwarden.daemon.io.private import FILE_MODE, FOLDER_MODE
+from driftwarden.daemon.state.faults import storage_fault
 from driftwarden.deploy.states import TERMINAL_STATES, ActionState
 
 if TYPE_CHECKING:
@@ -217,6 +218,8 @@ class Store:
                 self._migrate()
         except sqlite3.DatabaseError as e:
             self._db.close()
+            if storage_fault(e) is not None:  # a full disk or a read-only folder is not damage
+                raise
             raise StateCorrupt(self.path, f"not a readable SQLite database ({e})") from None
         except StateCorrupt:
             self._db.close()
@@ -262,13 +265,15 @@ class Store:
         audit: Sequence[tuple[str | None, str, str | None, Mapping[str, Any]]] = (),
         pending: Mapping[str, PendingDelta] | None = None,
         outbox: Sequence[OutboxRow] = (),
+        marks: Mapping[str, int] | None = None,
     ) -> list[str]:
         """Write one checkpoint; return the keys of the intents that are new. ``pipelines`` maps a
         model to its state, or yields (model, state) pairs: each state is serialized and written
         before the next is made, so a checkpoint never holds every model's state at once.
         ``pending`` holds each model's changes to its unmatched join halves: one entry of its
         ``pending_log`` per checkpoint (a ``replace`` delta starts the log afresh). ``outbox``
-        rows (notifications to deliver) are written in the same transaction, each once."""
+        rows (notifications to deliver) are written in the same transaction, each once. ``marks``
+        are the file sinks' lengths once flushed (:meth:`marks`: what a restart keeps of them)."""
         now = time.time()
         new: list[str] = []
         with self._tx() as db:
@@ -277,6 +282,11 @@ class Store:
                 "INSERT OR REPLACE INTO checkpoint VALUES ('positions', ?)", (orjson.dumps({**old, **positions}),)
             )
             db.execute("INSERT OR REPLACE INTO checkpoint VALUES ('next_index', ?)", (orjson.dumps(next_index),))
+            if marks:
+                old_marks = self._get(db, "sinks") or {}
+                db.execute(
+                    "INSERT OR REPLACE INTO checkpoint VALUES ('sinks', ?)", (orjson.dumps({**old_marks, **marks}),)
+                )
             for model, state in pipelines.items() if isinstance(pipelines, Mapping) else pipelines:
                 db.execute(
                     "INSERT OR REPLACE INTO checkpoint VALUES (?, ?)",
@@ -426,6 +436,18 @@ class Store:
     def next_index(self) -> int:
         with self._lock:
             return self._get(self._db, "next_index") or 0
+
+    def set_marks(self, marks: Mapping[str, int]) -> None:
+        """Record file sinks' lengths outside a checkpoint (a sink's first start: what it held before)."""
+        with self._tx() as db:
+            old = self._get(db, "sinks") or {}
+            db.execute("INSERT OR REPLACE INTO checkpoint VALUES ('sinks', ?)", (orjson.dumps({**old, **marks}),))
+
+    def marks(self) -> dict[str, int]:
+        """File sink (its path) → its length in bytes at the last checkpoint: anything past it was
+        written for records the source replays, and a restart cuts it off (no line twice)."""
+        with self._lock:
+            return self._get(self._db, "sinks") or {}
 
     def pending(self, model: str) -> dict[str, list[tuple[Any, ...]]]:
         """``model``'s unmatched join halves per side, in arrival order: its log replayed (each
