@@ -2,7 +2,11 @@
 detectors run raw on the same streams as the baseline, plus feature_drift's false-alarm and
 power check over 20 features.
 
-    .venv/bin/python bench/detection.py [--seeds 10] [--workers 2] [--quick]
+    .venv/bin/python bench/detection.py [--seeds 10] [--workers 2] [--quick] [--part calibration|streams]
+
+First the calibrated-defaults table (bench/calibration.py): every streaming kind at its defaults
+on stationary twins (an N(0,1) feature; 0/1 errors at 5 % and 30 %), false alarms per 100,000
+events, and whether a 1-sd shift or a doubled error rate is found within 1,000 events. Then:
 
 Streams (each with a no-drift twin drawn from the same generator without the change):
 
@@ -53,8 +57,10 @@ from river.datasets import synth
 from river.drift import binary as rbinary
 from scipy.stats import false_discovery_control
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import calibration  # noqa: E402
 from driftwarden.detectors.base import Batch  # noqa: E402
 from driftwarden.detectors.drift import FeatureDrift  # noqa: E402
 from driftwarden.detectors.registry import build  # noqa: E402
@@ -351,12 +357,20 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--fd-windows", type=int, default=50, help="windows per seed in the 20-feature check")
     ap.add_argument("--quick", action="store_true", help="skip KSWIN and use 3 seeds (a smoke run)")
+    ap.add_argument("--part", choices=("all", "calibration", "streams"), default="all")
+    calibration.add_arguments(ap)
     args = ap.parse_args()
     seeds = 3 if args.quick else args.seeds
     started = time.perf_counter()
     jobs = [("error", s, seed, args.quick) for s in ERROR_STREAMS for seed in range(seeds)]
     jobs += [("feature", s, seed, args.quick) for s in FEATURE_STREAMS for seed in range(seeds)]
     with Pool(args.workers) as pool:
+        if args.part != "streams":
+            calibration.report(pool, args)
+            print()
+        if args.part == "calibration":
+            print(f"({time.perf_counter() - started:.0f} s on {args.workers} workers)")
+            return
         rows = [r for part in pool.map(task, jobs, chunksize=1) for r in part]
         print(
             f"Detection: {seeds} seeds per stream (KSWIN: {min(seeds, KSWIN_SEEDS)}, sampled), "

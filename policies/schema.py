@@ -58,7 +58,9 @@ PARAM_DOCS: dict[str, str] = {
     "direction": "Which changes are drift: up, down or both (default: up on error and loss-like series and for "
     "the error-rate kinds, else both); a change the other way is a signal with drift false.",
     "standardize": "Divide the series by its warm-up sd, so delta and threshold are in sds (false: River's scale).",
-    "members": "Member detectors and their parameters, e.g. {adwin: {delta: 0.01}, hddm_a: {drift_confidence: 0.005}}.",
+    "members": "Member detectors and their parameters, "
+    "e.g. {adwin: {delta: 0.05}, hddm_a: {drift_confidence: 0.0005}}.",
+    "restart": "After a fall in the error (a down signal) the members other than ADWIN start over.",
     "merge": "Member alarms within this many values after a reported change are folded into it (0: off).",
     "window_size": "Sliding window length.",
     "stat_size": "Length of the most recent part compared with the rest of the window.",
