@@ -7,6 +7,8 @@ A :class:`Checkpoint` owns
   are skipped (:meth:`Checkpoint.apply`), so a replayed record is never counted twice;
 - the **next event index**: the 0-based index the next decoded record gets (the ``at`` of
   signals and decisions);
+- the **watermark**: the latest event time admitted (daemon/io/watermark.py), one per daemon, so
+  a restart does not learn it afresh from its first batch;
 - **when a checkpoint is due**: once ``every_records`` records were applied since the last one,
   or ``every_seconds`` have passed (an idle stream with unwritten progress too);
 - the **commit order** of :meth:`Checkpoint.write`:
@@ -89,6 +91,8 @@ class Checkpoint:
         self.positions: dict[str, int] = store.positions()
         """Partition name → next offset to read, of every record applied (written or not)."""
         self.next_index: int = store.next_index()
+        self.watermark: float | None = store.watermark()
+        """The latest event time admitted; the loop sets it before each :meth:`write`."""
         self.unwritten = 0
         """Records applied since the last :meth:`write`."""
         self.written = 0
@@ -143,7 +147,15 @@ class Checkpoint:
             sink.flush()
         marks = file_marks(sinks)  # their lengths now: a restart cuts off what a failed transaction leaves
         new = self.store.checkpoint(
-            self.positions, self.next_index, states, intents, audit, pending, outbox=outbox, marks=marks
+            self.positions,
+            self.next_index,
+            states,
+            intents,
+            audit,
+            pending,
+            outbox=outbox,
+            marks=marks,
+            watermark=self.watermark,
         )
         if after_store is not None:
             after_store()

@@ -205,6 +205,7 @@ class Daemon:
         self._guard = TimeGuard(
             parse_duration(limits.max_ahead), parse_duration(limits.max_behind) if limits.max_behind else None
         )
+        self._guard.watermark = self.checkpoint.watermark  # the last checkpoint's, not the first batch's median
         self._watcher = PolicyWatcher.of(policies) if watch_policies else None
         self._audit: list[tuple[str | None, str, str | None, dict[str, Any]]] = []
         self._registry_reads: dict[str, tuple[float, bool]] = {}
@@ -544,6 +545,7 @@ class Daemon:
         audit = self._audit + [(d.model, "decision", d.key, d.as_dict()) for d in decisions]
         notes, self._notes = self._notes, []
         outbox = self.outbox.rows(notes) if self.outbox is not None else []
+        self.checkpoint.watermark = self._guard.watermark
         own = self.ownership
         if own is not None and own.changelog is not None:  # store, changelog, then commit: whole states
             snapshots = self._snapshots()

@@ -17,6 +17,7 @@ consistent point and an intent is never lost nor written twice.
 
 from __future__ import annotations
 
+import math
 import os
 import sqlite3
 import threading
@@ -266,6 +267,7 @@ class Store:
         pending: Mapping[str, PendingDelta] | None = None,
         outbox: Sequence[OutboxRow] = (),
         marks: Mapping[str, int] | None = None,
+        watermark: float | None = None,
     ) -> list[str]:
         """Write one checkpoint; return the keys of the intents that are new. ``pipelines`` maps a
         model to its state, or yields (model, state) pairs: each state is serialized and written
@@ -287,6 +289,8 @@ class Store:
                 db.execute(
                     "INSERT OR REPLACE INTO checkpoint VALUES ('sinks', ?)", (orjson.dumps({**old_marks, **marks}),)
                 )
+            if watermark is not None:
+                db.execute("INSERT OR REPLACE INTO checkpoint VALUES ('watermark', ?)", (orjson.dumps(watermark),))
             for model, state in pipelines.items() if isinstance(pipelines, Mapping) else pipelines:
                 db.execute(
                     "INSERT OR REPLACE INTO checkpoint VALUES (?, ?)",
@@ -448,6 +452,12 @@ class Store:
         written for records the source replays, and a restart cuts it off (no line twice)."""
         with self._lock:
             return self._get(self._db, "sinks") or {}
+
+    def watermark(self) -> float | None:
+        """The event-time watermark of the last checkpoint (None before the first event time)."""
+        with self._lock:
+            value = self._get(self._db, "watermark")
+        return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
 
     def pending(self, model: str) -> dict[str, list[tuple[Any, ...]]]:
         """``model``'s unmatched join halves per side, in arrival order: its log replayed (each

@@ -19,6 +19,7 @@ from driftwarden.daemon.config import Settings
 from driftwarden.daemon.io.private import FILE_MODE, FOLDER_MODE
 from driftwarden.daemon.io.sources import MemorySource
 from driftwarden.daemon.runtime import Daemon
+from driftwarden.daemon.state.store import Store
 from driftwarden.policies.loader import load_policy
 
 from tests.detectors.test_conformance import plain_values
@@ -151,3 +152,27 @@ def test_state_files_are_0600_and_folders_0700_dead_letters_and_alerts_included(
         if mode != (FOLDER_MODE if (tmp_path / name).is_dir() else FILE_MODE)
     }
     assert wrong == {}
+
+
+def test_the_watermark_survives_a_restart(tmp_path: Path) -> None:
+    """A restarted daemon judges event time against the watermark of its last checkpoint: a first
+    batch of one record three days ahead is refused, not taken as the stream's start (it was: the
+    watermark was learnt afresh from the first batch's median)."""
+    (tmp_path / "p.yaml").write_text(POLICY)
+    policy = load_policy(tmp_path / "p.yaml")
+    settings = Settings(state_dir=tmp_path / "s", execute=False)
+    records = _events(100)
+    first = Daemon(settings, MemorySource(records), [policy])
+    first.run()
+    first.close()
+    store = Store(settings.store_path, readonly=True)
+    assert store.watermark() == BASE_TS + 99
+    store.close()
+
+    ahead = orjson.dumps({"model": "m", "id": "late", "ts": BASE_TS + 3 * 86_400, "features": {"a": 0.0}})
+    again = Daemon(settings, MemorySource([*records, ahead]), [policy])
+    stats = again.run()
+    again.close()
+    assert stats.dead_letters == 1
+    dead = [orjson.loads(line) for line in settings.dead_letter_path.read_bytes().splitlines()]
+    assert [d["code"] for d in dead] == ["ts_ahead"]
