@@ -7,6 +7,9 @@ has been checkpointed. A command's result or exception comes back through a futu
 A manual retrain is a :class:`Decision` like any other (rule ``manual``, its key from the
 request's ``Idempotency-Key`` or a fresh id), written in a checkpoint before anything runs and then
 run through the same action lifecycle; the same key twice starts one action.
+
+A silence is stored (``Store.set_silences``) before the call is answered, and a restarted daemon
+applies the stored silences that have not ended yet: they end by wall time, not by the run.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ class Commands:
     def __init__(self) -> None:
         self._queue: queue.SimpleQueue[tuple[Command, Future[Any]]] = queue.SimpleQueue()
         self._silenced = False
+        self._loaded = False
 
     def submit(self, command: Command) -> Future[Any]:
         future: Future[Any] = Future()
@@ -44,7 +48,12 @@ class Commands:
         return future
 
     def run(self, daemon: Any) -> None:
-        """Run what was queued (loop thread); then apply the operators' silences to the engines."""
+        """Run what was queued (loop thread); then apply the operators' silences to the engines
+        (at the first turn, those stored by an earlier run that have not ended)."""
+        if not self._loaded:
+            self._loaded = True
+            now = time.time()
+            daemon.publisher.silences.update({k: t for k, t in daemon.store.silences().items() if t > now})
         while True:
             try:
                 command, future = self._queue.get_nowait()
@@ -137,6 +146,7 @@ def silence(model: str, rule: str, seconds: float) -> Command:
     def command(daemon: Any) -> dict[str, Any]:
         until = time.time() + seconds
         daemon.publisher.silences[(model, rule)] = until
+        daemon.store.set_silences(daemon.publisher.silences)  # a restart keeps it until it ends
         return {"model": model, "rule": rule, "until": until}
 
     return command
@@ -153,9 +163,12 @@ def _apply_silences(daemon: Any, was_silenced: bool) -> bool:
     if not book and not was_silenced:
         return False
     now = time.time()
-    for key in [k for k, until in book.items() if until <= now]:
+    ended = [k for k, until in book.items() if until <= now]
+    for key in ended:
         del book[key]
         log.info("silence of rule %s of model %s ended", key[1], key[0])
+    if ended:
+        daemon.store.set_silences(book)
     for model, pipe in daemon.pipelines.items():
         pipe.engine.silenced = frozenset(rule for (m, rule) in book if m == model)
     return bool(book)

@@ -453,6 +453,18 @@ class Store:
         with self._lock:
             return self._get(self._db, "sinks") or {}
 
+    def silences(self) -> dict[tuple[str, str], float]:
+        """Operators' silences: (model, rule) → the wall time it ends (the expired ones included)."""
+        with self._lock:
+            saved = self._get(self._db, "silences") or []
+        return {(str(m), str(r)): float(until) for m, r, until in saved}
+
+    def set_silences(self, book: Mapping[tuple[str, str], float]) -> None:
+        """Replace the stored silences (an operator's call, outside a checkpoint: durable once answered)."""
+        rows = sorted([m, r, until] for (m, r), until in book.items())
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO checkpoint VALUES ('silences', ?)", (orjson.dumps(rows),))
+
     def watermark(self) -> float | None:
         """The event-time watermark of the last checkpoint (None before the first event time)."""
         with self._lock:

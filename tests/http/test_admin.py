@@ -133,3 +133,41 @@ def test_a_retrain_started_through_the_api_walks_the_whole_lifecycle(guarded: Ru
     assert r.status_code == 200 and r.json()["detail"]["champion"] == "v0002", r.text
     audit = [e for e in d.get("/api/v1/audit", params={"limit": 1000}).json()["items"] if e["type"] == "admin"]
     assert {e["detail"]["path"].rsplit("/", 1)[1] for e in audit} == {"retrain", "rollback", "promote"}
+
+
+def test_silences_survive_a_restart_until_they_end(tmp_path: Path) -> None:
+    """Issue 15: a silence is stored; a restarted daemon keeps it (same end time) and drops one that ended."""
+    env = {"DRIFTWARDEN_TOKEN": TOKEN}
+    d = start_daemon(tmp_path, env=env)
+    try:
+        d.append(events(50))
+        d.wait_for(lambda: d.get("/readyz").status_code == 200, what="ready")
+        long = post(d, "/api/v1/models/shop/rules/degraded/silence", json={"seconds": 3600}).json()["detail"]
+        short = post(d, "/api/v1/models/fraud/rules/score-shift/silence", json={"seconds": 2}).json()["detail"]
+    finally:
+        assert d.stop() == 0
+    time.sleep(max(0.0, short["until"] - time.time()) + 0.1)  # the short one ends while no daemon runs
+
+    again = start_daemon(tmp_path, env=env)
+    try:
+
+        def rules(model: str) -> dict[str, dict]:
+            return {r["name"]: r for r in again.get(f"/api/v1/models/{model}").json()["rules"]}
+
+        shown = again.wait_for(lambda: rules("shop")["degraded"]["silenced_until"], what="the stored silence")
+        assert shown == pytest.approx(long["until"])
+        assert rules("fraud")["score-shift"]["silenced_until"] is None
+        assert 'driftwarden_rule_silenced{model="shop",rule="degraded"} 1.0' in again.get("/metrics").text
+        # and it still mutes: the silenced rule's decision after the restart is a dry run
+        again.append(events(600, start=50, wrong=0.6))
+        decided = again.wait_for(
+            lambda: [
+                x
+                for x in again.get("/api/v1/decisions", params={"model": "shop"}).json()["items"]
+                if x["rule"] == "degraded"
+            ],
+            what="a decision of the silenced rule",
+        )
+        assert decided[0]["dry_run"] is True  # type: ignore[index]
+    finally:
+        again.stop()
