@@ -36,6 +36,9 @@ DEFAULT_CHECKPOINT_RECORDS = 20_000
 """Checkpoint at least this often (records): a crash replays at most this many records."""
 
 DEFAULT_CHECKPOINT_SECONDS = 5.0
+#: A stop's bound: well under the 30 s supervisors give before SIGKILL (systemd TimeoutStopSec, the chart's
+#: grace period), and ample for a checkpoint and the phases that are not a training (trainers are left running).
+DEFAULT_STOP_TIMEOUT = 10.0
 """...and at least this often (seconds). A batch with a decision is always checkpointed at once."""
 
 DEFAULT_POLL_TIMEOUT = 0.5
@@ -168,6 +171,12 @@ class Settings(_Redacted):
     )
     checkpoint_seconds: float = Field(
         DEFAULT_CHECKPOINT_SECONDS, gt=0, description="Checkpoint after this many seconds at most."
+    )
+    stop_timeout: float = Field(
+        DEFAULT_STOP_TIMEOUT,
+        gt=0,
+        description="Seconds a stop (SIGTERM) takes at most: the batch, the checkpoint, then actions other than"
+        " trainings; running trainers are left to the next start, which adopts them.",
     )
     label_ttl: str = Field("7d", description="How long an unmatched prediction or label waits for its other half.")
     registry: str | None = Field(

@@ -63,6 +63,10 @@ log = logging.getLogger("driftwarden.daemon")
 
 REGISTRY_POLL_SECONDS = 1.0
 """How stale ``model.version`` may be after a change made outside this daemon (``driftwarden models promote``)."""
+#: How often closing looks whether the actions ended, or a stop was asked for meanwhile.
+STOP_POLL_SECONDS = 0.1
+#: Of a stop's bound, kept for what follows the actions: the outbox, the sinks, the store, the exit.
+STOP_RESERVE_SECONDS = 1.0
 
 Listener = Callable[[dict[str, Any]], None]
 
@@ -198,6 +202,7 @@ class Daemon:
         self.fast_decode = True
         """Decode whole batches as columns (daemon/columnar.py); False forces the per-record path."""
         self._stop = threading.Event()
+        self._stop_asked = 0.0
         self._ticks: queue.Queue[tuple[str, str, float]] = queue.Queue()
         self._unrouted = Unrouted(settings.input.max_unknown_models)
         # Event time: records refused past a watermark (daemon/io/watermark.py), before decoding past a size.
@@ -268,7 +273,10 @@ class Daemon:
     # -- control -------------------------------------------------------------------------------
 
     def stop(self) -> None:
-        """Ask the loop to stop after the current batch (SIGTERM/SIGINT do this)."""
+        """Ask the loop to stop after the current batch (SIGTERM/SIGINT do this); :meth:`close` then takes
+        at most ``settings.stop_timeout`` from now, leaving running trainers to the next start."""
+        if not self._stop.is_set():
+            self._stop_asked = time.monotonic()
         self._stop.set()
 
     def tick(self, model: str, rule: str, now: float | None = None) -> None:
@@ -278,7 +286,11 @@ class Daemon:
 
     def close(self) -> None:
         self.publisher.stopped()
-        self.actions.wait()
+        while not self.actions.wait(timeout=STOP_POLL_SECONDS):  # a stop asked for meanwhile bounds the wait
+            if self._stop.is_set():
+                left = self._stop_asked + self.settings.stop_timeout - STOP_RESERVE_SECONDS - time.monotonic()
+                self.actions.stop(max(left, 0.0))
+                break
         if self.outbox is not None:
             self.outbox.stop()
         if self.evidence is not None:

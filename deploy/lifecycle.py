@@ -39,13 +39,21 @@ persists it; ``info`` is plain JSON) and which ends in an :class:`Outcome`::
 
 Running a phase again with the same ``workdir`` after it finished returns the stored outcome
 (``workdir/outcome.json``, ``judge.json``, ``verify.json``) without training or deploying again.
+A retrain run again in the ``workdir`` of one that died mid-way (its daemon was killed) resumes
+it: the data is exported again and must be byte-identical (else the old trainings are void and
+it trains anew), each attempt's trainer is adopted
+(:func:`~driftwarden.deploy.training.resume_training`: a finished one is judged by its exit
+record, a running one waited for) and launched again only when it vanished without one, and a
+candidate already registered for the decision is not registered twice.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import pickle
+import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -78,9 +86,11 @@ from driftwarden.deploy.training import (
     MODEL_FILE,
     RESERVED_COLUMNS,
     TRAIN_INFO_FILE,
+    Trainer,
     TrainResult,
     fingerprint,
     reap_trainer,
+    resume_training,
     run_training,
 )
 
@@ -295,7 +305,7 @@ def _retrain(
         spec, lineage, gate, champion, prepared.info, _read_json(result.output / TRAIN_INFO_FILE)
     )
     if spec.shadow:  # the held-out numbers are for the record; the live ones decide (judge)
-        version = registry.register(model, result.output, {**metadata, "shadow": True})
+        version = _register_once(registry, model, result.output, {**metadata, "shadow": True})
         registry.set_alias(model, CHALLENGER, version.version)
         run.version = version.version
         return run.finish(
@@ -311,9 +321,30 @@ def _retrain(
         return _stale(run, registry, compared)
 
     # -- promoted: register; with a target, deploy before moving the alias -----------------
-    version = registry.register(model, result.output, metadata)
+    version = _register_once(registry, model, result.output, metadata)
     run.version = version.version
     return _promote(run, registry, target, version, champion, gate)
+
+
+def _register_once(registry: Registry, model: str, output: Path, metadata: dict[str, Any]) -> ModelVersion:
+    """Register a candidate, or find the version an earlier life of this run registered before it
+    died (same decision, run folder and data): a resumed retrain never registers its candidate
+    twice."""
+    metadata = {**metadata, "run": str(output.parent)}
+    decision, data = metadata.get("decision"), metadata.get("data", {}).get("fingerprint")
+    if decision is not None:
+        for existing in reversed(registry.versions(model)):
+            meta = existing.metadata
+            same_run = meta.get("run") == metadata["run"] and meta.get("decision") == decision
+            if same_run and meta.get("data", {}).get("fingerprint") == data:
+                log.info(
+                    "%s: %s was registered for %s before a restart; not registering again",
+                    model,
+                    existing.version,
+                    decision,
+                )
+                return existing
+    return registry.register(model, output, metadata)
 
 
 @dataclass(frozen=True)
@@ -338,11 +369,22 @@ def _export(data: pd.DataFrame, holdout: float, path: Path) -> _Prepared:
         data = data[data[LABEL].notna()]
     train_df, held = holdout_split(data, holdout)
     features = feature_columns(data)
-    train_df[features + [c for c in RESERVED_COLUMNS if c in train_df.columns]].to_parquet(path, index=False)
+    fresh = path.with_name(path.name + ".new")
+    train_df[features + [c for c in RESERVED_COLUMNS if c in train_df.columns]].to_parquet(fresh, index=False)
+    digest = fingerprint(fresh)
+    if path.is_file() and fingerprint(path) == digest:  # a resumed run: a trainer may be reading it
+        fresh.unlink()
+    else:
+        if path.is_file():  # the rows changed since an earlier life exported them: its trainings are void
+            log.warning("%s: the training data changed since %s was exported; training again", path.parent, path)
+            abandon(path.parent)
+            for attempt in path.parent.glob("attempt-*"):
+                shutil.rmtree(attempt, ignore_errors=True)
+        os.replace(fresh, path)
     info = {
         "rows": len(train_df),
         "holdout_rows": len(held),
-        "fingerprint": fingerprint(path),
+        "fingerprint": digest,
         "train_index": [int(train_df[INDEX].min()), int(train_df[INDEX].max())],
         "holdout_index": [int(held[INDEX].min()), int(held[INDEX].max())],
         "features": features,
@@ -360,17 +402,11 @@ def _train(
     retry: dict[str, Any] | None = None
     for attempt in range(1, attempts + 1):
         run.attempts = attempt
-        run.report(ActionState.TRAINING, attempt=attempt, of=attempts, data=prepared.info, retry=retry)
-        result = run_training(
-            prepared.path,
-            workdir / f"attempt-{attempt}",
-            entrypoint=spec.entrypoint,
-            command=spec.command,
-            params=spec.params,
-            timeout=spec.timeout,
-            reference=spec.reference,
-            cwd=spec.cwd,
-        )
+        output = workdir / f"attempt-{attempt}"
+        # A restarted run finds the trainer an earlier life of it launched: ended, or still running.
+        result = resume_training(prepared.path, output, command=spec.command is not None) if output.is_dir() else None
+        if result is None:
+            result = _launch(spec, run, prepared, output, attempt, attempts, retry)
         if result.ok:
             return result
         kind = "temporary" if result.temporary else "permanent"
@@ -389,9 +425,44 @@ def _train(
             result.error,
             delay,
         )
-        sleep(delay)
+        if not (workdir / f"attempt-{attempt + 1}").is_dir():  # else an earlier life waited already
+            sleep(delay)
         retry = {"previous_error": result.error, "waited": delay}
     raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def _launch(
+    spec: RetrainSpec,
+    run: _Run,
+    prepared: _Prepared,
+    output: Path,
+    attempt: int,
+    attempts: int,
+    retry: dict[str, Any] | None,
+) -> TrainResult:
+    """Run attempt ``attempt``; ``training`` is recorded once, with the trainer's pid and start
+    time as soon as it runs (what a restart adopts), or without them if it could not start."""
+    info: dict[str, Any] = {"attempt": attempt, "of": attempts, "data": prepared.info, "retry": retry}
+    reported: list[Trainer] = []
+
+    def started(trainer: Trainer) -> None:
+        reported.append(trainer)
+        run.report(ActionState.TRAINING, **info, trainer=trainer.to_json())
+
+    result = run_training(
+        prepared.path,
+        output,
+        entrypoint=spec.entrypoint,
+        command=spec.command,
+        params=spec.params,
+        timeout=spec.timeout,
+        reference=spec.reference,
+        cwd=spec.cwd,
+        on_start=started,
+    )
+    if not reported:
+        run.report(ActionState.TRAINING, **info)
+    return result
 
 
 def _evaluate(

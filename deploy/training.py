@@ -14,7 +14,11 @@ Both kinds also see the paths as ``DRIFTWARDEN_DATA``, ``DRIFTWARDEN_OUTPUT`` an
 ``DRIFTWARDEN_REFERENCE`` in the environment (an entrypoint's only way to find the reference).
 
 The trainer runs in its own session (process group); on timeout the whole group is killed, and
-any process the trainer left behind is killed when it exits, so no training outlives its run.
+any process the trainer left behind is killed when it exits. A trainer outlives a caller that
+dies (SIGKILL, or a bounded stop that leaves it running): it runs under
+:mod:`driftwarden.deploy.train_wrapper`, which records its end in ``<output>/exit.json``, and
+``<output>/train.pid`` describes it (pid, start time, timeout), so :func:`resume_training` in
+a restarted caller adopts it — waits for it until its deadline, or judges how it ended.
 stdout and stderr go to ``<output>/train.log``; :class:`TrainResult` carries a bounded tail.
 
 How a run ends decides whether the lifecycle retries it (``temporary``):
@@ -57,10 +61,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from driftwarden.deploy.train_wrapper import EXIT_FILE
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +83,7 @@ LOG_FILE = "train.log"
 PARAMS_FILE = "params.json"
 #: Written by the runner when it fails on its own terms (bad entrypoint, trainer raised…).
 ERROR_FILE = "error.json"
-#: The trainer's process id while it runs (its process group id too).
+#: The trainer while it runs (:class:`Trainer` as JSON: pid, which is its process group id too, and start time).
 PID_FILE = "train.pid"
 
 #: sysexits.h EX_TEMPFAIL: "try again later" — the trainer asks to be retried.
@@ -90,6 +96,8 @@ LOG_TAIL_BYTES = 8192
 KILL_GRACE_SECONDS = 2.0
 #: Chunk size for hashing data files: bounded memory for any file size.
 _HASH_CHUNK = 1 << 20
+#: How often a restarted caller looks whether an adopted trainer (not its child) has ended.
+ADOPT_POLL_SECONDS = 0.2
 
 
 @dataclass(frozen=True)
@@ -107,6 +115,8 @@ class TrainResult:
     log: str
     error: str | None
     temporary: bool
+    adopted: bool = False
+    """The trainer was launched by a caller that died; this run found it again (:func:`resume_training`)."""
 
     @property
     def model_path(self) -> Path:
@@ -121,7 +131,60 @@ class TrainResult:
             "duration": round(self.duration, 3),
             "error": self.error,
             "temporary": self.temporary,
+            "adopted": self.adopted,
         }
+
+
+@dataclass(frozen=True)
+class Trainer:
+    """A launched trainer, as a restarted caller finds it again: its pid (= its process group,
+    it leads its own session), the kernel's start time of that pid (``/proc/<pid>/stat``, so a
+    recycled pid is never taken for it), when it started (wall clock) and its timeout.
+
+    >>> t = Trainer(pid=os.getpid(), ticks=start_ticks(os.getpid()), started=time.time(), timeout=60.0)
+    >>> t.alive(), Trainer.from_json(t.to_json()) == t
+    (True, True)
+    >>> Trainer(pid=os.getpid(), ticks=-1, started=0.0, timeout=1.0).alive()  # another process with that pid
+    False
+    """
+
+    pid: int
+    ticks: int | None
+    started: float
+    timeout: float
+
+    @property
+    def deadline(self) -> float:
+        """Wall-clock time after which it is killed as timed out."""
+        return self.started + self.timeout
+
+    def alive(self) -> bool:
+        """The process still runs and is this trainer (a zombie has ended)."""
+        stat = _stat(self.pid)
+        if stat is None or stat[0] in ("Z", "X"):
+            return False
+        return self.ticks is None or stat[19] == str(self.ticks)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Trainer:
+        return cls(int(data["pid"]), data.get("ticks"), float(data["started"]), float(data["timeout"]))
+
+
+def start_ticks(pid: int) -> int | None:
+    """When process ``pid`` started, in clock ticks since boot (Linux); None when unknown."""
+    stat = _stat(pid)
+    return int(stat[19]) if stat is not None else None
+
+
+def _stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name (state first)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
 
 
 def fingerprint(path: Path) -> str:
@@ -151,8 +214,14 @@ def run_training(
     timeout: float,
     reference: Path | None = None,
     cwd: Path | None = None,
+    on_start: Callable[[Trainer], None] | None = None,
 ) -> TrainResult:
     """Train on ``data`` (Parquet) into ``output`` with an entrypoint or a command.
+
+    The trainer runs under :mod:`driftwarden.deploy.train_wrapper`, which records its end in
+    ``<output>/exit.json``, and is described in ``<output>/train.pid`` while it runs;
+    ``on_start`` gets that :class:`Trainer` once it was launched (a caller persists it): a
+    restarted caller finds the trainer again with :func:`resume_training`.
 
     Never raises for a failing trainer: the failure is in the result. Raises ``ValueError``
     only for a wrong call (both or neither of ``entrypoint``/``command``, a bad timeout,
@@ -166,6 +235,9 @@ def run_training(
         raise ValueError(f"run_training: timeout must be > 0 seconds, got {timeout!r}")
     data, output = Path(data).absolute(), Path(output).absolute()
     reference = Path(reference).absolute() if reference is not None else None
+    if output.is_dir():  # a caller that died may have launched a trainer here before it could say so
+        for pid in kill_strays(output):
+            log.warning("killed trainer %d, left in %s by a previous run without a record", pid, output)
     _prepare_output(output, dict(params or {}))
     if not data.is_file():
         return _failed(output, f"training data not found: {data}", temporary=False)
@@ -189,12 +261,65 @@ def run_training(
             )
         except OSError as exc:
             return _failed(output, f"cannot start {what}: {exc}", temporary=False)
-        returncode, timed_out = _wait(proc, output, timeout)
+        trainer = Trainer(proc.pid, start_ticks(proc.pid), time.time(), float(timeout))
+        returncode, timed_out = _wait(proc, output, trainer, on_start)
     duration = time.monotonic() - started
+    return _result(data, output, command is not None, what, returncode, timed_out, timeout, duration)
+
+
+def resume_training(data: Path, output: Path, *, command: bool) -> TrainResult | None:
+    """The result of the trainer a caller that died launched into ``output``, or ``None`` when
+    there is none to adopt (never launched, or it vanished without recording its end — killed
+    with its whole group, say): then train again.
+
+    A trainer still running is waited for until its deadline (its start time + timeout), then
+    its process group is killed (a temporary failure, as a timeout of :func:`run_training`).
+    One that ended is judged by its ``exit.json`` exactly as :func:`run_training` judges it.
+    """
+    data, output = Path(data).absolute(), Path(output).absolute()
+    trainer = _recorded_trainer(output)
+    timed_out = False
+    if trainer is not None and trainer.alive():
+        log.warning("adopting trainer %d in %s, left running by a previous run", trainer.pid, output)
+        while trainer.alive() and time.time() < trainer.deadline:
+            time.sleep(ADOPT_POLL_SECONDS)
+        if trainer.alive():
+            timed_out = True
+            _kill_adopted(trainer)
+    ended = _exit_record(output)
+    if trainer is not None:
+        _signal_group(trainer.pid, signal.SIGKILL)  # whatever it left in its session dies with the run
+        (output / PID_FILE).unlink(missing_ok=True)
+    if ended is None and not timed_out:
+        return None
+    returncode = None if ended is None else int(ended["returncode"])
+    duration = (float(ended["ended"]) if ended else time.time()) - (trainer.started if trainer else time.time())
+    timeout = trainer.timeout if trainer is not None else 0.0
+    what = f"adopted trainer {trainer.pid if trainer else '?'}"
+    result = _result(data, output, command, what, returncode, timed_out, timeout, max(duration, 0.0), adopted=True)
+    log.warning("adopted the training in %s: %s", output, "finished" if result.ok else result.error)
+    return result
+
+
+def _result(
+    data: Path,
+    output: Path,
+    command: bool,
+    what: str,
+    returncode: int | None,
+    timed_out: bool,
+    timeout: float,
+    duration: float,
+    **extra: Any,
+) -> TrainResult:
+    """How a run ended: the trainer's own status from ``exit.json`` when its wrapper wrote it
+    (else the wrapper's), classified as the module's table says."""
+    ended = _exit_record(output)
+    if ended is not None:
+        returncode = int(ended["returncode"])
     tail = _tail(output / LOG_FILE)
     error, temporary = _classify(returncode, timed_out, timeout, output, what, tail)
-
-    if error is None and command is not None and not (output / TRAIN_INFO_FILE).exists():
+    if error is None and command and not (output / TRAIN_INFO_FILE).exists():
         _write_command_info(data, output, duration)
     if error is None:
         log.info("training finished in %.1f s", duration)
@@ -213,21 +338,24 @@ def run_training(
         log=tail,
         error=error,
         temporary=temporary,
+        **extra,
     )
 
 
 def _prepare_output(output: Path, params: dict[str, Any]) -> None:
     """An output folder without a previous run's results, holding this run's parameters."""
     output.mkdir(parents=True, exist_ok=True)
-    for stale in (MODEL_FILE, TRAIN_INFO_FILE, ERROR_FILE):
+    for stale in (MODEL_FILE, TRAIN_INFO_FILE, ERROR_FILE, EXIT_FILE):
         (output / stale).unlink(missing_ok=True)
     (output / PARAMS_FILE).write_text(json.dumps(params, indent=2, sort_keys=True))
 
 
 def _trainer_argv(
     data: Path, output: Path, reference: Path | None, entrypoint: str | None, command: str | Sequence[str] | None
-) -> tuple[str | list[str], str]:
-    """What to run (a string: through the shell) and how the log names it."""
+) -> tuple[list[str], str]:
+    """What to run (the trainer under :mod:`~driftwarden.deploy.train_wrapper`; a string command
+    through the shell) and how the log names it."""
+    wrapper = [sys.executable, "-m", "driftwarden.deploy.train_wrapper", str(output)]
     if entrypoint is not None:
         argv = [
             sys.executable,
@@ -242,10 +370,12 @@ def _trainer_argv(
             "--params-file",
             str(output / PARAMS_FILE),
         ]
-        return argv, f"entrypoint {entrypoint}"
+        return [*wrapper, "--", *argv], f"entrypoint {entrypoint}"
     assert command is not None
     expanded = _expand(command, data=data, output=output, reference=reference)
-    return expanded, f"command {expanded if isinstance(expanded, str) else shlex.join(expanded)}"
+    if isinstance(expanded, str):
+        return [*wrapper, "--shell", "--", expanded], f"command {expanded}"
+    return [*wrapper, "--", *expanded], f"command {shlex.join(expanded)}"
 
 
 def _trainer_env(data: Path, output: Path, reference: Path | None) -> dict[str, str]:
@@ -257,15 +387,19 @@ def _trainer_env(data: Path, output: Path, reference: Path | None) -> dict[str, 
     return env
 
 
-def _wait(proc: subprocess.Popen[bytes], output: Path, timeout: float) -> tuple[int | None, bool]:
+def _wait(
+    proc: subprocess.Popen[bytes], output: Path, trainer: Trainer, on_start: Callable[[Trainer], None] | None
+) -> tuple[int | None, bool]:
     """Wait for the trainer (killing its process group on timeout); (exit code, timed out).
     Whatever it started in its session is killed when it ends."""
     # For a restart after the caller was killed: the trainer runs in its own session and
-    # would outlive it; reap_trainer() finds it through this file.
-    (output / PID_FILE).write_text(str(proc.pid))
+    # outlives it; resume_training() and reap_trainer() find it through this file.
+    (output / PID_FILE).write_text(json.dumps(trainer.to_json()))
     timed_out = False
     try:
-        returncode: int | None = proc.wait(timeout=timeout)
+        if on_start is not None:
+            on_start(trainer)
+        returncode: int | None = proc.wait(timeout=trainer.timeout)
     except subprocess.TimeoutExpired:
         timed_out = True
         _kill_group(proc)
@@ -278,6 +412,37 @@ def _wait(proc: subprocess.Popen[bytes], output: Path, timeout: float) -> tuple[
             proc.wait()
         (output / PID_FILE).unlink(missing_ok=True)
     return returncode, timed_out
+
+
+def _recorded_trainer(output: Path) -> Trainer | None:
+    """The trainer ``train.pid`` describes (an older daemon wrote a bare pid)."""
+    try:
+        text = (output / PID_FILE).read_text().strip()
+    except OSError:
+        return None
+    try:
+        data = json.loads(text)
+        return Trainer.from_json(data) if isinstance(data, dict) else Trainer(int(data), None, 0.0, 0.0)
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _exit_record(output: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads((output / EXIT_FILE).read_text())
+        return data if isinstance(data, dict) and isinstance(data.get("returncode"), int) else None
+    except (OSError, ValueError):
+        return None
+
+
+def _kill_adopted(trainer: Trainer) -> None:
+    """SIGTERM an adopted trainer's group, SIGKILL it after a grace period (it is not our child:
+    we cannot wait for it, only watch)."""
+    _signal_group(trainer.pid, signal.SIGTERM)
+    deadline = time.monotonic() + KILL_GRACE_SECONDS
+    while trainer.alive() and time.monotonic() < deadline:
+        time.sleep(ADOPT_POLL_SECONDS / 4)
+    _signal_group(trainer.pid, signal.SIGKILL)
 
 
 def _classify(
@@ -310,20 +475,38 @@ def reap_trainer(output: Path) -> int | None:
     """
     output = Path(output).absolute()
     pid_file = output / PID_FILE
-    try:
-        pid = int(pid_file.read_text().strip())
-    except (OSError, ValueError):
+    trainer = _recorded_trainer(output)
+    if trainer is None:
         return None
+    pid = trainer.pid
     killed: int | None = None
     try:
         environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
     except OSError:
         environ = []  # gone, or not Linux: nothing we may safely kill
-    if f"DRIFTWARDEN_OUTPUT={output}".encode() in environ:
+    if f"DRIFTWARDEN_OUTPUT={output}".encode() in environ and (trainer.ticks is None or trainer.alive()):
         log.warning("killing trainer %d left running in %s by a previous run", pid, output)
         _signal_group(pid, signal.SIGKILL)
         killed = pid
     pid_file.unlink(missing_ok=True)
+    return killed
+
+
+def kill_strays(output: Path) -> list[int]:
+    """Kill the process groups of every process that is a trainer of ``output`` (its environment
+    names it: the wrapper and all it started inherit ``DRIFTWARDEN_OUTPUT``); return their pids.
+    Linux only (``/proc``); elsewhere nothing is found."""
+    marker = f"DRIFTWARDEN_OUTPUT={Path(output).absolute()}".encode()
+    killed = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            if marker not in (entry / "environ").read_bytes().split(b"\0"):
+                continue
+            pid = int(entry.name)
+            os.killpg(os.getpgid(pid), signal.SIGKILL)
+            killed.append(pid)
+        except (OSError, ValueError):
+            continue  # gone meanwhile, or not ours to read
     return killed
 
 

@@ -1,13 +1,17 @@
 """What a restarted daemon does with an action it finds unfinished, observing what is really
-there before acting (never training a decision twice):
+there before acting (every decision ends with exactly one completed training or a recorded
+permanent failure, never none because of a crash):
 
 =============================================  ==============================================
 the record says                                :class:`Recovery`
 =============================================  ==============================================
 ``pending``                                    ``RUN``: it never started; run it now
-``training``, ``evaluating`` (held-out gate)   ``ABANDON_TRAINING``: kill the orphaned trainer;
-                                               the outcome the run stored is recorded if it
-                                               ended, else the action fails
+``training``, ``evaluating`` (held-out gate)   ``RESUME_TRAINING``: the outcome the run stored
+                                               is recorded if it ended; else the retrain runs
+                                               again in its folder, which adopts its trainer
+                                               (a finished one is judged by its exit record,
+                                               a running one is waited for until its deadline)
+                                               and trains again only when it vanished
 ``evaluating`` (on live rows, after shadow)    ``FAIL_JUDGEMENT``: the challenger was never
                                                served; clear its alias and fail
 ``promoted`` without a deploy target           ``NOTHING``: that is its final state
@@ -45,7 +49,7 @@ from driftwarden.deploy.states import ActionState
 
 class Recovery(Enum):
     RUN = auto()
-    ABANDON_TRAINING = auto()
+    RESUME_TRAINING = auto()
     FAIL_JUDGEMENT = auto()
     NOTHING = auto()
     FINISH_DEPLOY = auto()
@@ -67,7 +71,7 @@ def recovery_for(action: ActionRecord, has_target: Callable[[], bool]) -> Recove
     if state == ActionState.PENDING:
         return Recovery.RUN
     if state in INTERRUPTED_TRAINING and action.info.get("on") != "live":
-        return Recovery.ABANDON_TRAINING
+        return Recovery.RESUME_TRAINING
     if state == ActionState.EVALUATING:
         return Recovery.FAIL_JUDGEMENT
     if state == ActionState.PROMOTED and not has_target():
@@ -89,9 +93,3 @@ def stored_outcome(workdir: Path) -> Outcome | None:
     """The outcome a retrain stored in ``workdir`` when it ended (its record may be lost)."""
     stored = workdir / OUTCOME_FILE
     return Outcome.from_json(orjson.loads(stored.read_bytes())) if stored.is_file() else None
-
-
-def interrupted_reason(state: str, killed: list[int]) -> str:
-    """Why an interrupted training fails instead of being retried."""
-    reason = f"interrupted: the daemon stopped while {state}; not retried, so the decision trains at most once"
-    return reason + (f" (killed the orphaned trainer, pid {killed})" if killed else "")

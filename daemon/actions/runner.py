@@ -35,17 +35,18 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from driftwarden.daemon.actions.plans import DEFAULT_VERIFY_WINDOW, ActionPlan
-from driftwarden.daemon.actions.recovery import Recovery, interrupted_reason, recovery_for, stored_outcome
+from driftwarden.daemon.actions.recovery import Recovery, recovery_for, stored_outcome
 from driftwarden.daemon.actions.windows import SHADOW, VERIFY, DataProvider, LiveWindows
 from driftwarden.daemon.io.sinks import Sink
 from driftwarden.daemon.state.store import ActionRecord, Store
-from driftwarden.deploy.lifecycle import Outcome, abandon, deploy_version, judge, retrain, rollback, verify
+from driftwarden.deploy.lifecycle import Outcome, deploy_version, judge, retrain, rollback, verify
 from driftwarden.deploy.registry import CHALLENGER, CHAMPION, PREVIOUS, Registry
 from driftwarden.deploy.states import OUTCOME_STATES, TERMINAL_STATES, ActionState
 from driftwarden.deploy.targets import Target
@@ -53,7 +54,18 @@ from driftwarden.policies.loader import LoadedPolicy
 
 log = logging.getLogger("driftwarden.actions")
 
+#: How often a bounded stop looks whether the phases it waits for have ended.
+STOP_POLL_SECONDS = 0.05
+
 Listener = Callable[[dict[str, Any]], None]
+
+
+class Stopped(BaseException):
+    """Raised into a worker that outlived :meth:`ActionRunner.stop` when it tries to record: the
+    daemon is exiting, and the next start carries the action on from its last record (a
+    ``BaseException``, so no phase takes it for a failure of its own)."""
+
+
 Phase = Callable[[ActionRecord, Any], None]
 """One step of an action, run by :meth:`ActionRunner._start`: (the record, the data it needs)."""
 
@@ -97,6 +109,9 @@ class ActionRunner:
         """Actions queued or running."""
         self._queues: dict[str, deque[tuple[ActionRecord, Phase, Any]]] = {}
         """model → its phases in order, the first one running: one model's actions never overlap."""
+        self._training: set[str] = set()
+        """Actions whose phase waits for a launched trainer (a bounded stop leaves them to the next start)."""
+        self._stopped = threading.Event()
         self._lock = threading.Lock()
 
     @property
@@ -138,14 +153,7 @@ class ActionRunner:
             if action.type == "alert":
                 self._alert(action)
             elif action.type == "retrain":
-                try:  # the data is read here, in the loop's thread, not in the worker
-                    frame = self.data(action.model, action.at, self.plan(action).data_last)
-                except Exception as e:  # noqa: BLE001 - e.g. the policy lost the action
-                    log.exception("cannot start action %s", key)
-                    reason = f"cannot start: {type(e).__name__}: {e}"
-                    self._record(key, ActionState.FAILED, {"reason": reason})
-                    continue
-                self._start(action, self._retrain, frame)
+                self._retrain_now(action)
             else:
                 self._record(key, ActionState.FAILED, {"reason": f"unknown action type {action.type!r}"})
         self.poll()
@@ -177,10 +185,41 @@ class ActionRunner:
             self.windows.unwatch(key)
             self._start(action, self._judge if window.phase == SHADOW else self._verify, frame)
 
+    def _retrain_now(self, action: ActionRecord) -> None:
+        """Queue ``action``'s retrain (a new one, or one resumed after a restart in its folder)."""
+        try:  # the data is read here, in the loop's thread, not in the worker
+            frame = self.data(action.model, action.at, self.plan(action).data_last)
+        except Exception as e:  # noqa: BLE001 - e.g. the policy lost the action
+            log.exception("cannot start action %s", action.key)
+            self._record(action.key, ActionState.FAILED, {"reason": f"cannot start: {type(e).__name__}: {e}"})
+            return
+        self._start(action, self._retrain, frame)
+
+    def stop(self, timeout: float) -> list[str]:
+        """A bounded stop: wait at most ``timeout`` seconds for the running phases, except those
+        that only wait for a trainer (it runs in its own session and the next start adopts it);
+        then refuse every further record, so a worker that outlives the daemon's exit changes
+        nothing. Returns the actions left running."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                busy = self._running - self._training
+            if not busy or self.wait(timeout=0):
+                break
+            time.sleep(STOP_POLL_SECONDS)
+        self._stopped.set()
+        with self._lock:
+            left = sorted(self._running)
+        for key in left:
+            waits = "its trainer keeps running and the next start adopts it" if key in self._training else ""
+            log.warning("stopping with action %s unfinished; %s", key, waits or "the next start resumes it")
+        return left
+
     def wait(self, timeout: float | None = None) -> bool:
-        """Wait for running actions; True when none is left."""
+        """Wait for running actions, at most ``timeout`` seconds in all; True when none is left."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         for t in list(self._threads):
-            t.join(timeout)
+            t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
         self._threads = [t for t in self._threads if t.is_alive()]
         return not self._threads
 
@@ -208,16 +247,16 @@ class ActionRunner:
             case Recovery.RUN:
                 log.info("resuming action %s, which never started", key)
                 self.submit([key])
-            case Recovery.ABANDON_TRAINING:
-                killed = abandon(self._workdir(key))
+            case Recovery.RESUME_TRAINING:
                 outcome = stored_outcome(self._workdir(key))
                 if outcome is not None:  # it ended; only the record of its end was lost
                     self._record(key, outcome.state, {**outcome.to_json(), "recovered": True}, version=outcome.version)
                     self._after_outcome(action, outcome)
                     return
-                reason = interrupted_reason(state, killed)
-                log.warning("action %s %s", key, reason)
-                self._record(key, ActionState.FAILED, {"reason": reason})
+                log.warning("action %s was interrupted while %s; resuming it (its trainer is adopted)", key, state)
+                with self._lock:
+                    self._training.add(key)  # it waits for an adopted trainer until its next record
+                self._retrain_now(action)
             case Recovery.FAIL_JUDGEMENT:
                 self._clear_challenger(action)
                 reason = "interrupted while judging the challenger; it was never served"
@@ -309,13 +348,19 @@ class ActionRunner:
                 action, phase, frame = queue[0]
             try:
                 phase(action, frame)
+            except Stopped:
+                return  # the daemon stopped (bounded stop) and is exiting: nothing more is recorded
             except Exception as e:  # noqa: BLE001 - an action's failure is recorded, never raised into the loop
                 log.exception("action %s failed", action.key)
-                self._record(action.key, ActionState.FAILED, {"reason": f"{type(e).__name__}: {e}"})
+                try:
+                    self._record(action.key, ActionState.FAILED, {"reason": f"{type(e).__name__}: {e}"})
+                except Stopped:
+                    return
             finally:
                 with self._lock:
                     queue.popleft()
                     self._running.discard(action.key)
+                    self._training.discard(action.key)
 
     def _retrain(self, action: ActionRecord, frame: Any) -> None:
         key, model = action.key, action.model
@@ -422,6 +467,13 @@ class ActionRunner:
         version: str | None = None,
         attempt: bool = False,
     ) -> None:
+        if self._stopped.is_set():
+            raise Stopped
+        with self._lock:  # a trainer runs from its recorded launch until the next state
+            if state == ActionState.TRAINING and "trainer" in info:
+                self._training.add(key)
+            else:
+                self._training.discard(key)
         if self.position is not None and state in OUTCOME_STATES | TERMINAL_STATES:
             info = {**info, "observed_at": self.position()}
         self.store.update_action(key, state, info, version=version, attempt=attempt)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from driftwarden.daemon.actions.recovery import Recovery, interrupted_reason, recovery_for
+from driftwarden.daemon.actions.recovery import Recovery, recovery_for
 from driftwarden.daemon.state.store import ActionRecord
 from driftwarden.deploy.states import ActionState
 
@@ -19,8 +19,8 @@ def record(state: str, **info: Any) -> ActionRecord:
     ("state", "info", "has_target", "expected"),
     [
         ("pending", {}, True, Recovery.RUN),
-        ("training", {}, True, Recovery.ABANDON_TRAINING),
-        ("evaluating", {"on": "holdout"}, True, Recovery.ABANDON_TRAINING),
+        ("training", {}, True, Recovery.RESUME_TRAINING),
+        ("evaluating", {"on": "holdout"}, True, Recovery.RESUME_TRAINING),
         ("evaluating", {"on": "live"}, True, Recovery.FAIL_JUDGEMENT),
         ("promoted", {}, False, Recovery.NOTHING),
         ("promoted", {}, True, Recovery.FINISH_DEPLOY),
@@ -45,11 +45,3 @@ def test_each_unfinished_state_has_its_recovery(
     assert not action.finished
     assert recovery_for(action, has_target=target) is expected
     assert bool(asked) == (state == "promoted"), "the policy is read only for a promoted action"
-
-
-def test_an_interrupted_training_says_it_is_not_retried() -> None:
-    assert interrupted_reason(ActionState.TRAINING, [4242]) == (
-        "interrupted: the daemon stopped while training; not retried, so the decision trains at most once"
-        " (killed the orphaned trainer, pid [4242])"
-    )
-    assert interrupted_reason(ActionState.EVALUATING, []).endswith("trains at most once")
