@@ -45,10 +45,14 @@ class ModelPipeline:
         """The alerts of the rules that notify, following every evaluation of the engine."""
         self.engine.observer = self.alerts.evaluated
         self.timings = {"join": 0.0, "columns": 0.0, "monitors+rules": 0.0}
+        self.dirty = True
+        """The state changed since it was last checkpointed (the daemon clears it after a write):
+        a model without events since costs a checkpoint nothing."""
 
     def process(self, events: EventRows | Sequence[Event]) -> tuple[list[dict[str, Any]], list[Decision]]:
         """Join, buffer, build columns and run the policy engine over one batch of this model's events."""
         rows = events if isinstance(events, EventRows) else EventRows.from_events(self.model, events)
+        self.dirty = True
         started = time.perf_counter()
         joined = self.joiner.add_rows(rows)
         if len(rows):
@@ -118,6 +122,7 @@ class ModelPipeline:
         alerts = self.alerts.successor(specs_of(policy))
         engine.observer = alerts.evaluated
         self.policy, self.engine, self.alerts = policy, engine, alerts
+        self.dirty = True
         return kept
 
     def stats(self) -> dict[str, Any]:

@@ -25,6 +25,9 @@ Columns = dict[str, np.ndarray]
 MAX_CHUNKS = 64
 """Pending chunks of a window before they are merged into one."""
 
+_ENCODED = "chunks"
+"""Snapshot key of the open window's chunks, each encoded once (earlier snapshots held one ``index``)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Window:
@@ -61,6 +64,8 @@ class Windower:
         self._chunks: list[Columns] = []
         self._index: list[np.ndarray] = []
         self._ts: list[np.ndarray] = []
+        self._encoded: list[dict[str, Any] | None] = []
+        """Each chunk's snapshot, made once: a checkpoint costs the rows added since the last one."""
         self._pending = 0
         self._window_start_ts: float | None = None
 
@@ -129,6 +134,7 @@ class Windower:
         self._index.append(index)
         self._ts.append(ts)
         self._chunks.append(cols)
+        self._encoded.append(None)
         if len(self._chunks) >= MAX_CHUNKS:  # many small batches: merge them, an array costs ~100 bytes
             self._push(*self._drain())
 
@@ -145,30 +151,44 @@ class Windower:
             )
             for n, dtype in names.items()
         }
-        self._chunks, self._index, self._ts = [], [], []
+        self._chunks, self._index, self._ts, self._encoded = [], [], [], []
         self._pending = 0
         return idx, t, cols
 
     def snapshot(self) -> dict[str, Any]:
-        if self.pending:
-            idx, t, cols = self._drain()
-            self._push(idx, t, cols)
-            body: dict[str, Any] = {
-                "index": encode(idx),
-                "ts": encode(t),
-                "columns": {k: encode(v) for k, v in cols.items()},
-            }
-        else:
-            body = {"index": None}
-        body["window_start_ts"] = self._window_start_ts
-        return body
+        """The open window as its chunks; a chunk is encoded at its first snapshot only (chunks never
+        change until the window closes or :data:`MAX_CHUNKS` of them merge).
+
+        >>> w = Windower(events=10)
+        >>> _ = w.add(Batch.of(index=range(3), features={"x": [0., 1., 2.]}))
+        >>> first = w.snapshot()["chunks"][0]
+        >>> _ = w.add(Batch.of(index=range(3, 5), features={"x": [3., 4.]}))
+        >>> later = w.snapshot()["chunks"]; (len(later), later[0] is first)
+        (2, True)
+        >>> v = Windower(events=10); v.restore(w.snapshot()); v.pending
+        5
+        """
+        encoded = self._encoded
+        for i, chunk in enumerate(self._chunks):
+            if encoded[i] is None:
+                encoded[i] = {
+                    "index": encode(self._index[i]),
+                    "ts": encode(self._ts[i]),
+                    "columns": {k: encode(v) for k, v in chunk.items()},
+                }
+        return {_ENCODED: list(encoded), "window_start_ts": self._window_start_ts}
 
     def restore(self, state: Mapping[str, Any]) -> None:
-        self._chunks, self._index, self._ts = [], [], []
+        self._chunks, self._index, self._ts, self._encoded = [], [], [], []
         self._pending = 0
         self._window_start_ts = state.get("window_start_ts")
-        if state.get("index") is not None:
-            self._push(decode(state["index"]), decode(state["ts"]), {k: decode(v) for k, v in state["columns"].items()})
+        chunks = state.get(_ENCODED)
+        if chunks is None:  # a snapshot of an earlier version: the open window as one chunk, or none
+            chunks = [state] if state.get("index") is not None else []
+        for c in chunks:
+            self._push(decode(c["index"]), decode(c["ts"]), {k: decode(v) for k, v in c["columns"].items()})
+            if _ENCODED in state:
+                self._encoded[-1] = c
 
 
 def _missing(dtype: np.dtype, n: int) -> np.ndarray:

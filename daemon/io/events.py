@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from itertools import compress
+from itertools import chain, compress
 from typing import Any, overload
 
 import orjson
@@ -49,6 +49,10 @@ class Event:
 
 EVENT_FIELDS = ("model", "id", "index", "ts", "kind", "features", "attributes", "prediction", "score", "label")
 """An :class:`Event`'s fields in order (its snapshot form: a dict with these keys)."""
+
+
+_ROW_COLUMNS = ("index", "ts", "is_prediction", "ids", "features", "attributes", "prediction", "score", "label")
+"""The list fields of :class:`EventRows`, in order."""
 
 
 @dataclass(slots=True)
@@ -116,6 +120,19 @@ class EventRows:
 
     def __iter__(self) -> Iterator[Event]:
         return (self[i] for i in range(len(self)))
+
+    @classmethod
+    def concat(cls, parts: Sequence[EventRows]) -> EventRows:
+        """The rows of ``parts`` (all of one model) one after the other (the only part when one).
+
+        >>> a = EventRows.from_events("m", [Event("m", "a", 3, 1.0, "label")])
+        >>> b = EventRows.from_events("m", [Event("m", "b", 7, 2.0, "label")])
+        >>> EventRows.concat([a, b]).index, EventRows.concat([a]) is a
+        ([3, 7], True)
+        """
+        if len(parts) == 1:
+            return parts[0]
+        return cls(parts[0].model, *(list(chain.from_iterable(getattr(p, f) for p in parts)) for f in _ROW_COLUMNS))
 
     def since(self, start: int) -> EventRows:
         """The rows from position ``start`` on (self when ``start`` is 0).
