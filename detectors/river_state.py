@@ -36,7 +36,6 @@ from typing import Any
 from driftwarden.detectors.lazy import lazy_module
 
 anomaly = lazy_module("river.anomaly")
-padded = lazy_module("river.tree.padded")
 river_utils = lazy_module("river.utils")
 
 
@@ -121,6 +120,10 @@ def _tree_state(node: Any, depth: int) -> list[Any]:
 
 
 def _build_tree(nodes: list[Any], at: int, depth: int) -> tuple[Any, int]:
+    # Imported here, not lazily at module level: finding ``river.tree.padded`` runs ``river.tree``'s
+    # ``__init__`` (its splitters import river.proba and SciPy's statistics: seconds at every daemon start).
+    from river.tree import padded
+
     item = nodes[at]
     if depth == 0:
         l_mass, r_mass = (int(v) for v in item)
