@@ -7,19 +7,26 @@ An alert carries a ``window`` when the monitor that raised it is windowed and co
 (``feature_drift``...). The current data are the labeled buffer's rows of that window; the
 reference is the policy's reference file, else the oldest buffered rows before the window (the
 first window, for a monitor whose reference is the first window), as many as the current ones.
+
+Beside each rendered report, ``<report>.json`` says what it shows (model, rule, event, window); it
+is written once the report is complete, so :func:`reports` lists only reports that open, and the
+daemon's HTTP face serves them at ``/evidence/<file>`` (:func:`report_path`) and links them from
+its status page.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import orjson
 from driftwarden.daemon.alerting.alerts import Notification
-from driftwarden.daemon.io.private import touch_private
+from driftwarden.daemon.io.private import open_private, touch_private
 
 log = logging.getLogger("driftwarden.alerting")
 
@@ -28,6 +35,44 @@ DataProvider = Callable[[str, int, int], Any]
 
 MAX_ROWS = 50_000
 """Rows read for one report at most: bounds the memory and the seconds of a render."""
+
+MAX_LISTED = 1000
+"""Reports :func:`reports` reads at most (the newest by name order of event index): bounds a listing."""
+
+REPORT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,250}\.html")
+"""A report's file name as the daemon makes them; anything else is not served."""
+
+
+def report_path(folder: Path, name: str) -> Path | None:
+    """The report ``name`` in ``folder`` when it is a report name (no path, no dot-file) that exists, else None.
+
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp()); _ = (d / "m-r-7.html").write_text("<html>")
+    >>> report_path(d, "m-r-7.html") == d / "m-r-7.html", report_path(d, "../state.db"), report_path(d, "x.html")
+    (True, None, None)
+    """
+    if not REPORT_NAME.fullmatch(name):
+        return None
+    path = folder / name
+    return path if path.is_file() and path.resolve().parent == folder.resolve() else None
+
+
+def reports(folder: Path, model: str | None = None) -> list[dict[str, Any]]:
+    """The rendered reports in ``folder`` (of ``model``), by event index: each the ``<report>.json``
+    written beside it, with ``file`` its name. Unreadable entries are left out."""
+    if not folder.is_dir():
+        return []
+    out = []
+    for meta in sorted(folder.glob("*.json"))[-MAX_LISTED:]:
+        try:
+            entry = orjson.loads(meta.read_bytes())
+        except (OSError, orjson.JSONDecodeError):
+            continue
+        if not isinstance(entry, dict) or report_path(folder, str(entry.get("file", ""))) is None:
+            continue
+        if model is None or entry.get("model") == model:
+            out.append(entry)
+    return sorted(out, key=lambda e: (int(e.get("at") or 0), str(e["file"])))
 
 
 class Evidence:
@@ -68,7 +113,17 @@ class Evidence:
                 out.append(n)
                 continue
             title = f"{n.model}: {n.rule} — window {window[0]}..{window[1]} against the reference"
-            self._render(ref, current, self.folder / name, title)
+            meta = {
+                "file": name,
+                "model": n.model,
+                "rule": n.rule,
+                "at": n.alert["at"],
+                "ts": n.alert.get("ts"),
+                "window": [int(window[0]), int(window[1])],
+                "severity": n.alert.get("labels", {}).get("severity"),
+                "summary": n.alert.get("annotations", {}).get("summary"),
+            }
+            self._render(ref, current, self.folder / name, title, meta)
             annotations = {**n.alert["annotations"], "evidence": self.link(name)}
             out.append(replace(n, alert={**n.alert, "annotations": annotations}))
         return out
@@ -94,13 +149,15 @@ class Evidence:
             ref = frame.loc[index < start, features].head(len(current))
         return current.reset_index(drop=True), ref.reset_index(drop=True)
 
-    def _render(self, reference: Any, current: Any, path: Path, title: str) -> None:
+    def _render(self, reference: Any, current: Any, path: Path, title: str, meta: Mapping[str, Any]) -> None:
         def work() -> None:
             from driftwarden.detectors.evidently_adapter import render_drift_report
 
             try:
                 touch_private(path)  # Evidently then writes into the 0600 file
                 render_drift_report(reference, current, path, title=title)
+                with open_private(path.with_suffix(".json"), "wb") as f:  # after the report: listed once complete
+                    f.write(orjson.dumps(dict(meta), default=str))
                 self.rendered += 1
                 log.info("evidence written: %s", path)
             except Exception:  # noqa: BLE001 - a report that fails is logged, never raised

@@ -54,6 +54,7 @@ def serve(daemon: Any, listen: str, *, token: str | None = None, token_file: str
         policies=lambda: daemon.policies,
         token=token,
         admin=admin,
+        evidence=daemon.settings.state_dir / "evidence",
     )
     server = HttpServer(create_app(face), listen, url_file=daemon.settings.state_dir / URL_FILE).start()
     return server

@@ -105,6 +105,18 @@ class RuleOut(BaseModel):
     silenced_until: float | None
 
 
+class EvidenceOut(BaseModel):
+    file: str
+    url: str = Field(description="Where this daemon serves the report (relative to its root).")
+    model: str
+    rule: str
+    at: int = Field(description="Event index of the firing alert.")
+    ts: float | None = None
+    window: list[int] = Field(description="Event indices [start, end) of the window the report shows.")
+    severity: str | None = None
+    summary: str | None = None
+
+
 class ModelOut(BaseModel):
     name: str
     policy: str

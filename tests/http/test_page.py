@@ -7,6 +7,8 @@ import os
 import shutil
 from pathlib import Path
 
+import orjson
+
 from .browser import Browser
 from .conftest import RunningDaemon, events, need
 
@@ -21,6 +23,14 @@ def test_the_status_page_shows_every_model_and_monitor(daemon: RunningDaemon, tm
     status = daemon.get("/api/v1/status").json()
     expected = {m["name"]: m["monitors"] for m in status["models"]}
     assert expected == {"shop": ["inputs", "accuracy", "parity", "errors"], "fraud": ["score", "amounts"]}
+    # a drift report the daemon's evidence worker wrote (tests/daemon/alerting/test_evidence.py renders real ones)
+    reports = daemon.root / "state" / "evidence"
+    reports.mkdir(exist_ok=True)
+    (reports / "shop-degraded-900.html").write_text("<html><body>report of shop/degraded</body></html>")
+    meta = {"file": "shop-degraded-900.html", "model": "shop", "rule": "degraded", "at": 900, "ts": None}
+    (reports / "shop-degraded-900.json").write_bytes(
+        orjson.dumps({**meta, "window": [700, 900], "severity": "warning"})
+    )
     with Browser(chromium) as browser:
         browser.open(daemon.url + "/")
         browser.wait_for("Number(document.body.dataset.refreshed || 0) >= 2")
@@ -41,6 +51,13 @@ def test_the_status_page_shows_every_model_and_monitor(daemon: RunningDaemon, tm
         assert sum(points for points, _ in plotted.values()) > 20  # the plots are not empty
         assert browser.evaluate("document.getElementById('ready').textContent") == "ready"
         assert "retrain lifecycles" in browser.evaluate("document.body.innerText").lower()
+        links = browser.evaluate(
+            "[...document.querySelectorAll('section.model')].map(s => [s.dataset.model,"
+            " [...s.querySelectorAll('a.evidence-link')].map(a => a.href)])"
+        )
+        assert links == [["shop", [daemon.url + "/evidence/shop-degraded-900.html"]], ["fraud", []]]
+        report = daemon.get("/evidence/shop-degraded-900.html")
+        assert report.status_code == 200 and "report of shop/degraded" in report.text
         shot = browser.screenshot(tmp_path / "status.png")
         assert browser.errors == []
     assert shot.stat().st_size > 10_000

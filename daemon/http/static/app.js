@@ -151,13 +151,24 @@ function versionsTable(versions) {
       el("td", {}, v.decision || "–"), el("td", {}, Object.entries(v.metrics || {}).map(([k, x]) => `${k} ${fmt(x)}`).join(", ")))));
 }
 
+function evidenceTable(reports) {
+  const rows = reports.slice(-10).reverse();
+  if (!rows.length) return el("div", {class: "empty"}, "no drift report yet");
+  return el("table", {class: "evidence"},
+    el("tr", {}, el("th", {}, "rule"), el("th", {}, "event"), el("th", {}, "window"), el("th", {}, "severity"), el("th", {}, "report")),
+    ...rows.map((e) => el("tr", {},
+      el("td", {}, e.rule), el("td", {}, e.at), el("td", {}, `${e.window[0]} .. ${e.window[1]}`), el("td", {}, e.severity || "–"),
+      el("td", {}, el("a", {class: "evidence-link", href: e.url, target: "_blank", rel: "noopener"}, "Evidently report")))));
+}
+
 async function renderModel(main, name) {
   const enc = encodeURIComponent(name);
-  const [model, decisions, actions, versions] = await Promise.all([
+  const [model, decisions, actions, versions, evidence] = await Promise.all([
     api(`api/v1/models/${enc}`),
     api(`api/v1/decisions?model=${enc}&limit=${MAX_POINTS}`),
     api(`api/v1/actions?model=${enc}&limit=${MAX_POINTS}`),
     api(`api/v1/models/${enc}/versions?limit=${MAX_POINTS}`),
+    api(`api/v1/evidence?model=${enc}&limit=${MAX_POINTS}`),
   ]);
   const retrains = actions.items.filter((a) => a.type === "retrain").slice(-10);
   const detailed = await Promise.all(retrains.map((a) => api(`api/v1/actions/${a.key.split("/").map(encodeURIComponent).join("/")}`)));
@@ -166,6 +177,7 @@ async function renderModel(main, name) {
     section = el("section", {class: "model", id: `model-${name}`, "data-model": name},
       el("h2", {}, name), el("div", {class: "meta"}), el("div", {class: "monitors"}),
       el("h3", {}, "rules"), el("div", {class: "rules-box"}),
+      el("h3", {}, "drift evidence"), el("div", {class: "evidence-box"}),
       el("h3", {}, "retrain lifecycles"), el("div", {class: "actions-box"}),
       el("h3", {}, "registry versions"), el("div", {class: "versions-box"}));
     main.append(section);
@@ -181,6 +193,7 @@ async function renderModel(main, name) {
     drawChart(`${name}/${m.name}`, card.querySelector(".chart"), history.items, marks);
   }
   section.querySelector(".rules-box").replaceChildren(rulesTable(model.rules));
+  section.querySelector(".evidence-box").replaceChildren(evidenceTable(evidence.items));
   section.querySelector(".actions-box").replaceChildren(lifecycles(detailed));
   section.querySelector(".versions-box").replaceChildren(versionsTable(versions.items));
 }
