@@ -220,6 +220,7 @@ class Daemon:
         self._watcher = PolicyWatcher.of(policies) if watch_policies else None
         self._audit: list[tuple[str | None, str, str | None, dict[str, Any]]] = []
         self._registry_reads: dict[str, tuple[float, bool]] = {}
+        self._busy_models: set[str] = set()
         self._trim_heap = HeapTrimmer()
         self.stats = RunStats()
         # -- Kafka: partition ownership and state moves (daemon/partitions.py); backpressure --
@@ -449,6 +450,7 @@ class Daemon:
             want = self.settings.batch_size if count is None else min(self.settings.batch_size, count - read)
             records = self.flow.poll(want, self.settings.poll_timeout)
             if not records:
+                self._observe_busy_models()  # a deploy on an idle stream still shows its new champion
                 if self.checkpoint.unwritten and self.checkpoint.due():
                     self.write_checkpoint()  # an idle stream still gets its progress written within checkpoint_seconds
                 continue
@@ -668,6 +670,14 @@ class Daemon:
         if self.ownership is not None:
             state["task"] = self.ownership.home.get(model)
         return state
+
+    def _observe_busy_models(self) -> None:
+        """Read the registry for the models with an action in flight, and for those whose action just
+        ended: their champion may have moved while no event of theirs arrived."""
+        busy = self.actions.busy_models
+        for model in (busy | self._busy_models) & self.pipelines.keys():
+            self._observe(model)
+        self._busy_models = busy
 
     def _observe(self, model: str) -> None:
         """Tell a policy engine what the events do not: the version in production (``model.version``,

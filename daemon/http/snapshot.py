@@ -278,6 +278,7 @@ class Publisher:
                 or model in touched
                 or old.events != pipe.engine.events
                 or old.policy != str(pipe.policy.path)
+                or old.champion != pipe.engine.deployed[0]  # a deploy while the model's stream is idle
             ):
                 self._models[model] = self._model_view(model, pipe, old, now)
         for gone in set(self._models) - set(daemon.pipelines):

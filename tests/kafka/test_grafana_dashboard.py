@@ -151,11 +151,6 @@ def kafka_daemon(
         log.close()
 
 
-@pytest.mark.xfail(
-    reason="after the typed action records landed, the deployed-retrain series never appears in this run; "
-    "open in the issue 19 note: to be fixed, not hidden",
-    strict=False,
-)
 def test_every_panel_returns_data_from_a_real_prometheus(
     kafka_daemon: tuple[str, Path, Callable[[], int]], tmp_path: Path
 ) -> None:
@@ -176,12 +171,15 @@ def test_every_panel_returns_data_from_a_real_prometheus(
         timeout=30,
     )
     assert retrain.status_code == 202, retrain.text
-    deployed = ('driftwarden_actions_total{state="deployed",type="retrain"}',
-                'driftwarden_actions_total{type="retrain",state="deployed"}')  # fmt: skip
-    while not any(series in metrics() for series in deployed):  # label order is the exposition's
+    # The policy verifies a deploy on 50 live labeled events: the retrain ends (verified or rolled back)
+    # only after the events that follow the deploy, so those are sent once the new champion serves.
+    while 'driftwarden_model_champion_info{model="shop"' not in metrics():
         assert time.monotonic() < deadline, (root / "daemon.log").read_text()[-4000:]
         time.sleep(0.5)
-    more()  # events after the deploy: the new champion serves them
+    more()
+    while not re.search(r'driftwarden_actions_total\{[^}]*type="retrain"', metrics()):
+        assert time.monotonic() < deadline, (root / "daemon.log").read_text()[-4000:]
+        time.sleep(0.5)
 
     target = url.removeprefix("http://")
     (tmp_path / "prometheus.yml").write_text(
