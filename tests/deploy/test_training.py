@@ -184,3 +184,54 @@ def test_fingerprint_changes_with_content(tmp_path: Path) -> None:
     b.write_bytes(b"1" * 2_999_999 + b"2")
     assert fingerprint(a) != fingerprint(b) and len(fingerprint(a)) == 64
     assert os.path.getsize(a) == os.path.getsize(b)
+
+
+CALLER = """\
+import sys
+from pathlib import Path
+from driftwarden.deploy.training import run_training
+run_training(Path(sys.argv[1]), Path(sys.argv[2]), command=sys.argv[4], timeout=float(sys.argv[3]))
+"""
+
+
+def _orphan(data: Path, out: Path, command: str, timeout: float) -> dict[str, object]:
+    """Launch a trainer from a caller process, then SIGKILL the caller: the trainer is left running, as a
+    SIGKILLed daemon leaves it. Returns what train.pid says of it."""
+    import signal
+    import subprocess
+
+    caller = subprocess.Popen([sys.executable, "-c", CALLER, str(data), str(out), str(timeout), command], cwd=ROOT)
+    deadline = time.monotonic() + 30
+    while not (out / "train.pid").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.kill(caller.pid, signal.SIGKILL)
+    caller.wait()
+    return json.loads((out / "train.pid").read_text())
+
+
+def test_a_trainer_whose_caller_died_is_adopted_when_it_ends(data: Path, tmp_path: Path) -> None:
+    from driftwarden.deploy.training import resume_training
+
+    model = tmp_path / "m.pkl"
+    model.write_bytes(pickle.dumps(42))
+    out = tmp_path / "out"
+    trainer = _orphan(data, out, f"sleep 1.5; cp {model} {{output}}/model.pkl", timeout=60)
+    assert not _dead(int(trainer["pid"]), within=0.2)  # it outlived its caller
+    result = resume_training(data, out, command=True)
+    assert result is not None and result.ok and result.adopted and result.returncode == 0, result
+    assert pickle.loads(result.model_path.read_bytes()) == 42
+    assert json.loads((out / "train.json").read_text())["fingerprint"] == fingerprint(data)
+    assert _dead(int(trainer["pid"])) and not (out / "train.pid").exists()
+    assert resume_training(data, tmp_path / "never-launched", command=True) is None
+
+
+def test_an_adopted_trainer_past_its_deadline_is_killed_as_timed_out(data: Path, tmp_path: Path) -> None:
+    from driftwarden.deploy.training import resume_training
+
+    out = tmp_path / "out"
+    trainer = _orphan(data, out, "sleep 60", timeout=2)
+    started = time.monotonic()
+    result = resume_training(data, out, command=True)
+    assert time.monotonic() - started < 10
+    assert result is not None and not result.ok and result.temporary and "timed out after 2 s" in str(result.error)
+    assert _dead(int(trainer["pid"]))
