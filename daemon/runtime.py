@@ -149,62 +149,11 @@ class Daemon:
         self.publisher = Publisher()
         self.commands = Commands()
         # -- end HTTP face --
-        private_folder(settings.state_dir)  # private: raw events and state
-        self.store = Store(settings.store_path)
-        # The JSONL files, plus the Kafka topics that settings.sinks names (daemon/wiring.py).
-        self.dead_letters, self.alerts, self.decisions, updates = build_sinks(
-            settings, JsonlSink(settings.dead_letter_path), JsonlSink(settings.alerts_path)
-        )
-        self.model_updates = ModelUpdates(updates, self._champion) if updates is not None else None
-        self._rewind_sinks()
-        self.registry = open_registry(settings.registry_location)
-        partials = self.registry.clean_staging() if isinstance(self.registry, LocalRegistry) else []
-        for partial in partials:  # a registration killed mid-copy (50-70 MB each)
-            log.warning("removed a partial model copy left by a crash: %s", partial)
-        self.checkpoint = Checkpoint(
-            self.store,
-            source.commit,
-            every_records=settings.checkpoint_records,
-            every_seconds=settings.checkpoint_seconds,
-        )
+        self._open_outputs(settings)
         self._ttl = parse_duration(settings.label_ttl)
         self._restored_index = self.checkpoint.next_index - 1
-        self.pipelines: dict[str, ModelPipeline] = {}
-        self._waiting: dict[str, tuple[list[EventRows], int]] = {}
-        """Models whose events wait for more (see :meth:`process`): their rows in arrival order, and how many."""
-        self._admissions: dict[str, dict[str, Any]] = {}
-        self._unroutable: set[str] = set()
-        """Names no policy selects (bounded by ``input.max_unknown_models``): not routed again."""
-        for model in self.fleet.eager():
-            self._add_pipeline(model, self.fleet.route(model).policy)  # type: ignore[arg-type]
-        for model, seen in self.store.admitted().items():  # fleet models admitted before a restart
-            route = self.fleet.route(model, seen.get("attributes"))
-            if model not in self.pipelines and route.policy is not None:
-                self._add_pipeline(model, route.policy)
-        self.actions = ActionRunner(
-            self.store,
-            self.policies,
-            self._training_data,
-            settings.state_dir / "runs",
-            self.registry,
-            self.alerts,
-            execute=settings.execute,
-            synchronous=synchronous_actions,
-            listener=self._emit,
-            base=settings.state_dir,
-            position=lambda: self.checkpoint.next_index,
-        )
-        self.outbox = Outbox(self.store, settings.alerting) if settings.alerting and settings.execute else None
-        """Delivers the alerts' notifications (Alertmanager, receivers); None without ``alerting:`` or
-        when nothing is executed (replay)."""
-        self._notes: list[Notification] = []
-        alerting = settings.alerting
-        self.evidence = (
-            Evidence(settings.state_dir / "evidence", alerting.external_url)
-            if self.outbox is not None and alerting is not None and alerting.evidence
-            else None
-        )
-        """Evidently reports of the windows behind drift alerts (daemon/alerting/evidence.py)."""
+        self._open_models()
+        self._open_actions(settings, synchronous_actions)
         self.fast_decode = True
         """Decode whole batches as columns (daemon/columnar.py); False forces the per-record path."""
         self._stop = threading.Event()
@@ -223,7 +172,75 @@ class Daemon:
         self._busy_models: set[str] = set()
         self._trim_heap = HeapTrimmer()
         self.stats = RunStats()
-        # -- Kafka: partition ownership and state moves (daemon/partitions.py); backpressure --
+        self._attach_kafka(settings, source)
+        self._resume(source)
+
+    def _open_outputs(self, settings: Settings) -> None:
+        """The state folder, the store, the sinks (JSONL files and the Kafka topics the settings name),
+        the registry (staging left by a crash removed) and the checkpoint."""
+        private_folder(settings.state_dir)  # private: raw events and state
+        self.store = Store(settings.store_path)
+        # The JSONL files, plus the Kafka topics that settings.sinks names (daemon/wiring.py).
+        self.dead_letters, self.alerts, self.decisions, updates = build_sinks(
+            settings, JsonlSink(settings.dead_letter_path), JsonlSink(settings.alerts_path)
+        )
+        self.model_updates = ModelUpdates(updates, self._champion) if updates is not None else None
+        self._rewind_sinks()
+        self.registry = open_registry(settings.registry_location)
+        partials = self.registry.clean_staging() if isinstance(self.registry, LocalRegistry) else []
+        for partial in partials:  # a registration killed mid-copy (50-70 MB each)
+            log.warning("removed a partial model copy left by a crash: %s", partial)
+        self.checkpoint = Checkpoint(
+            self.store,
+            self.source.commit,
+            every_records=settings.checkpoint_records,
+            every_seconds=settings.checkpoint_seconds,
+        )
+
+    def _open_models(self) -> None:
+        """A pipeline for every model a policy names, and for every fleet model admitted before a restart."""
+        self.pipelines: dict[str, ModelPipeline] = {}
+        self._waiting: dict[str, tuple[list[EventRows], int]] = {}
+        """Models whose events wait for more (see :meth:`process`): their rows in arrival order, and how many."""
+        self._admissions: dict[str, dict[str, Any]] = {}
+        self._unroutable: set[str] = set()
+        """Names no policy selects (bounded by ``input.max_unknown_models``): not routed again."""
+        for model in self.fleet.eager():
+            self._add_pipeline(model, self.fleet.route(model).policy)  # type: ignore[arg-type]
+        for model, seen in self.store.admitted().items():  # fleet models admitted before a restart
+            route = self.fleet.route(model, seen.get("attributes"))
+            if model not in self.pipelines and route.policy is not None:
+                self._add_pipeline(model, route.policy)
+
+    def _open_actions(self, settings: Settings, synchronous: bool) -> None:
+        """The action runner, the outbox of notifications and the evidence reports."""
+        self.actions = ActionRunner(
+            self.store,
+            self.policies,
+            self._training_data,
+            settings.state_dir / "runs",
+            self.registry,
+            self.alerts,
+            execute=settings.execute,
+            synchronous=synchronous,
+            listener=self._emit,
+            base=settings.state_dir,
+            position=lambda: self.checkpoint.next_index,
+        )
+        self.outbox = Outbox(self.store, settings.alerting) if settings.alerting and settings.execute else None
+        """Delivers the alerts' notifications (Alertmanager, receivers); None without ``alerting:`` or
+        when nothing is executed (replay)."""
+        self._notes: list[Notification] = []
+        alerting = settings.alerting
+        self.evidence = (
+            Evidence(settings.state_dir / "evidence", alerting.external_url)
+            if self.outbox is not None and alerting is not None and alerting.evidence
+            else None
+        )
+        """Evidently reports of the windows behind drift alerts (daemon/alerting/evidence.py)."""
+
+    def _attach_kafka(self, settings: Settings, source: Source) -> None:
+        """Kafka: partition ownership and state moves (daemon/partitions.py); backpressure for every source."""
         self.ownership: Ownership | None = None
         if rebalances(source):  # Kafka; imported here: other sources never load kafka-python
             from driftwarden.daemon.partitions import Ownership
@@ -247,7 +264,9 @@ class Daemon:
                 ),
             ],
         )
-        # -- end Kafka --
+
+    def _resume(self, source: Source) -> None:
+        """Seek the source to the checkpoint, seed the HTTP snapshot, recover unfinished actions."""
         if self.checkpoint.positions:
             log.info(
                 "resuming from checkpoint: positions %s, next event index %d",
