@@ -30,6 +30,23 @@ Stream = Literal["predictions", "labeled"]
 SPECIAL_SERIES = ("prediction", "score", "label", "error", "residual")
 
 
+class Part(dict):  # type: ignore[type-arg]
+    """A piece of a monitor's snapshot that never changes once made (a window's closed chunk, a fixed
+    reference). To every reader it is a plain dict; a store that recognises it may write it once and
+    keep a reference (``blob`` and ``key`` are its serialized form and content key, set by that store).
+
+    >>> p = Part({"sorted": "AAAA"}); p == {"sorted": "AAAA"}, p.key is None
+    (True, True)
+    """
+
+    __slots__ = ("blob", "key")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.blob: bytes | None = None
+        self.key: str | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class Batch:
     """Columns of a micro-batch of events of one model.

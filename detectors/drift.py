@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 from driftwarden.detectors import stats
-from driftwarden.detectors.base import Batch, Monitor, Signal, column
+from driftwarden.detectors.base import Batch, Monitor, Part, Signal, column
 from driftwarden.detectors.windows import Window, Windower, decode
 
 DEFAULT_WINDOW_EVENTS = 2000
@@ -110,6 +110,7 @@ class FeatureDrift(Monitor):
         self._prepared = {
             name: stats.Reference(values, categorical=values.dtype == object) for name, values in columns.items()
         }
+        self._reference_state: Part | None = None
 
     def preload(self) -> None:
         stats.preload()
@@ -199,14 +200,24 @@ class FeatureDrift(Monitor):
         return {
             "windows": self._windows.snapshot(),
             "names": self._names,
-            "reference": None if self._prepared is None else {n: r.state() for n, r in self._prepared.items()},
+            "reference": self._reference_snapshot(),
         }
+
+    def _reference_snapshot(self) -> Part | None:
+        """The prepared reference's state, made once per reference (a checkpoint does not re-encode it)."""
+        if self._prepared is None:
+            return None
+        if getattr(self, "_reference_state", None) is None:
+            self._reference_state = Part({n: r.state() for n, r in self._prepared.items()})
+        return self._reference_state
 
     def restore(self, state: Mapping[str, Any]) -> None:
         self._windows.restore(state["windows"])
         self._names = state["names"]
         if state["reference"] is not None:
             self._prepared = {name: _restore_reference(v) for name, v in state["reference"].items()}
+            reference = state["reference"]
+            self._reference_state = reference if isinstance(reference, Part) else Part(reference)
 
 
 def _restore_reference(state: Mapping[str, Any]) -> stats.Reference:

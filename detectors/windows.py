@@ -1,6 +1,6 @@
 """Tumbling windows over column batches, by event count or by event time.
 
->>> from driftwarden.detectors.base import Batch
+>>> from driftwarden.detectors.base import Batch, Part
 >>> w = Windower(events=3)
 >>> done = w.add(Batch.of(index=range(7), features={"x": [0., 1., 2., 3., 4., 5., 6.]}))
 >>> [(x.start, x.end, x.at, x.columns["x"].tolist()) for x in done]
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from driftwarden.detectors.base import Batch
+from driftwarden.detectors.base import Batch, Part
 
 Columns = dict[str, np.ndarray]
 
@@ -64,7 +64,7 @@ class Windower:
         self._chunks: list[Columns] = []
         self._index: list[np.ndarray] = []
         self._ts: list[np.ndarray] = []
-        self._encoded: list[dict[str, Any] | None] = []
+        self._encoded: list[Part | None] = []
         """Each chunk's snapshot, made once: a checkpoint costs the rows added since the last one."""
         self._pending = 0
         self._window_start_ts: float | None = None
@@ -171,11 +171,11 @@ class Windower:
         encoded = self._encoded
         for i, chunk in enumerate(self._chunks):
             if encoded[i] is None:
-                encoded[i] = {
-                    "index": encode(self._index[i]),
-                    "ts": encode(self._ts[i]),
-                    "columns": {k: encode(v) for k, v in chunk.items()},
-                }
+                encoded[i] = Part(
+                    index=encode(self._index[i]),
+                    ts=encode(self._ts[i]),
+                    columns={k: encode(v) for k, v in chunk.items()},
+                )
         return {_ENCODED: list(encoded), "window_start_ts": self._window_start_ts}
 
     def restore(self, state: Mapping[str, Any]) -> None:
@@ -188,7 +188,7 @@ class Windower:
         for c in chunks:
             self._push(decode(c["index"]), decode(c["ts"]), {k: decode(v) for k, v in c["columns"].items()})
             if _ENCODED in state:
-                self._encoded[-1] = c
+                self._encoded[-1] = c if isinstance(c, Part) else Part(c)
 
 
 def _missing(dtype: np.dtype, n: int) -> np.ndarray:

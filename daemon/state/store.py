@@ -17,6 +17,7 @@ consistent point and an intent is never lost nor written twice.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import sqlite3
@@ -33,6 +34,7 @@ from driftwarden.daemon.io.events import EVENT_FIELDS
 from driftwarden.daemon.io.private import FILE_MODE, FOLDER_MODE
 from driftwarden.daemon.state.faults import storage_fault
 from driftwarden.deploy.states import TERMINAL_STATES, ActionState
+from driftwarden.detectors.base import Part
 
 if TYPE_CHECKING:
     from driftwarden.daemon.state.label_join import PendingDelta
@@ -51,6 +53,9 @@ CREATE TABLE IF NOT EXISTS actions (
     at INTEGER NOT NULL, ts REAL NOT NULL, state TEXT NOT NULL, version TEXT, attempts INTEGER NOT NULL DEFAULT 0,
     created REAL NOT NULL, updated REAL NOT NULL, info BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS parts (
+    model TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL, PRIMARY KEY (model, key)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS pending_log (
     model TEXT NOT NULL, seq INTEGER NOT NULL, added BLOB NOT NULL, removed BLOB NOT NULL, PRIMARY KEY (model, seq)
 );
@@ -156,11 +161,15 @@ def action_finished(state: str, info: Mapping[str, Any]) -> bool:
     return state in TERMINAL_STATES
 
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """``PRAGMA user_version`` of the tables above; a store from an older version is migrated at open, a newer one
 is refused (its format is unknown here)."""
-MIGRATIONS: dict[int, str] = {0: ""}
-"""SQL that takes a store from version N to N + 1 (0 → 1: the unversioned store of 0.1.0 has the same tables)."""
+MIGRATIONS: dict[int, str] = {0: "", 1: ""}
+"""SQL that takes a store from version N to N + 1 (0 → 1: the unversioned store of 0.1.0 has the same tables;
+1 → 2: the ``parts`` table, which :data:`SCHEMA` creates)."""
+
+PART_REF = "$part"
+"""Key of a reference, in a stored pipeline state, to one of its model's rows in the ``parts`` table."""
 
 
 class StateCorrupt(RuntimeError):
@@ -191,6 +200,8 @@ class Store:
     def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
         self.path = str(path)
         self._lock = threading.RLock()
+        self._parts: dict[str, set[str]] = {}
+        """model → the keys of its rows in ``parts`` (read at its first checkpoint by this object)."""
         if readonly:
             self._db = sqlite3.connect(
                 Path(self.path).absolute().as_uri() + "?mode=ro", uri=True, check_same_thread=False
@@ -291,11 +302,9 @@ class Store:
                 )
             if watermark is not None:
                 db.execute("INSERT OR REPLACE INTO checkpoint VALUES ('watermark', ?)", (orjson.dumps(watermark),))
+            stored: dict[str, set[str]] = {}
             for model, state in pipelines.items() if isinstance(pipelines, Mapping) else pipelines:
-                db.execute(
-                    "INSERT OR REPLACE INTO checkpoint VALUES (?, ?)",
-                    (f"pipeline:{model}", orjson.dumps(state, option=orjson.OPT_SERIALIZE_NUMPY)),
-                )
+                stored[model] = self._write_state(db, model, state)
             for model, delta in (pending or {}).items():
                 if delta.replace:
                     db.execute("DELETE FROM pending_log WHERE model = ?", (model,))
@@ -353,7 +362,40 @@ class Store:
                         orjson.dumps(dict(row.payload), option=orjson.OPT_SERIALIZE_NUMPY),
                     ),
                 )
+        self._parts.update(stored)  # committed
         return new
+
+    def _write_state(self, db: sqlite3.Connection, model: str, state: Any) -> set[str]:
+        """Write one pipeline state: each :class:`~driftwarden.detectors.base.Part` in it once, as its
+        own row of ``parts`` (the state refers to it by content key), the rest as the state's row.
+        Parts no longer referred to are deleted. Returns the model's part keys now stored."""
+        refs: dict[str, bytes] = {}
+
+        def part(obj: Any) -> Any:
+            if isinstance(obj, Part):
+                if obj.key is None:
+                    obj.blob = orjson.dumps(dict(obj), option=orjson.OPT_SERIALIZE_NUMPY)
+                    obj.key = hashlib.blake2b(obj.blob, digest_size=12).hexdigest()
+                refs[obj.key] = obj.blob  # type: ignore[assignment]
+                return {PART_REF: obj.key}
+            kinds: tuple[type[Any], ...] = (dict, str, int, float, list)
+            for kind in kinds:  # other subclasses of builtins: as their base
+                if isinstance(obj, kind):
+                    return kind(obj)
+            raise TypeError(f"cannot store a {type(obj).__name__} in a pipeline state")
+
+        value = orjson.dumps(state, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_PASSTHROUGH_SUBCLASS, default=part)
+        db.execute("INSERT OR REPLACE INTO checkpoint VALUES (?, ?)", (f"pipeline:{model}", value))
+        known = self._parts.get(model)
+        if known is None:
+            known = {k for (k,) in db.execute("SELECT key FROM parts WHERE model = ?", (model,))}
+        added = [(model, k, v) for k, v in refs.items() if k not in known]
+        if added:
+            db.executemany("INSERT OR REPLACE INTO parts VALUES (?, ?, ?)", added)
+        gone = [(model, k) for k in known if k not in refs]
+        if gone:
+            db.executemany("DELETE FROM parts WHERE model = ? AND key = ?", gone)
+        return set(refs)
 
     # -- the outbox ----------------------------------------------------------------------------
 
@@ -432,6 +474,9 @@ class Store:
         """Remove one checkpoint entry (``state repair``: that model's monitors then start afresh)."""
         with self._tx() as db:
             db.execute("DELETE FROM checkpoint WHERE key = ?", (key,))
+            if key.startswith("pipeline:"):
+                db.execute("DELETE FROM parts WHERE model = ?", (key.removeprefix("pipeline:"),))
+        self._parts.pop(key.removeprefix("pipeline:"), None)
 
     def positions(self) -> dict[str, int]:
         with self._lock:
@@ -508,8 +553,18 @@ class Store:
         return {k[len(ADMITTED) :]: orjson.loads(v) for k, v in rows}
 
     def pipeline_state(self, model: str) -> dict[str, Any] | None:
+        """The model's last checkpointed state, its parts in place (as :class:`Part` again, so
+        that the next checkpoint does not write them anew)."""
         with self._lock:
-            return self._get(self._db, f"pipeline:{model}")  # type: ignore[no-any-return]
+            state = self._get(self._db, f"pipeline:{model}")
+            if state is None:
+                return None
+            rows = self._db.execute("SELECT key, value FROM parts WHERE model = ?", (model,)).fetchall()
+        parts: dict[str, Part] = {}
+        for key, blob in rows:
+            p = parts[key] = Part(orjson.loads(blob))
+            p.key, p.blob = key, blob
+        return _resolve(state, parts, f"{self.path}: the state of {model}")  # type: ignore[no-any-return]
 
     # -- actions -------------------------------------------------------------------------------
 
@@ -623,6 +678,20 @@ def private_file(path: Path) -> None:
     -wal and -shm files the database's mode."""
     path.parent.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
     os.close(os.open(path, os.O_CREAT | os.O_WRONLY, FILE_MODE))
+
+
+def _resolve(value: Any, parts: Mapping[str, Part], where: str) -> Any:
+    """``value`` with every ``{"$part": key}`` replaced by that part."""
+    if isinstance(value, dict):
+        if len(value) == 1 and PART_REF in value:
+            try:
+                return parts[value[PART_REF]]
+            except KeyError:
+                raise StateCorrupt(where, f"part {value[PART_REF]} is missing") from None
+        return {k: _resolve(v, parts, where) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve(v, parts, where) for v in value]
+    return value
 
 
 def _state(value: str) -> ActionState | str:
