@@ -95,7 +95,9 @@ def test_installed_non_editable_it_runs_outside_the_checkout(wheel: Path, tmp_pa
     ok = subprocess.run([str(exe), "validate", "policy.yaml"], cwd=empty, env=env, capture_output=True, text=True)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     demo = subprocess.run(
-        [str(exe), "demo", "--in-process", "--json", "--out", str(tmp_path / "out")],
+        # A short stream (the lifecycle's own tests run the full one): it still drifts, retrains and deploys.
+        [str(exe), "demo", "--in-process", "--json", "--predictions", "4000", "--drift-at", "2000"]
+        + ["--out", str(tmp_path / "out")],
         cwd=empty,
         env=env,
         capture_output=True,
@@ -103,4 +105,4 @@ def test_installed_non_editable_it_runs_outside_the_checkout(wheel: Path, tmp_pa
         timeout=300,
     )
     assert demo.returncode == 0, demo.stdout[-2000:] + demo.stderr[-2000:]
-    assert '"type":"summary"' in demo.stdout
+    assert '"type":"summary"' in demo.stdout and '"deployed_version":"v0002"' in demo.stdout
