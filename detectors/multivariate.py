@@ -71,8 +71,7 @@ def _plain(state: Mapping[str, Any], key: str) -> Any:
     value = state[key]
     if isinstance(value, str):
         raise ValueError(
-            f"the saved {key!r} is a pickled object of an older driftwarden; it is not loaded "
-            "(pickles run code): delete the state folder to start this monitor afresh"
+            f"the saved {key!r} is a pickled object of an older driftwarden; it is not loaded (a pickle can run code)"
         )
     return value
 

@@ -180,3 +180,101 @@ def hst_from_state(state: Mapping[str, Any], n_trees: int, height: int, window_s
     hst.counter = int(state["counter"])
     hst._first_window = bool(state["first_window"])
     return hst
+
+
+# -- River's streaming detectors: their objects as tagged plain data, from an allow-list ----------
+
+RIVER_CLASSES = frozenset(
+    {
+        "river.drift.adwin:ADWIN",
+        "river.drift.binary.ddm:DDM",
+        "river.drift.binary.eddm:EDDM",
+        "river.drift.binary.hddm_a:HDDMA",
+        "river.drift.binary.hddm_w:HDDMW",
+        "river.drift.binary.hddm_w:SampleInfo",
+        "river.stats.mean:Mean",
+        "river.stats.var:Var",
+        "river.stats.ewmean:EWMean",
+    }
+)
+"""Python classes of River whose attributes a detector state may hold; no other class is built."""
+
+RUST_CLASSES = frozenset({"river._river_rust.drift:AdaptiveWindowing", "river._river_rust.stats:RsEWMean"})
+"""River's Rust objects (ADWIN's window, HDDM_W's weighted mean): saved as their constructor
+arguments and the bytes of River's own serialization of their fixed fields, read back by River's
+Rust deserializer only (a value that does not fit is an error, never code)."""
+
+
+def _name(cls: type) -> str:
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def _class(name: str, allowed: frozenset[str]) -> type:
+    if name not in allowed:
+        raise ValueError(f"class {name!r} is not allowed in a monitor state")
+    module, qualname = name.split(":")
+    from driftwarden.detectors.lazy import import_leaf
+
+    return getattr(import_leaf(module), qualname)  # type: ignore[no-any-return]
+
+
+def river_to_plain(obj: Any) -> Any:
+    """A River detector (and what it holds) as JSON data: numbers, strings, lists, maps; objects as
+    ``{"class": ..., "attrs": {...}}`` (``{"rust": ..., "args": [...], "bytes": [...]}``) of allowed
+    classes only; floats that are not finite as ``{"float": "inf"}``.
+
+    >>> from driftwarden.detectors.lazy import import_leaf
+    >>> d = import_leaf("river.drift.binary.ddm").DDM()
+    >>> for x in [0, 1, 0, 0, 1] * 20:
+    ...     _ = d.update(x)
+    >>> e = plain_to_river(river_to_plain(d))
+    >>> (type(e) is type(d), e._p.get() == d._p.get(), e._ps_min == d._ps_min)
+    (True, True, True)
+    """
+    if obj is None or isinstance(obj, bool | int | str):
+        return obj
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else {"float": str(obj)}
+    if isinstance(obj, list):
+        return [river_to_plain(v) for v in obj]
+    if isinstance(obj, tuple):
+        return {"tuple": [river_to_plain(v) for v in obj]}
+    if isinstance(obj, dict) and all(isinstance(k, str) for k in obj):
+        return {"map": {k: river_to_plain(v) for k, v in obj.items()}}
+    name = _name(type(obj))
+    if name in RUST_CLASSES:
+        _, args, state, *_ = obj.__reduce_ex__(4)
+        return {"rust": name, "args": [river_to_plain(a) for a in args[1:]], "bytes": list(state)}
+    if name in RIVER_CLASSES:
+        return {"class": name, "attrs": {k: river_to_plain(v) for k, v in vars(obj).items()}}
+    raise TypeError(f"{name} is not an allowed River class for a monitor state")
+
+
+def plain_to_river(data: Any) -> Any:
+    """The object :func:`river_to_plain` described; ValueError for anything it would not write."""
+    if data is None or isinstance(data, bool | int | float | str):
+        return data
+    if isinstance(data, list):
+        return [plain_to_river(v) for v in data]
+    if not isinstance(data, dict) or len(data) not in (1, 2, 3):
+        raise ValueError(f"not a River detector state: {str(data)[:60]!r}")
+    if set(data) == {"float"}:
+        return unnumber(data["float"])
+    if set(data) == {"tuple"}:
+        return tuple(plain_to_river(v) for v in data["tuple"])
+    if set(data) == {"map"}:
+        return {str(k): plain_to_river(v) for k, v in data["map"].items()}
+    if set(data) == {"rust", "args", "bytes"}:
+        cls = _class(str(data["rust"]), RUST_CLASSES)
+        args = [plain_to_river(a) for a in data["args"]]
+        if not all(isinstance(a, int | float) for a in args):
+            raise ValueError("the arguments of a River Rust object must be numbers")
+        obj = cls.__new__(cls, *args)
+        obj.__setstate__(bytes(int(b) for b in data["bytes"]))
+        return obj
+    if set(data) == {"class", "attrs"}:
+        cls = _class(str(data["class"]), RIVER_CLASSES)
+        obj = object.__new__(cls)  # River's Python classes: plain objects, attributes below
+        obj.__dict__.update({str(k): plain_to_river(v) for k, v in data["attrs"].items()})
+        return obj
+    raise ValueError(f"not a River detector state: {str(data)[:60]!r}")

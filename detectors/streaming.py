@@ -31,15 +31,14 @@ window test (River's tests one random subsample per update in a scipy call).
 
 from __future__ import annotations
 
-import base64
 import math
-import pickle
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
 from driftwarden.detectors.base import Batch, Monitor, Signal, Stream
 from driftwarden.detectors.lazy import import_leaf
+from driftwarden.detectors.river_state import plain_to_river, river_to_plain
 from driftwarden.detectors.warmup import Warmup
 
 LABELED_SERIES = frozenset({"error", "residual", "label"})
@@ -121,10 +120,6 @@ class Streaming(Monitor):
         )
 
 
-def _pickled(obj: Any) -> str:
-    return base64.b64encode(pickle.dumps(obj)).decode()
-
-
 class RiverDetector(Streaming):
     """River detectors behind the monitor interface. Subclasses name the River class, its
     arguments and :meth:`_feed` (one value in, the direction of a change or None out)."""
@@ -170,10 +165,10 @@ class RiverDetector(Streaming):
         return out
 
     def snapshot(self) -> dict[str, Any]:
-        # River detectors hold nested buckets; pickled bytes inside JSON keep them exact.
+        # River's objects as plain data from an allow-list (detectors/river_state.py), never pickled.
         if self._detectors is None:
             return {"river": None, "seen": self._seen}
-        return {"river": [_pickled(d) for d in self._detectors], "seen": self._seen}
+        return {"river": [river_to_plain(d) for d in self._detectors], "seen": self._seen}
 
     def restore(self, state: Mapping[str, Any]) -> None:
         saved = state["river"]
@@ -182,7 +177,12 @@ class RiverDetector(Streaming):
         else:
             self._river_type()  # imported as a leaf first, so unpickling does not import river.drift
             items = [saved] if isinstance(saved, str) else list(saved)  # one detector: a pre-direction state
-            self._detectors = [pickle.loads(base64.b64decode(s)) for s in items]
+            if any(isinstance(s, str) for s in items):
+                raise ValueError(
+                    f"the saved state of {self.kind} is a pickled object of an older driftwarden; it is not "
+                    "loaded (a pickle can run code)"
+                )
+            self._detectors = [plain_to_river(s) for s in items]
             missing = len(self._make()) - len(self._detectors)
             self._detectors += self._make()[len(self._detectors) :] if missing > 0 else []
         self._seen = int(state["seen"])

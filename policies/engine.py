@@ -413,8 +413,14 @@ class PolicyEngine:
             for n in state["monitors"]
             if n in self.monitors and (defs is None or defs.get(n) == self.policy.monitor_definition(n))
         ]
-        for name in kept:
-            self.monitors[name].restore(state["monitors"][name])
+        for name in list(kept):
+            try:
+                self.monitors[name].restore(state["monitors"][name])
+            except ValueError as e:  # a state this version will not load (a pickle of an older one)
+                log.warning("monitor %s of model %s starts afresh: %s", name, self.policy.model, e)
+                self.monitors[name] = self.monitors[name].clone()
+                kept.remove(name)
+                continue
             if name in state["latest"]:
                 self.latest[name] = state["latest"][name]
             self.drift_times[name].clear()

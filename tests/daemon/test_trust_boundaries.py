@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+import base64
+import pickle
 import sqlite3
 import stat
 from pathlib import Path
@@ -29,6 +31,7 @@ POLICY = (
     "  joint: {kind: domain_classifier, features: [a, b, c], window: {events: 300}, calibration_rounds: 3}\n"
     "  odd: {kind: anomaly_rate, features: [a, b], window: {events: 300}, n_trees: 4, height: 5, tree_window: 60}\n"
     "  each: {kind: feature_drift, features: [a, c], window: {events: 300}, method: ks}\n"
+    "  edge: {kind: adwin, series: a}\n"
     "rules:\n"
     "  - {name: joint-drift, when: joint.drift, do: alert}\n"
 )
@@ -59,7 +62,7 @@ def _daemon(tmp_path: Path, records: list[bytes], out: list[dict[str, Any]]) -> 
 
 
 def _signals(out: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [o for o in out if o.get("type") == "signal" and o.get("monitor") in ("joint", "odd", "each")]
+    return [o for o in out if o.get("type") == "signal" and o.get("monitor") in ("joint", "odd", "each", "edge")]
 
 
 def _run(tmp_path: Path, records: list[bytes]) -> list[dict[str, Any]]:
@@ -93,7 +96,7 @@ def _store_values(db: Path) -> list[tuple[str, Any]]:
 def test_the_store_holds_no_pickle_and_a_restart_gives_the_uninterrupted_signals(tmp_path: Path) -> None:
     records = _events(3000)
     whole = _signals(_run(tmp_path / "whole", records))
-    assert {s["monitor"] for s in whole} == {"joint", "odd", "each"}
+    assert {s["monitor"] for s in whole} == {"joint", "odd", "each", "edge"}
     assert any(s["drift"] for s in whole if s["monitor"] == "joint")
 
     split = tmp_path / "split"
@@ -176,3 +179,36 @@ def test_the_watermark_survives_a_restart(tmp_path: Path) -> None:
     assert stats.dead_letters == 1
     dead = [orjson.loads(line) for line in settings.dead_letter_path.read_bytes().splitlines()]
     assert [d["code"] for d in dead] == ["ts_ahead"]
+
+
+class _Payload:
+    """Unpickling this writes a file: what a hostile state would do."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Path.write_text, (self.path, "pwned"))
+
+
+def test_a_pickle_in_the_store_is_never_loaded_and_its_monitor_starts_afresh(tmp_path: Path, caplog: Any) -> None:
+    """A state.db written by an older version (or edited by someone): the pickled monitor states
+    are not unpickled; those monitors start afresh with a warning and the daemon runs on."""
+    records = _events(900)
+    _run(tmp_path, records[:600])
+    db = tmp_path / "s" / "state.db"
+    marker = tmp_path / "ran"
+    con = sqlite3.connect(db)
+    state = orjson.loads(con.execute("SELECT value FROM checkpoint WHERE key = 'pipeline:m'").fetchone()[0])
+    hostile = base64.b64encode(pickle.dumps(_Payload(marker))).decode()
+    monitors = state["engine"]["monitors"]
+    monitors["joint"]["model"], monitors["odd"]["trees"], monitors["edge"]["river"] = hostile, hostile, [hostile]
+    con.execute("UPDATE checkpoint SET value = ? WHERE key = 'pipeline:m'", (orjson.dumps(state),))
+    con.commit()
+    con.close()
+    with caplog.at_level("WARNING", logger="driftwarden.policies"):
+        out = _run(tmp_path, records)
+    assert not marker.exists()
+    afresh = {r.getMessage().split()[1] for r in caplog.records if "starts afresh" in r.getMessage()}
+    assert afresh == {"joint", "odd", "edge"}
+    assert any(s["monitor"] == "each" for s in _signals(out))  # the others resumed and the daemon ran on

@@ -198,10 +198,6 @@ def test_repr(kind: str) -> None:
     assert text.startswith(type(fresh(kind)).__name__ + "(")
 
 
-STILL_PICKLED = {"adwin", "concept_drift", "ddm", "eddm", "hddm_a", "hddm_w"}
-"""River's streaming detectors (ADWIN's state lives in a Rust object) are still pickled: issue 14
-item 13 covers the multivariate kinds; these are left to the streaming kinds' owner."""
-
 BASE64_LIKE = re.compile(r"^(?![0-9a-f]+$)[A-Za-z0-9+/]{16,}={0,2}$")
 """Base64 of 12 bytes or more (a hex digest is not)."""
 
@@ -224,7 +220,4 @@ def test_snapshot_is_plain_data(kind: str) -> None:
     m = fresh(kind)
     run(m, chunks(data_for(m)))
     problems = plain_values(orjson.loads(orjson.dumps(m.snapshot())))
-    if kind in STILL_PICKLED:
-        assert problems, f"{kind}'s state is plain data now: take it out of STILL_PICKLED"
-        pytest.xfail("River streaming detectors are still pickled (see STILL_PICKLED)")
     assert problems == []

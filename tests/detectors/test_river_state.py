@@ -84,3 +84,20 @@ def test_a_pickled_state_of_an_older_version_is_refused_not_unpickled(kind: str,
     with pytest.raises(ValueError, match="pickled object of an older driftwarden"):
         type(m)(**m.params()).restore(state)
     assert not marker.exists()
+
+
+def test_a_pickled_streaming_detector_state_is_refused_not_unpickled(tmp_path: Path) -> None:
+    from driftwarden.detectors.streaming import Adwin
+
+    m = Adwin(series="x")
+    m.update(Batch.of(index=range(200), features={"x": np.arange(200.0) % 5}))
+    state = orjson.loads(orjson.dumps(m.snapshot()))
+    assert state["river"][0]["class"] == "river.drift.adwin:ADWIN"  # plain data, River's own class named
+    marker = tmp_path / "ran"
+    state["river"] = [base64.b64encode(pickle.dumps(_Payload(marker))).decode()]
+    with pytest.raises(ValueError, match="pickled object of an older driftwarden"):
+        Adwin(series="x").restore(state)
+    state["river"] = [{"class": "builtins:eval", "attrs": {}}]  # only River's detector classes are built
+    with pytest.raises(ValueError, match="not allowed"):
+        Adwin(series="x").restore(state)
+    assert not marker.exists()
