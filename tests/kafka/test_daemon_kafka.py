@@ -18,6 +18,7 @@ from driftwarden.daemon.io.kafka.admin import read_messages
 from driftwarden.daemon.state.store import Store
 
 from tests.conftest import ROOT
+from tests.detectors.test_conformance import plain_values
 from tests.kafka.streams import (
     WAIT_S,
     Runner,
@@ -238,6 +239,12 @@ def test_failure_at_the_commit_step_commits_nothing_and_the_restart_skips_what_w
         assert sorted(a.key for a in store.actions()) == sorted(d["key"] for d in expected)
     finally:
         store.close()
+    # issue 14 item 13: what the changelog carries is plain data (adwin's River state included), no pickle
+    messages = [m.value for m in read_messages(kafka_bootstrap, changelog) if m.value is not None]
+    assert messages and not any(b"gASV" in v or b"\x80\x04\x95" in v for v in messages)
+    snapshots = [orjson.loads(v) for v in messages]
+    assert all(s["models"]["m0"]["engine"]["monitors"]["errors"]["river"] for s in snapshots[-1:])
+    assert plain_values(snapshots) == []
 
 
 def test_two_daemons_share_a_group_and_one_stops_mid_stream(
