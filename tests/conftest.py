@@ -28,6 +28,18 @@ def run_cli(*args: str, cwd: Path = ROOT, check: bool = True, timeout: float = 2
     return proc
 
 
+HEAVY_FIXTURES = ("kafka_bootstrap", "demo_run")
+"""Session fixtures that start a Kafka broker or run the whole demo: made once per worker that needs them."""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (``make test`` runs two workers with ``--dist loadgroup``) every test that uses a
+    heavy session fixture runs on one worker, so the broker starts and the demo runs once, not once per worker."""
+    for item in items:
+        if any(name in getattr(item, "fixturenames", ()) for name in HEAVY_FIXTURES):
+            item.add_marker(pytest.mark.xdist_group("heavy"))
+
+
 def json_lines(text: str) -> list[dict]:
     return [orjson.loads(line) for line in text.splitlines() if line.strip().startswith("{")]
 
