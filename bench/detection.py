@@ -192,6 +192,7 @@ DETECTORS = (
     Detector("eddm", "driftwarden", ours("eddm"), ("error",)),
     Detector("hddm_a", "driftwarden", ours("hddm_a"), ("error",)),
     Detector("hddm_w", "driftwarden", ours("hddm_w"), ("error",)),
+    Detector("concept_drift", "driftwarden", ours("concept_drift", direction="up"), ("error",)),
     Detector("feature_drift/500", "driftwarden", windowed, ("feature",)),
     Detector("ADWIN", "river", raw(rdrift.ADWIN), BOTH),
     Detector("PageHinkley", "river", raw(rdrift.PageHinkley), BOTH),

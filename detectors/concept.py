@@ -191,7 +191,7 @@ class ConceptDrift(Streaming):
                     at=first.at,
                     ts=first.ts,
                     drift=self.watching in ("both", direction),
-                    value=first.value,
+                    value=next((f[3].value for f in group if f[3].value is not None), None),
                     details={
                         "series": self.series,
                         "seen": seen,

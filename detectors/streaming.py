@@ -12,7 +12,8 @@ says which way the series moved (one exception: ADWIN at ``direction: both`` is 
 two-sided ADWIN, signals included, and does not say).
 
 ADWIN, DDM, EDDM and the HDDMs are River's detectors (alarm lists identical to River's at the
-same parameters); Page-Hinkley is River's recursion on the series standardised by its warm-up
+same parameters; DDM's warm start, EDDM's levels and HDDM_W's confidence default to calibrated
+values, not River's: see their constants); Page-Hinkley is River's recursion on the series standardised by its warm-up
 sd (``standardize: false`` is River's exactly); KSWIN is our vectorised Kolmogorov-Smirnov
 window test (River's tests one random subsample per update in a scipy call).
 
@@ -260,6 +261,34 @@ class _ErrorRate(RiverDetector):
         return None, False
 
 
+DDM_WARM_START = 2000
+"""Values before DDM may alarm (River: 30). DDM compares the error rate since its start with the
+lowest seen, and over the first few hundred values that minimum is itself noise: River's 30 gave
+7 false alarms per 100k at 5 % errors, 2,000 gives 0.3 (at 30 %: 1.3 -> 0.7; bench/calibration.py)."""
+
+EDDM_WARM_START = 300
+"""Errors (not values) before EDDM may alarm (River: 30): its early estimates of the distance
+between errors are the noisiest (at 100, 7 false alarms in 600k events at 5 %; at 300, 0.3 per 100k)."""
+
+EDDM_ALPHA = 0.75
+"""EDDM's warning level (River: 0.95), which must not be below ``beta``."""
+
+EDDM_BETA = 0.65
+"""EDDM's drift level (River: 0.9): the ratio of the distance between errors (mean + 2 sd) to its
+maximum. The distances of a stationary 0/1 stream are geometric, so their running maximum keeps
+drifting away from the mean: River's 0.9 gave 55 false alarms per 100k at 5 % and 200 at 30 %;
+0.65 gives under 1, and no setting we tried is both quiet and quick (bench/calibration.py)."""
+
+HDDM_W_DRIFT_CONFIDENCE = 1e-5
+"""HDDM_W's drift confidence (River: 0.001). With River's weight (0.05: the last ~40 values) the
+weighted mean is noisy: 22 false alarms per 100k at 30 % errors. With HDDM_W_LAMBDA and 1e-5:
+0.3, and a doubled 30 % rate is found after a median ~80 values (bench/calibration.py)."""
+
+HDDM_W_LAMBDA = 0.005
+"""Weight of the newest value in HDDM_W's mean (River: 0.05): ~400 values, enough to see a
+rise of a low rate (10 % -> 30 % found after 213 values, River's defaults 344)."""
+
+
 class Ddm(_ErrorRate):
     """DDM: drift detection on a 0/1 error stream. Memory: O(1).
 
@@ -275,7 +304,7 @@ class Ddm(_ErrorRate):
     def __init__(
         self,
         series: str = "error",
-        warm_start: int = 30,
+        warm_start: int = DDM_WARM_START,
         warning_threshold: float = 2.0,
         drift_threshold: float = 3.0,
         direction: str | None = None,
@@ -290,8 +319,8 @@ class Ddm(_ErrorRate):
 class Eddm(_ErrorRate):
     """EDDM: early drift detection from the distance between errors. Memory: O(1).
 
-    >>> Eddm().alpha
-    0.95
+    >>> Eddm().alpha, Eddm().beta
+    (0.75, 0.65)
     """
 
     kind = "eddm"
@@ -302,9 +331,9 @@ class Eddm(_ErrorRate):
     def __init__(
         self,
         series: str = "error",
-        warm_start: int = 30,
-        alpha: float = 0.95,
-        beta: float = 0.9,
+        warm_start: int = EDDM_WARM_START,
+        alpha: float = EDDM_ALPHA,
+        beta: float = EDDM_BETA,
         direction: str | None = None,
     ) -> None:
         if not 0 < beta <= alpha < 1:
@@ -344,7 +373,7 @@ class HddmW(_ErrorRate):
     """HDDM_W: Hoeffding-bound drift detection on weighted (EWMA) averages. Memory: O(1).
 
     >>> HddmW().lambda_val
-    0.05
+    0.005
     """
 
     kind = "hddm_w"
@@ -355,9 +384,9 @@ class HddmW(_ErrorRate):
     def __init__(
         self,
         series: str = "error",
-        drift_confidence: float = 0.001,
+        drift_confidence: float = HDDM_W_DRIFT_CONFIDENCE,
         warning_confidence: float = 0.005,
-        lambda_val: float = 0.05,
+        lambda_val: float = HDDM_W_LAMBDA,
         direction: str | None = None,
     ) -> None:
         self.series, self.drift_confidence, self.warning_confidence = series, drift_confidence, warning_confidence

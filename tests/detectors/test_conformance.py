@@ -24,10 +24,10 @@ PARAMS: dict[str, dict[str, Any]] = {
     "page_hinkley": {"series": "x", "warmup": 100},
     "kswin": {"series": "x"},
     "concept_drift": {},
-    "ddm": {},
-    "eddm": {},
+    "ddm": {"warm_start": 30},  # the default (2,000) is longer than this stream
+    "eddm": {"warm_start": 30},  # the default (300 errors) is longer than this stream
     "hddm_a": {},
-    "hddm_w": {},
+    "hddm_w": {"lambda_val": 0.05},  # River's weight: this stream's change is short
     "cusum": {"series": "x", "warmup": 100},
     "ewma": {"series": "x", "warmup": 100},
     "feature_drift": {"window_events": WINDOW},

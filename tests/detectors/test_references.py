@@ -52,6 +52,13 @@ def raw_alarms(detector: object, data: np.ndarray) -> list[int]:
 RIVER_PH = {"standardize": False, "threshold": 50.0, "delta": 0.005, "alpha": 0.9999, "direction": "both"}
 """River's PageHinkley defaults, pinned: our defaults are standardised and calibrated (issue 18)."""
 
+RIVER_DEFAULTS: dict[str, dict[str, object]] = {
+    "ddm": {"warm_start": 30},
+    "eddm": {"warm_start": 30, "alpha": 0.95, "beta": 0.9},
+    "hddm_w": {"drift_confidence": 0.001, "lambda_val": 0.05},
+}
+"""River's defaults where ours are calibrated (issue 18; docs/monitors.md has before and after)."""
+
 RIVER = [
     ("adwin", drift.ADWIN, X),
     ("ddm", binary.DDM, E),
@@ -65,8 +72,19 @@ RIVER = [
 def test_wrappers_alarm_where_river_does(kind: str, cls: type, data: np.ndarray) -> None:
     expected = raw_alarms(cls(), data)
     assert expected
-    assert alarms(kind, data) == expected
-    assert alarms(kind, data, chunk=333) == expected
+    pinned = RIVER_DEFAULTS.get(kind, {})
+    assert alarms(kind, data, **pinned) == expected
+    assert alarms(kind, data, chunk=333, **pinned) == expected
+
+
+@pytest.mark.parametrize("kind", sorted(RIVER_DEFAULTS))
+def test_calibrated_defaults_are_rivers_detector_at_other_parameters(kind: str) -> None:
+    cls = {"ddm": binary.DDM, "eddm": binary.EDDM, "hddm_w": binary.HDDMW}[kind]
+    ours = build(kind, {})
+    params = {k: getattr(ours, k) for k in RIVER_DEFAULTS[kind]}
+    assert params != RIVER_DEFAULTS[kind]
+    data = np.r_[E, E[::-1]]
+    assert alarms(kind, data) == raw_alarms(cls(**params), data)
 
 
 def test_page_hinkley_unstandardised_is_rivers() -> None:
@@ -105,11 +123,11 @@ def test_kswin_refuses_a_binary_series() -> None:
 GOLDEN = {
     ("adwin", "x"): [2079, 3039],
     ("page_hinkley", "x"): [2117, 3061],  # River's defaults: [2060, 3012] (test_page_hinkley_unstandardised_is_rivers)
-    ("ddm", "e"): [86, 2093],
+    ("ddm", "e"): [2115],  # River's defaults: [86, 2093] (warm start 30; issue 18)
     ("hddm_a", "e"): [2097],
-    ("hddm_w", "e"): [2344],
+    ("hddm_w", "e"): [2213],  # River's defaults: [2344]
     ("adwin", "e"): [2079],
-    ("eddm", "e"): [281, 640, 946, 1336, 1584, 1852, 2038, 2185, 2292, 2399],
+    ("eddm", "e"): [2454],  # River's defaults: [281, 640, 946, 1336, 1584, 1852, 2038, 2185, 2292, 2399]
     ("cusum", "x"): [
         2055,
         2073,
