@@ -51,6 +51,15 @@ CoreLoader.yaml_implicit_resolvers = {
 }
 
 
+class FastCoreLoader(getattr(yaml, "CSafeLoader", CoreLoader)):  # type: ignore[misc]
+    """:class:`CoreLoader` on libyaml's parser (when PyYAML has it): a policy parses in ~1/4 of the
+    time. Only good documents take it: any YAML error is read again by :class:`CoreLoader`, whose
+    messages and positions are the ones reported."""
+
+
+FastCoreLoader.yaml_implicit_resolvers = CoreLoader.yaml_implicit_resolvers
+
+
 def _fits(tag: str, value: str) -> bool:
     """Whether a scalar with explicit core ``tag`` reads as that type."""
     if tag in ("tag:yaml.org,2002:str", "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"):
@@ -76,10 +85,10 @@ def check_text(text: str) -> list[Problem]:
     return [(line, col, f"control character U+{ord(m.group()):04X} is not allowed in YAML")]
 
 
-def _events(text: str) -> list[Problem]:
+def _events(text: str, loader: type[yaml.SafeLoader] = CoreLoader) -> list[Problem]:
     """Depth, tags and tagged values, from the parser's events (no tree is built yet)."""
     depth = 0
-    for event in yaml.parse(text, Loader=CoreLoader):
+    for event in yaml.parse(text, Loader=loader):
         if isinstance(event, yaml.CollectionStartEvent):
             depth += 1
             if depth > MAX_DEPTH:
@@ -170,10 +179,14 @@ def load(text: str) -> tuple[yaml.Node | None, Any, list[Problem]]:
     if problems:
         return None, None, problems
     try:
-        problems = _events(text)
+        try:
+            problems = _events(text, FastCoreLoader)
+            node = None if problems else yaml.compose(text, Loader=FastCoreLoader)
+        except yaml.YAMLError:  # the pure-Python parser says what is wrong, and where
+            problems = _events(text)
+            node = None if problems else yaml.compose(text, Loader=CoreLoader)
         if problems:
             return None, None, problems
-        node = yaml.compose(text, Loader=CoreLoader)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         return None, None, [(*_at(mark), f"YAML: {e.problem or e.context}")]
