@@ -42,6 +42,10 @@ def _logging(level: str, json_mode: bool) -> None:
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
     for noisy in ("apscheduler", "kafka"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+    if logging.getLogger().level > logging.DEBUG:
+        # kafka-python logs every failed connection as an error with its traceback, dozens a second
+        # while a broker is gone; driftwarden.kafka says what matters (outage, wait, recovery) itself.
+        logging.getLogger("kafka").setLevel(logging.CRITICAL)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -36,7 +36,7 @@ def ready(snap: Snapshot | None) -> tuple[bool, str]:
     if snap.stopped:
         return False, "the loop stopped"
     if not snap.source_reachable:
-        return False, "the source is unreachable"
+        return False, "the source is unreachable" + (f": {snap.source_problem}" if snap.source_problem else "")
     if snap.paused is not None:
         return False, f"ingestion paused: {snap.paused}"
     return True, "ready"

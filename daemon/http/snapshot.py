@@ -157,6 +157,8 @@ class Snapshot:
     models: Mapping[str, ModelView]
     decisions: tuple[Mapping[str, Any], ...]
     stopped: bool = False
+    source_problem: str | None = None
+    """Why the source is unreachable (a Kafka outage being waited out), when it says."""
     notifications: Mapping[str, int] = field(default_factory=dict)
     """The alerting outbox (daemon/alerting/outbox.py): rows ``delivered``/``failed``/``pending``
     (since the store began), ``retried`` and ``dropped`` (this process); empty without ``alerting:``."""
@@ -220,6 +222,7 @@ class Publisher:
         self._records = 0
         self._last_publish = -float("inf")
         self._reachable = True
+        self._problem: str | None = None
         self._source_checked = -float("inf")
 
     def observe(self, item: Mapping[str, Any]) -> None:
@@ -265,6 +268,7 @@ class Publisher:
         if now - self._source_checked >= SOURCE_CHECK_SECONDS:
             self._source_checked = now
             self._reachable = bool(getattr(source, "reachable", True))
+            self._problem = getattr(source, "problem", None) if not self._reachable else None
         lag_of = getattr(source, "lag", None)
         lag = lag_of(positions) if callable(lag_of) else {}
         owned = tuple(getattr(source, "assignment", ()) or ())
@@ -303,6 +307,7 @@ class Publisher:
             batch_seconds=self._batch.frozen(),
             checkpoint_seconds=self._checkpoint.frozen(),
             source_reachable=self._reachable,
+            source_problem=self._problem,
             paused=getattr(flow, "paused_for", None),
             running_actions=actions.running if actions is not None else 0,
             actions=dict(self._actions),

@@ -15,8 +15,10 @@ A broker that cannot start skips the Kafka tests, unless ``DRIFTWARDEN_REQUIRE_K
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -109,3 +111,53 @@ def kafka_topic(kafka_bootstrap: str) -> Callable[..., str]:
 def kafka_group() -> Callable[[], str]:
     """Factory: a new, unique consumer group id per call."""
     return lambda: f"group-{uuid.uuid4().hex[:12]}"
+
+
+class OwnBroker:
+    """A dev broker of one test's own (its state dir, its ports), which the test may kill -9 and
+    start again on the same data: the shared session broker is never touched."""
+
+    def __init__(self, root: Path) -> None:
+        self.env = {
+            **os.environ,
+            "DRIFTWARDEN_KAFKA_DIR": str(root),
+            "DRIFTWARDEN_KAFKA_PORT": str(_free_port_pair()),
+        }
+        self.bootstrap = f"127.0.0.1:{self.env['DRIFTWARDEN_KAFKA_PORT']}"
+
+    def start(self) -> None:
+        try:
+            started = _broker("start", self.env, timeout=START_TIMEOUT_S)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            _unavailable(f"{BROKER} start: {e}")
+        if started.returncode != 0:
+            _unavailable(f"{BROKER} start exited {started.returncode}:\n{started.stderr[-3000:]}")
+
+    def kill(self) -> None:
+        """SIGKILL, as a crashed or OOM-killed broker: no clean shutdown. Returns once it is dead."""
+        pid = int((Path(self.env["DRIFTWARDEN_KAFKA_DIR"]) / "broker.pid").read_text())
+        os.kill(pid, signal.SIGKILL)
+        stat = Path(f"/proc/{pid}/stat")
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while time.monotonic() < deadline:
+            try:
+                if stat.read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                    return  # dead, not yet reaped by its parent
+            except (FileNotFoundError, IndexError):
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"broker {pid} still alive {STOP_TIMEOUT_S} s after SIGKILL")
+
+    def stop(self) -> None:
+        _broker("stop", self.env, timeout=STOP_TIMEOUT_S)
+
+
+@pytest.fixture
+def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OwnBroker]:
+    """A running :class:`OwnBroker`, stopped afterwards (whatever the test did to it)."""
+    broker = OwnBroker(tmp_path_factory.mktemp("own-kafka"))
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()

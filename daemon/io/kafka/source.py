@@ -26,18 +26,25 @@ Partition names are ``"kafka:<topic>:<partition>"`` (:mod:`driftwarden.daemon.io
 positions are next offsets to read. Client settings are passed through as kafka-python's keyword
 names, except those that would break the contract above (:mod:`driftwarden.daemon.io.kafka.settings`).
 
-The Kafka modules (this one, ``sink``, ``admin``, ``settings``) are the only ones of driftwarden
-that import kafka-python.
+A broker that is gone or a request that times out is waited out (:mod:`driftwarden.daemon.io.kafka.outage`):
+:meth:`KafkaSource.poll` returns no records and backs off, :meth:`KafkaSource.commit` raises
+:class:`CommitFailed` (the checkpoint holds the positions; the next commit carries them), and
+:attr:`KafkaSource.problem` says what is wrong for ``/readyz``.
+
+The Kafka modules (this one, ``sink``, ``admin``, ``settings``, ``outage``) are the only ones of
+driftwarden that import kafka-python.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from driftwarden.daemon.io.kafka.names import parse_partition_name, partition_name
+from driftwarden.daemon.io.kafka.outage import LONGEST_WAIT_S, Outage, transient
 from driftwarden.daemon.io.kafka.settings import BOOTSTRAP_TIMEOUT_S, CLOSE_TIMEOUT_S, check_settings, connect
 from driftwarden.daemon.io.sources import Record
 from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
@@ -48,6 +55,11 @@ log = logging.getLogger(__name__)
 
 # A commit is a single round trip to the group coordinator; 30 s covers a coordinator failover.
 COMMIT_TIMEOUT_S = 30.0
+
+LOOP_COMMIT_TIMEOUT_S = 10.0
+"""How long a commit from the loop (after a checkpoint) may wait: one not made is carried by the
+next (the checkpoint holds the positions), so a broker that just went away stalls the loop this
+long at most, not :data:`COMMIT_TIMEOUT_S`. Revoked partitions' commits keep the longer bound."""
 
 # Settings that KafkaSource sets itself: taking them from the config would break
 # commit-after-checkpoint, the bytes-in contract or the constructor's own arguments.
@@ -128,6 +140,8 @@ class KafkaSource:
         self.on_lost = on_lost
         config = check_settings(settings or {}, _SOURCE_OWNED, "KafkaSource")
         config.setdefault("bootstrap_timeout_ms", int(BOOTSTRAP_TIMEOUT_S * 1000))
+        # kafka-python backs reconnects off up to 30 s: a restarted broker would wait that long.
+        config.setdefault("reconnect_backoff_max_ms", int(LONGEST_WAIT_S * 1000))
         self._names: dict[TopicPartition, str] = {}
         self._pending_seeks: dict[TopicPartition, int] = {}
         self._paused_all = False
@@ -136,6 +150,8 @@ class KafkaSource:
         self._deferred: dict[TopicPartition, OffsetAndMetadata] | None = None
         self._failure_stop = False
         self._lock = threading.Lock()
+        self.outage = Outage(bootstrap)
+        """The broker's state as this member sees it: an outage being waited out, or none."""
         self._consumer: KafkaConsumer = connect(
             "KafkaSource",
             bootstrap,
@@ -157,7 +173,17 @@ class KafkaSource:
 
         Rebalances (and so ``on_revoke`` / ``on_assign``) happen inside this call.
         """
-        batches = self._consumer.poll(timeout_ms=max(0, int(timeout * 1000)), max_records=max_records)
+        try:
+            batches = self._consumer.poll(timeout_ms=max(0, int(timeout * 1000)), max_records=max_records)
+        except Exception as e:
+            if not transient(e):
+                raise
+            time.sleep(self.outage.failed(e))  # the broker is gone or slow: wait it out, read nothing
+            return []
+        if batches or self._connected():
+            self.outage.ok()
+        else:  # the client logs and retries on its own, returning nothing: a broker gone quietly
+            self.outage.failed(kafka_errors.KafkaConnectionError("no broker connected"))
         out: list[Record] = []
         for tp, msgs in batches.items():
             name = self._name(tp)
@@ -218,9 +244,14 @@ class KafkaSource:
         if not offsets:
             return
         try:
-            self._consumer.commit(offsets, timeout_ms=int(COMMIT_TIMEOUT_S * 1000))
+            self._consumer.commit(offsets, timeout_ms=int(LOOP_COMMIT_TIMEOUT_S * 1000))
         except _COMMIT_ERRORS as e:
             raise CommitFailed(f"commit of {sorted(positions)} not accepted by group {self.group_id}: {e!r}") from None
+        except Exception as e:
+            if not transient(e):
+                raise
+            self.outage.failed(e)
+            raise CommitFailed(f"commit of {sorted(positions)} not made, the broker is unreachable: {e!r}") from None
 
     def close(self, *, revoke: bool = True) -> None:
         """Leave the group. With ``revoke`` (a graceful stop) ``on_revoke`` runs first and its
@@ -267,8 +298,20 @@ class KafkaSource:
 
     @property
     def reachable(self) -> bool:
-        """A bootstrap broker is connected (``/readyz``)."""
-        return bool(self._consumer.bootstrap_connected())
+        """No broker outage is being waited out (``/readyz``)."""
+        return self.outage.since is None
+
+    @property
+    def problem(self) -> str | None:
+        """Why the source is not reachable (the outage, for ``/readyz``); None when it is."""
+        return self.outage.reason
+
+    def _connected(self) -> bool:
+        """Whether the client holds a connection to a broker of the cluster. (kafka-python's
+        ``bootstrap_connected`` only tells a bootstrap in progress; the client's own view is read,
+        pinned by kafka-python>=3.0,<4 as the revoke commit is.)"""
+        client = self._consumer._client
+        return any(client.connected(b.node_id) for b in client.cluster.brokers())
 
     def lag(self, positions: Mapping[str, int]) -> dict[str, int]:
         """Messages behind each owned partition's end: the highwater of the last fetch (no network call)
@@ -323,7 +366,9 @@ class KafkaSource:
                 await self._consumer._coordinator._commit_offsets_sync_async(
                     offsets, timeout_ms=int(COMMIT_TIMEOUT_S * 1000)
                 )
-            except _COMMIT_ERRORS as e:
+            except Exception as e:
+                if not isinstance(e, _COMMIT_ERRORS) and not transient(e):
+                    raise
                 # Raising here would fail the poll() the rebalance runs in; the records are
                 # only re-delivered to the partitions' next owner.
                 log.warning(

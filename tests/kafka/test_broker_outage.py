@@ -1,0 +1,109 @@
+"""Issue 13 item 4: a real broker killed (kill -9) mid-stream and started again is waited out: the
+`driftwarden run` process survives, /readyz answers 503 with the reason while the broker is gone,
+and every event is counted exactly once."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+import yaml
+from driftwarden.daemon.io.kafka.admin import ensure_topics
+from driftwarden.daemon.state.store import Store
+
+from tests.conftest import ROOT
+from tests.kafka.conftest import OwnBroker
+from tests.kafka.streams import policies, produce, settings, stream
+
+pytestmark = pytest.mark.kafka
+
+EVENTS = 12_000
+WAIT_S = 120.0
+"""A hang guard for each wait (a loaded 2-core machine restarts a JVM broker in 10-30 s)."""
+
+
+def _counted(db: Path) -> int:
+    """Events the model's checkpointed state has counted (0 before the first checkpoint)."""
+    if not db.exists():
+        return 0
+    try:
+        store = Store(db, readonly=True)
+    except Exception:  # noqa: BLE001 - the daemon has not created its tables yet
+        return 0
+    try:
+        state = store.pipeline_state("m0")
+        return 0 if state is None else int(state["engine"]["counts"][0])
+    finally:
+        store.close()
+
+
+def _wait(check, proc: subprocess.Popen[bytes], log: Path, what: str):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"the daemon exited {proc.returncode} ({what}):\n{log.read_text()[-4000:]}"
+        try:
+            got = check()
+        except httpx.HTTPError:
+            got = None
+        if got:
+            return got
+        time.sleep(0.1)
+    raise AssertionError(f"timed out: {what}\n{log.read_text()[-4000:]}")
+
+
+def test_a_broker_killed_mid_stream_is_waited_out_and_every_event_counted_once(
+    own_broker: OwnBroker, tmp_path: Path
+) -> None:
+    boot = own_broker.bootstrap
+    topic = "events"
+    ensure_topics(boot, {topic: 1})
+    produce(boot, topic, stream("m0", EVENTS, seed=4))
+    paths = policies(tmp_path, ["m0"])
+    s = settings(
+        tmp_path / "state", boot, [topic], "outage", paths, execute=False, checkpoint_records=500, batch_size=100
+    )
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(orjson.loads(s.model_dump_json())))
+    log = tmp_path / "daemon.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "driftwarden.daemon.cli", "run", "--config", str(config), "--http", "127.0.0.1:0"]
+        + ["--log-level", "warning"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("wb"),
+    )
+    db = tmp_path / "state" / "state.db"
+    try:
+        url = _wait(lambda: (f := tmp_path / "state" / "http.url").exists() and f.read_text().strip(), proc, log, "up")
+        _wait(lambda: _counted(db) >= 1000, proc, log, "a few checkpoints")
+        own_broker.kill()
+        killed_at = _counted(db)
+        assert killed_at < EVENTS, "killed mid-stream"
+        gone = _wait(lambda: (r := httpx.get(url + "/readyz", timeout=5)).status_code == 503 and r, proc, log, "503")
+        reason = gone.json()["reason"]
+        assert reason.startswith(f"the source is unreachable: Kafka broker {boot} unreachable for "), reason
+        time.sleep(3)  # gone for a while: the loop keeps turning (the process is alive, /livez answers)
+        assert httpx.get(url + "/livez", timeout=5).status_code == 200
+        own_broker.start()  # the same data: the topic and the group's offsets are back
+        _wait(lambda: _counted(db) >= EVENTS, proc, log, "every event")
+        _wait(lambda: httpx.get(url + "/readyz", timeout=5).status_code == 200, proc, log, "ready again")
+        time.sleep(1.0)  # anything counted twice would show now
+        assert _counted(db) == EVENTS
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+    assert proc.returncode == 0, log.read_text()[-4000:]
+    assert _counted(db) == EVENTS, "each event counted once, none lost"
+    text = log.read_text()
+    assert "unreachable" in text and "answers again after" in text, text[-4000:]
+    assert "Traceback" not in text, text[-4000:]
