@@ -16,7 +16,8 @@ A :class:`Checkpoint` owns
   1. flush the sinks (dead letters, decisions, labeled-data segments): a batch's outputs are
      durable before the positions that produced them; the file sinks' lengths go into 2, and a
      restart cuts each file back to its recorded length (a batch that was appended but never
-     checkpointed is written once, by its replay: no dead letter twice);
+     checkpointed is written once, by its replay: no dead letter twice); the labeled buffers'
+     segment lists go into 2 as well (a segment deleted from outside is then named);
   2. one store transaction: positions, next event index, the pipelines' states, the new action
      intents, the audit entries, the changes of the join's unmatched halves and the outbox's new
      notifications (daemon/alerting/outbox.py);
@@ -53,6 +54,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from driftwarden.daemon.io.sinks import file_marks
 from driftwarden.daemon.io.sources import Record
+from driftwarden.daemon.state.labeled_buffer import segment_lists
 from driftwarden.daemon.state.store import Intent, OutboxRow, Store
 
 if TYPE_CHECKING:
@@ -146,6 +148,7 @@ class Checkpoint:
         for sink in sinks:
             sink.flush()
         marks = file_marks(sinks)  # their lengths now: a restart cuts off what a failed transaction leaves
+        segments = segment_lists(sinks)  # the labeled buffers' files now: a deleted one is found later
         new = self.store.checkpoint(
             self.positions,
             self.next_index,
@@ -156,6 +159,7 @@ class Checkpoint:
             outbox=outbox,
             marks=marks,
             watermark=self.watermark,
+            segments=segments,
         )
         if after_store is not None:
             after_store()

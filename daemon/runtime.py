@@ -46,6 +46,7 @@ from driftwarden.daemon.io.sinks import JsonlSink, ModelUpdates
 from driftwarden.daemon.io.sources import Record, Source, rebalances
 from driftwarden.daemon.io.watermark import TimeGuard
 from driftwarden.daemon.pipeline import ModelPipeline
+from driftwarden.daemon.state.labeled_buffer import missing_segments
 from driftwarden.daemon.state.store import Intent, Store
 from driftwarden.daemon.state.unrouted import Unrouted
 from driftwarden.daemon.wiring import build_sinks
@@ -186,6 +187,14 @@ class Daemon:
         )
         self.model_updates = ModelUpdates(updates, self._champion) if updates is not None else None
         self._rewind_sinks()
+        for model, names in self.store.segments().items():  # before any buffer loads (and prunes) its files
+            for seg in missing_segments(self._buffers(model), names):
+                log.error(
+                    "labeled-data segment %s of model %s is missing (deleted?): its %d rows are lost for retraining",
+                    seg.path,
+                    model,
+                    seg.rows,
+                )
         self.registry = open_registry(settings.registry_location)
         partials = self.registry.clean_staging() if isinstance(self.registry, LocalRegistry) else []
         for partial in partials:  # a registration killed mid-copy (50-70 MB each)

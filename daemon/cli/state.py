@@ -5,7 +5,8 @@ labeled-data segment in full; it prints each problem and exits 0 when there is n
 what is damaged into ``<state>/quarantine/<time>/`` (never deletes it) and says exactly what was lost: a garbled
 ``state.db`` loses everything it held (positions, monitor state, actions, audit); a garbled checkpoint entry
 loses that one model's monitor and rule state (its monitors start afresh); a garbled segment loses its rows for
-retraining. Stop the daemon first: both take the state folder's lock.
+retraining; a segment the checkpoint lists that is gone (deleted from outside) loses its rows, and repair makes
+the list forget it. Stop the daemon first: both take the state folder's lock.
 """
 
 from __future__ import annotations
@@ -28,11 +29,12 @@ class Problem:
     what: str
     loses: str
     entry: str | None = None  # a checkpoint entry's key, for entries inside a readable store
+    missing: str | None = None  # the model of a segment the checkpoint lists that is gone
 
 
 def find_problems(state_dir: Path) -> list[Problem]:
     """Every damaged part of a state folder (reads it all; the daemon at start reads less)."""
-    from driftwarden.daemon.state.labeled_buffer import Segment
+    from driftwarden.daemon.state.labeled_buffer import Segment, missing_segments
     from driftwarden.daemon.state.store import StateCorrupt, Store
 
     problems: list[Problem] = []
@@ -48,6 +50,16 @@ def find_problems(state_dir: Path) -> list[Problem]:
             for line in store.check():
                 key = line.split("'")[1]
                 problems.append(Problem(db, line, f"the state of {key.removeprefix('pipeline:')}", entry=key))
+            for model, names in store.segments().items():
+                for gone in missing_segments(state_dir / "buffers" / model, names):
+                    problems.append(
+                        Problem(
+                            gone.path,
+                            "labeled-data segment is missing (deleted?)",
+                            f"{gone.rows} labeled rows of {model} (for retraining)",
+                            missing=model,
+                        )
+                    )
             store.close()
     for path in sorted((state_dir / "buffers").glob("*/*.json")):
         seg = Segment.parse(path)
@@ -103,6 +115,10 @@ def state_repair(state_dir: Path | None) -> None:
         for p in problems:
             if p.entry is not None:
                 Store(p.path).drop_checkpoint_entry(p.entry)
+            elif p.missing is not None:  # nothing to set aside: the list forgets it
+                store = Store(folder / "state.db")
+                store.forget_segments(p.missing, [p.path.name])
+                store.close()
             else:
                 for part in (p.path, *(p.path.with_name(p.path.name + s) for s in ("-wal", "-shm"))):
                     if part.exists():

@@ -26,6 +26,7 @@ trains on, and pandas loads then.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import chain, repeat
 from pathlib import Path
@@ -106,6 +107,7 @@ class LabeledBuffer:
         self._unflushed_range = (-1, -1)  # first, last index of the unflushed rows
         self._last_index = -1
         self._segments: list[Segment] = []
+        self._listed: list[str] | None = None
         self._load(upto)
 
     def __len__(self) -> int:
@@ -167,6 +169,20 @@ class LabeledBuffer:
         self._unflushed, self._unflushed_rows = [], 0
         self._prune()
 
+    @property
+    def model(self) -> str:
+        """The model whose rows these are (the folder's name, ``buffers/<model>``)."""
+        return self.root.name
+
+    def listing(self) -> list[str] | None:
+        """The segment files' names when they changed since the last call, else None: what the
+        checkpoint records, so that a segment deleted from outside is found (:func:`missing_segments`)."""
+        names = [s.path.name for s in self._segments]
+        if names == self._listed:
+            return None
+        self._listed = names
+        return names
+
     def _write_rows(self, rows: LabeledRows) -> Segment:
         return self._write([_serialize(rows)], min(rows.index), max(rows.index), len(rows))
 
@@ -221,6 +237,31 @@ class LabeledBuffer:
             self._segments.append(seg)
         self._segments.sort(key=lambda s: s.first)
         self._prune()
+
+
+def segment_lists(sinks: Iterable[object]) -> dict[str, list[str]]:
+    """Model → its segments' names, of the labeled buffers among ``sinks`` whose segments changed."""
+    out = {}
+    for sink in sinks:
+        if isinstance(sink, LabeledBuffer) and (names := sink.listing()) is not None:
+            out[sink.model] = names
+    return out
+
+
+def missing_segments(root: Path, listed: Iterable[str]) -> list[Segment]:
+    """The segments a checkpoint listed that are gone from ``root`` (deleted from outside: their rows
+    are lost for retraining). A listed segment whose rows a present one holds (merged into it) is not
+    missing."""
+    present = [s for p in root.glob("*.json") if (s := Segment.parse(p)) is not None]
+    gone = []
+    for name in listed:
+        seg = Segment.parse(root / name)
+        if seg is None or seg.path.exists():
+            continue
+        if any(p.first <= seg.first and seg.last <= p.last for p in present):
+            continue
+        gone.append(seg)
+    return gone
 
 
 def to_frame(rows: LabeledRows) -> pd.DataFrame:

@@ -279,6 +279,7 @@ class Store:
         outbox: Sequence[OutboxRow] = (),
         marks: Mapping[str, int] | None = None,
         watermark: float | None = None,
+        segments: Mapping[str, list[str]] | None = None,
     ) -> list[str]:
         """Write one checkpoint; return the keys of the intents that are new. ``pipelines`` maps a
         model to its state, or yields (model, state) pairs: each state is serialized and written
@@ -286,7 +287,8 @@ class Store:
         ``pending`` holds each model's changes to its unmatched join halves: one entry of its
         ``pending_log`` per checkpoint (a ``replace`` delta starts the log afresh). ``outbox``
         rows (notifications to deliver) are written in the same transaction, each once. ``marks``
-        are the file sinks' lengths once flushed (:meth:`marks`: what a restart keeps of them)."""
+        are the file sinks' lengths once flushed (:meth:`marks`: what a restart keeps of them);
+        ``segments`` the labeled-data segment files of the models whose files changed (:meth:`segments`)."""
         now = time.time()
         new: list[str] = []
         with self._tx() as db:
@@ -302,6 +304,10 @@ class Store:
                 )
             if watermark is not None:
                 db.execute("INSERT OR REPLACE INTO checkpoint VALUES ('watermark', ?)", (orjson.dumps(watermark),))
+            for model, names in (segments or {}).items():
+                db.execute(
+                    "INSERT OR REPLACE INTO checkpoint VALUES (?, ?)", (f"segments:{model}", orjson.dumps(names))
+                )
             stored: dict[str, set[str]] = {}
             for model, state in pipelines.items() if isinstance(pipelines, Mapping) else pipelines:
                 stored[model] = self._write_state(db, model, state)
@@ -491,6 +497,28 @@ class Store:
         with self._tx() as db:
             old = self._get(db, "sinks") or {}
             db.execute("INSERT OR REPLACE INTO checkpoint VALUES ('sinks', ?)", (orjson.dumps({**old, **marks}),))
+
+    def segments(self) -> dict[str, list[str]]:
+        """Model → the names of its labeled-data segment files at the last checkpoint that changed them."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT key, value FROM checkpoint WHERE key >= 'segments:' AND key < 'segments;'"
+            ).fetchall()
+        out = {}
+        for key, value in rows:
+            try:
+                out[key.removeprefix("segments:")] = orjson.loads(value)
+            except orjson.JSONDecodeError:
+                continue  # named by check()
+        return out
+
+    def forget_segments(self, model: str, names: Iterable[str]) -> None:
+        """Drop ``names`` from ``model``'s recorded segments (``state repair``: they are gone)."""
+        gone = set(names)
+        with self._tx() as db:
+            listed = self._get(db, f"segments:{model}") or []
+            kept = [n for n in listed if n not in gone]
+            db.execute("INSERT OR REPLACE INTO checkpoint VALUES (?, ?)", (f"segments:{model}", orjson.dumps(kept)))
 
     def marks(self) -> dict[str, int]:
         """File sink (its path) → its length in bytes at the last checkpoint: anything past it was

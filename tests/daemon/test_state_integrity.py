@@ -98,3 +98,23 @@ def test_schema_version_recorded_and_newer_refused(tmp_path: Path) -> None:
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     with pytest.raises(StateCorrupt, match="newer than this driftwarden"):
         Store(db)
+
+
+def test_a_deleted_buffer_segment_is_named_by_check_and_at_start(tmp_path: Path, state: Path) -> None:
+    """Issue 13 item 5: the checkpoint lists the segments, so one deleted from outside is found."""
+    _, more = _run(tmp_path, start=300)  # a second segment
+    assert more.returncode == 0, more.stderr  # type: ignore[attr-defined]
+    first, second = sorted((state / "buffers" / "m").glob("*.json"))
+    first.unlink()
+    check = run_cli("state", "check", "--state-dir", str(state), check=False)
+    assert check.returncode == EXIT_CORRUPT, check.stdout
+    assert f"{first}: labeled-data segment is missing (deleted?)" in check.stdout
+    assert "repair would lose 300 labeled rows of m" in check.stdout and second.name not in check.stdout
+    repair = run_cli("state", "repair", "--state-dir", str(state))
+    assert f"repaired {first}" in repair.stdout and "lost 300 labeled rows of m" in repair.stdout
+    assert run_cli("state", "check", "--state-dir", str(state)).returncode == 0
+    second.unlink()  # deleted again, and the daemon started: it says so (and carries on)
+    _, started = _run(tmp_path, start=600)
+    assert started.returncode == 0, started.stderr  # type: ignore[attr-defined]
+    said = "".join(started.stderr.split())  # type: ignore[attr-defined]  # the console wraps long lines
+    assert second.name in said and "ismissing(deleted?):its300rowsarelostforretraining" in said, said
