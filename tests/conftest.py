@@ -28,8 +28,9 @@ def run_cli(*args: str, cwd: Path = ROOT, check: bool = True, timeout: float = 2
     return proc
 
 
-HEAVY_FIXTURES = ("kafka_bootstrap", "demo_run")
-"""Session fixtures that start a Kafka broker or run the whole demo: made once per worker that needs them."""
+HEAVY_FIXTURES = ("kafka_bootstrap", "own_broker", "demo_run")
+"""Fixtures that start a Kafka broker or run the whole demo: session ones made once per worker that needs them
+(own_broker, a broker per test, kept off the other worker so that two JVMs do not start at once)."""
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
