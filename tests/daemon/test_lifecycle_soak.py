@@ -133,6 +133,7 @@ def test_random_sigkills_during_a_stream_with_two_retrains(tmp_path: Path) -> No
 
 
 @pytest.mark.soak
+@pytest.mark.timeout(1800)  # 67 lives of a daemon: minutes, past the suite's per-test bound
 def test_a_longer_soak(tmp_path: Path, request: pytest.FixtureRequest) -> None:
     if "soak" not in (request.config.getoption("markexpr") or ""):
         pytest.skip("the long soak runs with -m soak")
