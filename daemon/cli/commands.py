@@ -27,6 +27,8 @@ from rich.table import Table
 EXIT_INVALID = 2
 EXIT_LOCKED = 75
 """Another daemon holds the state folder (sysexits EX_TEMPFAIL: a supervisor may retry once the holder is gone)."""
+EXIT_UNAVAILABLE = 69
+"""No Kafka broker at start, or none acknowledging outputs before a checkpoint (sysexits EX_UNAVAILABLE)."""
 
 log = logging.getLogger("driftwarden")
 
@@ -293,10 +295,11 @@ def run(
     lock = _lock_state(settings.state_dir)
     sink = JsonLines() if json_mode else Timeline(Console())
     try:
-        source = open_source(settings, events, pace=pace, follow=follow)
+        with _stop_on_unreachable_broker():
+            source = open_source(settings, events, pace=pace, follow=follow)
     except SourceError as e:
         raise click.UsageError(str(e)) from None
-    with _refuse_corrupt_state(), _stop_on_storage_fault(settings.store_path):
+    with _refuse_corrupt_state(), _stop_on_storage_fault(settings.store_path), _stop_on_unreachable_broker():
         daemon = Daemon(settings, source, policies, listener=sink, watch_policies=True)
     scheduler = RuleScheduler(policies, daemon.tick)
 
@@ -311,7 +314,7 @@ def run(
         settings.state_dir,
     )
     try:
-        with _refuse_corrupt_state(), _stop_on_storage_fault(settings.store_path):
+        with _refuse_corrupt_state(), _stop_on_storage_fault(settings.store_path), _stop_on_unreachable_broker():
             stats = daemon.run(count=count)
     finally:
         scheduler.stop()
@@ -386,6 +389,23 @@ def _stop_on_storage_fault(store: Path) -> Iterator[None]:
             err=True,
         )
         raise SystemExit(EXIT_IO) from None
+
+
+@contextlib.contextmanager
+def _stop_on_unreachable_broker() -> Iterator[None]:
+    """No Kafka broker at start, or outputs to Kafka (sinks, changelog) not acknowledged before a checkpoint, end
+    the run with one line and exit 69 (EX_UNAVAILABLE): a supervisor restarts it, and the restart replays from
+    the last checkpoint. (An outage of the source while the daemon runs is waited out instead.)"""
+    from driftwarden.daemon.io.kafka.settings import KafkaUnavailable  # loads no kafka-python
+
+    try:
+        yield
+    except Exception as e:
+        sinks = sys.modules.get("driftwarden.daemon.io.kafka.sink")  # loaded only when Kafka is used
+        if not isinstance(e, KafkaUnavailable) and not (sinks is not None and isinstance(e, sinks.SinkError)):
+            raise
+        click.echo(f"driftwarden: {e}; stopped at the last checkpoint, start again once the broker answers", err=True)
+        raise SystemExit(EXIT_UNAVAILABLE) from None
 
 
 def _lock_state(state_dir: Path) -> Any:

@@ -107,3 +107,30 @@ def test_a_broker_killed_mid_stream_is_waited_out_and_every_event_counted_once(
     text = log.read_text()
     assert "unreachable" in text and "answers again after" in text, text[-4000:]
     assert "Traceback" not in text, text[-4000:]
+
+
+def test_run_with_no_broker_at_start_exits_69_with_one_line(tmp_path: Path) -> None:
+    """No broker at all (a closed port): one line naming the address and exit 69 (EX_UNAVAILABLE), for a
+    supervisor to retry; no traceback."""
+    import socket
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        boot = f"127.0.0.1:{sock.getsockname()[1]}"
+    paths = policies(tmp_path, ["m0"])
+    s = settings(
+        tmp_path / "state", boot, ["events"], "nobody", paths, source={"settings": {"bootstrap_timeout_ms": 1500}}
+    )
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(orjson.loads(s.model_dump_json())))
+    proc = subprocess.run(
+        [sys.executable, "-m", "driftwarden.daemon.cli", "run", "--config", str(config), "--log-level", "warning"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=WAIT_S,
+    )
+    assert proc.returncode == 69, proc.stderr[-3000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"driftwarden: no Kafka broker reachable at {boot}") and "start again" in last, last
+    assert "Traceback" not in proc.stderr
