@@ -66,6 +66,10 @@ bench/paper.py (members ADWIN 0.05 + HDDM_A 0.0005): without restarts F1 0.82/0.
 restarting on every signal also drops HDDM_A's later confirmations of a rise (SEA gradual 0.60,
 below the paper's 0.632)."""
 
+TRAIL = 100
+"""Values over which a signal's ``value`` is the series' mean (the error rate over the last 100
+predictions, on ``error``): the same for any cut of the stream into batches, whichever member fired."""
+
 Fired = tuple[int, int, str, Signal]
 """A member signal: (row in the batch, member order, member name, signal)."""
 
@@ -130,6 +134,7 @@ class ConceptDrift(Streaming):
         self._members = self._build()
         self._last: int | None = None  # `seen` of the last reported change
         self._seen = 0  # values of the series seen
+        self._tail = np.empty(0)  # the last TRAIL values, for the signals' value
 
     def preload(self) -> None:
         for m in self._members.values():
@@ -142,6 +147,9 @@ class ConceptDrift(Streaming):
         if np.isnan(values).any():
             batch = batch.take(np.flatnonzero(~np.isnan(values)))
         row_of = {at: r for r, at in enumerate(batch.index.tolist())}  # replay's indices are unique
+        trail = np.concatenate([self._tail, np.asarray(batch.series(self.series), dtype=np.float64)])
+        cumulative = np.concatenate([[0.0], np.cumsum(trail)])
+        before = len(self._tail)
 
         def feed(name: str, rows: Batch) -> list[Fired]:
             order = names.index(name)
@@ -191,7 +199,8 @@ class ConceptDrift(Streaming):
                     at=first.at,
                     ts=first.ts,
                     drift=self.watching in ("both", direction),
-                    value=next((f[3].value for f in group if f[3].value is not None), None),
+                    value=_mean_to(cumulative, before + row, TRAIL),
+                    threshold=next((f[3].threshold for f in group if f[3].threshold is not None), None),
                     details={
                         "series": self.series,
                         "seen": seen,
@@ -201,6 +210,7 @@ class ConceptDrift(Streaming):
                 )
             )
         self._seen += len(batch)
+        self._tail = trail[-TRAIL:]
         return out
 
     def snapshot(self) -> dict[str, Any]:
@@ -208,6 +218,7 @@ class ConceptDrift(Streaming):
             "members": {n: m.snapshot() for n, m in self._members.items()},
             "last": self._last,
             "seen": self._seen,
+            "tail": self._tail.tolist(),
         }
 
     def restore(self, state: Mapping[str, Any]) -> None:
@@ -215,3 +226,14 @@ class ConceptDrift(Streaming):
             member.restore(state["members"][name])
         self._last = None if state["last"] is None else int(state["last"])
         self._seen = int(state.get("seen", 0))
+        self._tail = np.asarray(state.get("tail", []), dtype=np.float64)
+
+
+def _mean_to(cumulative: np.ndarray, row: int, width: int) -> float:
+    """The mean of the ``width`` values up to and including ``row``, from their running sums.
+
+    >>> _mean_to(np.cumsum([0.0, 1, 0, 1, 1]), 3, 2)
+    1.0
+    """
+    start = max(0, row + 1 - width)
+    return float((cumulative[row + 1] - cumulative[start]) / (row + 1 - start))
