@@ -92,16 +92,21 @@ def test_exit_75_is_temporary(data: Path, tmp_path: Path) -> None:
 
 def test_timeout_kills_the_whole_process_group(data: Path, tmp_path: Path) -> None:
     pid_file = tmp_path / "child.pid"
-    started = time.monotonic()
-    result = _train(
-        data,
-        tmp_path / "out",
-        "tests.deploy.trainers:fit_sleeps",
-        timeout=4,
-        pid_file=str(pid_file),
-    )
-    assert time.monotonic() - started < 15
-    assert not result.ok and result.temporary and "timed out after 4 s" in str(result.error)
+    # The trainer must get as far as starting its child before the timeout: on a loaded machine its imports
+    # alone can take longer than 4 s, so the timeout doubles until it does (4 s on an idle machine).
+    for timeout in (4, 8, 16):
+        started = time.monotonic()
+        result = _train(
+            data,
+            tmp_path / f"out-{timeout}",
+            "tests.deploy.trainers:fit_sleeps",
+            timeout=timeout,
+            pid_file=str(pid_file),
+        )
+        assert time.monotonic() - started < timeout + 11
+        assert not result.ok and result.temporary and f"timed out after {timeout} s" in str(result.error)
+        if pid_file.exists():
+            break
     assert pid_file.exists(), result.log
     assert _dead(int(pid_file.read_text())), "the trainer's child outlived the timeout"
 
