@@ -215,9 +215,10 @@ class FeatureDrift(Monitor):
         self._windows.restore(state["windows"])
         self._names = state["names"]
         if state["reference"] is not None:
-            self._prepared = {name: _restore_reference(v) for name, v in state["reference"].items()}
-            reference = state["reference"]
-            self._reference_state = reference if isinstance(reference, Part) else Part(reference)
+            reference = Part.content(state["reference"])
+            self._prepared = {name: _restore_reference(v) for name, v in reference.items()}
+            kept = state["reference"]
+            self._reference_state = kept if isinstance(kept, Part) else Part(reference)
 
 
 def _restore_reference(state: Mapping[str, Any]) -> stats.Reference:

@@ -161,7 +161,8 @@ class Windower:
 
         >>> w = Windower(events=10)
         >>> _ = w.add(Batch.of(index=range(3), features={"x": [0., 1., 2.]}))
-        >>> first = w.snapshot()["chunks"][0]
+        >>> first = w.snapshot()["chunks"][0]; Part.content(first)["ts"]["values"]
+        [0.0, 1.0, 2.0]
         >>> _ = w.add(Batch.of(index=range(3, 5), features={"x": [3., 4.]}))
         >>> later = w.snapshot()["chunks"]; (len(later), later[0] is first)
         (2, True)
@@ -172,9 +173,11 @@ class Windower:
         for i, chunk in enumerate(self._chunks):
             if encoded[i] is None:
                 encoded[i] = Part(
-                    index=encode(self._index[i]),
-                    ts=encode(self._ts[i]),
-                    columns={k: encode(v) for k, v in chunk.items()},
+                    {
+                        "index": encode(self._index[i]),
+                        "ts": encode(self._ts[i]),
+                        "columns": {k: encode(v) for k, v in chunk.items()},
+                    }
                 )
         return {_ENCODED: list(encoded), "window_start_ts": self._window_start_ts}
 
@@ -185,10 +188,11 @@ class Windower:
         chunks = state.get(_ENCODED)
         if chunks is None:  # a snapshot of an earlier version: the open window as one chunk, or none
             chunks = [state] if state.get("index") is not None else []
-        for c in chunks:
+        for part in chunks:
+            c = Part.content(part)
             self._push(decode(c["index"]), decode(c["ts"]), {k: decode(v) for k, v in c["columns"].items()})
             if _ENCODED in state:
-                self._encoded[-1] = c if isinstance(c, Part) else Part(c)
+                self._encoded[-1] = part if isinstance(part, Part) else Part(c)
 
 
 def _missing(dtype: np.dtype, n: int) -> np.ndarray:

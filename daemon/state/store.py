@@ -380,9 +380,8 @@ class Store:
         def part(obj: Any) -> Any:
             if isinstance(obj, Part):
                 if obj.key is None:
-                    obj.blob = orjson.dumps(dict(obj), option=orjson.OPT_SERIALIZE_NUMPY)
                     obj.key = hashlib.blake2b(obj.blob, digest_size=12).hexdigest()
-                refs[obj.key] = obj.blob  # type: ignore[assignment]
+                refs[obj.key] = obj.blob
                 return {PART_REF: obj.key}
             kinds: tuple[type[Any], ...] = (dict, str, int, float, list)
             for kind in kinds:  # other subclasses of builtins: as their base
@@ -590,8 +589,8 @@ class Store:
             rows = self._db.execute("SELECT key, value FROM parts WHERE model = ?", (model,)).fetchall()
         parts: dict[str, Part] = {}
         for key, blob in rows:
-            p = parts[key] = Part(orjson.loads(blob))
-            p.key, p.blob = key, blob
+            p = parts[key] = Part(blob=blob)
+            p.key = key
         return _resolve(state, parts, f"{self.path}: the state of {model}")  # type: ignore[no-any-return]
 
     # -- actions -------------------------------------------------------------------------------

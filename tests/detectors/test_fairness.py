@@ -4,11 +4,11 @@ no alarms from small noisy groups, snapshot/restore, groups, options and argumen
 from __future__ import annotations
 
 import importlib.util
-import json
 import textwrap
 from pathlib import Path
 
 import numpy as np
+import orjson
 import pandas as pd
 import pytest
 from driftwarden.detectors import intervals
@@ -462,7 +462,7 @@ def test_snapshot_restore_mid_stream_gives_identical_signals(german: pd.DataFram
     first = make()
     got = run(first, batches[:2])
     assert first._windows.pending > 0  # the snapshot is taken inside a window
-    state = json.loads(json.dumps(first.snapshot()))
+    state = orjson.loads(orjson.dumps(first.snapshot()))  # as the store writes it (a window's chunks embedded)
     resumed = make()
     resumed.restore(state)
     got += run(resumed, batches[2:])
