@@ -1,0 +1,71 @@
+"""Incremental checkpoints: an idle model's state is not written again, a busy model's windows are
+written as the chunks added since the last checkpoint, and a restart resumes exactly."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import orjson
+from driftwarden.daemon.config import Settings
+from driftwarden.daemon.io.sources import MemorySource, Record
+from driftwarden.daemon.runtime import Daemon
+from driftwarden.policies.loader import load_policy
+
+POLICY = """version: 1
+models: 'm*'
+monitors:
+  inputs: {kind: feature_drift, features: all, window: {events: 400}}
+"""
+
+
+def records(model: str, start: int, n: int, offset: int) -> list[Record]:
+    return [
+        Record(
+            orjson.dumps({"model": model, "id": f"{model}-{i}", "ts": 1.7e9 + i, "features": {"x": i % 7 * 1.0}}),
+            "file:e",
+            offset + k,
+        )
+        for k, i in enumerate(range(start, start + n))
+    ]
+
+
+def rows(db: Path) -> tuple[dict[str, int], dict[str, set[str]]]:
+    """rowid of each model's state (INSERT OR REPLACE gives a rewritten row a new one), and its parts."""
+    with sqlite3.connect(db) as c:
+        states = {k: r for k, r in c.execute("SELECT key, rowid FROM checkpoint WHERE key LIKE 'pipeline:%'")}
+        parts: dict[str, set[str]] = {}
+        for model, key in c.execute("SELECT model, key FROM parts"):
+            parts.setdefault(model, set()).add(key)
+    return states, parts
+
+
+def test_an_idle_model_is_not_written_and_a_busy_one_writes_only_its_new_chunks(tmp_path: Path) -> None:
+    (tmp_path / "p.yaml").write_text(POLICY)
+    settings = Settings(state_dir=tmp_path / "state", execute=False)
+    daemon = Daemon(settings, MemorySource([]), [load_policy(tmp_path / "p.yaml")])
+    daemon.process(records("ma", 0, 100, 0) + records("mb", 0, 100, 100))
+    daemon.write_checkpoint()
+    states, parts = rows(settings.store_path)
+    assert set(states) == {"pipeline:ma", "pipeline:mb"} and len(parts["ma"]) == 1
+
+    daemon.process(records("ma", 100, 100, 200))  # mb is idle
+    daemon.write_checkpoint()
+    again, parts_again = rows(settings.store_path)
+    assert again["pipeline:mb"] == states["pipeline:mb"], "the idle model's state is not written again"
+    assert again["pipeline:ma"] != states["pipeline:ma"]
+    assert parts_again["mb"] == parts["mb"]
+    assert parts["ma"] < parts_again["ma"] and len(parts_again["ma"]) == 2, "one new chunk, the old one kept"
+    daemon.process(records("ma", 200, 250, 300))  # closes the reference window: its chunks are no longer referred to
+    daemon.write_checkpoint()
+    _, parts_closed = rows(settings.store_path)
+    assert not parts_closed["ma"] & parts_again["ma"], "parts no state refers to are deleted"
+    expected = daemon.pipelines["ma"].snapshot(pending=False)
+    daemon.close()
+
+    restarted = Daemon(settings, MemorySource([]), [load_policy(tmp_path / "p.yaml")])
+    assert orjson.loads(orjson.dumps(restarted.pipelines["ma"].snapshot(pending=False))) == orjson.loads(
+        orjson.dumps(expected)
+    )
+    assert restarted.pipelines["mb"].engine.events == 100
+    restarted.close()
