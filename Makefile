@@ -26,8 +26,11 @@ SOURCES := daemon detectors policies deploy examples tests bench
 # mypy reads the packages under their installed names (driftwarden.daemon, ...) through a tree of links.
 TYPECHECK := build/typecheck
 
+# Two workers (CI's two cores); tests that share the Kafka broker or the demo run stay on one (tests/conftest.py).
+PYTEST_WORKERS ?= 2
+
 test: lint docs tools
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
 # Helm, pinned and built from its Go module into a cache folder (tests/shipping/tools.py finds it there).
 tools:
