@@ -26,11 +26,12 @@ SOURCES := daemon detectors policies deploy examples tests bench
 # mypy reads the packages under their installed names (driftwarden.daemon, ...) through a tree of links.
 TYPECHECK := build/typecheck
 
-# Two workers (CI's two cores); tests that share the Kafka broker or the demo run stay on one (tests/conftest.py).
+# Two pytest-xdist workers (CI's two cores); tests that share the Kafka broker or the demo run stay on one worker
+# (tests/conftest.py: SHARED_WORKER).
 PYTEST_WORKERS ?= 2
 
 test: lint docs tools
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS)
 
 # Helm, pinned and built from its Go module into a cache folder (tests/shipping/tools.py finds it there).
 tools:

@@ -28,17 +28,28 @@ def run_cli(*args: str, cwd: Path = ROOT, check: bool = True, timeout: float = 2
     return proc
 
 
-HEAVY_FIXTURES = ("kafka_bootstrap", "own_broker", "demo_run")
-"""Fixtures that start a Kafka broker or run the whole demo: session ones made once per worker that needs them
-(own_broker, a broker per test, kept off the other worker so that two JVMs do not start at once)."""
+SHARED_WORKER = {
+    "tests/kafka/": "kafka",  # the session's Kafka broker
+    "tests/test_demo_live.py": "demo",  # the demo runs (the session's, and the live module's two)
+    "tests/test_demo_scenario.py": "demo",
+    "tests/daemon/test_restart.py": "demo",
+    "tests/daemon/alerting/test_delivery.py": "demo",
+    "tests/test_packaging.py": "packaging",  # one wheel build (pip writes build/ in the checkout)
+}
+"""Under pytest-xdist (``make test`` runs two workers) the tests of a group run on one worker, so an expensive
+session fixture is made once, not once per worker. By path: the controller that schedules sees node ids only."""
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (``make test`` runs two workers with ``--dist loadgroup``) every test that uses a
-    heavy session fixture runs on one worker, so the broker starts and the demo runs once, not once per worker."""
-    for item in items:
-        if any(name in getattr(item, "fixturenames", ()) for name in HEAVY_FIXTURES):
-            item.add_marker(pytest.mark.xdist_group("heavy"))
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: without xdist, never called
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """Load scheduling, except that the tests of a :data:`SHARED_WORKER` group go to one worker together."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedFixtureScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return next((group for path, group in SHARED_WORKER.items() if nodeid.startswith(path)), nodeid)
+
+    return SharedFixtureScheduling(config, log)
 
 
 def json_lines(text: str) -> list[dict]:

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-pytestmark = pytest.mark.xdist_group("packaging")  # one worker builds the wheel (pip writes build/ in the checkout)
 TOPS = ("daemon", "detectors", "policies", "deploy", "examples")
 
 
