@@ -26,12 +26,12 @@ SOURCES := daemon detectors policies deploy examples tests bench
 # mypy reads the packages under their installed names (driftwarden.daemon, ...) through a tree of links.
 TYPECHECK := build/typecheck
 
-# Two pytest-xdist workers (CI's two cores); tests that share the Kafka broker or the demo run stay on one worker
-# (tests/conftest.py: SHARED_WORKER).
-PYTEST_WORKERS ?= 2
+# One process by default. PYTEST_ARGS="-n 2" runs two pytest-xdist workers (tests/conftest.py keeps the Kafka tests
+# and the demo's users each on one worker); on two busy cores its Kafka and demo timings are not yet reliable.
+PYTEST_ARGS ?=
 
 test: lint docs tools
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Helm, pinned and built from its Go module into a cache folder (tests/shipping/tools.py finds it there).
 tools:
