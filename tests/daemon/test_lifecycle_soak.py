@@ -35,7 +35,10 @@ from tests.deploy.trainers import LinearRule
 KILLS = 20  # the suite's soak; LONG_KILLS behind the soak marker
 LONG_KILLS = 67
 EVENTS = 850  # decisions at events 299 and 599 (the rule's cooldown is 300 s of event time)
-PACE = 120  # events per second (1 s of event time each): the stream alone takes ~7 s of a daemon's life
+#: Events per second while the kills go on (1 s of event time each): the stream alone takes ~21 s of daemon life,
+#: well beyond what 20 killed lives stream (~0.5 s each), so the work cannot end before the last kill however fast the
+#: machine (at 120/s it did, on an idle machine, after 15 kills). The final life runs unpaced.
+PACE = 40
 TRAIN_SECONDS = 1.0  # the slow trainer
 MAX_LIFE = 0.5  # an "any" kill comes at a uniform moment of the first MAX_LIFE seconds after the daemon took its lock
 SEED = 13
@@ -79,9 +82,9 @@ def uninterrupted(tmp: Path, records: list[bytes]) -> Path:
     return state
 
 
-def start(state: Path, policy: Path, events_file: Path, log: Path) -> subprocess.Popen[bytes]:
+def start(state: Path, policy: Path, events_file: Path, log: Path, pace: float = PACE) -> subprocess.Popen[bytes]:
     args = [sys.executable, "-m", "driftwarden.daemon.cli", "run", "--policy", str(policy)]
-    args += ["--events", str(events_file), "--pace", str(PACE), "--state-dir", str(state), "--log-level", "warning"]
+    args += ["--events", str(events_file), "--pace", str(pace), "--state-dir", str(state), "--log-level", "warning"]
     with open(log, "ab") as out:
         return subprocess.Popen(args, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **ENV})
 
@@ -128,11 +131,6 @@ def comparable(state: Path) -> dict[str, Any]:
     return {"audit": audit, "actions": actions}
 
 
-@pytest.mark.xfail(
-    reason="failed once on a fresh-clone CI run at the end of session 4 (passed in the engineers' runs); "
-    "open in the issue 13 note: to be found, not hidden",
-    strict=False,
-)
 def test_random_sigkills_during_a_stream_with_two_retrains(tmp_path: Path) -> None:
     soak(tmp_path, KILLS)
 
@@ -179,7 +177,7 @@ def soak(tmp_path: Path, kills: int) -> None:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
         killed_in.append(doing)
-    final = start(state, policy, events_file, log)
+    final = start(state, policy, events_file, log, pace=0)  # the rest of the stream as fast as it goes
     assert final.wait(timeout=120) == 0, log.read_text()[-3000:]
     print(f"{len(killed_in)} kills in {lives} lives:", dict(collections.Counter(s.split("@")[0] for s in killed_in)))
     assert len(killed_in) >= kills, f"the work ended after {len(killed_in)} kills: {killed_in}"
