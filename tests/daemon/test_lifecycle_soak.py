@@ -35,10 +35,18 @@ from tests.deploy.trainers import LinearRule
 KILLS = 20  # the suite's soak; LONG_KILLS behind the soak marker
 LONG_KILLS = 67
 EVENTS = 850  # decisions at events 299 and 599 (the rule's cooldown is 300 s of event time)
-#: Events per second while the kills go on (1 s of event time each): the stream alone takes ~21 s of daemon life,
-#: well beyond what 20 killed lives stream (~0.5 s each), so the work cannot end before the last kill however fast the
-#: machine (at 120/s it did, on an idle machine, after 15 kills). The final life runs unpaced.
+#: Events per second while the kills go on (1 s of event time each), for KILLS kills: the stream alone takes ~21 s of
+#: daemon life, well beyond what 20 killed lives stream (~0.5 s each), so the work cannot end before the last kill
+#: however fast the machine (at 120/s it did, on an idle machine, after 15 kills). More kills, a slower pace
+#: (``pace_for``); the final life runs unpaced.
 PACE = 40
+
+
+def pace_for(kills: int) -> float:
+    """Events per second that keep the stream going through ``kills`` kills: ``pace_for(20) == 40``."""
+    return PACE * KILLS / kills
+
+
 TRAIN_SECONDS = 1.0  # the slow trainer
 MAX_LIFE = 0.5  # an "any" kill comes at a uniform moment of the first MAX_LIFE seconds after the daemon took its lock
 SEED = 13
@@ -82,7 +90,7 @@ def uninterrupted(tmp: Path, records: list[bytes]) -> Path:
     return state
 
 
-def start(state: Path, policy: Path, events_file: Path, log: Path, pace: float = PACE) -> subprocess.Popen[bytes]:
+def start(state: Path, policy: Path, events_file: Path, log: Path, pace: float) -> subprocess.Popen[bytes]:
     args = [sys.executable, "-m", "driftwarden.daemon.cli", "run", "--policy", str(policy)]
     args += ["--events", str(events_file), "--pace", str(pace), "--state-dir", str(state), "--log-level", "warning"]
     with open(log, "ab") as out:
@@ -160,7 +168,7 @@ def soak(tmp_path: Path, kills: int) -> None:
     lives = 0
     while len(killed_in) < kills and lives < 3 * kills:
         lives += 1
-        proc = start(state, policy, events_file, log)
+        proc = start(state, policy, events_file, log, pace_for(kills))
         deadline = time.monotonic() + 30
         while not holds_lock(state, proc.pid) and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.01)
