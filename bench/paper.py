@@ -72,8 +72,8 @@ places: SEA gradual's 0.6316 is close enough to our scores that the rounded 0.63
 
 KINDS = ("adwin", "page_hinkley", "cusum", "ewma", "ddm", "eddm", "hddm_a", "hddm_w", "concept_drift", "adwin-both")
 """Every streaming kind that takes a 0/1 error series (kswin refuses it), at its defaults, and
-River's two-sided ADWIN (``adwin-both``: ``direction: both``, River's alarms exactly)."""
-VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {"adwin-both": ("adwin", {"direction": "both"})}
+River's two-sided ADWIN (``adwin-both``: ``direction: both`` at River's ``delta`` 0.002, River's alarms exactly)."""
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {"adwin-both": ("adwin", {"direction": "both", "delta": 0.002})}
 """Rows that are a kind at other parameters: row name -> (kind, parameters)."""
 AFTER, BEFORE = 1_000, 2_000
 """Events after a change's end and before its start whose mean errors say which way it went."""

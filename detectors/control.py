@@ -39,8 +39,8 @@ BINARY_WARMUP = 5000
 pin it to +-0.6 points)."""
 
 RATE_MARGIN = 2.0
-"""On a 0/1 series the charts allow for the warm-up rate's own error: 2 standard errors
-(``2 / sqrt(warmup)`` sds) are added to the CUSUM allowance and to the EWMA limit."""
+"""On a 0/1 series the EWMA chart allows for the warm-up rate's own error: 2 standard errors
+(``2 / sqrt(warmup)`` sds) are added to its limit."""
 
 CUSUM_K = 0.5
 """Allowance in reference sds: the chart is tuned to detect a 1-sd shift fastest."""
@@ -57,21 +57,47 @@ EWMA_L = 5.0
 """Control-limit width in EWMA sds. Measured as CUSUM_H: L=4.5 gave 12 false alarms in 2*10^6
 events, L=5 gave 2 (0.1 per 100k), with a median delay of 34 events for a 1-sd shift."""
 
-CUSUM_K_BINARY = 0.5
-"""On a 0/1 series the allowance is half the shift of a doubled warm-up rate ``p``:
-``k = 0.5 * p / sd`` in sds, the optimal CUSUM allowance for that shift."""
+CUSUM_ARL_BINARY = 200_000
+"""Mean run between false alarms, in values, that a chart on a 0/1 series is set for: twice the
+10^5 of the bound (issue 18: at most 1 false alarm per 100,000 events). Measured (20 twins x
+10^5 events, 200 changed streams): 0.50 / 0.23 / 0.38 false alarms per 100k at 5 / 30 / 10 %
+errors, a doubled 5 % rate found within 1,000 values in 197 of 200 (median 290), a doubled 30 %
+rate after a median 45 (bench/calibration.py). With a threshold fixed in sds (40, before) the
+false alarms went from 0 at 30 % to 5.7 per 100k at 1 %."""
 
-CUSUM_H_BINARY = 40.0
-"""Threshold in sds on a 0/1 series: each error is a jump of ``(1 - p) / sd`` sds (4.4 at 5 %),
-so the chart needs a higher bar than on a Gaussian series. At 35: 1.2 false alarms per 100k at
-5 % errors; at 40: 0.3, a doubled 5 % rate found after a median 293 events (bench/calibration.py)."""
 
-EWMA_L_BINARY = 4.0
-"""Limit width on a 0/1 series: the long average is near Gaussian, and L=4 finds a doubled 5 %
-rate within ~600 events with no false alarm on the stationary twins (bench/detection.py)."""
+def bernoulli_chart(mu: float, p: float, sd: float, arl: float) -> tuple[float, float, float, float]:
+    """The Bernoulli CUSUM (Reynolds and Stoumbos 1999) in the chart's units, sds of
+    ``(v - mu) / sd``: ``(k_up, h_up, k_down, h_down)``. Each value moves a sum by its
+    log-likelihood ratio of rate ``p`` against ``up(p) = min(2p, (1 + p) / 2)`` (the error rate
+    doubles, or the rate of correct values halves, whichever is the smaller change), or against
+    ``1 - up(1 - p)`` on the down side; the threshold is ``ln(arl * KL)`` nats, ``KL`` the
+    evidence a value carries against ``p`` when ``p`` holds (Wald: the mean run to a false alarm
+    is then about ``arl`` values, at every rate).
 
-EWMA_LAMBDA_BINARY = 0.002
-"""Weight of the newest value on a 0/1 series: averaging ~1,000 values makes the chart near
+    >>> [round(v, 3) for v in bernoulli_chart(0.05, 0.05, 0.05 ** 0.5 * 0.95 ** 0.5, 200_000)]
+    [0.103, 49.825, 0.064, 48.485]
+    """
+    out = []
+    for p1 in (min(2 * p, (1 + p) / 2), max(2 * p - 1, p / 2)):
+        a = math.log(p1 * (1 - p) / (p * (1 - p1)))  # per unit of v
+        b = math.log((1 - p1) / (1 - p))
+        kl = p * math.log(p / p1) + (1 - p) * math.log((1 - p) / (1 - p1))  # nats per value before a change
+        nats = math.log(arl * kl)  # Wald: the mean run to a false alarm is about e^h / kl
+        out += (
+            [-(a * mu + b) / (a * sd), nats / abs(a * sd)] if a > 0 else [(a * mu + b) / (a * sd), nats / abs(a * sd)]
+        )
+    return out[0], out[1], out[2], out[3]
+
+
+EWMA_L_BINARY = 3.5
+"""Limit width on a 0/1 series (was 4 with lam 0.002: a doubled 5 % rate found within 1,000 values
+in 193 of 200 streams, 0.10 false alarms per 100k). With EWMA_LAMBDA_BINARY: 197 of 200 (median
+325), and 0.55 / 0.12 / 0.38 false alarms per 100k at 5 / 30 / 10 % errors (20 twins x 10^5
+values, bench/calibration.py's streams)."""
+
+EWMA_LAMBDA_BINARY = 0.003
+"""Weight of the newest value on a 0/1 series: averaging ~700 values makes the chart near
 Gaussian and sensitive to a doubled rate (0.23 sd at 5 %)."""
 
 
@@ -237,8 +263,10 @@ class Cusum(_Chart):
     ``k`` and ``h`` are in reference sds. The defaults (k=0.5, h=14) gave no false alarm in
     2*10^6 stationary events and find a 1-sd shift after about 25 events (bench/detection.py).
     On a 0/1 series (``error``) the sd is Bernoulli's from the warm-up rate ``p`` (with a floor),
-    and the defaults become ``k = 0.5 p / sd`` (tuned to a doubled rate) and h=40. Both sums are
-    always kept: a change against ``direction`` is a signal with ``drift: false``.
+    and the defaults of ``k`` and ``h`` become Bernoulli's log-likelihood-ratio CUSUM of ``p``
+    against a doubled rate (:func:`bernoulli_chart`), set for a false alarm per 200,000 values
+    at any rate. Both sums are always kept: a change against ``direction`` is a signal with
+    ``drift: false``.
     Memory: O(1) — running moments during warmup, two sums after.
 
     >>> m = Cusum(series="x", mean=0.0, sd=1.0, h=4.0, direction="up")
@@ -270,32 +298,32 @@ class Cusum(_Chart):
     def _start_chart(self) -> None:
         self._up = 0.0
         self._down = 0.0
-        binary = getattr(self, "_binary", False)
-        if self.k is not None:
-            self._k = float(self.k)
-        elif binary and self._mu is not None and self._sigma:
+        k = kd = CUSUM_K
+        h = hd = CUSUM_H
+        if getattr(self, "_binary", False) and self._mu is not None and self._sigma:
             rate = min(max(self._mu, RATE_FLOOR), 1 - RATE_FLOOR)
-            self._k = min(CUSUM_K_BINARY * rate / self._sigma, CUSUM_K) + self._margin()
-        else:
-            self._k = CUSUM_K
-        self._h = float(self.h) if self.h is not None else (CUSUM_H_BINARY if binary else CUSUM_H)
+            k, h, kd, hd = bernoulli_chart(self._mu, rate, self._sigma, CUSUM_ARL_BINARY)
+        self._k = float(self.k) if self.k is not None else k
+        self._h = float(self.h) if self.h is not None else h
+        self._kd = float(self.k) if self.k is not None else kd
+        self._hd = float(self.h) if self.h is not None else hd
 
     def _step(self, z: float) -> tuple[float, float, str | None]:
         self._up = max(0.0, self._up + z - self._k)
-        self._down = max(0.0, self._down - z - self._k)
-        h = self._h
-        if self._up > h:
-            return self._up, h, "up"
-        if self._down > h:
-            return self._down, h, "down"
-        return max(self._up, self._down), h, None
+        self._down = max(0.0, self._down - z - self._kd)
+        if self._up > self._h:
+            return self._up, self._h, "up"
+        if self._down > self._hd:
+            return self._down, self._hd, "down"
+        return max(self._up, self._down), self._h, None
 
     def _chart_state(self) -> dict[str, Any]:
-        return {"up": self._up, "down": self._down, "k": self._k, "h": self._h}
+        return {"up": self._up, "down": self._down, "k": self._k, "h": self._h, "kd": self._kd, "hd": self._hd}
 
     def _set_chart_state(self, state: Mapping[str, Any]) -> None:
         self._up, self._down = float(state["up"]), float(state["down"])
         self._k, self._h = float(state["k"]), float(state["h"])
+        self._kd, self._hd = float(state.get("kd", self._k)), float(state.get("hd", self._h))  # older states: one k, h
 
 
 class Ewma(_Chart):
@@ -305,7 +333,7 @@ class Ewma(_Chart):
 
     The defaults (lam=0.1, L=5) gave 0.1 false alarms per 100k stationary events and find a
     1-sd shift after about 35 events (bench/detection.py). On a 0/1 series the sd is Bernoulli's
-    from the warm-up rate (with a floor) and lam and L default to 0.002 and 4, which
+    from the warm-up rate (with a floor) and lam and L default to 0.003 and 3.5, which
     average enough values to see a doubled rate. A change against ``direction`` is a signal with
     ``drift: false``. Memory: O(1).
 

@@ -3,7 +3,7 @@
 >>> sorted(MONITORS)[:3]
 ['adwin', 'anomaly_rate', 'concept_drift']
 >>> build("adwin", {"series": "error"})
-Adwin(series='error', delta=0.002, clock=32, grace_period=10, direction=None)
+Adwin(series='error', delta=0.05, clock=32, grace_period=10, direction=None)
 """
 
 from __future__ import annotations

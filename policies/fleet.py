@@ -31,8 +31,8 @@ watched, and the daemon logs both policies and counts it as ``ambiguous``.
 'no policy selects it'
 >>> bound = fleet.bind(fleet.route("shop-eu-2").policy, "shop-eu-2")
 >>> plain = fleet.bind(fleet.route("shop-1").policy, "shop-1")
->>> bound.model, bound.spec.monitors["e"].delta, plain.spec.monitors["e"].delta
-('shop-eu-2', 0.01, 0.002)
+>>> bound.model, bound.spec.monitors["e"].delta, plain.spec.monitors["e"].delta  # None: adwin's default
+('shop-eu-2', 0.01, None)
 """
 
 from __future__ import annotations

@@ -112,7 +112,9 @@ def test_the_schema_exposes_each_kinds_parameters() -> None:
     defs = json_schema()["$defs"]
     adwin = defs["Monitor_adwin"]
     assert adwin["required"] == ["kind", "series"] and adwin["additionalProperties"] is False
-    assert adwin["properties"]["delta"]["default"] == 0.002 and adwin["properties"]["delta"]["description"]
+    assert adwin["properties"]["clock"]["default"] == 32 and adwin["properties"]["clock"]["description"]
+    assert adwin["properties"]["delta"]["default"] is None  # the series decides: 0.002, or 0.05 on 0/1 series
+    assert "0.05 on 0/1 series" in adwin["properties"]["delta"]["description"]
     assert "window" in defs["Monitor_feature_drift"]["properties"]
 
 
