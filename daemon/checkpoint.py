@@ -19,8 +19,9 @@ A :class:`Checkpoint` owns
      checkpointed is written once, by its replay: no dead letter twice); the labeled buffers'
      segment lists go into 2 as well (a segment deleted from outside is then named);
   2. one store transaction: positions, next event index, the pipelines' states, the new action
-     intents, the audit entries, the changes of the join's unmatched halves and the outbox's new
-     notifications (daemon/alerting/outbox.py);
+     intents, the audit entries, the changes of the join's unmatched halves, of the events that
+     wait for more of their model (read past, not yet applied: see daemon/runtime.py) and the
+     outbox's new notifications (daemon/alerting/outbox.py);
   3. what must follow the local copy and precede the commit (``after_store``: with Kafka, one
      changelog message per owned task, see daemon/partitions.py);
   4. commit the positions to the source (Kafka: the group's offsets).
@@ -55,7 +56,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from driftwarden.daemon.io.sinks import file_marks
 from driftwarden.daemon.io.sources import Record
 from driftwarden.daemon.state.labeled_buffer import segment_lists
-from driftwarden.daemon.state.store import Intent, OutboxRow, Store
+from driftwarden.daemon.state.store import Intent, OutboxRow, Store, WaitingDelta
 
 if TYPE_CHECKING:
     from driftwarden.daemon.state.label_join import PendingDelta
@@ -141,6 +142,7 @@ class Checkpoint:
         sinks: Iterable[Flushable] = (),
         after_store: Callable[[], None] | None = None,
         outbox: Sequence[OutboxRow] = (),
+        waiting: WaitingDelta | None = None,
     ) -> list[str]:
         """Steps 1-4 of the module docstring; returns the keys of the intents that are new.
         ``states`` maps (or yields pairs of) model → pipeline state; see :meth:`Store.checkpoint`."""
@@ -160,6 +162,7 @@ class Checkpoint:
             marks=marks,
             watermark=self.watermark,
             segments=segments,
+            waiting=waiting,
         )
         if after_store is not None:
             after_store()

@@ -24,6 +24,9 @@ Columns = dict[str, np.ndarray]
 
 MAX_CHUNKS = 64
 """Pending chunks of a window before they are merged into one."""
+SETTLED_ROWS = 256
+"""A chunk of this many rows is not merged into at a snapshot: encoding it again would cost more than the
+~20 µs a restart pays per column of a chunk."""
 
 _ENCODED = "chunks"
 """Snapshot key of the open window's chunks, each encoded once (earlier snapshots held one ``index``)."""
@@ -139,47 +142,63 @@ class Windower:
             self._push(*self._drain())
 
     def _drain(self) -> tuple[np.ndarray, np.ndarray, Columns]:
-        idx = np.concatenate(self._index)
-        t = np.concatenate(self._ts)
-        names: dict[str, np.dtype] = {}
-        for c in self._chunks:
-            for n, v in c.items():
-                names.setdefault(n, v.dtype)
-        cols = {
-            n: np.concatenate(
-                [c[n] if n in c else _missing(dtype, len(i)) for c, i in zip(self._chunks, self._index, strict=True)]
-            )
-            for n, dtype in names.items()
-        }
+        """The open window's rows as new arrays (copies: a closed window never holds a view of a batch)."""
+        idx, t, cols = _joined(self._index, self._ts, self._chunks)
         self._chunks, self._index, self._ts, self._encoded = [], [], [], []
         self._pending = 0
         return idx, t, cols
 
     def snapshot(self) -> dict[str, Any]:
         """The open window as its chunks; a chunk is encoded at its first snapshot only (chunks never
-        change until the window closes or :data:`MAX_CHUNKS` of them merge).
+        change until the window closes, or merge). The chunks new since the last snapshot become one;
+        an older chunk at least as long as the one before it merges into it (encoded again) while that
+        one is shorter than :data:`SETTLED_ROWS`, so small snapshots of an open window leave a few
+        chunks of falling length (about log2 of their count), not one each: a restart decodes a few
+        arrays per column, and a row is encoded a few times at most.
 
         >>> w = Windower(events=10)
         >>> _ = w.add(Batch.of(index=range(3), features={"x": [0., 1., 2.]}))
         >>> first = w.snapshot()["chunks"][0]; Part.content(first)["ts"]["values"]
         [0.0, 1.0, 2.0]
-        >>> _ = w.add(Batch.of(index=range(3, 5), features={"x": [3., 4.]}))
+        >>> _ = w.add(Batch.of(index=range(3, 6), features={"x": [3., 4., 5.]}))
         >>> later = w.snapshot()["chunks"]; (len(later), later[0] is first)
         (2, True)
+        >>> _ = w.add(Batch.of(index=range(6, 7), features={"x": [6.]}))
+        >>> [Part.content(c)["index"]["values"] for c in w.snapshot()["chunks"]]
+        [[0, 1, 2, 3, 4, 5], [6]]
         >>> v = Windower(events=10); v.restore(w.snapshot()); v.pending
-        5
+        7
         """
+        self._settle()
         encoded = self._encoded
         for i, chunk in enumerate(self._chunks):
             if encoded[i] is None:
                 encoded[i] = Part(
                     {
-                        "index": encode(self._index[i]),
-                        "ts": encode(self._ts[i]),
-                        "columns": {k: encode(v) for k, v in chunk.items()},
+                        "index": _packed(self._index[i]),
+                        "ts": _packed(self._ts[i]),
+                        "columns": {k: _packed(v) for k, v in chunk.items()},
                     }
                 )
         return {_ENCODED: list(encoded), "window_start_ts": self._window_start_ts}
+
+    def _settle(self) -> None:
+        """Merge the chunks not encoded yet into one; before it, merge each encoded chunk into the one
+        before it while it is at least as long and that one is shorter than :data:`SETTLED_ROWS`
+        (see :meth:`snapshot`)."""
+        fresh = next((i for i, e in enumerate(self._encoded) if e is None), len(self._encoded))
+        self._merge(fresh, len(self._chunks))
+        while fresh > 1 and len(self._index[fresh - 1]) >= len(self._index[fresh - 2]) < SETTLED_ROWS:
+            self._merge(fresh - 2, fresh)
+            fresh -= 1
+
+    def _merge(self, start: int, stop: int) -> None:
+        """Chunks ``start`` .. ``stop`` (exclusive) as one, not encoded (a single chunk stays as it is)."""
+        if stop - start < 2:
+            return
+        merged = _joined(self._index[start:stop], self._ts[start:stop], self._chunks[start:stop])
+        self._index[start:stop], self._ts[start:stop], self._chunks[start:stop] = [merged[0]], [merged[1]], [merged[2]]
+        self._encoded[start:stop] = [None]
 
     def restore(self, state: Mapping[str, Any]) -> None:
         self._chunks, self._index, self._ts, self._encoded = [], [], [], []
@@ -195,11 +214,34 @@ class Windower:
                 self._encoded[-1] = part if isinstance(part, Part) else Part(c)
 
 
+def _joined(
+    index: list[np.ndarray], ts: list[np.ndarray], chunks: list[Columns]
+) -> tuple[np.ndarray, np.ndarray, Columns]:
+    """Chunks as one: their index, ts and columns concatenated (a column a chunk lacks: missing there)."""
+    names: dict[str, np.dtype] = {}
+    for c in chunks:
+        for n, v in c.items():
+            names.setdefault(n, v.dtype)
+    cols = {
+        n: np.concatenate([c[n] if n in c else _missing(dtype, len(i)) for c, i in zip(chunks, index, strict=True)])
+        for n, dtype in names.items()
+    }
+    return np.concatenate(index), np.concatenate(ts), cols
+
+
 def _missing(dtype: np.dtype, n: int) -> np.ndarray:
     """A column absent from a batch: all missing (NaN, or None for categories)."""
     if dtype.kind in "fiub":
         return np.full(n, np.nan)
     return np.full(n, None, dtype=object)
+
+
+def _packed(a: np.ndarray) -> dict[str, Any]:
+    """:func:`encode`'s JSON for a :class:`Part` (which serializes numpy arrays in C): a finite numeric
+    array stays an array, written as the same list of numbers."""
+    if a.dtype.kind in "iub" or (a.dtype.kind == "f" and np.isfinite(a).all()):
+        return {"dtype": a.dtype.str, "values": np.ascontiguousarray(a)}
+    return encode(a)
 
 
 def encode(a: np.ndarray) -> dict[str, Any]:

@@ -128,14 +128,17 @@ def _fast(
     if len(distinct) == 1:
         (model,) = distinct
         return Decoded({model: EventRows(model, *columns)}, [], n)
+    # Each column in model order once (in C), then each model's rows are slices of it.
     code_of = {m: i for i, m in enumerate(distinct)}
     codes = np.fromiter(map(code_of.__getitem__, models), np.intp, n)
-    order = np.argsort(codes, kind="stable")
-    bounds = np.cumsum(np.bincount(codes, minlength=len(distinct)))[:-1]
+    order = np.argsort(codes, kind="stable").tolist()
+    ends = np.cumsum(np.bincount(codes, minlength=len(distinct))).tolist()
+    grouped = [list(map(col.__getitem__, order)) for col in columns]
     by_model: dict[str, EventRows] = {}
-    for model, positions in zip(distinct, np.split(order, bounds), strict=True):
-        pick = positions.tolist()
-        by_model[model] = EventRows(model, *([col[i] for i in pick] for col in columns))
+    start = 0
+    for model, end in zip(distinct, ends, strict=True):
+        by_model[model] = EventRows(model, *(col[start:end] for col in grouped))
+        start = end
     return Decoded(by_model, [], n)
 
 

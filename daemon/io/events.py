@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import base64
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import chain, compress
@@ -133,6 +134,46 @@ class EventRows:
         if len(parts) == 1:
             return parts[0]
         return cls(parts[0].model, *(list(chain.from_iterable(getattr(p, f) for p in parts)) for f in _ROW_COLUMNS))
+
+    @classmethod
+    def empty(cls, model: str) -> EventRows:
+        """No rows of ``model`` (to :meth:`extend`)."""
+        return cls(model, *([] for _ in _ROW_COLUMNS))
+
+    def extend(self, other: EventRows) -> None:
+        """Append ``other``'s rows (of the same model) to these.
+
+        >>> rows = EventRows.empty("m"); rows.extend(EventRows.from_events("m", [Event("m", "a", 3, 1.0, "label")]))
+        >>> rows.extend(EventRows.from_events("m", [Event("m", "b", 7, 2.0, "label")])); rows.index, rows.ids
+        ([3, 7], ['a', 'b'])
+        """
+        for f in _ROW_COLUMNS:
+            getattr(self, f).extend(getattr(other, f))
+
+    def dumps(self) -> bytes:
+        """The rows as JSON (their columns, in :data:`_ROW_COLUMNS` order): what :meth:`loads` reads.
+        Decoded values are JSON's own, so the round trip is exact; ValueError for a time that is not
+        finite (JSON has no such number).
+
+        >>> rows = EventRows.from_events("m", [Event("m", "a", 3, 1.5, "prediction", {"x": 1, "c": "v"}, prediction=1)])
+        >>> EventRows.loads("m", rows.dumps()) == rows
+        True
+        """
+        if not all(map(math.isfinite, self.ts)):
+            raise ValueError("an event time that is not finite has no JSON form")
+        return orjson.dumps([getattr(self, f) for f in _ROW_COLUMNS])
+
+    @classmethod
+    def loads(cls, model: str, blob: bytes) -> EventRows:
+        """The rows :meth:`dumps` wrote; ValueError when ``blob`` is not such rows."""
+        columns = orjson.loads(blob)
+        if not (
+            isinstance(columns, list)
+            and len(columns) == len(_ROW_COLUMNS)
+            and all(isinstance(c, list) and len(c) == len(columns[0]) for c in columns)
+        ):
+            raise ValueError("not the columns of event rows")
+        return cls(model, *columns)
 
     def since(self, start: int) -> EventRows:
         """The rows from position ``start`` on (self when ``start`` is 0).

@@ -59,6 +59,8 @@ CREATE TABLE IF NOT EXISTS parts (
 CREATE TABLE IF NOT EXISTS pending_log (
     model TEXT NOT NULL, seq INTEGER NOT NULL, added BLOB NOT NULL, removed BLOB NOT NULL, PRIMARY KEY (model, seq)
 );
+CREATE TABLE IF NOT EXISTS waiting (seq INTEGER PRIMARY KEY, model TEXT NOT NULL, rows BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS waiting_model ON waiting (model);
 CREATE TABLE IF NOT EXISTS outbox (
     key TEXT PRIMARY KEY, notification TEXT NOT NULL, model TEXT NOT NULL, destination TEXT NOT NULL,
     status TEXT NOT NULL, state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, next_at REAL NOT NULL,
@@ -84,6 +86,16 @@ class Intent:
     at: int
     ts: float
     info: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class WaitingDelta:
+    """How the events that wait for more of their model (past the checkpoint's positions, not yet
+    applied) changed since the last checkpoint: ``added`` appends serialized rows per model (in
+    the order the models began to wait), ``cleared`` names the models whose stored rows have run."""
+
+    added: Mapping[str, bytes]
+    cleared: Iterable[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,12 +173,12 @@ def action_finished(state: str, info: Mapping[str, Any]) -> bool:
     return state in TERMINAL_STATES
 
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """``PRAGMA user_version`` of the tables above; a store from an older version is migrated at open, a newer one
 is refused (its format is unknown here)."""
-MIGRATIONS: dict[int, str] = {0: "", 1: ""}
+MIGRATIONS: dict[int, str] = {0: "", 1: "", 2: ""}
 """SQL that takes a store from version N to N + 1 (0 → 1: the unversioned store of 0.1.0 has the same tables;
-1 → 2: the ``parts`` table, which :data:`SCHEMA` creates)."""
+1 → 2: the ``parts`` table, 2 → 3: the ``waiting`` table, both of which :data:`SCHEMA` creates)."""
 
 PART_REF = "$part"
 """Key of a reference, in a stored pipeline state, to one of its model's rows in the ``parts`` table."""
@@ -280,6 +292,7 @@ class Store:
         marks: Mapping[str, int] | None = None,
         watermark: float | None = None,
         segments: Mapping[str, list[str]] | None = None,
+        waiting: WaitingDelta | None = None,
     ) -> list[str]:
         """Write one checkpoint; return the keys of the intents that are new. ``pipelines`` maps a
         model to its state, or yields (model, state) pairs: each state is serialized and written
@@ -288,7 +301,8 @@ class Store:
         ``pending_log`` per checkpoint (a ``replace`` delta starts the log afresh). ``outbox``
         rows (notifications to deliver) are written in the same transaction, each once. ``marks``
         are the file sinks' lengths once flushed (:meth:`marks`: what a restart keeps of them);
-        ``segments`` the labeled-data segment files of the models whose files changed (:meth:`segments`)."""
+        ``segments`` the labeled-data segment files of the models whose files changed (:meth:`segments`);
+        ``waiting`` the change of the events that wait (:meth:`waiting`)."""
         now = time.time()
         new: list[str] = []
         with self._tx() as db:
@@ -308,6 +322,9 @@ class Store:
                 db.execute(
                     "INSERT OR REPLACE INTO checkpoint VALUES (?, ?)", (f"segments:{model}", orjson.dumps(names))
                 )
+            if waiting is not None:
+                db.executemany("DELETE FROM waiting WHERE model = ?", [(m,) for m in waiting.cleared])
+                db.executemany("INSERT INTO waiting (model, rows) VALUES (?, ?)", list(waiting.added.items()))
             stored: dict[str, set[str]] = {}
             for model, state in pipelines.items() if isinstance(pipelines, Mapping) else pipelines:
                 stored[model] = self._write_state(db, model, state)
@@ -560,6 +577,16 @@ class Store:
                     held[side].pop(half[_HALF_ID], None)
                     held[side][half[_HALF_ID]] = tuple(half)
         return {side: list(halves.values()) for side, halves in held.items()}
+
+    def waiting(self) -> dict[str, list[bytes]]:
+        """The serialized rows of the events that wait (see :class:`WaitingDelta`), per model in the
+        order the models began to wait, each model's in the order written."""
+        with self._lock:
+            rows = self._db.execute("SELECT model, rows FROM waiting ORDER BY seq").fetchall()
+        out: dict[str, list[bytes]] = {}
+        for model, blob in rows:
+            out.setdefault(model, []).append(blob)
+        return out
 
     def admit(self, models: Mapping[str, Mapping[str, Any]]) -> None:
         """Remember the models a fleet policy admitted as they first appeared (the policy file and

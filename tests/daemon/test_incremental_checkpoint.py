@@ -69,3 +69,38 @@ def test_an_idle_model_is_not_written_and_a_busy_one_writes_only_its_new_chunks(
     )
     assert restarted.pipelines["mb"].engine.events == 100
     restarted.close()
+
+
+def test_events_that_wait_for_more_of_their_model_are_stored_by_a_checkpoint_and_resumed(tmp_path: Path) -> None:
+    """With many models a model's events wait (past the checkpoint's positions) for more of them; a
+    checkpoint stores them instead of running them, and a daemon that stops without a last
+    checkpoint (a crash) resumes with them: every event counted once, the states as in one run."""
+    (tmp_path / "p.yaml").write_text(POLICY)
+    batches = [records("ma", 10 * k, 10, 20 * k) + records("mb", 10 * k, 10, 20 * k + 10) for k in range(30)]
+
+    def run(state: Path, upto: int) -> Daemon:
+        """A daemon over the batches before ``upto`` (those its checkpoint has are skipped)."""
+        daemon = Daemon(Settings(state_dir=state, execute=False), MemorySource([]), [load_policy(tmp_path / "p.yaml")])
+        for k, batch in enumerate(batches[:upto]):
+            daemon.process(batch, caught_up=False)  # a full poll: the source has more
+            if k % 7 == 6:
+                daemon.write_checkpoint(catch_up=False)  # as when a checkpoint is due
+        return daemon
+
+    whole = run(tmp_path / "whole", len(batches))
+    assert whole.pipelines["ma"].engine.events < 300, "events wait for more of their model"
+    with sqlite3.connect(whole.settings.store_path) as c:
+        assert c.execute("SELECT count(*) FROM waiting").fetchone()[0] > 0, "the checkpoint stored the waiting ones"
+    run(tmp_path / "crashed", 23).close()  # no last checkpoint: what the one at batch 20 stored is all that survives
+    crashed = run(tmp_path / "crashed", len(batches))  # the source replays from that checkpoint's positions
+    for daemon in (whole, crashed):
+        daemon.write_checkpoint()  # runs every waiting event
+    assert {m: p.engine.events for m, p in crashed.pipelines.items()} == {"ma": 300, "mb": 300}
+    for model in ("ma", "mb"):
+        assert orjson.loads(orjson.dumps(crashed.pipelines[model].snapshot())) == orjson.loads(
+            orjson.dumps(whole.pipelines[model].snapshot())
+        )
+    with sqlite3.connect(crashed.settings.store_path) as c:
+        assert c.execute("SELECT count(*) FROM waiting").fetchone()[0] == 0
+    whole.close()
+    crashed.close()
