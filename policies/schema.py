@@ -53,6 +53,8 @@ PARAM_DOCS: dict[str, str] = {
     "delta": "Confidence parameter (smaller: fewer false alarms, later detection); adwin's, left out: 0.002, and "
     "0.05 on 0/1 series (error, label).",
     "clock": "How often (in updates) ADWIN checks for a change.",
+    "memory": "DDM re-based: the DDM in charge has seen between memory/2 and memory values (null: River's DDM, "
+    "cumulative since its start).",
     "grace_period": "Updates before the first check.",
     "min_instances": "Updates before the first check.",
     "alpha": "Significance level / forgetting factor of the detector.",

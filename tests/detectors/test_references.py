@@ -53,7 +53,7 @@ RIVER_PH = {"standardize": False, "threshold": 50.0, "delta": 0.005, "alpha": 0.
 """River's PageHinkley defaults, pinned: our defaults are standardised and calibrated (issue 18)."""
 
 RIVER_DEFAULTS: dict[str, dict[str, object]] = {
-    "ddm": {"warm_start": 30},
+    "ddm": {"warm_start": 30, "memory": None},
     "eddm": {"warm_start": 30, "alpha": 0.95, "beta": 0.9},
     "hddm_w": {"drift_confidence": 0.001, "lambda_val": 0.05},
 }
@@ -81,10 +81,51 @@ def test_wrappers_alarm_where_river_does(kind: str, cls: type, data: np.ndarray)
 def test_calibrated_defaults_are_rivers_detector_at_other_parameters(kind: str) -> None:
     cls = {"ddm": binary.DDM, "eddm": binary.EDDM, "hddm_w": binary.HDDMW}[kind]
     ours = build(kind, {})
-    params = {k: getattr(ours, k) for k in RIVER_DEFAULTS[kind]}
+    params = {k: getattr(ours, k) for k in RIVER_DEFAULTS[kind] if k != "memory"}
     assert params != RIVER_DEFAULTS[kind]
     data = np.r_[E, E[::-1]]
-    assert alarms(kind, data) == raw_alarms(cls(**params), data)
+    unbounded = {"memory": None} if kind == "ddm" else {}  # DDM's re-basing: test_ddm_memory_is_rivers_ddm_re_based
+    assert alarms(kind, data, **unbounded) == raw_alarms(cls(**params), data)
+
+
+def rebased_ddm_alarms(data: np.ndarray, memory: int, **params: object) -> list[tuple[int, str]]:
+    """A reference of DDM's re-basing on River's DDM, value by value: pairs (rise, fall) of River's DDM; a second
+    pair starts when the pair in charge has seen memory/2 values and takes over at memory; a change restarts all."""
+    pairs = [(binary.DDM(**params), binary.DDM(**params))]
+    age, out = 0, []
+    for i, v in enumerate(data.tolist()):
+        for up, down in pairs:
+            up.update(v)
+            down.update(1 - v)
+        age += 1
+        up, down = pairs[0]
+        if up.drift_detected or down.drift_detected:
+            out.append((i, "up" if up.drift_detected else "down"))
+            pairs, age = [(binary.DDM(**params), binary.DDM(**params))], 0
+            continue
+        if age == memory:
+            pairs, age = pairs[1:], memory - memory // 2
+        if age == memory // 2 and len(pairs) == 1:
+            pairs.append((binary.DDM(**params), binary.DDM(**params)))
+    return out
+
+
+@pytest.mark.parametrize("chunk", [1000, 333])
+def test_ddm_memory_is_rivers_ddm_re_based(chunk: int) -> None:
+    """DDM at its defaults (memory 4,000) is River's DDM re-based as the reference above, on a stream with rises,
+    falls and stationary stretches longer than the memory."""
+    rng = np.random.default_rng(11)
+    rates = np.r_[np.full(9000, 0.05), np.full(3000, 0.12), np.full(6000, 0.04), np.full(4000, 0.3)]
+    data = (rng.random(len(rates)) < rates).astype(float)
+    m = build("ddm", {})
+    got = []
+    for i in range(0, len(data), chunk):
+        idx = np.arange(i, min(i + chunk, len(data)))
+        batch = Batch.of(index=idx, prediction=np.zeros(len(idx)), label=data[idx])
+        got += [(s.at, s.details["direction"]) for s in m.update(batch)]
+    expected = rebased_ddm_alarms(data, 4000, warm_start=m.warm_start)
+    assert len(expected) >= 3 and {d for _, d in expected} == {"up", "down"}
+    assert got == expected
 
 
 def test_page_hinkley_unstandardised_is_rivers() -> None:
