@@ -57,8 +57,16 @@ def json_lines(text: str) -> list[dict]:
 
 
 @pytest.fixture(scope="session")
-def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict]]:
-    """`driftwarden demo --json` once: its output folder and its JSON lines."""
+def live_demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict]]:
+    """`driftwarden demo --json` (the live mode, the default) once: its output folder and its JSON lines."""
     out = tmp_path_factory.mktemp("demo") / "out"
     proc = run_cli("demo", "--json", "--out", str(out))
     return out, json_lines(proc.stdout)
+
+
+@pytest.fixture(scope="session")
+def demo_run(live_demo_run: tuple[Path, list[dict]]) -> tuple[Path, list[dict]]:
+    """The demo's run (:func:`live_demo_run`). tests/test_demo_live.py overrides this name with both modes; it
+    asks for ``live_demo_run`` by its own name, since a fixture asking for the one it overrides would share the
+    override's parameter and run the session's demo once per mode."""
+    return live_demo_run

@@ -28,12 +28,12 @@ from tests.test_demo_scenario import (  # noqa: F401 - collected here, against t
 
 @pytest.fixture(scope="module", params=["live", "in-process"])
 def demo_run(
-    request: pytest.FixtureRequest, demo_run: tuple[Path, list[dict]], tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest, live_demo_run: tuple[Path, list[dict]], tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[Path, list[dict]]:
     """The demo in each mode once: its output folder and its JSON lines. The live mode is the session's run
     (``driftwarden demo --json``: live is the default), so the suite runs the live demo once."""
     if request.param == "live":
-        out, lines = demo_run
+        out, lines = live_demo_run
     else:
         out = tmp_path_factory.mktemp(f"demo-{request.param}") / "out"
         lines = json_lines(run_cli("demo", f"--{request.param}", "--json", "--out", str(out)).stdout)
