@@ -157,6 +157,12 @@ class Runner:
         except BaseException as e:  # noqa: BLE001 - re-raised in the test's thread
             self.error = e
 
+    def where(self) -> dict[str, Any]:
+        """What a hung wait reports: the loop's counters and the partitions its source holds."""
+        source = self.daemon.source
+        assigned = source.assignment() if hasattr(source, "assignment") else None
+        return {"stats": self.daemon.stats.summary(), "assigned": assigned, "alive": self.thread.is_alive()}
+
     def stop(self, close: bool = True) -> None:
         self.daemon.stop()
         self.thread.join(WAIT_S)
@@ -175,7 +181,7 @@ def wait_for(done: Callable[[], bool], runners: Sequence[Runner] = (), timeout: 
         for r in runners:
             if r.error is not None:
                 raise r.error
-        assert time.monotonic() < deadline, f"not done within {timeout} s"
+        assert time.monotonic() < deadline, f"not done within {timeout} s: {[r.where() for r in runners]}"
         time.sleep(0.1)
 
 
