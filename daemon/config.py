@@ -73,6 +73,19 @@ class SourceConfig(_Redacted):
         description="Compacted Kafka topic of per-partition state snapshots, written at each checkpoint and "
         "restored when a partition is assigned: needed to run more than one daemon in the group (off: state is local).",
     )
+    labeled_topic: str | None = Field(
+        None,
+        description="Kafka topic of the joined labeled rows, keyed by model (needs changelog_topic): the next "
+        "owner of a partition rebuilds its models' training windows from it (off: a new owner buffers afresh).",
+    )
+    labeled_retention: str = Field(
+        "7d",
+        description="How long labeled_topic keeps rows (its retention.ms when the daemon creates it): longer "
+        "than a model takes to label the rows its retrain trains on.",
+    )
+    labeled_retention_bytes: int | None = Field(
+        None, gt=0, description="Size bound of labeled_topic per partition (retention.bytes), if any."
+    )
     auto_offset_reset: Literal["earliest", "latest"] = Field(
         "earliest", description="Where a partition without a committed offset or stored state starts."
     )
@@ -83,6 +96,8 @@ class SourceConfig(_Redacted):
             raise ValueError("a file source needs 'path'")
         if self.kind == "kafka" and not (self.bootstrap and self.topics):
             raise ValueError("a kafka source needs 'bootstrap' and 'topics'")
+        if self.labeled_topic and not self.changelog_topic:
+            raise ValueError("'labeled_topic' moves labeled rows with the state: it needs 'changelog_topic'")
         return self
 
 

@@ -9,9 +9,10 @@ default) gives partition ``n`` of every topic to the same member, and the member
 
 State moves through a **changelog**: a compacted topic with one message per task, key
 ``task:<n>``, value (JSON) ``{"task", "positions", "next_index", "models": {model: pipeline
-snapshot}, "owner", "generation"}``. The checkpoint order becomes:
+snapshot}, "owner", "wall", "labeled": ranges, "actions": [unfinished action records]}``. The
+checkpoint order becomes:
 
-1. flush the sinks (decisions, dead letters, labeled-data segments);
+1. flush the sinks (decisions, dead letters, labeled-data segments; the labeled-data log);
 2. the local store transaction (positions, state, intents) — the local copy;
 3. one changelog message per owned task, flushed (acknowledged by the broker);
 4. commit the offsets.
@@ -26,13 +27,42 @@ already in the state and are skipped; records after them are processed once. Los
 (this member was expelled) are dropped without writing anything, since a new owner may have
 moved on.
 
+**The labeled-data buffer** moves through Kafka too, when ``source.labeled_topic`` is set
+(daemon/io/kafka/labeled_log.py): at step 1 each owned model's labeled rows since the last
+checkpoint (its buffer's documents, as its segment files hold them) go to that topic, key = the
+model, partition = its task, header = this daemon; the offsets they landed at extend the task's
+**ranges** (``[first, end, owner]``), which the snapshot carries (``"labeled"``, and in each
+model's state for the local copy). A new owner restoring from the changelog reads the task's
+partition back within those ranges and writes each model's documents as one segment of its
+buffer: the training window is the one the old owner had, row for row. Messages outside the
+ranges (sent by a daemon that died before its checkpoint) are skipped: their rows are replayed
+and written again. Row indices stay ordered: a new owner's next event index is at least the
+snapshot's. The topic keeps rows by time (``labeled_retention``, default 7 days) and optionally
+by size; it must outlast the time a model takes to label the rows its retrain trains on.
+
+**Actions in flight are handed over, not finished by the old owner** (daemon/actions/handover.py).
+On revoke the daemon first *releases* the revoked tasks' unfinished actions (queued phases
+dropped, a running trainer killed, a running short phase — a gate, a deploy — waited for up to
+10 s), then checkpoints, so the snapshot carries their records (``"actions"``), and marks them
+``handed_over`` in its own store. The new owner writes the records into its store and carries each
+on from its record as a restart would (daemon/actions/recovery.py): a ``training`` one trains
+again, on the rebuilt window up to the decision's event — the rows the old owner exported. Why
+hand over rather than finish where it started: the old owner is usually leaving (a scale-in, a
+deploy, a crash), a shadow judgement or a deploy's verification needs the live labeled rows that
+now reach the new owner only, and the trainer cannot outlive a daemon that stops for good; a
+training cut short is the price (a rebalance during a long training restarts it). Exactly once:
+on a graceful move the released action records nothing more on the old owner and runs on the
+new one from the snapshot written after the release, so one training completes and one
+candidate is registered. After an expulsion (``lost``: nothing is written) the new owner resumes
+from the last checkpoint's records, so a phase that ended after it may run again (at least once;
+the registry's compare-and-swap keeps the champion right). With a changelog a restarted daemon
+carries on its own unfinished actions only when their task comes back to it.
+
 Without a changelog the state stays in the local store and the partitions resume from its
 positions: run one daemon per group.
 
-What does not move (known limits): the labeled-data buffer (JSON segments on the previous
-owner's disk — a new owner buffers afresh, so a retrain right after a move trains on fewer
-rows), and actions already started (they finish on the daemon that decided them, from its local
-store). Zombie fencing is by "furthest positions wins", not by transactions.
+Known limits: zombie fencing is by "furthest positions wins", not by transactions; the
+labeled-data log is read from the oldest retained offset of the task's ranges on every assign.
 """
 
 from __future__ import annotations
@@ -41,20 +71,22 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from typing import Any, Protocol
 
 import orjson
 from driftwarden.daemon.checkpoint import Checkpoint
 from driftwarden.daemon.config import SourceConfig
 from driftwarden.daemon.io.events import EventRows
 from driftwarden.daemon.io.kafka.admin import ensure_topics, read_messages
+from driftwarden.daemon.io.kafka.labeled_log import LabeledLog, Range
 from driftwarden.daemon.io.kafka.names import parse_partition_name, partition_name
 from driftwarden.daemon.io.kafka.settings import shared_settings
 from driftwarden.daemon.io.kafka.sink import KafkaSink
 from driftwarden.daemon.io.kafka.source import CommitFailed
 from driftwarden.daemon.io.sources import RebalancingSource, Record
 from driftwarden.daemon.state.store import Store
+from driftwarden.policies.durations import parse_duration
 
 log = logging.getLogger("driftwarden.partitions")
 
@@ -151,10 +183,23 @@ class Changelog:
         self._sink.close()
 
 
-Restore = Callable[[str, dict[str, Any], int, bool], bool]
-"""``restore(model, state, next_index, local)``: rebuild ``model``'s pipeline from ``state`` (with the
-local store's unmatched join halves and labeled buffer when ``local``, else a fresh buffer), as of
-event index ``next_index``; False when this daemon has no policy for ``model``."""
+Restore = Callable[[str, dict[str, Any], int, bool, list[bytes] | None], bool]
+"""``restore(model, state, next_index, local, docs)``: rebuild ``model``'s pipeline from ``state`` (with the
+local store's unmatched join halves and labeled buffer when ``local``, else a buffer of ``docs``, the
+labeled-data log's documents of the model, or a fresh one when None), as of event index
+``next_index``; False when this daemon has no policy for ``model``."""
+
+
+class Handover(Protocol):
+    """The action runner's side of a move (daemon/actions/handover.py)."""
+
+    def release(self, models: Collection[str]) -> list[str]: ...
+
+    def records(self, models: Collection[str]) -> list[dict[str, Any]]: ...
+
+    def handed_over(self, keys: Collection[str], task: int) -> None: ...
+
+    def adopt(self, records: Sequence[dict[str, Any]], task: int, models: Collection[str]) -> None: ...
 
 
 class Ownership:
@@ -179,8 +224,12 @@ class Ownership:
         restore: Restore,
         checkpoint_now: Callable[[], object],
         changelog: Changelog | None = None,
+        labeled: Callable[[str], LabeledLog] | None = None,
+        handover: Handover | None = None,
     ) -> None:
         self.source, self.checkpoint, self.store, self.changelog = source, checkpoint, store, changelog
+        self.handover = handover if changelog is not None else None
+        """Hands actions in flight over with their task (None: without a changelog they stay)."""
         self.topics: tuple[str, ...] = tuple(topics)
         self.models: tuple[str, ...] = tuple(models)
         self._restore_model, self._checkpoint_now = restore, checkpoint_now
@@ -188,6 +237,10 @@ class Ownership:
         self.home: dict[str, int] = {}
         """model → the task its events arrive on."""
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self.labeled = labeled(self.owner) if labeled is not None and changelog is not None else None
+        """The labeled-data log (daemon/io/kafka/labeled_log.py), when the config names its topic."""
+        self.labeled_ranges: dict[int, list[Range]] = {}
+        """task → the ranges of the labeled-data log that count (they move with the task)."""
         self.moves = {"assigned": 0, "revoked": 0, "lost": 0, "restored_remote": 0, "restored_local": 0}
         self._warned: set[str] = set()
         for model in self.models:
@@ -208,13 +261,29 @@ class Ownership:
         models: Iterable[str],
         restore: Restore,
         checkpoint_now: Callable[[], object],
+        handover: Handover | None = None,
     ) -> Ownership:
         """Ownership of ``source``'s tasks, with a changelog when ``config`` names one."""
         changelog = None
+        labeled = None
         if config.changelog_topic:
             assert config.bootstrap is not None
             changelog = Changelog(config.bootstrap, config.changelog_topic, config.settings)
             checkpoint.forget()  # positions come with each task on assign
+            bootstrap, topic = config.bootstrap, config.labeled_topic
+            if topic:
+
+                def labeled(owner: str) -> LabeledLog:
+                    return LabeledLog(
+                        bootstrap,
+                        topic,
+                        config.settings,
+                        owner=owner,
+                        like=config.topics[0],
+                        retention_ms=int(parse_duration(config.labeled_retention) * 1000),
+                        retention_bytes=config.labeled_retention_bytes,
+                    )
+
         return cls(
             source,
             checkpoint,
@@ -224,6 +293,8 @@ class Ownership:
             restore=restore,
             checkpoint_now=checkpoint_now,
             changelog=changelog,
+            labeled=labeled,
+            handover=handover,
         )
 
     # -- the loop's hooks -------------------------------------------------------------------------
@@ -252,11 +323,32 @@ class Ownership:
         home = self.home.get(model)
         return home is not None and (self.changelog is None or home in self.tasks)
 
+    def ship_labeled(self, docs: Mapping[str, list[bytes]]) -> None:
+        """Step 1 of the checkpoint, with a labeled-data log: the owned models' labeled rows since
+        the last checkpoint (``docs``: model → its buffer's pending documents) to their task's
+        partition, acknowledged, and counted in the task's ranges before the states are taken."""
+        if self.labeled is None:
+            return
+        for model, model_docs in docs.items():
+            task = self.home.get(model)
+            if model_docs and task is not None and task in self.tasks:
+                self.labeled.send(task, model, model_docs)
+        self.labeled.flush(self.labeled_ranges)
+
+    def ranges_of(self, model: str) -> list[Range] | None:
+        """The labeled-data log's ranges of ``model``'s task, for its checkpointed state (None
+        without a log)."""
+        if self.labeled is None:
+            return None
+        task = self.home.get(model)
+        return [list(r) for r in self.labeled_ranges.get(task, [])] if task is not None else None
+
     def checkpointed(self, snapshots: Mapping[str, Mapping[str, Any]]) -> None:
         """Step 3 of the checkpoint: one changelog message per owned task, flushed."""
         if self.changelog is None:
             return
         positions = self.checkpoint.positions
+        actions = self.handover.records(self._models_of(self.tasks)) if self.handover is not None else []
         for task in sorted(self.tasks):
             names = self._names(task)
             value = {
@@ -267,6 +359,10 @@ class Ownership:
                 "owner": self.owner,
                 "wall": time.time(),
             }
+            if self.labeled is not None:
+                value["labeled"] = self.labeled_ranges.get(task, [])
+            if self.handover is not None:
+                value["actions"] = [a for a in actions if self.home.get(a["model"]) == task]
             self.changelog.write(task, value)
         self.changelog.flush()
 
@@ -281,18 +377,24 @@ class Ownership:
     # -- rebalance callbacks ------------------------------------------------------------------------
 
     def revoked(self, names: list[str]) -> None:
-        """Checkpoint (and so commit) everything, then forget the revoked tasks."""
+        """Release the revoked tasks' actions in flight, checkpoint (and so commit) everything
+        (the changelog then carries those actions' records), mark them handed over, then forget
+        the tasks."""
         self.moves["revoked"] += 1
+        released = self._release(names)
         self._checkpoint_now()
+        self._handed_over(released)
         self._drop(names)
 
     def lost(self, names: list[str]) -> None:
-        """Expelled from the group: forget the tasks, write nothing (a new owner may be ahead)."""
+        """Expelled from the group: stop the tasks' actions, forget the tasks, write nothing (a new
+        owner may be ahead; it carries the actions on from the last checkpoint's records)."""
         self.moves["lost"] += 1
         log.warning(
             "partitions %s lost to a rebalance; their uncheckpointed work is dropped and replayed by their new owner",
             names,
         )
+        self._handed_over(self._release(names))
         self._drop(names)
 
     def assigned(self, names: list[str]) -> None:
@@ -303,12 +405,35 @@ class Ownership:
         self.tasks.update(new)
         if self.changelog is None:
             return  # the local store's positions were given to seek() at start
+        for task in new:
+            self.labeled_ranges[task] = []
         remote = self.changelog.read()
         for task in new:
             self._restore(task, remote.get(task, []))
         log.info("assigned tasks %s (partitions %s); now owning %s", new, names, sorted(self.tasks))
 
     # -- helpers ---------------------------------------------------------------------------------
+
+    def _models_of(self, tasks: Collection[int]) -> list[str]:
+        return [m for m, t in self.home.items() if t in tasks]
+
+    def _release(self, names: list[str]) -> dict[int, list[str]]:
+        """Task → the keys of its actions released (none without a handover)."""
+        if self.handover is None:
+            return {}
+        gone = {t for t in map(task_of, names) if t is not None} & self.tasks
+        released = {}
+        for task in sorted(gone):
+            keys = self.handover.release(self._models_of({task}))
+            if keys:
+                released[task] = keys
+        return released
+
+    def _handed_over(self, released: Mapping[int, list[str]]) -> None:
+        assert self.handover is not None or not released
+        for task, keys in released.items():
+            self.handover.handed_over(keys, task)  # type: ignore[union-attr]
+            log.info("task %d: actions %s handed over to its next owner", task, keys)
 
     def _names(self, task: int) -> list[str]:
         return [partition_name(t, task) for t in self.topics]
@@ -319,6 +444,8 @@ class Ownership:
             return  # the local store is the state: keep it, in case the partitions come back
         self.checkpoint.forget(names)
         self.tasks -= gone
+        for task in gone:
+            self.labeled_ranges.pop(task, None)
         log.info("revoked tasks %s; now owning %s", sorted(gone), sorted(self.tasks))
 
     def _local(self, task: int) -> dict[str, Any] | None:
@@ -332,13 +459,16 @@ class Ownership:
             state = self.store.pipeline_state(model)
             if state is not None and state.get("task") == task:
                 models[model] = state
-        return {
+        local: dict[str, Any] = {
             "task": task,
             "positions": positions,
             "next_index": self.store.next_index(),
             "models": models,
             "local": True,
         }
+        if self.handover is not None:
+            local["actions"] = self.handover.records(list(models))
+        return local
 
     def _restore(self, task: int, remote: list[dict[str, Any]]) -> None:
         local = self._local(task)
@@ -351,11 +481,18 @@ class Ownership:
         is_local = bool(chosen.get("local"))
         self.moves["restored_local" if is_local else "restored_remote"] += 1
         next_index = int(chosen["next_index"])
+        docs = self._labeled_docs(task, chosen, is_local)
         for model, state in chosen["models"].items():
-            if not self._restore_model(model, state, next_index, is_local):
+            if not self._restore_model(
+                model, state, next_index, is_local, None if docs is None else docs.get(model, [])
+            ):
                 log.warning("task %d holds state of model %s, which has no policy here; ignored", task, model)
                 continue
             self.home[model] = task
+        if self.handover is not None:  # the actions of the furthest record; the changelog's when level
+            best = furthest(remote)
+            source = best if best is not None and (not is_local or _key(best) >= _key(chosen)) else chosen
+            self.handover.adopt(source.get("actions") or [], task, list(chosen["models"]))
         positions = {n: int(p) for n, p in chosen["positions"].items() if n in names}
         self.checkpoint.resume(positions, next_index)
         self.source.seek(positions)
@@ -367,3 +504,24 @@ class Ownership:
             positions,
             sorted(chosen["models"]),
         )
+
+    def _labeled_docs(self, task: int, chosen: Mapping[str, Any], is_local: bool) -> dict[str, list[bytes]] | None:
+        """The task's ranges of the labeled-data log, taken from ``chosen``; read from the log
+        when the local buffers are not the ones to keep (None without a log)."""
+        if self.labeled is None:
+            return None
+        ranges = chosen.get("labeled")
+        if ranges is None:  # the local copy: each model's state carries its task's ranges
+            ranges = next((s["labeled"] for s in chosen["models"].values() if s.get("labeled") is not None), [])
+        self.labeled_ranges[task] = [list(r) for r in ranges]
+        if is_local:
+            return None
+        docs = self.labeled.read(task, self.labeled_ranges[task], list(chosen["models"]))
+        log.info(
+            "task %d: %d labeled-data documents of %d models read back from %s",
+            task,
+            sum(map(len, docs.values())),
+            len(docs),
+            self.labeled.topic,
+        )
+        return docs

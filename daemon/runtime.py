@@ -287,6 +287,7 @@ class Daemon:
         """Kafka: partition ownership and state moves (daemon/partitions.py); backpressure for every source."""
         self.ownership: Ownership | None = None
         if rebalances(source):  # Kafka; imported here: other sources never load kafka-python
+            from driftwarden.daemon.actions.handover import Handover
             from driftwarden.daemon.partitions import Ownership
 
             self.ownership = Ownership.attach(
@@ -297,6 +298,7 @@ class Daemon:
                 models=self.policies,
                 restore=self._restore_model,
                 checkpoint_now=self.write_checkpoint,
+                handover=Handover(self.actions, self.store),
             )
         self._failed = False
         self.flow = Flow(
@@ -319,7 +321,11 @@ class Daemon:
             )
             source.seek(self.checkpoint.positions)
         self.publisher.seed(self.pipelines, self.store.actions())
-        self.actions.recover()
+        own = self.ownership
+        if own is not None and own.handover is not None:  # a model's actions come with its task, on assign
+            self.actions.recover(only=lambda action: action.model not in own.home)
+        else:
+            self.actions.recover()
         if self.outbox is not None:
             self.outbox.start()
 
@@ -375,6 +381,8 @@ class Daemon:
                 close()
         if self.ownership is not None and self.ownership.changelog is not None:
             self.ownership.changelog.close()
+            if self.ownership.labeled is not None:
+                self.ownership.labeled.close()
         self.store.close()
 
     def _emit(self, item: dict[str, Any]) -> None:
@@ -462,7 +470,9 @@ class Daemon:
     def _buffers(self, model: str) -> Path:
         return self.settings.state_dir / "buffers" / model
 
-    def _restore_model(self, model: str, state: dict[str, Any], next_index: int, local: bool) -> bool:
+    def _restore_model(
+        self, model: str, state: dict[str, Any], next_index: int, local: bool, docs: list[bytes] | None
+    ) -> bool:
         """Kafka ownership moved ``model``'s task here (see daemon/partitions.py: ``Restore``)."""
         policy = self.policies.get(model)
         if policy is None:  # a fleet model first seen by another owner: route it by this daemon's policies
@@ -475,7 +485,10 @@ class Daemon:
         if not local:
             shutil.rmtree(self._buffers(model), ignore_errors=True)  # another owner's rows since: ours are stale
         pending = self.store.pending(model) if local else None
-        self.pipelines[model] = self._pipeline(policy, state, pending, upto=next_index - 1)
+        pipe = self.pipelines[model] = self._pipeline(policy, state, pending, upto=next_index - 1)
+        if docs:  # the previous owners' labeled rows, from the labeled-data log
+            rows = pipe.buffer.adopt(docs)
+            log.info("model %s: its training window rebuilt from the labeled-data log (%d rows)", model, rows)
         return True
 
     # -- the loop ------------------------------------------------------------------------------
@@ -719,6 +732,8 @@ class Daemon:
         self.checkpoint.watermark = self._guard.watermark
         own = self.ownership
         if own is not None and own.changelog is not None:  # store, changelog, then commit: whole states
+            if own.labeled is not None:  # the labeled rows since the last checkpoint, to their task's partition
+                own.ship_labeled({m: p.buffer.pending_docs() for m, p in self._saved()})
             snapshots = self._snapshots()
             new = self.checkpoint.write(
                 snapshots,
@@ -769,6 +784,9 @@ class Daemon:
         state = pipe.snapshot(pending)
         if self.ownership is not None:
             state["task"] = self.ownership.home.get(model)
+            ranges = self.ownership.ranges_of(model)
+            if ranges is not None:
+                state["labeled"] = ranges
         return state
 
     def _observe_busy_models(self) -> None:

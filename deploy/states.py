@@ -7,6 +7,7 @@ An alert ends ``done``; any action the daemon does not execute ends ``skipped``.
                                         [→ verifying → verified | rolling_back → rolled_back]
     pending → training → shadowing → evaluating → rejected | promoted → deploying → deployed …
     (any step) → failed
+    (any step, on one daemon of a Kafka group) → handed_over   (it goes on where its model's partition went)
 
 The values are what the store persists (``state.db``) and what the JSON lines carry; a member
 compares equal to its string:
@@ -14,7 +15,7 @@ compares equal to its string:
 >>> ActionState.DEPLOYED == "deployed", f"{ActionState.ROLLING_BACK}"
 (True, 'rolling_back')
 >>> sorted(s.value for s in TERMINAL_STATES)
-['done', 'failed', 'rejected', 'rolled_back', 'skipped', 'verified']
+['done', 'failed', 'handed_over', 'rejected', 'rolled_back', 'skipped', 'verified']
 >>> ActionState.DEPLOYED in TERMINAL_STATES, ActionState.DEPLOYED in OUTCOME_STATES
 (False, True)
 """
@@ -57,6 +58,9 @@ class ActionState(StrEnum):
     """Not executed (a dry run, or the daemon runs without executing actions)."""
     DONE = "done"
     """An alert was sent."""
+    HANDED_OVER = "handed_over"
+    """This daemon gave the action up, unfinished, with its model's partition: the partition's
+    next owner carries it on from the record it had then (final here; see daemon/partitions.py)."""
 
 
 TERMINAL_STATES = frozenset(
@@ -67,6 +71,7 @@ TERMINAL_STATES = frozenset(
         ActionState.FAILED,
         ActionState.VERIFIED,
         ActionState.ROLLED_BACK,
+        ActionState.HANDED_OVER,
     }
 )
 """States an action never leaves, whatever its policy says. ``promoted`` and ``deployed`` are

@@ -29,6 +29,12 @@ by :meth:`ActionRunner.poll` after every batch:
 
 After a restart, :meth:`ActionRunner.recover` acts on every unfinished action as
 :mod:`driftwarden.daemon.actions.recovery` says.
+
+Scale-out over Kafka (daemon/partitions.py) hands actions over with their model's partition:
+:meth:`ActionRunner.release` gives up a model's unfinished actions on the daemon that loses the
+partition (queued phases dropped, trainers killed, short phases waited for, nothing recorded
+after), and :meth:`ActionRunner.adopt` carries them on at the new owner from the records that came
+with the partition, as a restart would.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +52,7 @@ from driftwarden.daemon.actions.recovery import Recovery, recovery_for, stored_o
 from driftwarden.daemon.actions.windows import SHADOW, VERIFY, DataProvider, LiveWindows
 from driftwarden.daemon.io.sinks import Sink
 from driftwarden.daemon.state.store import ActionRecord, Store
-from driftwarden.deploy.lifecycle import Outcome, deploy_version, judge, retrain, rollback, verify
+from driftwarden.deploy.lifecycle import Outcome, abandon, deploy_version, judge, retrain, rollback, verify
 from driftwarden.deploy.registry import CHALLENGER, CHAMPION, PREVIOUS, Registry
 from driftwarden.deploy.states import OUTCOME_STATES, TERMINAL_STATES, ActionState
 from driftwarden.deploy.targets import Target
@@ -56,13 +62,18 @@ log = logging.getLogger("driftwarden.actions")
 
 #: How often a bounded stop looks whether the phases it waits for have ended.
 STOP_POLL_SECONDS = 0.05
+HANDOVER_WAIT_SECONDS = 10.0
+"""How long a release waits for a model's running short phase (a gate, a deploy, a rollback: seconds)
+to end, so that its record is whole when the action is handed over; one cut short is repeated by
+the next owner. Well inside Kafka's max.poll.interval.ms (5 min), since it runs in a rebalance."""
 
 Listener = Callable[[dict[str, Any]], None]
 
 
 class Stopped(BaseException):
-    """Raised into a worker that outlived :meth:`ActionRunner.stop` when it tries to record: the
-    daemon is exiting, and the next start carries the action on from its last record (a
+    r"""Raised into a worker that outlived :meth:`ActionRunner.stop`, or whose action was
+    :meth:`~ActionRunner.release`\ d, when it tries to record: the daemon is exiting (the next
+    start carries the action on from its last record) or another daemon carries it on (a
     ``BaseException``, so no phase takes it for a failure of its own)."""
 
 
@@ -111,6 +122,8 @@ class ActionRunner:
         """model → its phases in order, the first one running: one model's actions never overlap."""
         self._training: set[str] = set()
         """Actions whose phase waits for a launched trainer (a bounded stop leaves them to the next start)."""
+        self._released: set[str] = set()
+        """Actions given up (:meth:`release`): nothing of them runs or is recorded here any more."""
         self._stopped = threading.Event()
         self._lock = threading.Lock()
 
@@ -130,16 +143,64 @@ class ActionRunner:
 
     # -- entry points (loop thread) --------------------------------------------------------------
 
-    def recover(self) -> None:
-        """After a restart: act on every unfinished action according to what really happened
-        (:mod:`driftwarden.daemon.actions.recovery`); never train twice."""
+    def recover(self, only: Callable[[ActionRecord], bool] | None = None) -> None:
+        """After a restart: act on every unfinished action (those ``only`` accepts) according to
+        what really happened (:mod:`driftwarden.daemon.actions.recovery`); never train twice."""
         for action in self.store.unfinished_actions():
+            if only is not None and not only(action):
+                continue
             try:
                 self._recover(action)
             except Exception as e:  # noqa: BLE001 - one bad record must not stop the daemon
                 log.exception("cannot recover action %s", action.key)
                 self._record(action.key, ActionState.FAILED, {"reason": f"recovery failed: {type(e).__name__}: {e}"})
         self.poll()
+
+    def release(self, models: Collection[str], timeout: float = HANDOVER_WAIT_SECONDS) -> list[str]:
+        """Give up the unfinished actions of ``models``, whose partition goes to another daemon
+        (which carries them on from their records): queued phases are dropped, a running trainer
+        is killed (the training starts again at the next owner: never two trainings of one
+        decision at once), waits for live traffic end; a running short phase (a gate, a deploy)
+        is waited for up to ``timeout`` s so its record is whole. From then on nothing of them runs
+        or is recorded here. Returns their keys (loop thread only)."""
+        models = set(models)
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                heads: dict[str, str] = {}
+                for model in models:
+                    queue = self._queues.get(model)
+                    if not queue:
+                        continue
+                    heads[model] = queue[0][0].key
+                    self._released.update(a.key for a, _, _ in list(queue)[1:])  # dropped before they start
+                kill = [k for k in heads.values() if k in self._training and k not in self._released]
+                self._released.update(kill)
+            for key in kill:
+                killed = abandon(self._workdir(key))
+                log.warning("action %s handed over while training: trainer %s killed", key, killed or "(gone)")
+            if not heads:
+                break
+            if time.monotonic() >= deadline:
+                log.warning("handing over %s before their running phases ended", sorted(heads.values()))
+                with self._lock:
+                    self._released.update(heads.values())
+                break
+            time.sleep(STOP_POLL_SECONDS)
+        for key, _ in self.windows.waiting():
+            if key.split("/", 1)[0] in models:
+                self.windows.unwatch(key)
+        keys = [a.key for a in self.store.unfinished_actions() if a.model in models]
+        with self._lock:
+            self._released.update(keys)
+        return keys
+
+    def adopt(self, keys: Collection[str]) -> None:
+        """Carry on actions another daemon handed over, from their records (now in the store), as
+        a restart carries on its own (:meth:`recover`)."""
+        with self._lock:
+            self._released.difference_update(keys)
+        self.recover(only=lambda action: action.key in keys)
 
     def submit(self, keys: list[str]) -> None:
         """Run new intents, then :meth:`poll` the actions waiting for live traffic."""
@@ -347,15 +408,18 @@ class ActionRunner:
                     return
                 action, phase, frame = queue[0]
             try:
-                phase(action, frame)
+                if action.key not in self._released:
+                    phase(action, frame)
             except Stopped:
-                return  # the daemon stopped (bounded stop) and is exiting: nothing more is recorded
+                if self._stopped.is_set():
+                    return  # the daemon stopped (bounded stop) and is exiting: nothing more is recorded
             except Exception as e:  # noqa: BLE001 - an action's failure is recorded, never raised into the loop
                 log.exception("action %s failed", action.key)
                 try:
                     self._record(action.key, ActionState.FAILED, {"reason": f"{type(e).__name__}: {e}"})
                 except Stopped:
-                    return
+                    if self._stopped.is_set():
+                        return
             finally:
                 with self._lock:
                     queue.popleft()
@@ -376,6 +440,7 @@ class ActionRunner:
             plan.promote_if(),
             self._recorder(action),
             lineage={"decision": key, "rule": action.rule, "at": action.at, "policy": str(plan.policy.path)},
+            sleep=self._sleeper(key),
         )
         log.info("retrain %s ended %s %s", key, outcome.state, outcome.reason)
         self._after_outcome(action, outcome)
@@ -459,6 +524,20 @@ class ActionRunner:
 
         return record
 
+    def _sleeper(self, key: str) -> Callable[[float], None]:
+        """A retry's wait that ends with :class:`Stopped` once ``key`` is released or the runner stopped."""
+
+        def sleep(seconds: float) -> None:
+            deadline = time.monotonic() + seconds
+            while not (self._stopped.is_set() or key in self._released):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                time.sleep(min(left, STOP_POLL_SECONDS))
+            raise Stopped
+
+        return sleep
+
     def _record(
         self,
         key: str,
@@ -467,7 +546,7 @@ class ActionRunner:
         version: str | None = None,
         attempt: bool = False,
     ) -> None:
-        if self._stopped.is_set():
+        if self._stopped.is_set() or key in self._released:
             raise Stopped
         with self._lock:  # a trainer runs from its recorded launch until the next state
             if state == ActionState.TRAINING and "trainer" in info:

@@ -208,7 +208,7 @@ def _progress(console: Console) -> Progress:
     "config_path",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Daemon config (YAML): policies, source (file/kafka), state_dir, batch_size, sinks, backpressure. "
-    "Kafka: source.bootstrap/topics/group_id/changelog_topic/settings (SSL, SASL) and "
+    "Kafka: source.bootstrap/topics/group_id/changelog_topic/labeled_topic/settings (SSL, SASL) and "
     "sinks.decisions_topic/dead_letter_topic/model_updated_topic; see examples/kafka/config.yaml.",
 )
 @click.option(

@@ -131,6 +131,26 @@ class LabeledBuffer:
         self._unflushed_rows += len(rows)
         self._last_index = rows.index[-1]
 
+    def pending_docs(self) -> list[bytes]:
+        """The documents added since the last :meth:`flush` (one per :meth:`extend`), as a segment
+        holds them: what the Kafka labeled-data log sends before the checkpoint."""
+        return list(self._unflushed)
+
+    def adopt(self, docs: list[bytes]) -> int:
+        """Write documents another daemon buffered (from the Kafka labeled-data log, oldest first)
+        as a segment of this buffer at once; returns the rows they hold. A document that does not
+        parse raises :class:`StateCorrupt`."""
+        try:
+            rows = _parse(docs)
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+            raise StateCorrupt(str(self.root), f"a labeled-data document from Kafka does not parse ({e})") from None
+        if not len(rows):
+            return 0
+        self._segments.append(self._write(docs, min(rows.index), max(rows.index), len(rows)))
+        self._segments.sort(key=lambda s: s.first)
+        self._prune()
+        return len(rows)
+
     def rows(self, upto: int | None = None, last: int | None = None) -> LabeledRows:
         """The newest ``last`` rows (default ``max_rows``) with index <= ``upto``, oldest first."""
         want = min(last or self.max_rows, self.max_rows)

@@ -654,6 +654,35 @@ class Store:
                 (time.time(), orjson.dumps({"state": state, **(info or {})}, option=orjson.OPT_SERIALIZE_NUMPY), key),
             )
 
+    def put_actions(self, records: Sequence[Mapping[str, Any]], note: Mapping[str, Any]) -> None:
+        """Write action records another daemon kept (:meth:`ActionRecord.as_dict` output, handed
+        over with a Kafka partition), replacing this store's rows of the same keys; each is audited
+        with ``note``."""
+        with self._tx() as db:
+            for r in records:
+                db.execute(
+                    f"INSERT OR REPLACE INTO actions ({_ACTION_COLUMNS}) VALUES ({', '.join('?' * 13)})",
+                    (
+                        r["key"],
+                        r["model"],
+                        r["rule"],
+                        r["action"],
+                        r["type"],
+                        int(r["at"]),
+                        float(r["ts"]),
+                        str(r["state"]),
+                        r.get("version"),
+                        int(r.get("attempts") or 0),
+                        float(r["created"]),
+                        time.time(),
+                        orjson.dumps(r.get("info") or {}, option=orjson.OPT_SERIALIZE_NUMPY),
+                    ),
+                )
+                db.execute(
+                    "INSERT INTO audit (wall, model, type, key, payload) VALUES (?, ?, 'action', ?, ?)",
+                    (time.time(), r["model"], r["key"], orjson.dumps({"state": str(r["state"]), **note})),
+                )
+
     def record(self, model: str | None, type: str, key: str | None, payload: Mapping[str, Any]) -> None:
         """Append one entry to the audit log outside a checkpoint (an operator's call, say)."""
         with self._tx() as db:

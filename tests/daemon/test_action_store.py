@@ -26,6 +26,7 @@ PERSISTED = [
     "failed",
     "skipped",
     "done",
+    "handed_over",
 ]
 """The strings state.db holds: a store written by an earlier daemon must keep reading."""
 
@@ -43,7 +44,7 @@ def test_promoted_and_deployed_are_not_terminal() -> None:
     # promoted is followed by a deploy when the policy has a target, deployed by a verification
     # when it has rollback_if: only the record (or the policy) says whether anything follows.
     assert not {ActionState.PROMOTED, ActionState.DEPLOYED} & TERMINAL_STATES
-    assert TERMINAL_STATES - OUTCOME_STATES == {ActionState.DONE, ActionState.SKIPPED}
+    assert TERMINAL_STATES - OUTCOME_STATES == {ActionState.DONE, ActionState.SKIPPED, ActionState.HANDED_OVER}
 
 
 def test_new_intent_is_a_pending_record_with_its_fields(tmp_path: Path) -> None:

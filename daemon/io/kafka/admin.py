@@ -99,3 +99,17 @@ def read_messages(bootstrap: str, topic: str, *, timeout: float = 10.0, **settin
         return sorted(out, key=lambda m: (m.partition, m.offset))
     finally:
         consumer.close(autocommit=False)
+
+
+def partition_count(bootstrap: str, topic: str, *, timeout: float = 10.0, **settings: Any) -> int:
+    """How many partitions ``topic`` has (0 when it does not exist within ``timeout`` s)."""
+    consumer = connect("reader", bootstrap, lambda: KafkaConsumer(bootstrap_servers=bootstrap, **settings))
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            numbers = consumer.partitions_for_topic(topic)
+            if numbers or time.monotonic() > deadline:
+                return len(numbers or ())
+            time.sleep(0.1)
+    finally:
+        consumer.close(autocommit=False)

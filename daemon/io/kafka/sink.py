@@ -46,17 +46,27 @@ class KafkaSink:
             "KafkaSink", bootstrap, lambda: KafkaProducer(bootstrap_servers=bootstrap, **config)
         )
 
-    def send(self, value: bytes, key: bytes | None = None, headers: Mapping[str, str] | None = None) -> None:
-        """Queue one message; ``headers`` values are sent UTF-8 encoded."""
+    def send(
+        self,
+        value: bytes,
+        key: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        *,
+        partition: int | None = None,
+    ) -> Any:
+        """Queue one message (to ``partition``, or the key's); ``headers`` values are sent UTF-8
+        encoded. Returns kafka-python's future of the record's metadata (its ``value.offset`` once
+        :meth:`flush` returned)."""
         encoded = [(k, v.encode()) for k, v in headers.items()] if headers else None
         try:
-            future = self._producer.send(self.topic, value=value, key=key, headers=encoded)
+            future = self._producer.send(self.topic, value=value, key=key, headers=encoded, partition=partition)
         except kafka_errors.KafkaError as e:
             raise SinkError(f"cannot send to {self.topic}: {e}") from e
         with self._errors_lock:
             self._pending += 1
         future.add_callback(self._delivered)
         future.add_errback(self._failed)
+        return future
 
     def flush(self, timeout: float = FLUSH_TIMEOUT_S) -> None:
         """Wait until every queued message is acknowledged; raise :class:`SinkError` otherwise."""

@@ -1,0 +1,156 @@
+"""The labeled-data log: every joined labeled row a daemon buffers, also in a Kafka topic, so the
+next owner of a task rebuilds the training window (daemon/partitions.py).
+
+One message per labeled-buffer document (the rows one pipeline call joined, as the segment files
+hold them: :mod:`driftwarden.daemon.state.labeled_buffer`), key = the model, sent to the
+partition of the model's task (the input topics' partition number), header ``owner`` = the
+daemon that wrote it. The topic deletes by time (``retention.ms``) and optionally by size
+(``retention.bytes`` per partition), never compacts: it must keep a model's newest
+``data.last`` rows, so its retention is the longest time a model takes to label that many.
+
+Which messages count is a list of **ranges** per task, ``[first offset, end offset, owner]``:
+an owner extends its range with each checkpoint's flushed messages, and the list travels with
+the task's snapshot (changelog and local store). Messages outside every range, or inside one
+but from another owner, were sent by a daemon that crashed (or was expelled) before its
+checkpoint: their rows are replayed by the next owner, which writes them again, so they are
+skipped — a rebuilt window holds each checkpointed row once.
+
+This module moves bytes only; parsing rows is the labeled buffer's (``LabeledBuffer.adopt``).
+
+>>> ranges = []
+>>> extend(ranges, "a", 0, 10); extend(ranges, "a", 10, 15); extend(ranges, "b", 21, 30); ranges
+[[0, 15, 'a'], [21, 30, 'b']]
+>>> counted(ranges, 12, "a"), counted(ranges, 17, "a"), counted(ranges, 25, "a"), counted(ranges, 25, "b")
+(True, False, False, True)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
+
+from driftwarden.daemon.io.kafka.admin import ensure_topics, partition_count
+from driftwarden.daemon.io.kafka.settings import connect, shared_settings
+from driftwarden.daemon.io.kafka.sink import KafkaSink
+from kafka import KafkaConsumer, TopicPartition
+
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+"""Largest message: one pipeline call's joined rows (a batch of thousands of rows with tens of
+features is a few MB of JSON, gzip-compressed in the topic)."""
+
+READ_TIMEOUT_S = 60.0
+"""Reading one task's retained rows on assign (a few hundred MB at most at these sizes)."""
+
+OWNER_HEADER = "owner"
+
+Range = list[Any]
+"""``[first offset, end offset (exclusive), owner]``."""
+
+
+def extend(ranges: list[Range], owner: str, first: int, end: int) -> None:
+    """Count offsets ``first`` to ``end`` (exclusive) written by ``owner``: the last range grows
+    when it is ``owner``'s, else a new one starts."""
+    if ranges and ranges[-1][2] == owner and ranges[-1][1] <= first:
+        ranges[-1][1] = end
+    else:
+        ranges.append([first, end, owner])
+
+
+def counted(ranges: Sequence[Range], offset: int, owner: str | None) -> bool:
+    """Whether the message at ``offset`` from ``owner`` belongs to the log (see the module docstring)."""
+    return any(lo <= offset < hi and who == owner for lo, hi, who in ranges)
+
+
+class LabeledLog:
+    """The topic ``topic`` (created, when missing, with the partition count of ``like``, the first
+    input topic), written by ``owner``."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        client: Mapping[str, Any],
+        *,
+        owner: str,
+        like: str,
+        retention_ms: int,
+        retention_bytes: int | None = None,
+    ) -> None:
+        self.bootstrap, self.topic, self.owner = bootstrap, topic, owner
+        self._client = shared_settings(client)
+        configs = {
+            "cleanup.policy": "delete",
+            "retention.ms": str(retention_ms),
+            "max.message.bytes": str(MAX_MESSAGE_BYTES),
+        }
+        if retention_bytes is not None:
+            configs["retention.bytes"] = str(retention_bytes)
+        partitions = max(partition_count(bootstrap, like, **self._client), 1)
+        ensure_topics(bootstrap, {topic: partitions}, configs={topic: configs}, **self._client)
+        self._sink = KafkaSink(
+            bootstrap, topic, compression_type="gzip", max_request_size=MAX_MESSAGE_BYTES, **self._client
+        )
+        self._sent: dict[int, list[Any]] = {}
+        """task → the futures of the messages sent since the last :meth:`flush`."""
+
+    def send(self, task: int, model: str, docs: Sequence[bytes]) -> None:
+        """Queue ``docs`` (labeled-buffer documents of ``model``) to ``task``'s partition."""
+        futures = self._sent.setdefault(task, [])
+        key = model.encode()
+        for doc in docs:
+            futures.append(self._sink.send(doc, key=key, headers={OWNER_HEADER: self.owner}, partition=task))
+
+    def flush(self, ranges: Mapping[int, list[Range]]) -> None:
+        """Wait for the queued messages, then count them in ``ranges[task]`` (extended in place)."""
+        self._sink.flush()
+        sent, self._sent = self._sent, {}
+        for task, futures in sent.items():
+            if futures:
+                offsets = [f.value.offset for f in futures]
+                extend(ranges[task], self.owner, min(offsets), max(offsets) + 1)
+
+    def read(self, task: int, ranges: Sequence[Range], models: Collection[str]) -> dict[str, list[bytes]]:
+        """``models``' documents counted in ``task``'s ``ranges``, oldest first; ranges whose
+        messages the topic's retention deleted are removed from ``ranges`` (a list, edited)."""
+        if not ranges:
+            return {}
+        tp = TopicPartition(self.topic, task)
+        consumer = connect(
+            "labeled-log reader",
+            self.bootstrap,
+            lambda: KafkaConsumer(
+                bootstrap_servers=self.bootstrap,
+                enable_auto_commit=False,
+                max_partition_fetch_bytes=MAX_MESSAGE_BYTES,
+                fetch_max_bytes=MAX_MESSAGE_BYTES,
+                **self._client,
+            ),
+        )
+        out: dict[str, list[bytes]] = {}
+        wanted = {m.encode() for m in models}
+        try:
+            consumer.assign([tp])
+            begin = consumer.beginning_offsets([tp])[tp]
+            if isinstance(ranges, list):
+                ranges[:] = [r for r in ranges if r[1] > begin]
+            if not ranges:
+                return {}
+            start, end = max(begin, min(r[0] for r in ranges)), max(r[1] for r in ranges)
+            consumer.seek(tp, start)
+            deadline = time.monotonic() + READ_TIMEOUT_S
+            while consumer.position(tp) < end:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{self.topic}:{task}: offsets {start}-{end} not read in {READ_TIMEOUT_S} s")
+                for message in consumer.poll(timeout_ms=200).get(tp, []):
+                    if message.key not in wanted or message.value is None:
+                        continue
+                    owner = dict(message.headers or ()).get(OWNER_HEADER)
+                    if counted(ranges, message.offset, owner.decode() if owner is not None else None):
+                        out.setdefault(message.key.decode(), []).append(message.value)
+        finally:
+            consumer.close(autocommit=False)
+        return out
+
+    def close(self) -> None:
+        self._sink.close()

@@ -1,0 +1,239 @@
+"""Scale-out made whole (issue 17), against a real broker: the labeled-data buffer moves with its
+task through the labeled-data topic, and a retrain in flight on a daemon that loses its task is
+handed over and carried out once, by the new owner, on the rows the old owner would have used."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from driftwarden.daemon.config import Settings
+from driftwarden.daemon.io.kafka.admin import read_messages
+from driftwarden.daemon.io.sources import MemorySource
+from driftwarden.daemon.runtime import Daemon
+from driftwarden.daemon.state.labeled_buffer import LabeledBuffer
+from driftwarden.daemon.state.store import Store
+from driftwarden.deploy.registry import LocalRegistry
+
+from tests.kafka.streams import (
+    POLICY,
+    Runner,
+    interleave,
+    kafka_daemon,
+    loaded,
+    policies,
+    produce,
+    reference,
+    settings,
+    stream,
+    wait_for,
+)
+
+pytestmark = pytest.mark.kafka
+
+
+@pytest.fixture(autouse=True)
+def _imports_in_the_main_thread() -> None:
+    """Two daemon loops share this process (in production each has its own): the libraries their
+    monitors import lazily at the first window are imported here first (a lazy import racing in two
+    threads sees a half-initialized module)."""
+    import pandas  # noqa: F401
+    import pyarrow.parquet  # noqa: F401
+    import scipy.stats  # noqa: F401
+    import sklearn.dummy  # noqa: F401
+    from driftwarden.detectors.lazy import import_leaf
+
+    import_leaf("river.drift.adwin")
+
+
+def total(*daemons: Daemon) -> int:
+    return sum(p.engine.events for d in daemons for m, p in d.pipelines.items() if d.ownership and d.ownership.owns(m))
+
+
+def buffered_ids(root: Path) -> list[str]:
+    return list(LabeledBuffer(root).rows().ids)
+
+
+def test_a_new_owner_rebuilds_the_labeled_buffer_from_the_labeled_topic(
+    kafka_bootstrap: str, kafka_topic: Callable[..., str], kafka_group: Callable[[], str], tmp_path: Path
+) -> None:
+    models = [f"m{i}" for i in range(4)]
+    paths = policies(tmp_path, models)
+    streams = {m: stream(m, 1600, seed=40 + i) for i, m in enumerate(models)}
+    first = interleave({m: v[:800] for m, v in streams.items()})
+    second = interleave({m: v[800:] for m, v in streams.items()})
+    events, changelog, labeled = kafka_topic(2), f"changelog-{kafka_group()}", f"labeled-{kafka_group()}"
+    group = kafka_group()
+
+    def daemon(name: str) -> Daemon:
+        s = settings(
+            tmp_path / name,
+            kafka_bootstrap,
+            [events],
+            group,
+            paths,
+            execute=False,
+            source={"changelog_topic": changelog, "labeled_topic": labeled},
+        )
+        return kafka_daemon(s, paths)
+
+    produce(kafka_bootstrap, events, first)
+    a, b = daemon("a"), daemon("b")
+    ra, rb = Runner(a), Runner(b)
+    wait_for(lambda: bool(a.ownership and a.ownership.tasks and b.ownership and b.ownership.tasks), [ra, rb])
+    wait_for(lambda: total(a, b) >= len(first), [ra, rb])
+    moved = sorted(m for m in models if a.ownership and a.ownership.owns(m))
+    assert moved, "a owns some models"
+    ra.stop()  # graceful: checkpoint (labeled rows to their topic, then the changelog) on revoke
+    produce(kafka_bootstrap, events, second)
+    wait_for(lambda: total(b) >= len(first) + len(second), [rb])
+    time.sleep(0.5)
+    rb.stop()
+
+    reference(paths, [*first, *second], tmp_path / "ref")  # one daemon, no Kafka, the same events
+    for m in models:  # b holds every model's whole window: the moved ones rebuilt from the topic
+        assert buffered_ids(tmp_path / "b" / "buffers" / m) == buffered_ids(tmp_path / "ref" / "buffers" / m), m
+    by_key: dict[bytes | None, int] = {}
+    for message in read_messages(kafka_bootstrap, labeled):
+        by_key[message.key] = by_key.get(message.key, 0) + 1
+    assert {k.decode() for k in by_key if k} == set(models)  # keyed by model
+    assert b.ownership is not None and b.ownership.moves["restored_remote"] >= 1
+
+
+TRAIN_SECONDS = 3.0  # the slow trainer: long enough to move its model's partition while it runs
+
+TRAINER = """\
+import json, os, pickle, sys, time
+import pandas as pd
+from sklearn.dummy import DummyClassifier
+
+data, output, trainings = sys.argv[1:4]
+frame = pd.read_parquet(data)
+line = {{"output": output, "pid": os.getpid(), "ids": frame["__id"].tolist(), "index": frame["__index"].tolist()}}
+with open(trainings, "a") as f:
+    f.write(json.dumps({{**line, "event": "start"}}) + "\\n")
+time.sleep({seconds})
+model = DummyClassifier(strategy="most_frequent").fit(frame[["x", "y"]], frame["__label"])
+with open(os.path.join(output, "model.pkl"), "wb") as f:
+    pickle.dump(model, f)
+with open(trainings, "a") as f:
+    f.write(json.dumps({{**line, "event": "end"}}) + "\\n")
+"""
+
+RETRAIN = """\
+version: 1
+model: {model}
+monitors:
+  errors: {{kind: adwin, series: error}}
+rules:
+  - name: concept-drift
+    when: "errors.drift"
+    require: "labels.count >= 500"
+    cooldown: 2h
+    do: retrain
+actions:
+  retrain:
+    train: {{command: {command}, timeout: 60s}}
+    data: {{last: 1000}}
+    metrics: [accuracy]
+    retries: 0
+    promote_if: "candidate.accuracy >= 0.0"
+    deploy: {{target: local, path: serving/{model}}}
+"""
+
+
+def trainings(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_a_rebalance_in_the_middle_of_a_retrain_hands_it_over_and_the_new_owner_trains_once_on_the_same_rows(
+    kafka_bootstrap: str, kafka_topic: Callable[..., str], kafka_group: Callable[[], str], tmp_path: Path
+) -> None:
+    log = tmp_path / "trainings.jsonl"
+    script = tmp_path / "trainer.py"
+    script.write_text(TRAINER.format(seconds=TRAIN_SECONDS))
+    command = json.dumps([sys.executable, str(script), "{data}", "{output}", str(log)])
+    (tmp_path / "m0.yaml").write_text(RETRAIN.format(model="m0", command=command))
+    (tmp_path / "m1.yaml").write_text(POLICY.format(model="m1"))
+    paths = [tmp_path / "m0.yaml", tmp_path / "m1.yaml"]
+    values = interleave({m: stream(m, 2400, seed=60 + i) for i, m in enumerate(["m0", "m1"])})
+    events, changelog, labeled = kafka_topic(2), f"changelog-{kafka_group()}", f"labeled-{kafka_group()}"
+    group, registry = kafka_group(), tmp_path / "registry"  # a registry both daemons reach, as in production
+
+    def daemon(name: str) -> Daemon:
+        s = settings(
+            tmp_path / name,
+            kafka_bootstrap,
+            [events],
+            group,
+            paths,
+            registry=str(registry),
+            source={"changelog_topic": changelog, "labeled_topic": labeled},
+        )
+        return kafka_daemon(s, paths)
+
+    a, b = daemon("a"), daemon("b")
+    runners = {"a": Runner(a), "b": Runner(b)}
+    wait_for(
+        lambda: bool(a.ownership and a.ownership.tasks and b.ownership and b.ownership.tasks), list(runners.values())
+    )
+    produce(kafka_bootstrap, events, values)
+
+    def training_on() -> str | None:  # the daemon whose trainer of m0 has read its data and trains
+        for t in trainings(log):
+            return "a" if t["output"].startswith(str(tmp_path / "a")) else "b"
+        return None
+
+    wait_for(lambda: training_on() is not None, list(runners.values()))
+    old = training_on()
+    assert old is not None
+    new = "b" if old == "a" else "a"
+    old_daemon, new_daemon = (a, b) if old == "a" else (b, a)
+    [key] = [x.key for x in old_daemon.store.actions(type="retrain")]
+    runners[old].stop()  # graceful leave mid-training: its task (and the retrain) moves to the other daemon
+
+    def done() -> bool:
+        record = new_daemon.store.action(key)
+        return record is not None and record.state in ("deployed", "failed", "rejected")
+
+    wait_for(done, [runners[new]])
+    wait_for(lambda: sum(p.engine.events for p in new_daemon.pipelines.values()) >= len(values) // 2, [runners[new]])
+    runners[new].stop()
+
+    # The uninterrupted single-daemon run: no Kafka, the same events and policies, one process.
+    ref_log = len(trainings(log))
+    ref = Daemon(
+        Settings(state_dir=tmp_path / "ref", batch_size=500),
+        MemorySource(values),
+        loaded(paths),
+        synchronous_actions=True,
+    )
+    ref.run()
+    ref.close()
+    [ref_end] = [t for t in trainings(log)[ref_log:] if t["event"] == "end"]
+
+    runs = trainings(log)[:ref_log]
+    started = [t for t in runs if t["event"] == "start"]
+    ended = [t for t in runs if t["event"] == "end"]
+    assert [t["output"].startswith(str(tmp_path / old)) for t in started] == [True, False]  # killed, then anew
+    assert len(ended) == 1 and ended[0]["output"].startswith(str(tmp_path / new))  # trained once, by the new owner
+    assert ended[0]["ids"] == ref_end["ids"]  # on exactly the rows the uninterrupted run trained on
+    assert started[0]["ids"] == ref_end["ids"]  # which the old owner had exported too
+    assert len(ref_end["ids"]) == 800  # data.last 1,000 minus the held-out fifth
+
+    old_store, new_store = Store(tmp_path / old / "state.db"), Store(tmp_path / new / "state.db")
+    try:
+        handed, carried = old_store.action(key), new_store.action(key)
+        audit = [e["state"] for e in new_store.audit(key=key) if e["type"] == "action"]
+    finally:
+        old_store.close()
+        new_store.close()
+    assert handed is not None and handed.state == "handed_over"
+    assert carried is not None and carried.state == "deployed"
+    assert [v.version for v in LocalRegistry(registry).versions("m0")] == [carried.version]  # one candidate
+    assert audit[0] == "training" and audit[-1] == "deployed"  # adopted as the old owner left it
