@@ -87,9 +87,16 @@ def test_quiet_on_stationary_errors(kind: str, rate: float) -> None:
         assert river_alarms(kind, x) == []
 
 
-@pytest.mark.parametrize(("kind", "rate"), [(k, r) for r, ks in FINDS_A_DOUBLED_RATE.items() for k in ks])
-def test_finds_a_doubled_error_rate_within_1000_events(kind: str, rate: float) -> None:
-    x = errors(0, rate, 2.0)
+SEEDS_AT_5 = (0, 1, 2)
+"""A doubled 5 % rate is near the information limit (docs/monitors.md): a few seeds, not one."""
+
+
+@pytest.mark.parametrize(
+    ("kind", "rate", "seed"),
+    [(k, r, s) for r, ks in FINDS_A_DOUBLED_RATE.items() for k in ks for s in (SEEDS_AT_5 if r == 0.05 else (0,))],
+)
+def test_finds_a_doubled_error_rate_within_1000_events(kind: str, rate: float, seed: int) -> None:
+    x = errors(seed, rate, 2.0)
     found = drift_alarms(kind, x, True)
     assert found and CHANGE <= found[0] < CHANGE + HORIZON, found[:3]
     if kind in RIVER:
