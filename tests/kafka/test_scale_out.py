@@ -14,8 +14,10 @@ from typing import Any
 import pytest
 from driftwarden.daemon.config import Settings
 from driftwarden.daemon.io.kafka.admin import read_messages
+from driftwarden.daemon.io.kafka.labeled_log import LabeledLog, Range
 from driftwarden.daemon.io.sources import MemorySource
 from driftwarden.daemon.runtime import Daemon
+from driftwarden.daemon.state.label_join import LabeledRows
 from driftwarden.daemon.state.labeled_buffer import LabeledBuffer
 from driftwarden.daemon.state.store import Store
 from driftwarden.deploy.registry import LocalRegistry
@@ -237,3 +239,44 @@ def test_a_rebalance_in_the_middle_of_a_retrain_hands_it_over_and_the_new_owner_
     assert carried is not None and carried.state == "deployed"
     assert [v.version for v in LocalRegistry(registry).versions("m0")] == [carried.version]  # one candidate
     assert audit[0] == "training" and audit[-1] == "deployed"  # adopted as the old owner left it
+
+
+def test_rows_a_crashed_or_expelled_owner_sent_after_its_checkpoint_are_not_read_back(
+    kafka_bootstrap: str, kafka_topic: Callable[..., str], kafka_group: Callable[[], str], tmp_path: Path
+) -> None:
+    def docs(*ids: int) -> list[bytes]:  # one labeled-buffer document per id, as a pipeline call makes them
+        buffer = LabeledBuffer(tmp_path / f"make-{ids[0]}")
+        for i in ids:
+            buffer.extend(LabeledRows.of([(i, float(i), f"p-{i}", {"x": float(i)}, {}, 1, None, i % 2)]))
+        return buffer.pending_docs()
+
+    like, topic = kafka_topic(2), f"labeled-{kafka_group()}"
+
+    def log(owner: str) -> LabeledLog:
+        return LabeledLog(kafka_bootstrap, topic, {}, owner=owner, like=like, retention_ms=3_600_000)
+
+    a, b = log("a"), log("b")
+    try:
+        ranges: dict[int, list[Range]] = {1: []}
+        a.send(1, "m", docs(0, 1))
+        a.flush(ranges)  # a's checkpoint: its snapshot records these ranges
+        checkpointed = [list(r) for r in ranges[1]]
+        a.send(1, "m", docs(2))
+        a.flush({1: []})  # sent, then a died before its checkpoint: never counted
+        moved = {1: [list(r) for r in checkpointed]}  # b restores a's snapshot and replays event 2
+        b.send(1, "m", docs(2))
+        b.flush(moved)
+        a.send(1, "m", docs(99))
+        a.flush({1: []})  # a zombie (expelled, still running) writes inside b's range
+        b.send(1, "m", docs(3))
+        b.send(1, "other", docs(4))
+        b.flush(moved)
+        assert [r[2] for r in moved[1]] == ["a", "b"]
+        read = b.read(1, moved[1], ["m"])
+    finally:
+        a.close()
+        b.close()
+    rebuilt = LabeledBuffer(tmp_path / "rebuilt")
+    assert rebuilt.adopt(read["m"]) == 4
+    assert list(rebuilt.rows().ids) == ["p-0", "p-1", "p-2", "p-3"]  # each checkpointed row once, in order
+    assert set(read) == {"m"}  # only the models asked for
