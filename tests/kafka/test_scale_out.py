@@ -280,3 +280,47 @@ def test_rows_a_crashed_or_expelled_owner_sent_after_its_checkpoint_are_not_read
     assert rebuilt.adopt(read["m"]) == 4
     assert list(rebuilt.rows().ids) == ["p-0", "p-1", "p-2", "p-3"]  # each checkpointed row once, in order
     assert set(read) == {"m"}  # only the models asked for
+
+
+def test_a_daemon_stopped_mid_retrain_gets_its_task_back_and_carries_the_retrain_on_once(
+    kafka_bootstrap: str, kafka_topic: Callable[..., str], kafka_group: Callable[[], str], tmp_path: Path
+) -> None:
+    log = tmp_path / "trainings.jsonl"
+    script = tmp_path / "trainer.py"
+    script.write_text(TRAINER.format(seconds=TRAIN_SECONDS))
+    command = json.dumps([sys.executable, str(script), "{data}", "{output}", str(log)])
+    (tmp_path / "m0.yaml").write_text(RETRAIN.format(model="m0", command=command))
+    paths = [tmp_path / "m0.yaml"]
+    values = stream("m0", 2400, seed=60)
+    events, changelog, labeled = kafka_topic(1), f"changelog-{kafka_group()}", f"labeled-{kafka_group()}"
+    s = settings(
+        tmp_path / "state",
+        kafka_bootstrap,
+        [events],
+        kafka_group(),
+        paths,
+        source={"changelog_topic": changelog, "labeled_topic": labeled},
+    )
+    produce(kafka_bootstrap, events, values)
+    first = Runner(kafka_daemon(s, paths))
+    wait_for(lambda: len(trainings(log)) > 0, [first])  # its trainer has read its data and trains
+    [key] = [x.key for x in first.daemon.store.actions(type="retrain")]
+    first.stop()  # a graceful stop with a changelog hands the retrain over, here to the next life
+
+    second = Runner(kafka_daemon(s, paths))  # the same state folder and group: the restarted replica
+
+    def done() -> bool:
+        record = second.daemon.store.action(key)
+        return record is not None and record.state in ("deployed", "failed", "rejected")
+
+    wait_for(done, [second])
+    carried = second.daemon.store.action(key)
+    audit = [e["state"] for e in second.daemon.store.audit(key=key) if e["type"] == "action"]
+    second.stop()
+
+    runs = trainings(log)
+    assert [t["event"] for t in runs] == ["start", "start", "end"]  # killed at the stop, trained once after
+    assert runs[1]["ids"] == runs[0]["ids"]  # on the same rows
+    assert carried is not None and carried.state == "deployed"
+    assert "handed_over" in audit and audit[-1] == "deployed"
+    assert len(LocalRegistry(tmp_path / "state" / "registry").versions("m0")) == 1
