@@ -24,7 +24,7 @@ PARAMS: dict[str, dict[str, Any]] = {
     "page_hinkley": {"series": "x", "warmup": 100},
     "kswin": {"series": "x"},
     "concept_drift": {},
-    "ddm": {"warm_start": 30},  # the default (2,000) is longer than this stream
+    "ddm": {"warm_start": 30, "memory": 300},  # shorter than this stream: its re-basing is checked too
     "eddm": {"warm_start": 30},  # the default (300 errors) is longer than this stream
     "hddm_a": {},
     "hddm_w": {"lambda_val": 0.05},  # River's weight: this stream's change is short
