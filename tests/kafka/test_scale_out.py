@@ -324,3 +324,11 @@ def test_a_daemon_stopped_mid_retrain_gets_its_task_back_and_carries_the_retrain
     assert carried is not None and carried.state == "deployed"
     assert "handed_over" in audit and audit[-1] == "deployed"
     assert len(LocalRegistry(tmp_path / "state" / "registry").versions("m0")) == 1
+
+
+def test_a_labeled_topic_with_fewer_partitions_than_the_input_is_refused(
+    kafka_bootstrap: str, kafka_topic: Callable[..., str]
+) -> None:
+    like, made = kafka_topic(2), kafka_topic(1, "labeled")  # made by hand beforehand, too small
+    with pytest.raises(ValueError, match="has 1 partitions, fewer than .* give it as many"):
+        LabeledLog(kafka_bootstrap, made, {}, owner="a", like=like, retention_ms=3_600_000)

@@ -88,6 +88,12 @@ class LabeledLog:
             configs["retention.bytes"] = str(retention_bytes)
         partitions = max(partition_count(bootstrap, like, **self._client), 1)
         ensure_topics(bootstrap, {topic: partitions}, configs={topic: configs}, **self._client)
+        have = partition_count(bootstrap, topic, **self._client)
+        if have < partitions:  # made by hand beforehand: a task would have no partition to go to
+            raise ValueError(
+                f"labeled_topic {topic!r} has {have} partitions, fewer than {like!r} ({partitions}): "
+                "give it as many as the input topics"
+            )
         self._sink = KafkaSink(
             bootstrap, topic, compression_type="gzip", max_request_size=MAX_MESSAGE_BYTES, **self._client
         )
