@@ -12,7 +12,8 @@ policy is the default monitor set: ``feature_drift`` on all features with window
 ``adwin`` on ``error``, ``performance`` with windows of 2,000. The many-models rows run one fleet
 policy (``models: "m*"``) over 20 features, in a fresh process each: 100 models with 400,000
 predictions (every model fills its reference and a current window), 1,000 models with a million
-predictions (1,000 each), both with their labels.
+predictions (1,000 each), both with their labels; their restart is a fresh process opening the
+state the run left (loading the policy and every model's state; the imports before the clock).
 """
 
 from __future__ import annotations
@@ -212,35 +213,44 @@ FLEET_POLICY = POLICY.format(model="MODEL").replace("model: MODEL", "models: 'm*
 
 
 def memory_run(tmp: Path, models: int, predictions: int) -> dict:
-    """Rate, peak RSS and restart time with ``models`` models × 20 features under one fleet policy,
-    in a fresh process."""
-    code = f"""
-import resource, sys, time, json
+    """Rate and peak RSS with ``models`` models × 20 features under one fleet policy, in a fresh
+    process; then the restart (a daemon opening that state, its pipelines restored) in another
+    fresh process, as a restart is."""
+    run = f"""
+import sys, json
 sys.path.insert(0, {str(ROOT)!r})
 from pathlib import Path
 from bench.throughput import current_rss_mb, daemon_rate, peak_rss_mb
+import driftwarden.daemon.runtime, driftwarden.daemon.io.sources, driftwarden.policies.loader  # the imports
+tmp = Path({str(tmp)!r})
+start = current_rss_mb()
+r = daemon_rate(tmp / 'many-{models}.jsonl', [tmp / 'fleet.yaml'], tmp / 'state-many-{models}', replay=False)
+print(json.dumps({{"records": r["records"], "rss_mb": peak_rss_mb(), "start_mb": start, "rate": r["cpu_rate"],
+                  "wall_rate": r["wall_rate"]}}))
+"""
+    restart = f"""
+import sys, time, json
+sys.path.insert(0, {str(ROOT)!r})
+from pathlib import Path
 from driftwarden.daemon.config import Settings
 from driftwarden.daemon.runtime import Daemon
 from driftwarden.daemon.io.sources import FileSource
 from driftwarden.policies.loader import load_policy
 tmp = Path({str(tmp)!r})
-policies = [tmp / 'fleet.yaml']
-start = current_rss_mb()
-r = daemon_rate(tmp / 'many-{models}.jsonl', policies, tmp / 'state-many-{models}', replay=False)
-rss = peak_rss_mb()
 t0 = time.perf_counter()
+policies = [load_policy(tmp / 'fleet.yaml')]
 d = Daemon(Settings(state_dir=tmp / 'state-many-{models}', execute=False), FileSource(tmp / 'many-{models}.jsonl'),
-           [load_policy(p) for p in policies])
-loaded = time.perf_counter() - t0
-state_mb = (tmp / 'state-many-{models}' / 'state.db').stat().st_size / 1e6
-print(json.dumps({{"models": {models}, "predictions": {predictions}, "records": r["records"], "rss_mb": rss,
-                  "start_mb": start, "restart_s": loaded, "rate": r["cpu_rate"], "wall_rate": r["wall_rate"],
-                  "pipelines": len(d.pipelines), "state_mb": state_mb}}))
+           policies)
+print(json.dumps({{"restart_s": time.perf_counter() - t0, "pipelines": len(d.pipelines)}}))
 """
     (tmp / "fleet.yaml").write_text(FLEET_POLICY)
     write_stream(tmp / f"many-{models}.jsonl", predictions, models=models, features=20)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    out = {"models": models, "predictions": predictions}
+    for code in (run, restart):
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        out.update(json.loads(done.stdout.strip().splitlines()[-1]))
+    out["state_mb"] = (tmp / f"state-many-{models}" / "state.db").stat().st_size / 1e6
+    return out
 
 
 def startup_seconds(args: list[str]) -> float:

@@ -269,8 +269,14 @@ def plain_to_river(data: Any) -> Any:
         args = [plain_to_river(a) for a in data["args"]]
         if not all(isinstance(a, int | float) for a in args):
             raise ValueError("the arguments of a River Rust object must be numbers")
+        try:  # in C: a list of ints 0-255, anything else is refused (bytes(5) would be 5 zero bytes)
+            fields = bytes(data["bytes"]) if isinstance(data["bytes"], list) else None
+        except (TypeError, ValueError):
+            fields = None
+        if fields is None:
+            raise ValueError("the bytes of a River Rust object must be a list of numbers 0-255")
         obj = cls.__new__(cls, *args)
-        obj.__setstate__(bytes(int(b) for b in data["bytes"]))
+        obj.__setstate__(fields)
         return obj
     if set(data) == {"class", "attrs"}:
         cls = _class(str(data["class"]), RIVER_CLASSES)

@@ -64,9 +64,11 @@ class Windower:
             raise ValueError(f"window seconds must be > 0, got {seconds}")
         self.events = events
         self.seconds = seconds
-        self._chunks: list[Columns] = []
-        self._index: list[np.ndarray] = []
-        self._ts: list[np.ndarray] = []
+        self._chunks: list[Columns | None] = []
+        self._index: list[np.ndarray | None] = []
+        self._ts: list[np.ndarray | None] = []
+        """A chunk's rows; None for a chunk restored but not read yet (its Part holds them)."""
+        self._rows: list[int] = []
         self._encoded: list[Part | None] = []
         """Each chunk's snapshot, made once: a checkpoint costs the rows added since the last one."""
         self._pending = 0
@@ -137,16 +139,33 @@ class Windower:
         self._index.append(index)
         self._ts.append(ts)
         self._chunks.append(cols)
+        self._rows.append(len(index))
         self._encoded.append(None)
         if len(self._chunks) >= MAX_CHUNKS:  # many small batches: merge them, an array costs ~100 bytes
             self._push(*self._drain())
 
     def _drain(self) -> tuple[np.ndarray, np.ndarray, Columns]:
         """The open window's rows as new arrays (copies: a closed window never holds a view of a batch)."""
-        idx, t, cols = _joined(self._index, self._ts, self._chunks)
-        self._chunks, self._index, self._ts, self._encoded = [], [], [], []
+        idx, t, cols = self._joined(0, len(self._rows))
+        self._chunks, self._index, self._ts, self._rows, self._encoded = [], [], [], [], []
         self._pending = 0
         return idx, t, cols
+
+    def _joined(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray, Columns]:
+        """Chunks ``start`` .. ``stop`` as one, those restored but not read yet read first."""
+        for i in range(start, stop):
+            if self._chunks[i] is None:
+                self._read(i)
+        return _joined(self._index[start:stop], self._ts[start:stop], self._chunks[start:stop])  # type: ignore[arg-type]
+
+    def _read(self, i: int) -> None:
+        """Decode restored chunk ``i`` from its Part; ValueError when it does not hold the rows its state says."""
+        c = Part.content(self._encoded[i])
+        index = decode(c["index"])
+        if len(index) != self._rows[i]:
+            raise ValueError(f"a window chunk holds {len(index)} rows, its state says {self._rows[i]}")
+        self._index[i], self._ts[i] = index, decode(c["ts"])
+        self._chunks[i] = {k: decode(v) for k, v in c["columns"].items()}
 
     def snapshot(self) -> dict[str, Any]:
         """The open window as its chunks; a chunk is encoded at its first snapshot only (chunks never
@@ -173,14 +192,16 @@ class Windower:
         encoded = self._encoded
         for i, chunk in enumerate(self._chunks):
             if encoded[i] is None:
+                index, ts = self._index[i], self._ts[i]
+                assert chunk is not None and index is not None and ts is not None  # only restored chunks are unread
                 encoded[i] = Part(
                     {
-                        "index": _packed(self._index[i]),
-                        "ts": _packed(self._ts[i]),
+                        "index": _packed(index),
+                        "ts": _packed(ts),
                         "columns": {k: _packed(v) for k, v in chunk.items()},
                     }
                 )
-        return {_ENCODED: list(encoded), "window_start_ts": self._window_start_ts}
+        return {_ENCODED: list(encoded), "rows": list(self._rows), "window_start_ts": self._window_start_ts}
 
     def _settle(self) -> None:
         """Merge the chunks not encoded yet into one; before it, merge each encoded chunk into the one
@@ -188,7 +209,7 @@ class Windower:
         (see :meth:`snapshot`)."""
         fresh = next((i for i, e in enumerate(self._encoded) if e is None), len(self._encoded))
         self._merge(fresh, len(self._chunks))
-        while fresh > 1 and len(self._index[fresh - 1]) >= len(self._index[fresh - 2]) < SETTLED_ROWS:
+        while fresh > 1 and self._rows[fresh - 1] >= self._rows[fresh - 2] < SETTLED_ROWS:
             self._merge(fresh - 2, fresh)
             fresh -= 1
 
@@ -196,17 +217,35 @@ class Windower:
         """Chunks ``start`` .. ``stop`` (exclusive) as one, not encoded (a single chunk stays as it is)."""
         if stop - start < 2:
             return
-        merged = _joined(self._index[start:stop], self._ts[start:stop], self._chunks[start:stop])
-        self._index[start:stop], self._ts[start:stop], self._chunks[start:stop] = [merged[0]], [merged[1]], [merged[2]]
-        self._encoded[start:stop] = [None]
+        idx, ts, cols = self._joined(start, stop)
+        self._index[start:stop], self._ts[start:stop], self._chunks[start:stop] = [idx], [ts], [cols]
+        self._rows[start:stop], self._encoded[start:stop] = [len(idx)], [None]
 
     def restore(self, state: Mapping[str, Any]) -> None:
-        self._chunks, self._index, self._ts, self._encoded = [], [], [], []
+        """Resume from :meth:`snapshot` output. Chunks given as Parts with their row counts (what the
+        store gives back) are read when the window needs their rows, not now: a restart of a thousand
+        models does not decode every open window."""
+        self._chunks, self._index, self._ts, self._rows, self._encoded = [], [], [], [], []
         self._pending = 0
         self._window_start_ts = state.get("window_start_ts")
         chunks = state.get(_ENCODED)
         if chunks is None:  # a snapshot of an earlier version: the open window as one chunk, or none
             chunks = [state] if state.get("index") is not None else []
+        rows = state.get("rows")
+        if (
+            isinstance(rows, list)
+            and len(rows) == len(chunks) < MAX_CHUNKS
+            and all(isinstance(p, Part) for p in chunks)
+            and all(type(n) is int and n > 0 for n in rows)
+        ):
+            for part, n in zip(chunks, rows, strict=True):
+                self._chunks.append(None)
+                self._index.append(None)
+                self._ts.append(None)
+                self._rows.append(n)
+                self._encoded.append(part)
+                self._pending += n
+            return
         for part in chunks:
             c = Part.content(part)
             self._push(decode(c["index"]), decode(c["ts"]), {k: decode(v) for k, v in c["columns"].items()})

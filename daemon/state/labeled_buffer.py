@@ -234,12 +234,18 @@ class LabeledBuffer:
             self._segments = [merged, *self._segments[MAX_SEGMENTS // 2 :]]
 
     def _load(self, upto: int | None) -> None:
-        for tmp in self.root.glob("*.tmp"):
-            tmp.unlink()
-        for legacy in sorted(self.root.glob("*.parquet")):  # segments of earlier versions
-            self._write_rows(from_frame(legacy))
-            legacy.unlink()
-        for path in sorted(self.root.glob("*.json")):
+        names = os.listdir(self.root)  # one listing (a thousand models' folders are read at every start)
+        for name in names:
+            if name.endswith(".tmp"):
+                (self.root / name).unlink()
+        legacies = sorted(n for n in names if n.endswith(".parquet"))  # segments of earlier versions
+        for name in legacies:
+            self._write_rows(from_frame(self.root / name))
+            (self.root / name).unlink()
+        if legacies:
+            names = os.listdir(self.root)
+        for name in sorted(n for n in names if n.endswith(".json")):
+            path = self.root / name
             seg = Segment.parse(path)
             if seg is None:
                 continue
@@ -272,11 +278,15 @@ def missing_segments(root: Path, listed: Iterable[str]) -> list[Segment]:
     """The segments a checkpoint listed that are gone from ``root`` (deleted from outside: their rows
     are lost for retraining). A listed segment whose rows a present one holds (merged into it) is not
     missing."""
-    present = [s for p in root.glob("*.json") if (s := Segment.parse(p)) is not None]
+    try:
+        names = set(os.listdir(root))
+    except FileNotFoundError:
+        names = set()
+    present = [s for n in names if n.endswith(".json") and (s := Segment.parse(root / n)) is not None]
     gone = []
     for name in listed:
         seg = Segment.parse(root / name)
-        if seg is None or seg.path.exists():
+        if seg is None or name in names:
             continue
         if any(p.first <= seg.first and seg.last <= p.last for p in present):
             continue

@@ -763,16 +763,20 @@ def private_file(path: Path) -> None:
     os.close(os.open(path, os.O_CREAT | os.O_WRONLY, FILE_MODE))
 
 
+_NESTED = frozenset({dict, list})
+
+
 def _resolve(value: Any, parts: Mapping[str, Part], where: str) -> Any:
-    """``value`` with every ``{"$part": key}`` replaced by that part."""
+    """``value`` with every ``{"$part": key}`` replaced by that part (a list without a dict or a list
+    in it, such as a list of numbers, is returned as it is: one C-level pass over it)."""
     if isinstance(value, dict):
         if len(value) == 1 and PART_REF in value:
             try:
                 return parts[value[PART_REF]]
             except KeyError:
                 raise StateCorrupt(where, f"part {value[PART_REF]} is missing") from None
-        return {k: _resolve(v, parts, where) for k, v in value.items()}
-    if isinstance(value, list):
+        return {k: _resolve(v, parts, where) if type(v) in _NESTED else v for k, v in value.items()}
+    if isinstance(value, list) and not _NESTED.isdisjoint(map(type, value)):
         return [_resolve(v, parts, where) for v in value]
     return value
 
