@@ -188,7 +188,8 @@ def bind(policy: LoadedPolicy, model: str) -> LoadedPolicy:
             base = monitors[name].model_dump(by_alias=True, exclude_unset=True)
             monitors[name] = _MONITOR.validate_python({**base, **params, "kind": base["kind"]})
     bound = spec.model_copy(update={"model": model, "models": None, "monitors": monitors})
-    return dataclasses.replace(policy, spec=bound, _digests={})
+    # Without overrides the monitors and rules are the fleet policy's: so are their digests (shared, made once).
+    return dataclasses.replace(policy, spec=bound, _digests={} if patterns else policy._digests)
 
 
 def conflicts(policies: Sequence[LoadedPolicy]) -> list[PolicyError]:

@@ -147,8 +147,15 @@ class EventRows:
         >>> rows.extend(EventRows.from_events("m", [Event("m", "b", 7, 2.0, "label")])); rows.index, rows.ids
         ([3, 7], ['a', 'b'])
         """
-        for f in _ROW_COLUMNS:
-            getattr(self, f).extend(getattr(other, f))
+        self.index += other.index  # one statement per column: a loop over getattr costs twice as much
+        self.ts += other.ts
+        self.is_prediction += other.is_prediction
+        self.ids += other.ids
+        self.features += other.features
+        self.attributes += other.attributes
+        self.prediction += other.prediction
+        self.score += other.score
+        self.label += other.label
 
     def dumps(self) -> bytes:
         """The rows as JSON (their columns, in :data:`_ROW_COLUMNS` order): what :meth:`loads` reads.

@@ -28,7 +28,11 @@ def private_folder(path: str | Path) -> Path:
     """``path`` and its missing parents created 0700 (``mkdir(parents=True)`` gives parents the
     default mode); returned."""
     path = Path(path)
-    missing = [p for p in (path, *path.parents) if not p.exists()]
+    missing = []
+    for p in (path, *path.parents):  # up to the first that exists: its parents do too
+        if p.exists():
+            break
+        missing.append(p)
     for p in reversed(missing):
         p.mkdir(mode=FOLDER_MODE, exist_ok=True)
     return path
