@@ -163,6 +163,8 @@ class Daemon:
         self.publisher = Publisher()
         self.commands = Commands()
         # -- end HTTP face --
+        self._stop = threading.Event()
+        self._stop_asked = 0.0
         self._open_outputs(settings)
         self._ttl = parse_duration(settings.label_ttl)
         self._restored_index = self.checkpoint.next_index - 1
@@ -170,8 +172,6 @@ class Daemon:
         self._open_actions(settings, synchronous_actions)
         self.fast_decode = True
         """Decode whole batches as columns (daemon/columnar.py); False forces the per-record path."""
-        self._stop = threading.Event()
-        self._stop_asked = 0.0
         self._ticks: queue.Queue[tuple[str, str, float]] = queue.Queue()
         self._unrouted = Unrouted(settings.input.max_unknown_models)
         # Event time: records refused past a watermark (daemon/io/watermark.py), before decoding past a size.
@@ -196,7 +196,7 @@ class Daemon:
         self.store = Store(settings.store_path)
         # The JSONL files, plus the Kafka topics that settings.sinks names (daemon/wiring.py).
         self.dead_letters, self.alerts, self.decisions, updates = build_sinks(
-            settings, JsonlSink(settings.dead_letter_path), JsonlSink(settings.alerts_path)
+            settings, JsonlSink(settings.dead_letter_path), JsonlSink(settings.alerts_path), self._kafka_waiter
         )
         self.model_updates = ModelUpdates(updates, self._champion) if updates is not None else None
         self._rewind_sinks()
@@ -218,6 +218,18 @@ class Daemon:
             every_records=settings.checkpoint_records,
             every_seconds=settings.checkpoint_seconds,
         )
+
+    def _kafka_waiter(self, bootstrap: str) -> Any:
+        """How the Kafka outputs wait a broker outage out (daemon/io/kafka/outage.py ``Waiter``): they report to
+        the source's outage when both use that broker (``/readyz`` says it), the snapshot is republished between
+        tries (``/livez`` sees the loop turn) and a stop ends the wait (the checkpoint is then not written: the
+        source replays from the last one)."""
+        from driftwarden.daemon.io.kafka.outage import Outage, Waiter
+
+        outage = getattr(self.source, "outage", None)
+        if not isinstance(outage, Outage) or outage.bootstrap != bootstrap:
+            outage = Outage(bootstrap)
+        return Waiter(outage, self._stop, lambda: self._publish(force=True))
 
     def _open_models(self) -> None:
         """A pipeline for every model a policy names, and for every fleet model admitted before a restart."""

@@ -15,7 +15,7 @@ driftwarden.daemon.wiring.SourceError: --follow needs a file: --events FILE or a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -108,10 +108,11 @@ def kafka_target(settings: Settings) -> tuple[str, dict[str, Any]] | None:
 
 
 def build_sinks(
-    settings: Settings, file_dead_letters: Sink, file_alerts: Sink
+    settings: Settings, file_dead_letters: Sink, file_alerts: Sink, waiter: Callable[[str], Any] | None = None
 ) -> tuple[DeadLetterSink, Sink, KafkaJsonSink | None, KafkaJsonSink | None]:
     """(dead letters, alerts, decisions, model-updated) sinks as ``settings.sinks`` asks: each
-    Kafka topic is off unless named."""
+    Kafka topic is off unless named. ``waiter(bootstrap)`` makes the
+    :class:`~driftwarden.daemon.io.kafka.outage.Waiter` with which the topics wait broker outages out."""
     s = settings.sinks
     target = kafka_target(settings)
     named = [t for t in (s.decisions_topic, s.dead_letter_topic, s.model_updated_topic) if t]
@@ -122,11 +123,12 @@ def build_sinks(
         from driftwarden.daemon.io.kafka.sink import KafkaSink
 
         bootstrap, client = target
+        wait = waiter(bootstrap) if waiter is not None else None
         if s.dead_letter_topic:
-            dlq = KafkaSink(bootstrap, s.dead_letter_topic, **client)
+            dlq = KafkaSink(bootstrap, s.dead_letter_topic, waiter=wait, **client)
         if s.decisions_topic:
-            decisions = KafkaJsonSink(bootstrap, s.decisions_topic, client)
+            decisions = KafkaJsonSink(bootstrap, s.decisions_topic, client, waiter=wait)
         if s.model_updated_topic:
-            updates = KafkaJsonSink(bootstrap, s.model_updated_topic, client)
+            updates = KafkaJsonSink(bootstrap, s.model_updated_topic, client, waiter=wait)
     alerts: Sink = Tee(file_alerts, decisions) if decisions is not None else file_alerts
     return DeadLetterSink(file_dead_letters, dlq), alerts, decisions, updates

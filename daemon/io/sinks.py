@@ -167,11 +167,14 @@ class KafkaJsonSink:
     """JSON objects to one Kafka topic: key = the object's ``model``, headers ``type`` and (for
     decisions) ``key``, the idempotency key consumers deduplicate on."""
 
-    def __init__(self, bootstrap: str, topic: str, settings: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self, bootstrap: str, topic: str, settings: Mapping[str, Any] | None = None, *, waiter: Any = None
+    ) -> None:
+        """``waiter``: a :class:`~driftwarden.daemon.io.kafka.outage.Waiter` that waits broker outages out."""
         from driftwarden.daemon.io.kafka.sink import KafkaSink
 
         self.topic = topic
-        self._sink = KafkaSink(bootstrap, topic, **dict(settings or {}))
+        self._sink = KafkaSink(bootstrap, topic, waiter=waiter, **dict(settings or {}))
 
     def write(self, obj: Mapping[str, Any]) -> None:
         headers = {"type": str(obj.get("type", ""))}

@@ -1,6 +1,7 @@
 """Issue 13 item 4: a real broker killed (kill -9) mid-stream and started again is waited out: the
 `driftwarden run` process survives, /readyz answers 503 with the reason while the broker is gone,
-and every event is counted exactly once."""
+every event is counted exactly once, and every dead letter reaches its topic (the daemon goes on
+through the records it had fetched, so dead letters are sent while the broker is gone)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import httpx
 import orjson
 import pytest
 import yaml
-from driftwarden.daemon.io.kafka.admin import ensure_topics
+from driftwarden.daemon.io.kafka.admin import ensure_topics, read_messages
 from driftwarden.daemon.state.store import Store
 
 from tests.conftest import ROOT
@@ -24,6 +25,8 @@ from tests.kafka.streams import policies, produce, settings, stream
 pytestmark = pytest.mark.kafka
 
 EVENTS = 12_000
+BAD_EVERY = 100
+"""One malformed record after every BAD_EVERY events: a dead letter for the topic now and then."""
 WAIT_S = 120.0
 """A hang guard for each wait (a loaded 2-core machine restarts a JVM broker in 10-30 s)."""
 
@@ -62,11 +65,25 @@ def test_a_broker_killed_mid_stream_is_waited_out_and_every_event_counted_once(
 ) -> None:
     boot = own_broker.bootstrap
     topic = "events"
-    ensure_topics(boot, {topic: 1})
-    produce(boot, topic, stream("m0", EVENTS, seed=4))
+    ensure_topics(boot, {topic: 1, "dead-letters": 1})
+    good = stream("m0", EVENTS, seed=4)
+    values = [v for i, g in enumerate(good) for v in ([g, b"{not json"] if i % BAD_EVERY == BAD_EVERY - 1 else [g])]
+    bad_offsets = {i for i, v in enumerate(values) if v == b"{not json"}
+    produce(boot, topic, values, key=lambda v: b"m0")
     paths = policies(tmp_path, ["m0"])
+    # kafka-python gives a delivery up after delivery_timeout_ms: 3 s, so that deliveries fail while the broker
+    # is gone (they are sent again once it is back) instead of outliving the outage.
+    sinks = {"dead_letter_topic": "dead-letters", "settings": {"delivery_timeout_ms": 3000, "request_timeout_ms": 1000}}
     s = settings(
-        tmp_path / "state", boot, [topic], "outage", paths, execute=False, checkpoint_records=500, batch_size=100
+        tmp_path / "state",
+        boot,
+        [topic],
+        "outage",
+        paths,
+        execute=False,
+        checkpoint_records=500,
+        batch_size=100,
+        sinks=sinks,
     )
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump(orjson.loads(s.model_dump_json())))
@@ -104,6 +121,8 @@ def test_a_broker_killed_mid_stream_is_waited_out_and_every_event_counted_once(
             proc.wait(10)
     assert proc.returncode == 0, log.read_text()[-4000:]
     assert _counted(db) == EVENTS, "each event counted once, none lost"
+    letters = read_messages(boot, "dead-letters")
+    assert {int(m.headers["offset"]) for m in letters} == bad_offsets  # every one (at least once: maybe twice)
     text = log.read_text()
     assert "unreachable" in text and "answers again after" in text, text[-4000:]
     assert "Traceback" not in text, text[-4000:]

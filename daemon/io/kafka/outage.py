@@ -23,6 +23,7 @@ checkpoint holds its positions, and the records not yet read stay in the topic.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 
@@ -99,3 +100,36 @@ class Outage:
         if self.since is not None:
             log.warning("Kafka broker %s answers again after %.1f s", self.bootstrap, self.clock() - self.since)
             self.since = None
+
+
+class Waiter:
+    """How an output waits a broker outage out (:meth:`KafkaSink.flush
+    <driftwarden.daemon.io.kafka.sink.KafkaSink.flush>`): it reports to ``outage`` (the source's, when both use
+    one broker, so that ``/readyz`` says it), pauses for the outage's backoff between tries, runs ``between``
+    meanwhile (the daemon republishes its snapshot, so ``/livez`` sees a loop that turns) and gives up once
+    ``stopping`` is set: a stop never waits for a broker.
+
+    >>> import kafka.errors as errors
+    >>> stop = threading.Event()
+    >>> waiter = Waiter(Outage("127.0.0.1:9092"), stop)
+    >>> waiter.pause(errors.KafkaTimeoutError()), waiter.outage.since is not None
+    (True, True)
+    >>> stop.set(); waiter.pause(errors.KafkaTimeoutError())
+    False
+    """
+
+    def __init__(self, outage: Outage, stopping: threading.Event, between: Callable[[], None] | None = None) -> None:
+        self.outage, self.stopping, self.between = outage, stopping, between
+
+    def pause(self, exc: BaseException) -> bool:
+        """A try failed with ``exc`` (transient): wait the backoff out; False when a stop was asked for."""
+        if self.stopping.is_set():
+            return False
+        wait = self.outage.failed(exc)
+        if self.between is not None:
+            self.between()
+        return not self.stopping.wait(wait)
+
+    def ok(self) -> None:
+        """The outputs were acknowledged: the outage, if any, is over."""
+        self.outage.ok()

@@ -3,27 +3,57 @@ reason in the headers, ``model-updated`` events), delivered before a checkpoint 
 
 Settings are kafka-python ``KafkaProducer`` settings, passed through, except the serializers and
 the bootstrap address, which the sink sets itself (:mod:`driftwarden.daemon.io.kafka.settings`).
+
+A broker outage is waited out when the sink has a :class:`~driftwarden.daemon.io.kafka.outage.Waiter`
+(the daemon gives every output one): :meth:`KafkaSink.flush` then tries until every message is acknowledged,
+and sends again each message whose delivery failed (kafka-python gives one up after its
+``delivery_timeout_ms``). Delivery is at least once — a message whose acknowledgement was lost can arrive
+twice, so consumers deduplicate (decisions carry their idempotency key in a header) — and a message sent again
+can arrive after newer ones. Nothing is lost: the checkpoint waits for the flush.
 """
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Mapping
-from typing import Any
+from functools import partial
+from typing import Any, NamedTuple
 
-from driftwarden.daemon.io.kafka.settings import BOOTSTRAP_TIMEOUT_S, CLOSE_TIMEOUT_S, check_settings, connect
+from driftwarden.daemon.io.kafka.outage import Waiter, transient
+from driftwarden.daemon.io.kafka.settings import (
+    BOOTSTRAP_TIMEOUT_S,
+    CLOSE_TIMEOUT_S,
+    KafkaUnavailable,
+    check_settings,
+    connect,
+)
 from kafka import KafkaProducer
 from kafka import errors as kafka_errors
 
 # flush() waits for every outstanding delivery; a healthy broker acknowledges within a second.
 FLUSH_TIMEOUT_S = 30.0
 
+WAIT_SLICE_S = 5.0
+"""With a waiter, one try of a flush: the waiter's backoff, its snapshot and its stop check come this often."""
+
 # Settings that KafkaSink sets itself: the bytes-out contract and the constructor's own argument.
 _SINK_OWNED = frozenset({"bootstrap_servers", "key_serializer", "value_serializer"})
 
 
 class SinkError(RuntimeError):
-    """Messages sent to a :class:`KafkaSink` were not delivered."""
+    """Messages sent to a :class:`KafkaSink` were not delivered; ``cause`` is kafka-python's error."""
+
+    def __init__(self, message: str, cause: BaseException | None = None) -> None:
+        super().__init__(message)
+        self.cause = cause
+
+
+class _Message(NamedTuple):
+    value: bytes
+    key: bytes | None
+    headers: list[tuple[str, bytes]] | None
+    partition: int | None
 
 
 class KafkaSink:
@@ -34,17 +64,19 @@ class KafkaSink:
     ``acks="all"`` and an idempotent producer).
     """
 
-    def __init__(self, bootstrap: str, topic: str, **settings: Any) -> None:
+    def __init__(self, bootstrap: str, topic: str, *, waiter: Waiter | None = None, **settings: Any) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
+        self.waiter = waiter
+        """Waits outages out in :meth:`flush` (None: a flush gives up after its timeout)."""
         config = check_settings(settings, _SINK_OWNED, "KafkaSink")
         config.setdefault("bootstrap_timeout_ms", int(BOOTSTRAP_TIMEOUT_S * 1000))
-        self._errors: list[BaseException] = []
-        self._errors_lock = threading.Lock()
-        self._pending = 0
-        self._producer: KafkaProducer = connect(
-            "KafkaSink", bootstrap, lambda: KafkaProducer(bootstrap_servers=bootstrap, **config)
-        )
+        self._lock = threading.Lock()
+        self._ids = itertools.count()
+        self._unacked: dict[int, _Message] = {}
+        self._failed: list[tuple[_Message, BaseException]] = []
+        self._config = config
+        self._producer: KafkaProducer | None = self._connect(config)
 
     def send(
         self,
@@ -59,39 +91,102 @@ class KafkaSink:
         :meth:`flush` returned)."""
         encoded = [(k, v.encode()) for k, v in headers.items()] if headers else None
         try:
-            future = self._producer.send(self.topic, value=value, key=key, headers=encoded, partition=partition)
+            return self._send(_Message(value, key, encoded, partition))
         except kafka_errors.KafkaError as e:
-            raise SinkError(f"cannot send to {self.topic}: {e}") from e
-        with self._errors_lock:
-            self._pending += 1
-        future.add_callback(self._delivered)
-        future.add_errback(self._failed)
-        return future
+            raise SinkError(f"cannot send to {self.topic}: {e}", e) from e
 
     def flush(self, timeout: float = FLUSH_TIMEOUT_S) -> None:
-        """Wait until every queued message is acknowledged; raise :class:`SinkError` otherwise."""
-        try:
-            self._producer.flush(timeout=timeout)
-        except kafka_errors.KafkaTimeoutError as e:
-            raise SinkError(f"messages to {self.topic} not acknowledged within {timeout} s: {e}") from e
-        with self._errors_lock:
-            errors, self._errors = self._errors, []
-        if errors:
-            raise SinkError(f"{len(errors)} message(s) to {self.topic} not delivered; first: {errors[0]!r}")
+        """Wait until every queued message is acknowledged. Without a waiter, raise :class:`SinkError` when
+        that takes longer than ``timeout`` or a delivery failed. With one, wait a broker outage out (see the
+        module docstring): raise only for an error that is no outage, or when a stop is asked for meanwhile."""
+        while True:
+            error = self._try_flush(timeout if self.waiter is None else WAIT_SLICE_S)
+            if error is None:
+                if self.waiter is not None:
+                    self.waiter.ok()
+                return
+            cause = error.cause if error.cause is not None else error
+            if self.waiter is None or not transient(cause) or not self.waiter.pause(cause):
+                with self._lock:
+                    self._failed = []
+                raise error
+            self._recover()
 
     @property
     def pending(self) -> int:
         """Messages sent but not yet acknowledged (or failed): what backpressure watches."""
-        return self._pending
+        return len(self._unacked)
 
     def close(self) -> None:
-        self._producer.close(timeout=CLOSE_TIMEOUT_S)
+        if self._producer is not None:
+            self._producer.close(timeout=CLOSE_TIMEOUT_S)
 
-    def _delivered(self, _metadata: Any) -> None:
-        with self._errors_lock:
-            self._pending -= 1
+    def _connect(self, config: Mapping[str, Any]) -> KafkaProducer:
+        return connect("KafkaSink", self.bootstrap, lambda: KafkaProducer(bootstrap_servers=self.bootstrap, **config))
 
-    def _failed(self, exc: BaseException) -> None:
-        with self._errors_lock:
-            self._pending -= 1
-            self._errors.append(exc)
+    def _recover(self) -> None:
+        """Send the failed messages again, on a new producer once the old one has none in flight: kafka-python's
+        idempotent producer sends nothing more after one of its deliveries expired (kafka-python 3.x: its
+        flush then times out for ever), and a producer with messages in flight cannot be closed at once."""
+        with self._lock:
+            if self._unacked or not self._failed:
+                return  # in flight: they are delivered or expire first
+        if self._producer is not None:
+            self._producer.close(timeout=0)
+            self._producer = None
+        try:
+            self._producer = self._connect({**self._config, "bootstrap_timeout_ms": int(WAIT_SLICE_S * 1000)})
+        except KafkaUnavailable:
+            return  # the broker is still gone: the next try
+        self._send_failed_again()
+
+    def _send(self, message: _Message) -> Any:
+        if self._producer is None:
+            raise kafka_errors.KafkaConnectionError(f"no connection to {self.bootstrap} (waiting the outage out)")
+        future = self._producer.send(
+            self.topic, value=message.value, key=message.key, headers=message.headers, partition=message.partition
+        )
+        n = next(self._ids)
+        with self._lock:
+            self._unacked[n] = message
+        future.add_callback(partial(self._delivered, n))  # may run at once, in this thread: the lock is free
+        future.add_errback(partial(self._undelivered, n))
+        return future
+
+    def _try_flush(self, timeout: float) -> SinkError | None:
+        """One wait for the acknowledgements: None when every message is in, else what is wrong."""
+        if self._producer is None:
+            gone = kafka_errors.KafkaConnectionError(f"no connection to {self.bootstrap}")
+            return SinkError(f"messages to {self.topic} not sent: {gone}", gone)
+        try:
+            self._producer.flush(timeout=timeout)
+        except kafka_errors.KafkaTimeoutError as e:
+            return SinkError(f"messages to {self.topic} not acknowledged within {timeout:g} s: {e}", e)
+        with self._lock:
+            failed = list(self._failed)
+        if failed:
+            return SinkError(
+                f"{len(failed)} message(s) to {self.topic} not delivered; first: {failed[0][1]!r}", failed[0][1]
+            )
+        return None
+
+    def _send_failed_again(self) -> None:
+        with self._lock:
+            failed, self._failed = self._failed, []
+        for i, (message, _) in enumerate(failed):
+            try:
+                self._send(message)
+            except kafka_errors.KafkaError as e:  # the producer's buffer is full: the rest wait for the next try
+                with self._lock:
+                    self._failed += [(m, e) for m, _ in failed[i:]]
+                return
+
+    def _delivered(self, n: int, _metadata: Any) -> None:
+        with self._lock:
+            self._unacked.pop(n, None)
+
+    def _undelivered(self, n: int, exc: BaseException) -> None:
+        with self._lock:
+            message = self._unacked.pop(n, None)
+            if message is not None:
+                self._failed.append((message, exc))
