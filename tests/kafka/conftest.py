@@ -64,6 +64,21 @@ def _free_port_pair() -> int:
     raise RuntimeError("no free pair of adjacent ports on 127.0.0.1")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _imports_in_the_main_thread() -> None:
+    """Some tests run two daemon loops in this process (in production each has its own): the
+    libraries that monitors, the gate and the labeled buffer import lazily are imported here first,
+    in the main thread (two threads racing one lazy import see a half-initialized module:
+    "partially initialized module 'river.drift.adwin' has no attribute 'ADWIN'")."""
+    import pandas  # noqa: F401
+    import pyarrow.parquet  # noqa: F401
+    import scipy.stats  # noqa: F401
+    import sklearn.dummy  # noqa: F401
+    from driftwarden.detectors.lazy import import_leaf
+
+    import_leaf("river.drift.adwin")
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``host:port`` of a running Kafka broker (see the module docstring)."""

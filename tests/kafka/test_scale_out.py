@@ -39,20 +39,6 @@ from tests.kafka.streams import (
 pytestmark = pytest.mark.kafka
 
 
-@pytest.fixture(autouse=True)
-def _imports_in_the_main_thread() -> None:
-    """Two daemon loops share this process (in production each has its own): the libraries their
-    monitors import lazily at the first window are imported here first (a lazy import racing in two
-    threads sees a half-initialized module)."""
-    import pandas  # noqa: F401
-    import pyarrow.parquet  # noqa: F401
-    import scipy.stats  # noqa: F401
-    import sklearn.dummy  # noqa: F401
-    from driftwarden.detectors.lazy import import_leaf
-
-    import_leaf("river.drift.adwin")
-
-
 def total(*daemons: Daemon) -> int:
     return sum(p.engine.events for d in daemons for m, p in d.pipelines.items() if d.ownership and d.ownership.owns(m))
 
