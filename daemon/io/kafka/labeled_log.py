@@ -94,6 +94,8 @@ class LabeledLog:
                 f"labeled_topic {topic!r} has {have} partitions, fewer than {like!r} ({partitions}): "
                 "give it as many as the input topics"
             )
+        # No outage waiter (as the changelog): the ranges come from the sends' futures, and a message a
+        # waiter sends again gets a new one. An outage at a checkpoint ends the run; the restart replays.
         self._sink = KafkaSink(
             bootstrap, topic, compression_type="gzip", max_request_size=MAX_MESSAGE_BYTES, **self._client
         )
