@@ -38,7 +38,6 @@ _NONE = type(None)
 _DICT_OR_NONE = frozenset({dict, _NONE})
 _NUMBER_OR_NONE = frozenset({float, int, _NONE})
 _ID_TYPES = frozenset({str, int})
-_OPEN_BRACE, _OPEN_BRACKET = ord("{"), ord("[")
 _FIELDS = ("model", "id", "ts", "features", "attributes", "prediction", "score", "label")
 
 
@@ -205,8 +204,8 @@ def _flat(values: list[bytes], mappings: int) -> bool:
     ``mappings`` more (their ``features`` and ``attributes``): then no value inside those is
     nested, and nothing needs a check per value. Counted on the bytes in C; a brace inside a
     string only makes it answer False (the exact check then runs)."""
-    raw = np.frombuffer(b"".join(values), np.uint8)
-    return int(np.count_nonzero(raw == _OPEN_BRACE)) == len(values) + mappings and not (raw == _OPEN_BRACKET).any()
+    raw = b"".join(values)
+    return raw.count(b"{") == len(values) + mappings and b"[" not in raw
 
 
 def _mapping(values: list[Any], flat: bool) -> list[dict[str, Any]]:
