@@ -62,7 +62,9 @@ Without a changelog the state stays in the local store and the partitions resume
 positions: run one daemon per group.
 
 Known limits: zombie fencing is by "furthest positions wins", not by transactions; the
-labeled-data log is read from the oldest retained offset of the task's ranges on every assign.
+labeled-data log is read from the oldest retained offset of the task's ranges on every assign
+(bounded by its retention, not by the rows the buffers keep), and the task's documents are held
+in memory until each model's segment is written.
 """
 
 from __future__ import annotations
