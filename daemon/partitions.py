@@ -138,7 +138,9 @@ def _key(snap: Mapping[str, Any]) -> tuple[int, int]:
 class Changelog:
     """The compacted changelog topic of task snapshots (one partition: read whole on assign)."""
 
-    def __init__(self, bootstrap: str, topic: str, client: Mapping[str, Any]) -> None:
+    def __init__(self, bootstrap: str, topic: str, client: Mapping[str, Any], waiter: Any = None) -> None:
+        """``waiter``: a :class:`~driftwarden.daemon.io.kafka.outage.Waiter`, so that a flush waits a broker outage
+        out (a snapshot sent twice is harmless: the furthest positions win)."""
         self.bootstrap, self.topic = bootstrap, topic
         self._client = dict(client)
         ensure_topics(
@@ -149,7 +151,7 @@ class Changelog:
         )
         producer = shared_settings(self._client)
         self._sink = KafkaSink(
-            bootstrap, topic, compression_type="gzip", max_request_size=MAX_SNAPSHOT_BYTES, **producer
+            bootstrap, topic, waiter=waiter, compression_type="gzip", max_request_size=MAX_SNAPSHOT_BYTES, **producer
         )
 
     def write(self, task: int, value: Mapping[str, Any]) -> None:
@@ -264,13 +266,16 @@ class Ownership:
         restore: Restore,
         checkpoint_now: Callable[[], object],
         handover: Handover | None = None,
+        waiter: Callable[[str], Any] | None = None,
     ) -> Ownership:
-        """Ownership of ``source``'s tasks, with a changelog when ``config`` names one."""
+        """Ownership of ``source``'s tasks, with a changelog when ``config`` names one; ``waiter(bootstrap)``
+        makes what the changelog's flush waits broker outages out with."""
         changelog = None
         labeled = None
         if config.changelog_topic:
             assert config.bootstrap is not None
-            changelog = Changelog(config.bootstrap, config.changelog_topic, config.settings)
+            wait = waiter(config.bootstrap) if waiter is not None else None
+            changelog = Changelog(config.bootstrap, config.changelog_topic, config.settings, wait)
             checkpoint.forget()  # positions come with each task on assign
             bootstrap, topic = config.bootstrap, config.labeled_topic
             if topic:

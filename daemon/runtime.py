@@ -311,6 +311,7 @@ class Daemon:
                 restore=self._restore_model,
                 checkpoint_now=self.write_checkpoint,
                 handover=Handover(self.actions, self.store),
+                waiter=self._kafka_waiter,
             )
         self._failed = False
         self.flow = Flow(

@@ -394,7 +394,7 @@ def _stop_on_storage_fault(store: Path) -> Iterator[None]:
 @contextlib.contextmanager
 def _stop_on_unreachable_broker() -> Iterator[None]:
     """No Kafka broker at start, a stop asked for while outputs to Kafka wait for an outage to end, or the
-    scale-out topics (changelog, labeled rows) not acknowledged within 30 s end the run with one line and exit 69
+    labeled-rows topic not acknowledged within 30 s end the run with one line and exit 69
     (EX_UNAVAILABLE): a supervisor restarts it, and the restart replays from the last checkpoint. (Outages of the
     source and of the sinks while the daemon runs are waited out.)"""
     from driftwarden.daemon.io.kafka.settings import KafkaUnavailable  # loads no kafka-python

@@ -293,9 +293,10 @@ def test_two_daemons_share_a_group_and_one_stops_mid_stream(
     keys = []
     for name in ("a", "b"):
         store = Store(tmp_path / name / "state.db")
-        keys += [(x.model, x.rule, x.ts) for x in store.actions()]
+        # an action in flight when a stopped: handed over to b, which carries it on (a keeps the record, marked)
+        keys += [(x.model, x.rule, x.ts) for x in store.actions() if x.state != "handed_over"]
         store.close()
-    assert sorted(keys) == decided(expected)  # each intent in exactly one daemon's store
+    assert sorted(keys) == decided(expected)  # each intent carried on by exactly one daemon
 
 
 def test_backpressure_pauses_the_kafka_source_and_resumes(
