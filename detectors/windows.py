@@ -24,9 +24,10 @@ Columns = dict[str, np.ndarray]
 
 MAX_CHUNKS = 64
 """Pending chunks of a window before they are merged into one."""
-SETTLED_ROWS = 256
-"""A chunk of this many rows is not merged into at a snapshot: encoding it again would cost more than the
-~20 µs a restart pays per column of a chunk."""
+SETTLED_ROWS = 64
+"""A chunk of this many rows is not merged into at a snapshot: only tiny chunks (a checkpoint per few events
+of a model) merge; encoding 100-row chunks again cost the 100-model bench a fifth of its rate (chunks
+restored from the store are read lazily, so their number costs a restart little)."""
 
 _ENCODED = "chunks"
 """Snapshot key of the open window's chunks, each encoded once (earlier snapshots held one ``index``)."""

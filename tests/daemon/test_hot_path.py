@@ -7,11 +7,12 @@ from collections import OrderedDict
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 from driftwarden.daemon.io.events import EventRows
 from driftwarden.daemon.state.column_types import ColumnTypes
 from driftwarden.daemon.state.label_join import LabelJoiner
-from driftwarden.detectors.base import Batch
+from driftwarden.detectors.base import Batch, Part
 from driftwarden.detectors.windows import MAX_CHUNKS, Windower
 
 
@@ -125,3 +126,36 @@ def test_windower_pending_counts_rows_across_merges_and_restores() -> None:
     assert v.pending == w.pending == MAX_CHUNKS + 3
     done = v.add(Batch.of(index=range(1000, 1000 + 10 * MAX_CHUNKS), features={"x": np.zeros(10 * MAX_CHUNKS)}))
     assert len(done) == 1 and len(done[0]) == 10 * MAX_CHUNKS and v.pending == MAX_CHUNKS + 3
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_window_snapshotted_often_keeps_few_chunks_and_a_lazy_restore_closes_the_same_windows(seed: int) -> None:
+    """Snapshots after every small batch (a checkpoint per ~20 events, as with 1,000 models) leave a few
+    chunks, not one per snapshot; a window restored from the store's Parts (read only when needed)
+    closes the same windows, with the same rows, as the one that never stopped."""
+    rng = np.random.default_rng(seed)
+
+    def batch(start: int, n: int) -> Batch:
+        return Batch.of(
+            index=range(start, start + n),
+            features={"x": rng.normal(size=n), "c": rng.choice(["a", "b", None], size=n).tolist()},
+        )
+
+    w = Windower(events=2000)
+    start = 0
+    for _ in range(40):
+        n = int(rng.integers(5, 30))
+        w.add(batch(start, n))
+        start += n
+        state = w.snapshot()
+    assert len(state["chunks"]) <= 12 and sum(state["rows"]) == w.pending == start
+    parts = orjson.loads(orjson.dumps(state))  # what the store keeps: each Part's JSON, read back as a Part
+    v = Windower(events=2000)
+    v.restore({**parts, "chunks": [Part(Part.content(c)) for c in parts["chunks"]]})
+    assert v.pending == w.pending and all(c is None for c in v._chunks), "nothing decoded at restore"
+    rest = batch(start, 4000)
+    closed_w, closed_v = w.add(rest), v.add(rest)
+    assert len(closed_w) == len(closed_v) == 2, "two windows close"
+    for a, b in zip(closed_w, closed_v, strict=True):
+        assert (a.start, a.end, a.at) == (b.start, b.end, b.at)
+        assert a.columns["x"].tolist() == b.columns["x"].tolist() and a.columns["c"].tolist() == b.columns["c"].tolist()
