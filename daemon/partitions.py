@@ -19,7 +19,9 @@ checkpoint order becomes:
 
 On **revoke** (a graceful rebalance or stop) the daemon checkpoints — so the changelog holds
 exactly the committed state — and forgets the tasks. On **assign** it reads the changelog and
-restores each new task from the snapshot that has read furthest (per-partition positions),
+restores each new task from the snapshot that has read furthest (per-partition positions;
+among snapshots at the same positions the newest, whose action records are the latest: the
+revoke's checkpoint comes after the last batch's, whose new intents may have ended since),
 comparing it with its own local copy: the local copy wins only when it is ahead (this daemon
 crashed between steps 2 and 3 and got its task back) or level (it keeps its labeled buffer).
 It then seeks every partition of the task to the snapshot's positions: records before them are
@@ -478,7 +480,14 @@ class Ownership:
         return local
 
     def _restore(self, task: int, remote: list[dict[str, Any]]) -> None:
+        """Restore ``task`` from the furthest of its own copy and ``remote`` (the changelog's
+        snapshots of it, oldest first)."""
         local = self._local(task)
+        # Newest first: snapshots at the same positions differ only in their action records, and the
+        # newest has them as they ended. The revoke's checkpoint follows the last batch's, whose intents
+        # (``pending`` in its snapshot) the runner may have carried out since: taking the older one would
+        # run them again here.
+        remote = remote[::-1]
         chosen = furthest([local, *remote])  # the local copy first: it wins ties (it has the buffer too)
         names = self._names(task)
         self.checkpoint.forget(names)

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from driftwarden.daemon.config import Settings
 from driftwarden.daemon.io.kafka.admin import read_messages
@@ -318,3 +319,49 @@ def test_a_labeled_topic_with_fewer_partitions_than_the_input_is_refused(
     like, made = kafka_topic(2), kafka_topic(1, "labeled")  # made by hand beforehand, too small
     with pytest.raises(ValueError, match="has 1 partitions, fewer than .* give it as many"):
         LabeledLog(kafka_bootstrap, made, {}, owner="a", like=like, retention_ms=3_600_000)
+
+
+def test_an_alert_decided_in_the_last_batch_before_a_graceful_stop_is_not_carried_on_again(
+    kafka_bootstrap: str, kafka_topic: Callable[..., str], kafka_group: Callable[[], str], tmp_path: Path
+) -> None:
+    # The stream ends at a decision's event, so the last batch's checkpoint puts the new intent
+    # (pending) in its snapshot; the runner carries it out right after; the revoke's checkpoint then
+    # writes a snapshot at the same positions without it. The next owner must take the newer one.
+    paths = policies(tmp_path, ["m0"])
+    values = stream("m0", 1200, seed=25)
+    last = reference(paths, values, tmp_path / "ref")[-1]
+    values = values[: last["at"] + 1]
+    events, changelog, group = kafka_topic(1), f"changelog-{kafka_group()}", kafka_group()
+
+    def daemon(name: str) -> Daemon:
+        s = settings(
+            tmp_path / name,
+            kafka_bootstrap,
+            [events],
+            group,
+            paths,
+            execute=False,
+            source={"changelog_topic": changelog},
+        )
+        return kafka_daemon(s, paths)
+
+    produce(kafka_bootstrap, events, values)
+    a = Runner(daemon("a"))
+    wait_for(lambda: total(a.daemon) >= len(values) and a.daemon.store.action(last["key"]) is not None, [a])
+    wait_for(lambda: a.daemon.store.action(last["key"]).state == "skipped", [a])  # type: ignore[union-attr]
+    a.stop()  # graceful: the revoke checkpoints once more, at the same positions
+    snapshots = [orjson.loads(m.value) for m in read_messages(kafka_bootstrap, changelog) if m.value]
+    carried = [[x["key"] for x in s["actions"]] for s in snapshots]
+    assert any(last["key"] in keys for keys in carried) and carried[-1] == []  # the premise: a stale one, then none
+
+    b = Runner(daemon("b"))
+    wait_for(lambda: b.daemon.ownership is not None and b.daemon.ownership.moves["restored_remote"] >= 1, [b])
+    b.stop()
+    assert b.seen == {"m0": len(values)}  # b holds m0's state, restored from the changelog
+    states = {}
+    for name in ("a", "b"):
+        store = Store(tmp_path / name / "state.db")
+        states[name] = sorted((x.key, x.state) for x in store.actions())
+        store.close()
+    decided = sorted((d["key"], "skipped") for d in reference(paths, values, tmp_path / "ref2"))
+    assert states == {"a": decided, "b": []}  # each carried out once, by a; nothing handed to b
