@@ -94,10 +94,15 @@ class LabeledLog:
                 f"labeled_topic {topic!r} has {have} partitions, fewer than {like!r} ({partitions}): "
                 "give it as many as the input topics"
             )
-        # No outage waiter (as the changelog): the ranges come from the sends' futures, and a message a
+        # No outage waiter (unlike the changelog): the ranges come from the sends' futures, and a message a
         # waiter sends again gets a new one. An outage at a checkpoint ends the run; the restart replays.
+        # Idempotent (the sink's default is not): a retried send must not put a row twice inside a range.
         self._sink = KafkaSink(
-            bootstrap, topic, compression_type="gzip", max_request_size=MAX_MESSAGE_BYTES, **self._client
+            bootstrap,
+            topic,
+            compression_type="gzip",
+            max_request_size=MAX_MESSAGE_BYTES,
+            **{"enable_idempotence": True, **self._client},
         )
         self._sent: dict[int, list[Any]] = {}
         """task → the futures of the messages sent since the last :meth:`flush`."""

@@ -60,8 +60,9 @@ class KafkaSink:
     """Sends raw bytes to one topic. Deliveries are asynchronous; :meth:`flush` waits for them
     and raises :class:`SinkError` if any failed, so a checkpoint never gets ahead of its output.
 
-    ``settings`` are kafka-python ``KafkaProducer`` settings, passed through (its defaults are
-    ``acks="all"`` and an idempotent producer).
+    ``settings`` are kafka-python ``KafkaProducer`` settings, passed through; the sink's defaults are
+    ``acks="all"`` and ``enable_idempotence=False`` (see ``__init__``: with idempotence on, an outage longer
+    than ``delivery_timeout_ms`` is not waited out).
     """
 
     def __init__(self, bootstrap: str, topic: str, *, waiter: Waiter | None = None, **settings: Any) -> None:
@@ -71,6 +72,11 @@ class KafkaSink:
         """Waits outages out in :meth:`flush` (None: a flush gives up after its timeout)."""
         config = check_settings(settings, _SINK_OWNED, "KafkaSink")
         config.setdefault("bootstrap_timeout_ms", int(BOOTSTRAP_TIMEOUT_S * 1000))
+        config.setdefault("acks", "all")
+        # Not idempotent by default: kafka-python 3's idempotent producer sends nothing more, and lets nothing
+        # sent later expire, once one of its deliveries expired (seen against a killed broker), so an outage
+        # longer than delivery_timeout_ms could not be waited out. Delivery is at least once either way.
+        config.setdefault("enable_idempotence", False)
         self._lock = threading.Lock()
         self._ids = itertools.count()
         self._unacked: dict[int, _Message] = {}
