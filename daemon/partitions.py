@@ -439,9 +439,11 @@ class Ownership:
         return released
 
     def _handed_over(self, released: Mapping[int, list[str]]) -> None:
-        assert self.handover is not None or not released
+        if not released:
+            return
+        assert self.handover is not None  # only a handover releases actions
         for task, keys in released.items():
-            self.handover.handed_over(keys, task)  # type: ignore[union-attr]
+            self.handover.handed_over(keys, task)
             log.info("task %d: actions %s handed over to its next owner", task, keys)
 
     def _names(self, task: int) -> list[str]:

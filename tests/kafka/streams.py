@@ -134,6 +134,12 @@ def kafka_daemon(s: Settings, paths: list[Path], **kwargs: Any) -> Daemon:
     return Daemon(s, open_source(s), loaded(paths), **kwargs)
 
 
+def member(name: str, *, root: Path, bootstrap: str, topic: str, group: str, paths: list[Path], **extra: Any) -> Daemon:
+    """One of several daemons of consumer group ``group`` on ``topic``, its state in ``root/name`` (``extra``:
+    more :func:`settings`); tests bind all but ``name`` with ``functools.partial``."""
+    return kafka_daemon(settings(root / name, bootstrap, [topic], group, paths, **extra), paths)
+
+
 def events_seen(daemon: Daemon) -> dict[str, int]:
     """Events each owned model's engine has counted (its state, wherever it was built)."""
     own = daemon.ownership

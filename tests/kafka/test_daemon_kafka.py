@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import orjson
@@ -26,6 +27,7 @@ from tests.kafka.streams import (
     events_seen,
     interleave,
     kafka_daemon,
+    member,
     policies,
     produce,
     reference,
@@ -258,18 +260,17 @@ def test_two_daemons_share_a_group_and_one_stops_mid_stream(
     events, decisions, changelog = kafka_topic(4), kafka_topic(1, "decisions"), f"changelog-{kafka_group()}"
     group = kafka_group()
 
-    def daemon(name: str) -> object:
-        s = settings(
-            tmp_path / name,
-            kafka_bootstrap,
-            [events],
-            group,
-            paths,
-            execute=False,
-            sinks={"decisions_topic": decisions},
-            source={"changelog_topic": changelog},
-        )
-        return kafka_daemon(s, paths)
+    daemon = partial(
+        member,
+        root=tmp_path,
+        bootstrap=kafka_bootstrap,
+        topic=events,
+        group=group,
+        paths=paths,
+        execute=False,
+        sinks={"decisions_topic": decisions},
+        source={"changelog_topic": changelog},
+    )
 
     produce(kafka_bootstrap, events, first)
     a, b = daemon("a"), daemon("b")

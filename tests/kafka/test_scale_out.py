@@ -8,6 +8,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from tests.kafka.streams import (
     interleave,
     kafka_daemon,
     loaded,
+    member,
     policies,
     produce,
     reference,
@@ -59,17 +61,16 @@ def test_a_new_owner_rebuilds_the_labeled_buffer_from_the_labeled_topic(
     events, changelog, labeled = kafka_topic(2), f"changelog-{kafka_group()}", f"labeled-{kafka_group()}"
     group = kafka_group()
 
-    def daemon(name: str) -> Daemon:
-        s = settings(
-            tmp_path / name,
-            kafka_bootstrap,
-            [events],
-            group,
-            paths,
-            execute=False,
-            source={"changelog_topic": changelog, "labeled_topic": labeled},
-        )
-        return kafka_daemon(s, paths)
+    daemon = partial(
+        member,
+        root=tmp_path,
+        bootstrap=kafka_bootstrap,
+        topic=events,
+        group=group,
+        paths=paths,
+        execute=False,
+        source={"changelog_topic": changelog, "labeled_topic": labeled},
+    )
 
     produce(kafka_bootstrap, events, first)
     a, b = daemon("a"), daemon("b")
@@ -154,17 +155,16 @@ def test_a_rebalance_in_the_middle_of_a_retrain_hands_it_over_and_the_new_owner_
     events, changelog, labeled = kafka_topic(2), f"changelog-{kafka_group()}", f"labeled-{kafka_group()}"
     group, registry = kafka_group(), tmp_path / "registry"  # a registry both daemons reach, as in production
 
-    def daemon(name: str) -> Daemon:
-        s = settings(
-            tmp_path / name,
-            kafka_bootstrap,
-            [events],
-            group,
-            paths,
-            registry=str(registry),
-            source={"changelog_topic": changelog, "labeled_topic": labeled},
-        )
-        return kafka_daemon(s, paths)
+    daemon = partial(
+        member,
+        root=tmp_path,
+        bootstrap=kafka_bootstrap,
+        topic=events,
+        group=group,
+        paths=paths,
+        registry=str(registry),
+        source={"changelog_topic": changelog, "labeled_topic": labeled},
+    )
 
     a, b = daemon("a"), daemon("b")
     runners = {"a": Runner(a), "b": Runner(b)}
@@ -333,17 +333,16 @@ def test_an_alert_decided_in_the_last_batch_before_a_graceful_stop_is_not_carrie
     values = values[: last["at"] + 1]
     events, changelog, group = kafka_topic(1), f"changelog-{kafka_group()}", kafka_group()
 
-    def daemon(name: str) -> Daemon:
-        s = settings(
-            tmp_path / name,
-            kafka_bootstrap,
-            [events],
-            group,
-            paths,
-            execute=False,
-            source={"changelog_topic": changelog},
-        )
-        return kafka_daemon(s, paths)
+    daemon = partial(
+        member,
+        root=tmp_path,
+        bootstrap=kafka_bootstrap,
+        topic=events,
+        group=group,
+        paths=paths,
+        execute=False,
+        source={"changelog_topic": changelog},
+    )
 
     produce(kafka_bootstrap, events, values)
     a = Runner(daemon("a"))
