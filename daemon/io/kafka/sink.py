@@ -24,7 +24,6 @@ from driftwarden.daemon.io.kafka.outage import Waiter, transient
 from driftwarden.daemon.io.kafka.settings import (
     BOOTSTRAP_TIMEOUT_S,
     CLOSE_TIMEOUT_S,
-    KafkaUnavailable,
     check_settings,
     connect,
 )
@@ -81,8 +80,9 @@ class KafkaSink:
         self._ids = itertools.count()
         self._unacked: dict[int, _Message] = {}
         self._failed: list[tuple[_Message, BaseException]] = []
-        self._config = config
-        self._producer: KafkaProducer | None = self._connect(config)
+        self._producer: KafkaProducer = connect(
+            "KafkaSink", bootstrap, lambda: KafkaProducer(bootstrap_servers=bootstrap, **config)
+        )
 
     def send(
         self,
@@ -124,31 +124,16 @@ class KafkaSink:
         return len(self._unacked)
 
     def close(self) -> None:
-        if self._producer is not None:
-            self._producer.close(timeout=CLOSE_TIMEOUT_S)
-
-    def _connect(self, config: Mapping[str, Any]) -> KafkaProducer:
-        return connect("KafkaSink", self.bootstrap, lambda: KafkaProducer(bootstrap_servers=self.bootstrap, **config))
+        self._producer.close(timeout=CLOSE_TIMEOUT_S)
 
     def _recover(self) -> None:
-        """Send the failed messages again, on a new producer once the old one has none in flight: kafka-python's
-        idempotent producer sends nothing more after one of its deliveries expired (kafka-python 3.x: its
-        flush then times out for ever), and a producer with messages in flight cannot be closed at once."""
+        """Send the failed messages again once none is in flight (those are delivered or expire first)."""
         with self._lock:
             if self._unacked or not self._failed:
-                return  # in flight: they are delivered or expire first
-        if self._producer is not None:
-            self._producer.close(timeout=0)
-            self._producer = None
-        try:
-            self._producer = self._connect({**self._config, "bootstrap_timeout_ms": int(WAIT_SLICE_S * 1000)})
-        except KafkaUnavailable:
-            return  # the broker is still gone: the next try
+                return
         self._send_failed_again()
 
     def _send(self, message: _Message) -> Any:
-        if self._producer is None:
-            raise kafka_errors.KafkaConnectionError(f"no connection to {self.bootstrap} (waiting the outage out)")
         future = self._producer.send(
             self.topic, value=message.value, key=message.key, headers=message.headers, partition=message.partition
         )
@@ -161,9 +146,6 @@ class KafkaSink:
 
     def _try_flush(self, timeout: float) -> SinkError | None:
         """One wait for the acknowledgements: None when every message is in, else what is wrong."""
-        if self._producer is None:
-            gone = kafka_errors.KafkaConnectionError(f"no connection to {self.bootstrap}")
-            return SinkError(f"messages to {self.topic} not sent: {gone}", gone)
         try:
             self._producer.flush(timeout=timeout)
         except kafka_errors.KafkaTimeoutError as e:
