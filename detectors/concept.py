@@ -38,7 +38,8 @@ from typing import Any
 import numpy as np
 from driftwarden.detectors.base import Batch, Monitor, Signal
 from driftwarden.detectors.control import Cusum, Ewma
-from driftwarden.detectors.streaming import Adwin, Ddm, Eddm, HddmA, HddmW, PageHinkley, Streaming
+from driftwarden.detectors.hddm import HddmA, HddmW
+from driftwarden.detectors.streaming import Adwin, Ddm, Eddm, PageHinkley, Streaming
 
 MEMBER_KINDS: dict[str, type[Monitor]] = {
     cls.kind: cls for cls in (Adwin, HddmA, HddmW, Ddm, Eddm, PageHinkley, Cusum, Ewma)
@@ -47,7 +48,7 @@ MEMBER_KINDS: dict[str, type[Monitor]] = {
 
 DEFAULT_MEMBERS: dict[str, dict[str, Any]] = {
     "adwin": {"delta": 0.05},
-    "hddm_a": {"drift_confidence": 0.0005},
+    "hddm_a": {"drift_confidence": 0.0005, "bound": "hoeffding"},
 }
 """ADWIN for abrupt changes, HDDM_A for gradual ones. A lenient ADWIN (delta 0.05: alone, 0.003-0.011
 false alarms per 1,000 events on bench/paper.py, as few as at its default 0.002, and more

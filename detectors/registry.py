@@ -23,10 +23,11 @@ from driftwarden.detectors.fairness import (
     GroupPerformance,
     PredictiveParity,
 )
+from driftwarden.detectors.hddm import HddmA, HddmW
 from driftwarden.detectors.multivariate import AnomalyRate, DomainClassifier
 from driftwarden.detectors.performance import Performance
 from driftwarden.detectors.quality import DataQuality
-from driftwarden.detectors.streaming import Adwin, Ddm, Eddm, HddmA, HddmW, Kswin, PageHinkley
+from driftwarden.detectors.streaming import Adwin, Ddm, Eddm, Kswin, PageHinkley
 
 MONITORS: dict[str, type[Monitor]] = {
     cls.kind: cls for cls in (Adwin, PageHinkley, Kswin, Ddm, Eddm, HddmA, HddmW, FeatureDrift, Performance)

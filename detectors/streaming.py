@@ -1,4 +1,5 @@
-"""Streaming change detectors on one series: ADWIN, Page-Hinkley, KSWIN, DDM, EDDM, HDDM_A, HDDM_W.
+"""Streaming change detectors on one series: ADWIN, Page-Hinkley, KSWIN, DDM, EDDM (HDDM_A and HDDM_W:
+detectors/hddm.py).
 
 Each detector watches the series named by ``series``: a feature, ``prediction``, ``score``,
 ``error`` (0/1 mistakes of labeled predictions) or ``residual``. A signal is emitted on the
@@ -11,12 +12,12 @@ other way is still reported, as a signal with ``drift: false``; every signal's `
 says which way the series moved (one exception: ADWIN at ``direction: both`` is River's
 two-sided ADWIN, signals included, and does not say).
 
-ADWIN, DDM, EDDM and the HDDMs are River's detectors (alarm lists identical to River's at the
-same parameters; ADWIN's delta on 0/1 series, DDM's warm start, EDDM's levels and HDDM_W's
-confidence default to calibrated values, not River's, and DDM is re-based every 4,000 values: see
-their constants); Page-Hinkley is River's recursion on the series standardised by its warm-up sd
-(``standardize: false`` is River's exactly); KSWIN is our vectorised Kolmogorov-Smirnov window
-test (River's tests one random subsample per update in a scipy call).
+ADWIN, DDM and EDDM are River's detectors (alarm lists identical to River's at the same
+parameters; ADWIN's delta on 0/1 series, DDM's warm start and EDDM's levels default to calibrated
+values, not River's, and DDM is re-based every 4,000 values: see their constants); Page-Hinkley
+is River's recursion on the series standardised by its warm-up sd (``standardize: false`` is
+River's exactly); KSWIN is our vectorised Kolmogorov-Smirnov window test (River's tests one random
+subsample per update in a scipy call).
 
 >>> import numpy as np
 >>> from driftwarden.detectors.base import Batch
@@ -333,15 +334,6 @@ maximum. The distances of a stationary 0/1 stream are geometric, so their runnin
 drifting away from the mean: River's 0.9 gave 55 false alarms per 100k at 5 % and 200 at 30 %;
 0.65 gives under 1, and no setting we tried is both quiet and quick (bench/calibration.py)."""
 
-HDDM_W_DRIFT_CONFIDENCE = 1e-5
-"""HDDM_W's drift confidence (River: 0.001). With River's weight (0.05: the last ~40 values) the
-weighted mean is noisy: 22 false alarms per 100k at 30 % errors. With HDDM_W_LAMBDA and 1e-5:
-0.3, and a doubled 30 % rate is found after a median ~80 values (bench/calibration.py)."""
-
-HDDM_W_LAMBDA = 0.005
-"""Weight of the newest value in HDDM_W's mean (River: 0.05): ~400 values, enough to see a
-rise of a low rate (10 % -> 30 % found after 213 values, River's defaults 344)."""
-
 
 class Ddm(_ErrorRate):
     """DDM: drift detection on a 0/1 error stream, re-based every ``memory`` values (DDM_MEMORY;
@@ -398,57 +390,6 @@ class Eddm(_ErrorRate):
             raise ValueError(f"beta: {beta!r} is not allowed; it must satisfy 0 < beta <= alpha ({alpha}) < 1")
         self.series, self.warm_start, self.alpha, self.beta = series, warm_start, alpha, beta
         self.direction = direction
-        self._check_series()
-        super().__init__()
-
-
-class HddmA(_ErrorRate):
-    """HDDM_A: Hoeffding-bound drift detection on moving averages. Memory: O(1).
-
-    >>> HddmA().drift_confidence
-    0.001
-    """
-
-    kind = "hddm_a"
-    river_class = "river.drift.binary.hddm_a:HDDMA"
-    river_args = ("drift_confidence", "warning_confidence")
-    threshold_arg = "drift_confidence"
-
-    def __init__(
-        self,
-        series: str = "error",
-        drift_confidence: float = 0.001,
-        warning_confidence: float = 0.005,
-        direction: str | None = None,
-    ) -> None:
-        self.series, self.drift_confidence = series, drift_confidence
-        self.warning_confidence, self.direction = warning_confidence, direction
-        self._check_series()
-        super().__init__()
-
-
-class HddmW(_ErrorRate):
-    """HDDM_W: Hoeffding-bound drift detection on weighted (EWMA) averages. Memory: O(1).
-
-    >>> HddmW().lambda_val
-    0.005
-    """
-
-    kind = "hddm_w"
-    river_class = "river.drift.binary.hddm_w:HDDMW"
-    river_args = ("drift_confidence", "warning_confidence", "lambda_val")
-    threshold_arg = "drift_confidence"
-
-    def __init__(
-        self,
-        series: str = "error",
-        drift_confidence: float = HDDM_W_DRIFT_CONFIDENCE,
-        warning_confidence: float = 0.005,
-        lambda_val: float = HDDM_W_LAMBDA,
-        direction: str | None = None,
-    ) -> None:
-        self.series, self.drift_confidence, self.warning_confidence = series, drift_confidence, warning_confidence
-        self.lambda_val, self.direction = lambda_val, direction
         self._check_series()
         super().__init__()
 

@@ -56,6 +56,7 @@ RIVER_DEFAULTS: dict[str, dict[str, object]] = {
     "ddm": {"warm_start": 30, "memory": None},
     "eddm": {"warm_start": 30, "alpha": 0.95, "beta": 0.9},
     "hddm_w": {"drift_confidence": 0.001, "lambda_val": 0.05},
+    "hddm_a": {"bound": "hoeffding"},
 }
 """River's defaults where ours are calibrated (issue 18; docs/monitors.md has before and after)."""
 
@@ -77,7 +78,7 @@ def test_wrappers_alarm_where_river_does(kind: str, cls: type, data: np.ndarray)
     assert alarms(kind, data, chunk=333, **pinned) == expected
 
 
-@pytest.mark.parametrize("kind", sorted(RIVER_DEFAULTS))
+@pytest.mark.parametrize("kind", ["ddm", "eddm", "hddm_w"])
 def test_calibrated_defaults_are_rivers_detector_at_other_parameters(kind: str) -> None:
     cls = {"ddm": binary.DDM, "eddm": binary.EDDM, "hddm_w": binary.HDDMW}[kind]
     ours = build(kind, {})
@@ -86,6 +87,53 @@ def test_calibrated_defaults_are_rivers_detector_at_other_parameters(kind: str) 
     data = np.r_[E, E[::-1]]
     unbounded = {"memory": None} if kind == "ddm" else {}  # DDM's re-basing: test_ddm_memory_is_rivers_ddm_re_based
     assert alarms(kind, data, **unbounded) == raw_alarms(cls(**params), data)
+
+
+class BernsteinHDDMA(binary.HDDMA):
+    """River's HDDMA (its cut point) with Bernstein's test of the rise: the deviation of z - x, a weighted sum
+    of values in [0, 1] with variance factor m = 1/n_x - 1/n and largest weight max(m, 1/n), at the variance
+    p (1 - p) of the running rate p."""
+
+    def _mean_incr(self, confidence: float) -> bool:
+        n, nx = self._z.n, self._x_min.n
+        if nx == n:
+            return False
+        m = (n - nx) / nx * (1.0 / n)
+        p, log_term = self._z.get(), math.log(2.0 / confidence)
+        eps = math.sqrt(2.0 * p * (1.0 - p) * m * log_term) + max(m, 1.0 / n) * log_term / 3.0
+        return bool(self._z.get() - self._x_min.get() >= eps)
+
+
+@pytest.mark.parametrize("chunk", [None, 333])
+def test_hddm_a_at_its_defaults_is_rivers_cut_point_with_bernsteins_test(chunk: int | None) -> None:
+    """HDDM_A (bound: bernstein) on rises and falls: River's HDDMA with the rise test replaced by Bernstein's,
+    a rise on the series and one on 1 - x (a fall), as for every error-rate kind."""
+    rng = np.random.default_rng(4)
+    rates = np.r_[np.full(6000, 0.05), np.full(2000, 0.1), np.full(4000, 0.03), np.full(3000, 0.3)]
+    data = (rng.random(len(rates)) < rates).astype(float)
+    m = build("hddm_a", {"series": "x"})
+    up = raw_alarms(BernsteinHDDMA(drift_confidence=m.drift_confidence), data)
+    down = raw_alarms(BernsteinHDDMA(drift_confidence=m.drift_confidence), 1.0 - data)
+    expected = sorted({**{i: "down" for i in down}, **{i: "up" for i in up}}.items())
+    assert len(up) >= 2 and down
+    got, step = [], chunk or len(data)
+    for i in range(0, len(data), step):
+        part = data[i : i + step]
+        got += [
+            (s.at, s.details["direction"])
+            for s in m.update(Batch.of(index=range(i, i + len(part)), features={"x": part}))
+        ]
+    assert got == expected
+    assert raw_alarms(binary.HDDMA(drift_confidence=m.drift_confidence), data) != up  # the bound matters here
+
+
+def test_hddm_refuses_bad_parameters() -> None:
+    with pytest.raises(ValueError, match=r"bound: 'bernoulli' is not allowed; allowed: \['bernstein', 'hoeffding'\]"):
+        build("hddm_a", {"bound": "bernoulli"})
+    with pytest.raises(ValueError, match="drift_confidence: 0 is not allowed; it must be in"):
+        build("hddm_w", {"drift_confidence": 0})
+    with pytest.raises(ValueError, match="lambda_val: 1.5 is not allowed"):
+        build("hddm_w", {"lambda_val": 1.5})
 
 
 def rebased_ddm_alarms(data: np.ndarray, memory: int, **params: object) -> list[tuple[int, str]]:
@@ -165,7 +213,7 @@ GOLDEN = {
     ("adwin", "x"): [2079, 3039],
     ("page_hinkley", "x"): [2117, 3061],  # River's defaults: [2060, 3012] (test_page_hinkley_unstandardised_is_rivers)
     ("ddm", "e"): [2115],  # River's defaults: [86, 2093] (warm start 30; issue 18)
-    ("hddm_a", "e"): [2097],
+    ("hddm_a", "e"): [2044],  # River's (bound: hoeffding): [2097]
     ("hddm_w", "e"): [2213],  # River's defaults: [2344]
     ("adwin", "e"): [2079],
     ("eddm", "e"): [2454],  # River's defaults: [281, 640, 946, 1336, 1584, 1852, 2038, 2185, 2292, 2399]
