@@ -25,6 +25,7 @@ stopped again.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import platform
 import statistics
@@ -172,10 +173,15 @@ def daemon_round(bootstrap: str, topic: str, n: int) -> tuple[float, float]:
             daemon.run(count=n, timeout=ROUND_TIMEOUT_S)  # one loop, as `driftwarden run` does
             return daemon.stats.events
 
+        threshold = gc.get_threshold()
         try:
             return timed(read, n)
         finally:
             daemon.close()
+            # The loop tunes the collector for its process (gc.freeze, a higher threshold): the next
+            # rounds measure the other readers as a process of their own would run them.
+            gc.unfreeze()
+            gc.set_threshold(*threshold)
 
 
 def machine() -> str:

@@ -45,6 +45,7 @@ from typing import Any
 
 from driftwarden.daemon.io.kafka.names import parse_partition_name, partition_name
 from driftwarden.daemon.io.kafka.outage import LONGEST_WAIT_S, Outage, transient
+from driftwarden.daemon.io.kafka.records import install
 from driftwarden.daemon.io.kafka.settings import BOOTSTRAP_TIMEOUT_S, CLOSE_TIMEOUT_S, check_settings, connect
 from driftwarden.daemon.io.sources import Record
 from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
@@ -163,6 +164,7 @@ class KafkaSource:
                 **config,
             ),
         )
+        install(self._consumer._fetcher, self._name)  # its poll returns Records, parsed in one loop per batch
         self._consumer.subscribe(topics=list(self.topics), listener=_Listener(self))
         self._closed = False
 
@@ -184,22 +186,10 @@ class KafkaSource:
             self.outage.ok()
         else:  # the client logs and retries on its own, returning nothing: a broker gone quietly
             self.outage.failed(kafka_errors.KafkaConnectionError("no broker connected"))
-        out: list[Record] = []
-        for tp, msgs in batches.items():
-            name = self._name(tp)
-            out.extend(
-                [
-                    Record(
-                        m.value,
-                        name,
-                        m.offset,
-                        m.timestamp / 1000.0 if m.timestamp >= 0 else None,
-                        m.key,
-                    )
-                    for m in msgs
-                ]
-            )
-        return out
+        parts: list[list[Record]] = list(batches.values())  # Records already (daemon/io/kafka/records.py)
+        if len(parts) == 1:
+            return parts[0]
+        return [r for part in parts for r in part]
 
     def seek(self, positions: Mapping[str, int]) -> None:
         """Read each named partition from the given next offset.
