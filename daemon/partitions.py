@@ -271,7 +271,7 @@ class Ownership:
         waiter: Callable[[str], Any] | None = None,
     ) -> Ownership:
         """Ownership of ``source``'s tasks, with a changelog when ``config`` names one; ``waiter(bootstrap)``
-        makes what the changelog's flush waits broker outages out with."""
+        makes what the changelog's and the labeled-data log's flushes wait broker outages out with."""
         changelog = None
         labeled = None
         if config.changelog_topic:
@@ -291,6 +291,7 @@ class Ownership:
                         like=config.topics[0],
                         retention_ms=int(parse_duration(config.labeled_retention) * 1000),
                         retention_bytes=config.labeled_retention_bytes,
+                        waiter=wait,
                     )
 
         return cls(

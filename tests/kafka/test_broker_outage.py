@@ -8,6 +8,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -16,11 +17,16 @@ import orjson
 import pytest
 import yaml
 from driftwarden.daemon.io.kafka.admin import ensure_topics, read_messages
+from driftwarden.daemon.io.kafka.sink import KafkaSink
+from driftwarden.daemon.io.sources import Record
+from driftwarden.daemon.runtime import Daemon
+from driftwarden.daemon.state.labeled_buffer import LabeledBuffer
 from driftwarden.daemon.state.store import Store
+from driftwarden.daemon.wiring import open_source
 
 from tests.conftest import ROOT
 from tests.kafka.conftest import OwnBroker
-from tests.kafka.streams import policies, produce, settings, stream
+from tests.kafka.streams import loaded, policies, produce, settings, stream
 
 pytestmark = pytest.mark.kafka
 
@@ -153,3 +159,58 @@ def test_run_with_no_broker_at_start_exits_69_with_one_line(tmp_path: Path) -> N
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith(f"driftwarden: no Kafka broker reachable at {boot}") and "start again" in last, last
     assert "Traceback" not in proc.stderr
+
+
+def test_a_checkpoint_with_labeled_rows_waits_a_broker_outage_out_and_the_log_holds_each_row_once(
+    own_broker: OwnBroker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 17: the labeled-data log's flush waits an outage out as the changelog's does (it ended the run
+    before), and what the new owner would read back within the ranges holds every labeled row once, in order.
+    A flush without a waiter gives up after 30 s; here after 2 s, so that the outage outlasts it."""
+    monkeypatch.setattr(KafkaSink.flush, "__defaults__", (2.0,))
+    boot = own_broker.bootstrap
+    ensure_topics(boot, {"events": 1})
+    values = stream("m0", 800, seed=5)  # labeled predictions: every event is a labeled row
+    produce(boot, "events", values[:600], key=lambda v: b"m0")
+    paths = policies(tmp_path, ["m0"])
+    s = settings(
+        tmp_path / "state",
+        boot,
+        ["events"],
+        "labeled-outage",
+        paths,
+        execute=False,
+        checkpoint_seconds=600,  # checkpoints by count only: the one below is the outage's
+        source={"changelog_topic": "changelog", "labeled_topic": "labeled"},
+    )
+    daemon = Daemon(s, open_source(s), loaded(paths))
+    try:
+        daemon.run(count=600, timeout=WAIT_S)  # read and checkpointed with the broker up
+        own = daemon.ownership
+        assert own is not None and own.labeled is not None
+        # Read before the broker went: applied, their labeled rows pending for the next checkpoint.
+        daemon.process([Record(v, "kafka:events:0", 600 + i) for i, v in enumerate(values[600:])])
+        own_broker.kill()
+        errors: list[BaseException] = []
+
+        def checkpoint() -> None:
+            try:
+                daemon.write_checkpoint()
+            except BaseException as e:  # noqa: BLE001 - reported in the test's thread
+                errors.append(e)
+
+        writer = threading.Thread(target=checkpoint)
+        writer.start()
+        writer.join(4.0)  # longer than a flush without a waiter takes to give up
+        assert not errors, f"the checkpoint gave up during the outage: {errors[0]!r}"
+        assert writer.is_alive(), "the checkpoint did not wait for the broker"
+        own_broker.start()
+        writer.join(WAIT_S)
+        assert not writer.is_alive() and not errors, errors
+        assert daemon.store.positions() == {"kafka:events:0": 800}
+        docs = own.labeled.read(0, own.labeled_ranges[0], ["m0"])
+    finally:
+        daemon.close()
+    rebuilt = LabeledBuffer(tmp_path / "rebuilt")
+    rebuilt.adopt(docs["m0"])
+    assert list(rebuilt.rows(last=10_000).ids) == [f"m0-{i}" for i in range(800)]

@@ -31,8 +31,9 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from driftwarden.daemon.io.kafka.admin import ensure_topics, partition_count
+from driftwarden.daemon.io.kafka.outage import Waiter
 from driftwarden.daemon.io.kafka.settings import connect, shared_settings
-from driftwarden.daemon.io.kafka.sink import KafkaSink
+from driftwarden.daemon.io.kafka.sink import KafkaSink, SinkError
 from kafka import KafkaConsumer, TopicPartition
 
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
@@ -41,6 +42,10 @@ features is a few MB of JSON, gzip-compressed in the topic)."""
 
 READ_TIMEOUT_S = 60.0
 """Reading one task's retained rows on assign (a few hundred MB at most at these sizes)."""
+
+NEVER_EXPIRES_MS = 2**31 - 1
+"""kafka-python's delivery timeout for the log's messages (~25 days, the broker protocol's int32 bound):
+a delivery does not expire while an outage is waited out (see :class:`LabeledLog`)."""
 
 OWNER_HEADER = "owner"
 
@@ -76,7 +81,10 @@ class LabeledLog:
         like: str,
         retention_ms: int,
         retention_bytes: int | None = None,
+        waiter: Waiter | None = None,
     ) -> None:
+        """``waiter``: a :class:`~driftwarden.daemon.io.kafka.outage.Waiter`, so that a flush waits a broker
+        outage out (None: a flush gives up after ``FLUSH_TIMEOUT_S``)."""
         self.bootstrap, self.topic, self.owner = bootstrap, topic, owner
         self._client = shared_settings(client)
         configs = {
@@ -94,15 +102,17 @@ class LabeledLog:
                 f"labeled_topic {topic!r} has {have} partitions, fewer than {like!r} ({partitions}): "
                 "give it as many as the input topics"
             )
-        # No outage waiter (unlike the changelog): the ranges come from the sends' futures, and a message a
-        # waiter sends again gets a new one. An outage at a checkpoint ends the run; the restart replays.
-        # Idempotent (the sink's default is not): a retried send must not put a row twice inside a range.
+        # Idempotent, and no delivery ever expires: while an outage is waited out (``waiter``) the producer
+        # retries the same batches, which the broker keeps once each, so the acknowledged offsets (the
+        # ranges) hold every row once. (A delivery that expired would be sent again as a new message: a row
+        # twice inside a range; and kafka-python 3's idempotent producer sends nothing after an expiry.)
         self._sink = KafkaSink(
             bootstrap,
             topic,
+            waiter=waiter,
             compression_type="gzip",
             max_request_size=MAX_MESSAGE_BYTES,
-            **{"enable_idempotence": True, **self._client},
+            **{"enable_idempotence": True, "delivery_timeout_ms": NEVER_EXPIRES_MS, **self._client},
         )
         self._sent: dict[int, list[Any]] = {}
         """task → the futures of the messages sent since the last :meth:`flush`."""
@@ -115,9 +125,16 @@ class LabeledLog:
             futures.append(self._sink.send(doc, key=key, headers={OWNER_HEADER: self.owner}, partition=task))
 
     def flush(self, ranges: Mapping[int, list[Range]]) -> None:
-        """Wait for the queued messages, then count them in ``ranges[task]`` (extended in place)."""
+        """Wait for the queued messages (with a waiter, through a broker outage), then count them in
+        ``ranges[task]`` (extended in place). Raises :class:`~driftwarden.daemon.io.kafka.sink.SinkError` when
+        one was not delivered (nothing is counted: the checkpoint is not written, its rows are replayed)."""
         self._sink.flush()
         sent, self._sent = self._sent, {}
+        lost = [f for futures in sent.values() for f in futures if not f.succeeded()]
+        if lost:  # sent again by the sink after a failure: a new message, whose offset is not this one's
+            raise SinkError(
+                f"{len(lost)} labeled-data message(s) to {self.topic} not delivered once: {lost[0].exception!r}"
+            )
         for task, futures in sent.items():
             if futures:
                 offsets = [f.value.offset for f in futures]
