@@ -73,11 +73,13 @@ PARAM_DOCS: dict[str, str] = {
     "drift_threshold": "Drift level in standard deviations.",
     "beta": "EDDM's drift level.",
     "drift_confidence": "Confidence of the drift test (smaller: fewer false alarms, later detection); hddm_a's, "
-    "left out: 0.0003 with bound bernstein, River's 0.001 with bound hoeffding.",
+    "left out: 0.0003 with bound bernstein, River's 0.001 with bound hoeffding; hddm_w's: 0.001 (bernstein), 1e-5 "
+    "(hoeffding).",
     "bound": "The HDDM test's bound: bernstein (variance-aware, the calibrated default) or hoeffding (River's "
     "detector exactly).",
     "warning_confidence": "Confidence of the warning test.",
-    "lambda_val": "Weight of the newest value in the moving average.",
+    "lambda_val": "Weight of the newest value in the moving average; hddm_w's, left out: 0.003 (bound bernstein), "
+    "0.005 (bound hoeffding; River's is 0.05).",
     "attribute": "Group attribute (from attributes or features); a list makes intersectional groups.",
     "measure": "`difference` (max - min) or `ratio` (min / max) between groups.",
     "confidence": "Confidence level of the intervals.",

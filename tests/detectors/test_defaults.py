@@ -20,21 +20,20 @@ HORIZON = 1_000
 FEATURE_KINDS = ("adwin", "page_hinkley", "kswin", "cusum", "ewma")
 ERROR_KINDS = ("adwin", "page_hinkley", "cusum", "ewma", "ddm", "eddm", "hddm_a", "hddm_w", "concept_drift")
 FINDS_A_DOUBLED_RATE = {
-    0.05: ("adwin", "page_hinkley", "cusum", "ewma", "ddm", "hddm_a", "concept_drift"),
+    0.05: ("adwin", "page_hinkley", "cusum", "ewma", "ddm", "hddm_a", "hddm_w", "concept_drift"),
     0.30: ("adwin", "page_hinkley", "cusum", "ewma", "ddm", "hddm_a", "hddm_w", "concept_drift"),
 }
 """Kinds that find the doubling within 1,000 events in every one of bench/calibration.py's 20 seeds
-(the HDDM_W/EDDM tests at 5 % in few or none: docs/monitors.md)."""
+(EDDM at 5 % in none: docs/monitors.md)."""
 
-RIVER = {"adwin": drift.ADWIN, "eddm": binary.EDDM, "hddm_w": binary.HDDMW}
-"""River's detector run raw at our parameters. Not HDDM_A: its default bound is Bernstein's
-(test_references.test_hddm_a_at_its_defaults_is_rivers_cut_point_with_bernsteins_test). Not DDM: at its
-defaults it is River's DDM re-based every 4,000 values, checked against a reference of that on River's DDM
-(test_references.test_ddm_memory_is_rivers_ddm_re_based)."""
+RIVER = {"adwin": drift.ADWIN, "eddm": binary.EDDM}
+"""River's detector run raw at our parameters. Not HDDM_A and HDDM_W: their default bound is Bernstein's
+(test_references.test_hddm_a_at_its_defaults_is_rivers_cut_point_with_bernsteins_test and the HDDM_W one).
+Not DDM: at its defaults it is River's DDM re-based every 4,000 values, checked against a reference of that on
+River's DDM (test_references.test_ddm_memory_is_rivers_ddm_re_based)."""
 RIVER_ARGS = {
     "adwin": ("delta", "clock", "grace_period"),
     "eddm": ("warm_start", "alpha", "beta"),
-    "hddm_w": ("drift_confidence", "warning_confidence", "lambda_val"),
 }
 
 

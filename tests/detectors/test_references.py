@@ -55,7 +55,7 @@ RIVER_PH = {"standardize": False, "threshold": 50.0, "delta": 0.005, "alpha": 0.
 RIVER_DEFAULTS: dict[str, dict[str, object]] = {
     "ddm": {"warm_start": 30, "memory": None},
     "eddm": {"warm_start": 30, "alpha": 0.95, "beta": 0.9},
-    "hddm_w": {"drift_confidence": 0.001, "lambda_val": 0.05},
+    "hddm_w": {"drift_confidence": 0.001, "lambda_val": 0.05, "bound": "hoeffding"},
     "hddm_a": {"bound": "hoeffding"},
 }
 """River's defaults where ours are calibrated (issue 18; docs/monitors.md has before and after)."""
@@ -81,11 +81,13 @@ def test_wrappers_alarm_where_river_does(kind: str, cls: type, data: np.ndarray)
 @pytest.mark.parametrize("kind", ["ddm", "eddm", "hddm_w"])
 def test_calibrated_defaults_are_rivers_detector_at_other_parameters(kind: str) -> None:
     cls = {"ddm": binary.DDM, "eddm": binary.EDDM, "hddm_w": binary.HDDMW}[kind]
-    ours = build(kind, {})
-    params = {k: getattr(ours, k) for k in RIVER_DEFAULTS[kind] if k != "memory"}
-    assert params != RIVER_DEFAULTS[kind]
+    ours = build(kind, {"bound": "hoeffding"} if kind == "hddm_w" else {})  # hddm_w: the previous version's
+    params = {k: getattr(ours, k) for k in RIVER_DEFAULTS[kind] if k not in ("memory", "bound")}
+    assert params != {k: v for k, v in RIVER_DEFAULTS[kind].items() if k != "bound"}
     data = np.r_[E, E[::-1]]
-    unbounded = {"memory": None} if kind == "ddm" else {}  # DDM's re-basing: test_ddm_memory_is_rivers_ddm_re_based
+    unbounded = (
+        {"memory": None} if kind == "ddm" else {"bound": "hoeffding"} if kind == "hddm_w" else {}
+    )  # DDM's re-basing: test_ddm_memory_is_rivers_ddm_re_based
     assert alarms(kind, data, **unbounded) == raw_alarms(cls(**params), data)
 
 
@@ -125,6 +127,57 @@ def test_hddm_a_at_its_defaults_is_rivers_cut_point_with_bernsteins_test(chunk: 
         ]
     assert got == expected
     assert raw_alarms(binary.HDDMA(drift_confidence=m.drift_confidence), data) != up  # the bound matters here
+
+
+class CutPoint(binary.HDDMA):
+    """River's HDDMA as the cut point only (its rise test never fires)."""
+
+    def _mean_incr(self, confidence: float) -> bool:
+        return False
+
+
+def bernstein_hddm_w_alarms(data: np.ndarray, confidence: float, lam: float) -> list[int]:
+    """HDDM_W with Bernstein's bound, computed directly: River's HDDMA gives the cut point (n_x values, mean
+    x); the EWMA of the k values after it, started at x, is x (1 - lam)^k + sum_j lam (1 - lam)^(k-1-j) v_j, its
+    squared weights sum to V = sum_j (lam (1 - lam)^(k-1-j))^2 + (1 - (1 - lam)^k)^2 / n_x."""
+    out: list[int] = []
+    d, start = CutPoint(drift_confidence=confidence), 0
+    log_term = math.log(2.0 / confidence)
+    for i, v in enumerate(data.tolist()):
+        d.update(v)
+        n, nx, x, p = int(d._z.n), int(d._x_min.n), d._x_min.get(), d._z.get()
+        k = n - nx
+        if k == 0:
+            continue
+        after = data[start + nx : start + n]
+        w = lam * (1 - lam) ** np.arange(k - 1, -1, -1)
+        spent = 1 - (1 - lam) ** k
+        ewma = x * (1 - spent) + float(w @ after)
+        var_factor = float(w @ w) + spent**2 / nx
+        limit = math.sqrt(2 * p * (1 - p) * var_factor * log_term) + max(lam, spent / nx) * log_term / 3
+        if ewma - x >= limit:
+            out.append(i)
+            d, start = CutPoint(drift_confidence=confidence), i + 1
+    return out
+
+
+def test_hddm_w_at_its_defaults_is_an_ewma_after_hddm_a_s_cut_point_with_bernsteins_test() -> None:
+    rng = np.random.default_rng(8)
+    rates = np.r_[np.full(3000, 0.05), np.full(1500, 0.12), np.full(2000, 0.02), np.full(1500, 0.3)]
+    data = (rng.random(len(rates)) < rates).astype(float)
+    m = build("hddm_w", {"series": "x"})
+    up = bernstein_hddm_w_alarms(data, m.drift_confidence, m.lambda_val)
+    down = bernstein_hddm_w_alarms(1.0 - data, m.drift_confidence, m.lambda_val)
+    expected = sorted({**{i: "down" for i in down}, **{i: "up" for i in up}}.items())
+    assert len(up) >= 2 and down
+    for chunk in (len(data), 333):
+        got = []
+        m = build("hddm_w", {"series": "x"})
+        for i in range(0, len(data), chunk):
+            part = data[i : i + chunk]
+            batch = Batch.of(index=range(i, i + len(part)), features={"x": part})
+            got += [(s.at, s.details["direction"]) for s in m.update(batch)]
+        assert got == expected
 
 
 def test_hddm_refuses_bad_parameters() -> None:
@@ -214,7 +267,7 @@ GOLDEN = {
     ("page_hinkley", "x"): [2117, 3061],  # River's defaults: [2060, 3012] (test_page_hinkley_unstandardised_is_rivers)
     ("ddm", "e"): [2115],  # River's defaults: [86, 2093] (warm start 30; issue 18)
     ("hddm_a", "e"): [2044],  # River's (bound: hoeffding): [2097]
-    ("hddm_w", "e"): [2213],  # River's defaults: [2344]
+    ("hddm_w", "e"): [2038],  # bound hoeffding (the previous default): [2213]; River's defaults: [2344]
     ("adwin", "e"): [2079],
     ("eddm", "e"): [2454],  # River's defaults: [281, 640, 946, 1336, 1584, 1852, 2038, 2185, 2292, 2399]
     ("cusum", "x"): [
