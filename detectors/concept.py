@@ -1,19 +1,20 @@
 """``concept_drift``: complementary change detectors on a model's error stream, combined.
 
-ADWIN finds abrupt changes fast and adapts its window to the stream; HDDM_A's Hoeffding bound
-on the running mean catches slow, gradual rises (and STAGGER-like switches) that a window test
-sees late. The monitor runs both (or the ``members`` given) on the same series; the rule is
-*any member*: every member alarm is a signal, members that fire on the same update share one,
-and with ``merge: N`` alarms within N values after a reported change are folded into it. After a
-fall in the error (a ``down`` signal) the members other than ADWIN start over (``restart``), so
-HDDM_A does not go on testing against a level the model has left. The signal names the member(s)
-that fired on that update (``members``) and the direction of the change; a change against
-``direction`` (default ``up`` on ``error``: the model got worse) is reported with
-``drift: false`` (a model that got better is news, not a page).
+ADWIN finds abrupt changes fast and adapts its window to the stream; HDDM_A's bound on the running
+mean (Bernstein's, detectors/hddm.py) catches slow, gradual rises (and STAGGER-like switches) that a
+window test sees late. The monitor runs both (or the ``members`` given) on the same series; the
+rule is *any member*: every member alarm is a signal, members that fire on the same update share
+one, and alarms within ``merge`` values (default 150) after a reported change the same way are
+folded into it (the members often see one rise a few dozen values apart). After a fall in the
+error (a ``down`` signal) the members other than ADWIN start over (``restart``), so HDDM_A does not
+go on testing against a level the model has left. The signal names the member(s) that fired on
+that update (``members``) and the direction of the change; a change against ``direction`` (default
+``up`` on ``error``: the model got worse) is reported with ``drift: false`` (a model that got
+better is news, not a page).
 
 On bench/paper.py (the protocol of Cerqueira et al. 2026) it beats the paper's best F1 on all six
-streams, finds at least the share of changes River's two-sided ADWIN finds on each (the way the
-error went), with 0.008-0.027 drift alarms per 1,000 events outside the changes.
+streams and finds at least the share of changes River's two-sided ADWIN finds on each (the way the
+error went), with about as many drift alarms outside the changes as ADWIN alone (docs/monitors.md).
 
 >>> import numpy as np
 >>> from driftwarden.detectors.base import Batch
@@ -22,11 +23,11 @@ error went), with 0.008-0.027 drift alarms per 1,000 events outside the changes.
 >>> e = (rng.random(6000) < rates).astype(float)
 >>> b = Batch.of(index=range(6000), prediction=np.zeros(6000), label=e)
 >>> [(s.at, s.drift, s.details["direction"], s.details["members"]) for s in ConceptDrift().update(b)]
-[(2111, False, 'down', ['adwin']), (4095, True, 'up', ['adwin']), (4129, True, 'up', ['hddm_a'])]
->>> [s.at for s in ConceptDrift(restart=False).update(b)]  # HDDM_A sees the fall late, the rise later
-[2111, 2273, 4095, 4244]
->>> [s.at for s in ConceptDrift(merge=1000).update(b)]  # folded: one signal per change
-[2111, 4095]
+[(2111, False, 'down', ['adwin']), (4095, True, 'up', ['adwin'])]
+>>> [(s.at, s.details["members"]) for s in ConceptDrift(merge=0).update(b)]  # HDDM_A confirms the rise
+[(2111, ['adwin']), (4095, ['adwin']), (4102, ['hddm_a'])]
+>>> [s.at for s in ConceptDrift(restart=False, merge=0).update(b)]  # HDDM_A sees the fall late, the rise later
+[2111, 2153, 4095, 4244]
 """
 
 from __future__ import annotations
@@ -48,12 +49,15 @@ MEMBER_KINDS: dict[str, type[Monitor]] = {
 
 DEFAULT_MEMBERS: dict[str, dict[str, Any]] = {
     "adwin": {"delta": 0.05},
-    "hddm_a": {"drift_confidence": 0.0005, "bound": "hoeffding"},
+    "hddm_a": {"drift_confidence": 0.0001},
 }
 """ADWIN for abrupt changes, HDDM_A for gradual ones. A lenient ADWIN (delta 0.05: alone, 0.003-0.011
 false alarms per 1,000 events on bench/paper.py, as few as at its default 0.002, and more
-changes found) and a strict HDDM_A (0.0005, half its default): together, with the restart rule,
-they find more changes than River's two-sided ADWIN on every stream of bench/paper.py."""
+changes found) and a strict HDDM_A with Bernstein's bound (0.0001, a third of its default):
+together, with the restart rule, they find more changes than River's two-sided ADWIN on every
+stream of bench/paper.py. Until session 6 the HDDM_A member was River's (Hoeffding's bound) at
+0.0005: on bench/paper.py 35 drift alarms outside the changes against ADWIN-alone's 13; with
+Bernstein's at 0.0001, 23 (docs/monitors.md)."""
 
 ADAPTIVE = frozenset({"adwin"})
 """Members that adapt to a change themselves (ADWIN drops the part of its window that differs)."""
@@ -74,19 +78,24 @@ predictions, on ``error``): the same for any cut of the stream into batches, whi
 Fired = tuple[int, int, str, Signal]
 """A member signal: (row in the batch, member order, member name, signal)."""
 
-MERGE = 0
-"""Values after a reported change within which further member alarms are folded into it (the
-same change paged once). Off by default: on bench/paper.py a 1,000-value merge cut SEA-gradual's
-F1 from 0.64 to 0.60 and STAGGER-abrupt's drift alarms per 1,000 events only from 0.063 to 0.053."""
+MERGE = 150
+"""Values after a reported change within which further alarms the same way are folded into it (the
+same change paged once: the members often see one rise a few dozen values apart). On
+bench/paper.py most of HDDM_A's alarms outside the changes came 15-134 values after ADWIN's on the
+same rise; folding them leaves 15 drift alarms outside the changes on the six streams, against
+ADWIN-alone's 13, at ADWIN's count on 5 of 6 (docs/monitors.md: merges of 100-500, with and
+without a confirmation by the last 100 values). Longer merges also fold the paper's F1 hits
+(SEA gradual: 0.642 at 150, 0.627 at 200, below the paper's 0.632)."""
 
 
 class ConceptDrift(Streaming):
     """Complementary detectors on one series (``error`` by default), one signal per update.
 
     ``members`` maps member kinds (adwin, hddm_a, hddm_w, ddm, eddm, page_hinkley, cusum, ewma)
-    to their parameters; left out, ADWIN (delta 0.05) and HDDM_A (drift confidence 0.0005).
+    to their parameters; left out, ADWIN (delta 0.05) and HDDM_A (Bernstein's bound, drift confidence 0.0001).
     ``restart`` (default true): after a fall in the error the members other than ADWIN start
-    over. A batch's index values must be unique (replay's and the daemon's are). Memory: the
+    over. ``merge`` (default 150): alarms within that many values after a reported change the same
+    way are folded into it. A batch's index values must be unique (replay's and the daemon's are). Memory: the
     members' (O(log n) for ADWIN, O(1) for the others).
     """
 
@@ -133,7 +142,7 @@ class ConceptDrift(Streaming):
 
     def _reset(self) -> None:
         self._members = self._build()
-        self._last: int | None = None  # `seen` of the last reported change
+        self._last: dict[str, int] = {}  # direction -> `seen` of the last change reported that way
         self._seen = 0  # values of the series seen
         self._tail = np.empty(0)  # the last TRAIL values, for the signals' value
 
@@ -188,12 +197,13 @@ class ConceptDrift(Streaming):
             group = [f for f in fired[i:] if f[0] == row]
             i += len(group)
             seen = self._seen + row + 1
-            if self._last is not None and seen - self._last <= self.merge:
-                continue  # the same change, already reported
-            self._last = seen
-            first = group[0][3]
             directions = [f[3].details.get("direction") for f in group]
             direction = "up" if "up" in directions else "down"
+            last = self._last.get(direction)
+            if last is not None and seen - last <= self.merge:
+                continue  # the same change, already reported
+            self._last[direction] = seen
+            first = group[0][3]
             out.append(
                 Signal(
                     kind=self.kind,
@@ -225,7 +235,10 @@ class ConceptDrift(Streaming):
     def restore(self, state: Mapping[str, Any]) -> None:
         for name, member in self._members.items():
             member.restore(state["members"][name])
-        self._last = None if state["last"] is None else int(state["last"])
+        last = state["last"]
+        if last is None or isinstance(last, int):  # saved before the merge was per direction
+            last = {} if last is None else {"up": last, "down": last}
+        self._last = {d: int(v) for d, v in last.items()}
         self._seen = int(state.get("seen", 0))
         self._tail = np.asarray(state.get("tail", []), dtype=np.float64)
 

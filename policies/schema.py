@@ -62,9 +62,9 @@ PARAM_DOCS: dict[str, str] = {
     "the error-rate kinds, else both); a change the other way is a signal with drift false.",
     "standardize": "Divide the series by its warm-up sd, so delta and threshold are in sds (false: River's scale).",
     "members": "Member detectors and their parameters, "
-    "e.g. {adwin: {delta: 0.05}, hddm_a: {drift_confidence: 0.0005}}.",
+    "e.g. {adwin: {delta: 0.05}, hddm_a: {drift_confidence: 0.0001}}.",
     "restart": "After a fall in the error (a down signal) the members other than ADWIN start over.",
-    "merge": "Member alarms within this many values after a reported change are folded into it (0: off).",
+    "merge": "Member alarms within this many values after a reported change the same way are folded into it (0: off).",
     "window_size": "Sliding window length.",
     "stat_size": "Length of the most recent part compared with the rest of the window.",
     "seed": "Random seed (deterministic runs).",

@@ -1,7 +1,10 @@
-"""concept_drift's combination rule: any member, and after a fall in the error the members other
-than ADWIN start over; the rule splits batches, so batch size and restarts must not matter."""
+"""concept_drift's combination rule: any member, alarms the same way within ``merge`` values folded, and
+after a fall in the error the members other than ADWIN start over; the rule splits batches, so batch size
+and restarts must not matter."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import orjson
@@ -34,14 +37,29 @@ def _signals(m: ConceptDrift, batches: list[Batch]) -> list[tuple[int, bool, str
     return [(s.at, s.drift, s.details["direction"], s.details["members"]) for b in batches for s in m.update(b)]
 
 
-def reference(e: np.ndarray, delta: float = 0.05, confidence: float = 0.0005) -> list[tuple[int, bool, str]]:
+class BernsteinHDDMA(HDDMA):
+    """River's HDDMA with Bernstein's test of the rise (as tests/detectors/test_references.py checks hddm_a)."""
+
+    def _mean_incr(self, confidence: float) -> bool:
+        n, nx = self._z.n, self._x_min.n
+        if nx == n:
+            return False
+        m = (n - nx) / nx * (1.0 / n)
+        p, log_term = self._z.get(), math.log(2.0 / confidence)
+        eps = math.sqrt(2.0 * p * (1.0 - p) * m * log_term) + max(m, 1.0 / n) * log_term / 3.0
+        return bool(self._z.get() - self._x_min.get() >= eps)
+
+
+def reference(
+    e: np.ndarray, delta: float = 0.05, confidence: float = 0.0001, merge: int = 150
+) -> list[tuple[int, bool, str]]:
     """The rule written out on River's detectors, value by value."""
 
     def fresh() -> tuple[HDDMA, HDDMA]:
-        return HDDMA(drift_confidence=confidence), HDDMA(drift_confidence=confidence)
+        return BernsteinHDDMA(drift_confidence=confidence), BernsteinHDDMA(drift_confidence=confidence)
 
     adwin, (up, down) = ADWIN(delta=delta), fresh()
-    out = []
+    out, last = [], {}
     for i, v in enumerate(e.tolist()):
         before = adwin.estimation
         adwin.update(v)
@@ -55,17 +73,22 @@ def reference(e: np.ndarray, delta: float = 0.05, confidence: float = 0.0005) ->
         if way is None and down.drift_detected:
             way = "down"
         if way is not None:
-            out.append((i, way == "up", way))
+            if way not in last or i - last[way] > merge:
+                out.append((i, way == "up", way))
+                last[way] = i
             if way == "down":
                 up, down = fresh()
     return out
 
 
-def test_the_rule_is_rivers_detectors_restarted_after_a_fall() -> None:
-    expected = reference(E)
+@pytest.mark.parametrize("merge", [150, 0])
+def test_the_rule_is_rivers_detectors_restarted_after_a_fall(merge: int) -> None:
+    expected = reference(E, merge=merge)
     assert any(not drift for _, drift, _ in expected) and any(drift for _, drift, _ in expected)
-    got = _signals(ConceptDrift(), _batches(E, 1000))
+    got = _signals(ConceptDrift(merge=merge), _batches(E, 1000))
     assert [(at, drift, way) for at, drift, way, _ in got] == expected
+    if merge == 0:  # the merge folds something here: the members' alarms on one rise
+        assert len(expected) > len(reference(E))
 
 
 @pytest.mark.parametrize("size", [97, 6000])

@@ -70,7 +70,8 @@ def test_the_demo_stream_fires_and_resolves_concept_drift_through_a_real_alertma
     assert (
         f"rose to {signal['value']:.3f} over the last 100" in summary and f"threshold {signal['threshold']}" in summary
     )
-    assert signal["threshold"] is not None and 0.1 < signal["value"] < 1  # the error rate after the change
+    # the error rate over the last 100 predictions, ~3 % before the change (9 % when concept_drift pages it)
+    assert signal["threshold"] is not None and 0.05 < signal["value"] < 1
     assert firing["annotations"]["runbook_url"].endswith("docs/alerting.md")
     assert resolved["labels"] == firing["labels"] and resolved["startsAt"] == firing["startsAt"]
     assert [a["status"] for a in ours[:2]] == ["firing", "resolved"]
