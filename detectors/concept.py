@@ -39,8 +39,9 @@ from typing import Any
 import numpy as np
 from driftwarden.detectors.base import Batch, Monitor, Signal
 from driftwarden.detectors.control import Cusum, Ewma
+from driftwarden.detectors.eddm import Eddm
 from driftwarden.detectors.hddm import HddmA, HddmW
-from driftwarden.detectors.streaming import Adwin, Ddm, Eddm, PageHinkley, Streaming
+from driftwarden.detectors.streaming import Adwin, Ddm, PageHinkley, Streaming
 
 MEMBER_KINDS: dict[str, type[Monitor]] = {
     cls.kind: cls for cls in (Adwin, HddmA, HddmW, Ddm, Eddm, PageHinkley, Cusum, Ewma)

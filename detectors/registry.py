@@ -15,6 +15,7 @@ from driftwarden.detectors.base import Monitor
 from driftwarden.detectors.concept import ConceptDrift
 from driftwarden.detectors.control import Cusum, Ewma
 from driftwarden.detectors.drift import FeatureDrift, PredictionDrift
+from driftwarden.detectors.eddm import Eddm
 from driftwarden.detectors.estimated import EstimatedPerformance
 from driftwarden.detectors.fairness import (
     DemographicParity,
@@ -27,7 +28,7 @@ from driftwarden.detectors.hddm import HddmA, HddmW
 from driftwarden.detectors.multivariate import AnomalyRate, DomainClassifier
 from driftwarden.detectors.performance import Performance
 from driftwarden.detectors.quality import DataQuality
-from driftwarden.detectors.streaming import Adwin, Ddm, Eddm, Kswin, PageHinkley
+from driftwarden.detectors.streaming import Adwin, Ddm, Kswin, PageHinkley
 
 MONITORS: dict[str, type[Monitor]] = {
     cls.kind: cls for cls in (Adwin, PageHinkley, Kswin, Ddm, Eddm, HddmA, HddmW, FeatureDrift, Performance)

@@ -1,5 +1,5 @@
-"""Streaming change detectors on one series: ADWIN, Page-Hinkley, KSWIN, DDM, EDDM (HDDM_A and HDDM_W:
-detectors/hddm.py).
+"""Streaming change detectors on one series: ADWIN, Page-Hinkley, KSWIN, DDM, River's EDDM (HDDM_A and
+HDDM_W: detectors/hddm.py; the ``eddm`` kind: detectors/eddm.py).
 
 Each detector watches the series named by ``series``: a feature, ``prediction``, ``score``,
 ``error`` (0/1 mistakes of labeled predictions) or ``residual``. A signal is emitted on the
@@ -366,10 +366,11 @@ class Ddm(_ErrorRate):
         super().__init__()
 
 
-class Eddm(_ErrorRate):
-    """EDDM: early drift detection from the distance between errors. Memory: O(1).
+class RiverEddm(_ErrorRate):
+    """River's EDDM (early drift detection from the distance between errors): the ``eddm`` kind at
+    ``method: river`` (detectors/eddm.py). Memory: O(1).
 
-    >>> Eddm().alpha, Eddm().beta
+    >>> RiverEddm().alpha, RiverEddm().beta
     (0.75, 0.65)
     """
 

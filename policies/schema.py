@@ -39,7 +39,8 @@ PARAM_DOCS: dict[str, str] = {
     "`label`, `error` (0/1 mistakes of labeled predictions) or `residual` (label - prediction).",
     "features": "Feature names to compare, or `all` (every feature of the first batch).",
     "method": "Two-sample test: `auto` (Evidently's choice per column) or ks, psi, wasserstein, "
-    "jensenshannon, chisquare, ...",
+    "jensenshannon, chisquare, ...; eddm's: cusum (the likelihood-ratio CUSUM of the distances between errors, "
+    "the calibrated default) or river (River's EDDM exactly, with alpha and beta).",
     "threshold": "The value the statistic is compared with (the kind's default when omitted).",
     "drift_share": "Share of drifted features at which the whole window counts as drifted.",
     "correction": "Multiple-test correction of per-feature p-values: none, bonferroni or bh.",
@@ -71,7 +72,7 @@ PARAM_DOCS: dict[str, str] = {
     "warm_start": "Updates before the first alarm.",
     "warning_threshold": "Warning level in standard deviations.",
     "drift_threshold": "Drift level in standard deviations.",
-    "beta": "EDDM's drift level.",
+    "beta": "EDDM's drift level (method river).",
     "drift_confidence": "Confidence of the drift test (smaller: fewer false alarms, later detection); hddm_a's, "
     "left out: 0.0003 with bound bernstein, River's 0.001 with bound hoeffding; hddm_w's: 0.001 (bernstein), 1e-5 "
     "(hoeffding).",

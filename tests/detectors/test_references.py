@@ -54,7 +54,7 @@ RIVER_PH = {"standardize": False, "threshold": 50.0, "delta": 0.005, "alpha": 0.
 
 RIVER_DEFAULTS: dict[str, dict[str, object]] = {
     "ddm": {"warm_start": 30, "memory": None},
-    "eddm": {"warm_start": 30, "alpha": 0.95, "beta": 0.9},
+    "eddm": {"warm_start": 30, "alpha": 0.95, "beta": 0.9, "method": "river"},
     "hddm_w": {"drift_confidence": 0.001, "lambda_val": 0.05, "bound": "hoeffding"},
     "hddm_a": {"bound": "hoeffding"},
 }
@@ -81,12 +81,13 @@ def test_wrappers_alarm_where_river_does(kind: str, cls: type, data: np.ndarray)
 @pytest.mark.parametrize("kind", ["ddm", "eddm", "hddm_w"])
 def test_calibrated_defaults_are_rivers_detector_at_other_parameters(kind: str) -> None:
     cls = {"ddm": binary.DDM, "eddm": binary.EDDM, "hddm_w": binary.HDDMW}[kind]
-    ours = build(kind, {"bound": "hoeffding"} if kind == "hddm_w" else {})  # hddm_w: the previous version's
-    params = {k: getattr(ours, k) for k in RIVER_DEFAULTS[kind] if k not in ("memory", "bound")}
-    assert params != {k: v for k, v in RIVER_DEFAULTS[kind].items() if k != "bound"}
+    previous = {"hddm_w": {"bound": "hoeffding"}, "eddm": {"method": "river"}}.get(kind, {})  # the previous version's
+    ours = build(kind, previous)
+    params = {k: getattr(ours, k) for k in RIVER_DEFAULTS[kind] if k not in ("memory", "bound", "method")}
+    assert params != {k: v for k, v in RIVER_DEFAULTS[kind].items() if k not in ("bound", "method")}
     data = np.r_[E, E[::-1]]
     unbounded = (
-        {"memory": None} if kind == "ddm" else {"bound": "hoeffding"} if kind == "hddm_w" else {}
+        {"memory": None} if kind == "ddm" else previous
     )  # DDM's re-basing: test_ddm_memory_is_rivers_ddm_re_based
     assert alarms(kind, data, **unbounded) == raw_alarms(cls(**params), data)
 
@@ -180,6 +181,59 @@ def test_hddm_w_at_its_defaults_is_an_ewma_after_hddm_a_s_cut_point_with_bernste
         assert got == expected
 
 
+def distance_cusum_alarms(data: np.ndarray, warm_start: int, arl: float, restarts: tuple[int, ...] = ()) -> list[int]:
+    """EDDM's distance CUSUM from the error positions: the rate p0 over the values holding the first warm_start
+    errors, then Page's CUSUM of each distance's log-likelihood ratio of p0 against min(2 p0, (1 + p0) / 2),
+    threshold ln(arl * KL); after an alarm, or at a position in ``restarts`` (not reported), a new warm-up starts
+    on the next value."""
+    ones = np.flatnonzero(data == 1)
+    out: list[int] = []
+    start = 0
+    while True:
+        ones = ones[ones >= start]
+        if len(ones) < warm_start:
+            return out
+        p0 = min(max(warm_start / (ones[warm_start - 1] - start + 1), 0.01), 0.99)
+        p1 = min(2 * p0, (1 + p0) / 2)
+        kl = p0 * math.log(p0 / p1) + (1 - p0) * math.log((1 - p0) / (1 - p1))
+        s, alarm = 0.0, None
+        for prev, at in zip(ones[warm_start - 1 : -1], ones[warm_start:], strict=True):
+            s = max(0.0, s + math.log(p1 / p0) + (at - prev - 1) * math.log((1 - p1) / (1 - p0)))
+            if s > math.log(arl * kl):
+                alarm = int(at)
+                break
+        forced = [r for r in restarts if r >= start and (alarm is None or r <= alarm)]
+        if forced:
+            start = forced[0] + 1
+            continue
+        if alarm is None:
+            return out
+        out.append(alarm)
+        start = alarm + 1
+
+
+@pytest.mark.parametrize("chunk", [None, 333])
+def test_eddm_at_its_defaults_is_the_distance_cusum(chunk: int | None) -> None:
+    """eddm (method: cusum) on rises and falls: the reference above on the series (a rise) and on 1 - x (a fall),
+    the fall side restarted after each rise."""
+    from driftwarden.detectors.eddm import CUSUM_ARL
+
+    rng = np.random.default_rng(6)
+    rates = np.r_[np.full(8000, 0.05), np.full(3000, 0.12), np.full(3000, 0.3), np.full(3000, 0.1)]
+    data = (rng.random(len(rates)) < rates).astype(float)
+    m = build("eddm", {"series": "x"})
+    up = distance_cusum_alarms(data, m.warm_start, CUSUM_ARL)
+    down = distance_cusum_alarms(1.0 - data, m.warm_start, CUSUM_ARL, restarts=tuple(up))  # a rise restarts it
+    expected = sorted({**{i: "down" for i in down}, **{i: "up" for i in up}}.items())
+    assert len(up) >= 2 and down
+    got, step = [], chunk or len(data)
+    for i in range(0, len(data), step):
+        part = data[i : i + step]
+        batch = Batch.of(index=range(i, i + len(part)), features={"x": part})
+        got += [(s.at, s.details["direction"]) for s in m.update(batch)]
+    assert got == expected
+
+
 def test_hddm_refuses_bad_parameters() -> None:
     with pytest.raises(ValueError, match=r"bound: 'bernoulli' is not allowed; allowed: \['bernstein', 'hoeffding'\]"):
         build("hddm_a", {"bound": "bernoulli"})
@@ -187,6 +241,8 @@ def test_hddm_refuses_bad_parameters() -> None:
         build("hddm_w", {"drift_confidence": 0})
     with pytest.raises(ValueError, match="lambda_val: 1.5 is not allowed"):
         build("hddm_w", {"lambda_val": 1.5})
+    with pytest.raises(ValueError, match=r"method: 'page' is not allowed; allowed: \['cusum', 'river'\]"):
+        build("eddm", {"method": "page"})
 
 
 def rebased_ddm_alarms(data: np.ndarray, memory: int, **params: object) -> list[tuple[int, str]]:
@@ -269,7 +325,9 @@ GOLDEN = {
     ("hddm_a", "e"): [2044],  # River's (bound: hoeffding): [2097]
     ("hddm_w", "e"): [2038],  # bound hoeffding (the previous default): [2213]; River's defaults: [2344]
     ("adwin", "e"): [2079],
-    ("eddm", "e"): [2454],  # River's defaults: [281, 640, 946, 1336, 1584, 1852, 2038, 2185, 2292, 2399]
+    # eddm: method river (the previous default): [2454]; River's defaults: [281, 640, 946, 1336, 1584, 1852, 2038,
+    # 2185, 2292, 2399]
+    ("eddm", "e"): [2406],
     ("cusum", "x"): [
         2055,
         2073,
