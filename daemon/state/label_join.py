@@ -147,6 +147,9 @@ class LabelJoiner:
         # since, and whether the store's copy must be replaced whole (unknown, or from a snapshot).
         self._written: dict[str, set[str]] = {"predictions": set(), "labels": set()}
         self._put: dict[str, set[str]] = {"predictions": set(), "labels": set()}
+        self._taken = {"predictions": 0, "labels": 0}
+        """Halves gone (joined, expired, evicted) since the store last wrote them: while none are, every
+        written and every put half is still pending, and a delta needs no look-up per half."""
         self._replace = True
         self._logged = 0  # halves the store's log holds, live or not: past twice the live ones it is rewritten
 
@@ -171,6 +174,7 @@ class LabelJoiner:
         pairs: list[tuple[Any, ...]] = []
         pair = pairs.append
         model = rows.model
+        taken_predictions = taken_labels = 0
         for index, ts, is_prediction, ident, features, attributes, prediction, score, label in zip(
             rows.index,
             rows.ts,
@@ -209,11 +213,13 @@ class LabelJoiner:
                             self._evict(predictions, "predictions")
                         continue
                     label = waiting[_LABEL]
+                    taken_labels += 1
                 pair((index, ts, ident, features, attributes, prediction, score, label))
             else:
                 held = take_prediction(ident, None)
                 if held is not None:
                     pair((index, ts, ident, held[5], held[6], held[7], held[8], label))
+                    taken_predictions += 1
                     continue
                 if ident in labels:
                     self.duplicates["labels"] += 1
@@ -225,6 +231,8 @@ class LabelJoiner:
                 if len(labels) > limit:
                     self._evict(labels, "labels")
         self.joined += len(pairs)
+        self._taken["predictions"] += taken_predictions
+        self._taken["labels"] += taken_labels
         return LabeledRows.of(pairs)
 
     def _evict(self, store: OrderedDict[str, tuple[Any, ...]], what: str) -> None:
@@ -232,6 +240,7 @@ class LabelJoiner:
         while len(store) > self.max_pending:
             store.popitem(last=False)
             self.expired[what] += 1
+            self._taken[what] += 1
 
     def expire(self, now: float) -> None:
         """Drop halves older than the TTL (by event time) and count them."""
@@ -242,6 +251,7 @@ class LabelJoiner:
                     break
                 store.popitem(last=False)
                 self.expired[what] += 1
+                self._taken[what] += 1
 
     def snapshot(self, pending: bool = True) -> dict[str, Any]:
         """Counters, and the pending halves as rows of ``fields`` (tuples: orjson writes them in C,
@@ -265,6 +275,8 @@ class LabelJoiner:
         (in order); the deleted ids are the written ones no longer pending (joined, expired, evicted).
         The store appends a delta to a log; a ``replace`` delta (the first, the first after a
         restore, or once the log holds more than twice the live halves) writes them all afresh.
+        While no half went since the last :meth:`written` (predictions whose labels have not come yet), a delta
+        costs the new halves only: no look-up of the ids put, no pass over the ids written.
         """
         added: dict[str, list[tuple[Any, ...]]] = {}
         removed: dict[str, list[str]] = {}
@@ -274,9 +286,10 @@ class LabelJoiner:
             if replace:
                 added[side], removed[side] = list(store.values()), []
                 continue
-            fresh = sum(1 for i in self._put[side] if i in store)
-            added[side] = [store[i] for i in list(islice(reversed(store), fresh))[::-1]]
-            removed[side] = list(self._written[side].difference(store))
+            put, written, gone = self._put[side], self._written[side], self._taken[side]
+            fresh = sum(1 for i in put if i in store) if gone else len(put)
+            added[side] = list(islice(reversed(store.values()), fresh))[::-1]
+            removed[side] = list(written.difference(store)) if gone else []
         return PendingDelta(replace, added, removed)
 
     def written(self, delta: PendingDelta) -> None:
@@ -288,6 +301,7 @@ class LabelJoiner:
             ids.difference_update(delta.removed[side])
             ids.update(half[_ID] for half in delta.added[side])
             self._put[side].clear()
+            self._taken[side] = 0
         self._logged = (0 if delta.replace else self._logged) + sum(map(len, delta.added.values()))
         self._replace = False
 

@@ -133,3 +133,46 @@ def test_pending_deltas_keep_the_stores_copy_equal_to_the_pending_halves(
         joiner.expire(now)
         copy.expire(now)
     assert copy.pending == joiner.pending and copy.expired == joiner.expired
+
+
+def test_deltas_while_no_half_goes_then_some_go_keep_the_stores_copy_equal(tmp_path: Path) -> None:
+    """Predictions whose labels have not come (no half goes: the delta's short way), then labels, a duplicate
+    and an expiry (halves go): after every checkpoint the store's halves, in order, are the joiner's."""
+    from driftwarden.daemon.io.events import EventRows
+    from driftwarden.daemon.state.store import Store
+
+    store = Store(tmp_path / "state.db")
+    joiner = LabelJoiner(ttl=1_000.0)
+
+    def rows(events: list[tuple[str, bool, int]]) -> EventRows:  # (id, is a prediction, index)
+        return EventRows(
+            "m",
+            [i for _, _, i in events],
+            [float(i) for _, _, i in events],
+            [p for _, p, _ in events],
+            [e for e, _, _ in events],
+            [{"x": float(i)} if p else {} for _, p, i in events],
+            [{} for _ in events],
+            [1 if p else None for _, p, _ in events],
+            [None for _ in events],
+            [None if p else 0 for _, p, _ in events],
+        )
+
+    steps = [
+        [(f"p{i}", True, i) for i in range(0, 5)],
+        [(f"p{i}", True, i) for i in range(5, 9)],  # nothing went: the short way
+        [("p2", True, 9), ("p10", True, 10)],  # a duplicate moves p2 to the end: still nothing went
+        [("p0", False, 11), ("p7", False, 12), ("p10", False, 13)],  # labels: three predictions go
+        [("p20", True, 1_500)],  # and the TTL takes the old ones below
+    ]
+    for i, step in enumerate(steps):
+        joiner.add_rows(rows(step))
+        if i == len(steps) - 1:
+            joiner.expire(now=1_500.0)
+        delta = joiner.pending_delta()
+        store.checkpoint({}, i, {}, pending={"m": delta})
+        joiner.written(delta)
+        held = store.pending("m")
+        assert held["predictions"] == list(joiner._predictions.values()), i
+    assert [h[1] for h in store.pending("m")["predictions"]] == ["p20"]
+    store.close()
