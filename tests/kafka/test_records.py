@@ -90,13 +90,21 @@ def test_the_source_reads_what_a_bare_consumer_reads(kafka_bootstrap: str, kafka
             expected += [(name, m.offset, m.value, m.key, m.timestamp / 1000.0) for m in msgs]
     bare.close()
 
-    source = KafkaSource(kafka_bootstrap, [topic], f"records-{topic}")
-    got: list[Record] = []
-    deadline = time.monotonic() + WAIT_S
-    try:
-        while len(got) < 600 and time.monotonic() < deadline:
-            got += source.poll(500, 0.5)
-    finally:
-        source.close()
+    def read(want: int, max_records: int, seek: dict[str, int] | None = None) -> list[tuple[Any, ...]]:
+        source = KafkaSource(kafka_bootstrap, [topic], f"records-{max_records}-{topic}")
+        if seek:
+            source.seek(seek)
+        got: list[Record] = []
+        deadline = time.monotonic() + WAIT_S
+        try:
+            while len(got) < want and time.monotonic() < deadline:
+                got += source.poll(max_records, 0.5)
+        finally:
+            source.close()
+        return sorted((r.partition, r.offset, r.value, r.key, r.ts) for r in got)
+
     assert len(expected) == 600
-    assert sorted((r.partition, r.offset, r.value, r.key, r.ts) for r in got) == sorted(expected)
+    assert read(600, 500) == sorted(expected)
+    # Polls of 7 (a batch taken in slices) from inside the first batches: from there on, each record once.
+    start = {partition_name(topic, 0): 5, partition_name(topic, 1): 13}
+    assert read(600 - 18, 7, seek=start) == sorted(e for e in expected if e[1] >= start[e[0]])

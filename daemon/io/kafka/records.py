@@ -24,6 +24,7 @@ kafka-python's own code, unchanged.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -157,12 +158,38 @@ def install(fetcher: Fetcher, name: Callable[[Any], str]) -> None:
 
 def _partition_records(base: Any, name: Callable[[Any], str]) -> Any:
     class PartitionRecords(base):  # type: ignore[misc,valid-type]
-        """kafka-python's unpacking of one fetched partition (fetcher.py, ``_unpack_records``) with
-        :func:`parse_batch` for v2 batches and ``Record``\\ s for the old formats."""
+        """kafka-python's unpacking of one fetched partition (fetcher.py, ``_unpack_records``, ``take``) a batch
+        at a time: :func:`parse_batch` for v2 batches, ``Record``\\ s for the old formats, and ``take`` slices the
+        batch's list (kafka-python passes every record through two iterators and sets the position per record)."""
+
+        _ready: list[Record] = []
+        _at = 0
+
+        def _maybe_skip_record(self, batch: list[Record]) -> bool:
+            return False  # the lists come without the records before the fetch offset
+
+        def take(self, n: int | None = None) -> list[Record]:
+            self._maybe_raise_next_inline_exception()
+            out: list[Record] = []
+            want = sys.maxsize if n is None else n
+            try:
+                while len(out) < want and self.record_iterator is not None:
+                    if self._at >= len(self._ready):
+                        self._ready, self._at = next(self.record_iterator, []), 0  # the end drains
+                        continue
+                    part = self._ready[self._at : self._at + want - len(out)]
+                    self._at += len(part)
+                    self.next_fetch_offset = part[-1].offset + 1
+                    out += part
+            except Exception as e:
+                if not out:
+                    raise
+                self._next_inline_exception = e  # raised by the next take, as kafka-python does
+            return out
 
         def _unpack_records(
             self, tp: Any, records: Any, key_deserializer: Any, value_deserializer: Any
-        ) -> Iterator[Record]:
+        ) -> Iterator[list[Record]]:
             partition = name(tp)
             batch = records.next_batch()
             last = None
@@ -202,9 +229,13 @@ def _partition_records(base: Any, name: Callable[[Any], str]) -> Any:
                         )
                         self.records_read += 1
                         self.bytes_read += record.size_in_bytes
-                for r in parsed:
-                    self.next_fetch_offset = r.offset + 1
-                    yield r
+                if parsed and parsed[0].offset < self.fetch_offset:  # fetched from inside a batch
+                    kept = [r for r in parsed if r.offset >= self.fetch_offset]
+                    if not kept:
+                        self.next_fetch_offset = parsed[-1].offset + 1
+                    parsed = kept
+                if parsed:
+                    yield parsed
                 batch = records.next_batch()
             if last is not None and last.magic == 2:
                 self.next_fetch_offset = last.next_offset
