@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 from itertools import islice
+from operator import itemgetter
 from typing import Any
 
 from driftwarden.daemon.io.events import EVENT_FIELDS, Event, EventRows
@@ -299,7 +300,7 @@ class LabelJoiner:
             if delta.replace:
                 ids.clear()
             ids.difference_update(delta.removed[side])
-            ids.update(half[_ID] for half in delta.added[side])
+            ids.update(map(itemgetter(_ID), delta.added[side]))
             self._put[side].clear()
             self._taken[side] = 0
         self._logged = (0 if delta.replace else self._logged) + sum(map(len, delta.added.values()))
