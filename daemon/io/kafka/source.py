@@ -31,7 +31,7 @@ A broker that is gone or a request that times out is waited out (:mod:`driftward
 :class:`CommitFailed` (the checkpoint holds the positions; the next commit carries them), and
 :attr:`KafkaSource.problem` says what is wrong for ``/readyz``.
 
-Fetched record batches are read by :mod:`driftwarden.daemon.io.kafka.records` straight into ``Record``\ s
+Fetched record batches are read by :mod:`driftwarden.daemon.io.kafka.records` straight into ``Record`` objects
 (kafka-python's own per-record objects cost more than the daemon's decoding of a message).
 
 The Kafka modules (this one, ``records``, ``sink``, ``admin``, ``settings``, ``outage``, ``labeled_log``) are
