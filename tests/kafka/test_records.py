@@ -108,3 +108,36 @@ def test_the_source_reads_what_a_bare_consumer_reads(kafka_bootstrap: str, kafka
     # Polls of 7 (a batch taken in slices) from inside the first batches: from there on, each record once.
     start = {partition_name(topic, 0): 5, partition_name(topic, 1): 13}
     assert read(600 - 18, 7, seek=start) == sorted(e for e in expected if e[1] >= start[e[0]])
+
+
+@pytest.mark.kafka
+def test_a_read_committed_source_skips_aborted_transactions_and_their_markers(
+    kafka_bootstrap: str, kafka_topic: Callable[..., str]
+) -> None:
+    """Transaction markers (control batches) and aborted batches are kafka-python's logic, kept by the source's
+    reader: with ``isolation_level: read_committed`` only the committed records come, at their offsets."""
+    topic = kafka_topic(partitions=1)
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, transactional_id=f"tx-{topic}")
+    producer.init_transactions()
+    for i, commit in enumerate([True, False, True]):
+        producer.begin_transaction()
+        for j in range(5):
+            producer.send(topic, value=b'{"t": %d, "j": %d}' % (i, j), key=b"k")
+        producer.flush()  # in the log before the outcome: an aborted batch is there to skip
+        if commit:
+            producer.commit_transaction()
+        else:
+            producer.abort_transaction()
+    producer.close()
+
+    source = KafkaSource(kafka_bootstrap, [topic], f"tx-{topic}", settings={"isolation_level": "read_committed"})
+    got: list[Record] = []
+    deadline = time.monotonic() + WAIT_S
+    try:
+        while len(got) < 10 and time.monotonic() < deadline:
+            got += source.poll(500, 0.5)
+        got += source.poll(500, 1.0)  # nothing more: the aborted ones and the markers are not records
+    finally:
+        source.close()
+    assert [r.value for r in got] == [b'{"t": %d, "j": %d}' % (i, j) for i in (0, 2) for j in range(5)]
+    assert [r.offset for r in got] == [*range(0, 5), *range(12, 17)]  # a marker after each transaction
