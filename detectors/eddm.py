@@ -47,11 +47,14 @@ CUSUM_ARL = 200_000
 """Mean run to a false alarm, in values, the threshold is set for (as the ``cusum`` kind's Bernoulli chart)."""
 
 RATE_FLOOR = 0.01
-"""Lowest reference rate (and highest: 1 - RATE_FLOOR): a warm-up says too little about a rarer rate."""
+"""Lowest reference rate: a warm-up says too little about a rarer rate. A side whose warm-up rate is
+above ``1 - RATE_FLOOR`` stays idle until it is restarted: its rate cannot rise (on a model without
+errors, the fall side's rate of correct values is 1; held at 0.99, every ~1,200 values were a
+"rise" to 1)."""
 
 STATE = ("values", "ones", "rate", "sum", "gap")
 """One side's state: values and ones (errors; correct values on the fall side) of the warm-up, the
-reference rate (0 while warming up), the CUSUM in nats, values since the last one."""
+reference rate (0 while warming up, -1 when idle), the CUSUM in nats, values since the last one."""
 
 
 def distance_chart(p0: float, arl: float) -> tuple[float, float, float]:
@@ -75,17 +78,19 @@ def distance_cusum_run(state: list[float], values: list[float], warm_start: int,
     """
     n, ones, p0, s, gap = state
     a = b = h = 0.0
-    if p0:
+    if p0 > 0:
         a, b, h = distance_chart(p0, arl)
     out: list[tuple[int, float]] = []
     for i, v in enumerate(values):
-        if not p0:
-            n += 1.0
-            ones += v
-            if ones >= warm_start:
-                p0 = min(max(ones / n, RATE_FLOOR), 1.0 - RATE_FLOOR)
-                a, b, h = distance_chart(p0, arl)
-                s = gap = 0.0
+        if p0 <= 0:
+            if p0 == 0:
+                n += 1.0
+                ones += v
+                if ones >= warm_start:
+                    p0 = max(ones / n, RATE_FLOOR) if ones / n <= 1.0 - RATE_FLOOR else -1.0
+                    if p0 > 0:
+                        a, b, h = distance_chart(p0, arl)
+                    s = gap = 0.0
             continue
         gap += 1.0
         if v:

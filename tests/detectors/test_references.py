@@ -193,11 +193,12 @@ def distance_cusum_alarms(data: np.ndarray, warm_start: int, arl: float, restart
         ones = ones[ones >= start]
         if len(ones) < warm_start:
             return out
-        p0 = min(max(warm_start / (ones[warm_start - 1] - start + 1), 0.01), 0.99)
+        raw = warm_start / (ones[warm_start - 1] - start + 1)
+        p0 = max(raw, 0.01)  # above 0.99 the side is idle (its rate cannot rise) until a restart
         p1 = min(2 * p0, (1 + p0) / 2)
         kl = p0 * math.log(p0 / p1) + (1 - p0) * math.log((1 - p0) / (1 - p1))
         s, alarm = 0.0, None
-        for prev, at in zip(ones[warm_start - 1 : -1], ones[warm_start:], strict=True):
+        for prev, at in zip(ones[warm_start - 1 : -1], ones[warm_start:], strict=True) if raw <= 0.99 else ():
             s = max(0.0, s + math.log(p1 / p0) + (at - prev - 1) * math.log((1 - p1) / (1 - p0)))
             if s > math.log(arl * kl):
                 alarm = int(at)
