@@ -69,12 +69,19 @@ STOP_POLL_SECONDS = 0.1
 #: Of a stop's bound, kept for what follows the actions: the outbox, the sinks, the store, the exit.
 STOP_RESERVE_SECONDS = 1.0
 
-COALESCE_ROWS = 256
+COALESCE_ROWS = 1024
 """Events a model collects before its pipeline runs while the source has more: a pipeline call costs
-~50-100 µs whatever its size, so 1,000 models sharing batches of 1,000 records would pay it per record."""
-COALESCE_CHECKPOINTS = 16
+~50-100 µs whatever its size, and its snapshot, state row, parts and segment at the next checkpoint
+~1-2 ms more, so 1,000 models sharing batches of 1,000 records would pay them per record. Waiting
+rows cost no memory once a checkpoint stored them (they are read back when the model runs)."""
+HELD_IN_MEMORY = 200_000
+"""Waiting events in memory (decoded: ~180 MB at 20 features) at a checkpoint at most: past that, the
+models with the most run until three quarters of this are left. With 1,000 models this bound, not
+:data:`COALESCE_ROWS`, decides how many events a model collects (~200); reading stored rows back
+instead costs ~2-4 µs an event, more than the calls it saves."""
+COALESCE_CHECKPOINTS = 64
 """Checkpoints a model's events wait through at most (stored in each): with 1,000 models a checkpoint
-of 20,000 records brings each ~20, and a model's call, snapshot and segment cost ~1 ms whatever the size."""
+of 20,000 records brings each ~20, and a model's call, snapshot and segment cost ~1-2 ms whatever the size."""
 
 Listener = Callable[[dict[str, Any]], None]
 
@@ -82,11 +89,21 @@ Listener = Callable[[dict[str, Any]], None]
 @dataclass(slots=True)
 class Held:
     """A model's events that wait for more (see :meth:`Daemon.process`): its rows in arrival order,
-    how many of them the store holds, and the checkpoints they waited through."""
+    how many of them (the first) the store holds, and the checkpoints they waited through. When
+    ``spilled`` (restored at start), ``rows`` holds only those read since: the stored ones are read
+    back from the store when the model runs."""
 
     rows: EventRows
     stored: int = 0
     checkpoints: int = 0
+    spilled: bool = False
+
+    def __len__(self) -> int:
+        return self.stored + len(self.rows) if self.spilled else len(self.rows)
+
+    def unstored(self) -> EventRows:
+        """The rows the store does not hold yet."""
+        return self.rows if self.spilled else self.rows.since(self.stored)
 
 
 @dataclass
@@ -250,23 +267,30 @@ class Daemon:
         self._restore_waiting()
 
     def _restore_waiting(self) -> None:
-        """The events that waited at the last checkpoint (read past, not yet applied), as they waited."""
-        for model, blobs in self.store.waiting().items():
+        """The events that waited at the last checkpoint (read past, not yet applied), as they waited:
+        counted, read when their model runs (an entry of a version-3 store, which has no count, now)."""
+        for model, stored in self.store.waiting_counts().items():
+            if stored is None:
+                stored = len(self._stored_rows(model))
             if model not in self.pipelines:  # its policy is gone since: nothing watches those events
                 log.warning(
                     "model %s is no longer watched: %d of its events read before the restart are dropped",
                     model,
-                    len(blobs),
+                    stored,
                 )
                 self._cleared.add(model)
                 continue
-            rows = EventRows.empty(model)
-            try:
-                for blob in blobs:
-                    rows.extend(EventRows.loads(model, blob))
-            except ValueError as e:
-                raise StateCorrupt(self.store.path, f"the waiting events of model {model}: {e}") from None
-            self._waiting[model] = Held(rows, stored=len(rows))
+            self._waiting[model] = Held(EventRows.empty(model), stored=stored, spilled=True)
+
+    def _stored_rows(self, model: str) -> EventRows:
+        """The waiting rows of ``model`` that the store holds."""
+        rows = EventRows.empty(model)
+        try:
+            for blob in self.store.waiting_of(model):
+                rows.extend(EventRows.loads(model, blob))
+        except ValueError as e:
+            raise StateCorrupt(self.store.path, f"the waiting events of model {model}: {e}") from None
+        return rows
 
     def _open_actions(self, settings: Settings, synchronous: bool) -> None:
         """The action runner, the outbox of notifications and the evidence reports."""
@@ -600,12 +624,13 @@ class Daemon:
         self.stats.events += batch.events
         self._apply(ready, dead, fresh, first, started)
 
-    def _coalesce(self, by_model: dict[str, EventRows], *, flush: bool) -> dict[str, EventRows]:
-        """The models to run now with their rows (earlier waiting ones first); the others wait."""
+    def _coalesce(self, by_model: dict[str, EventRows], *, flush: bool) -> dict[str, EventRows | None]:
+        """The models to run now with their rows, or None for a waiting model's (taken as it runs: rows
+        read back from the store are in memory one model at a time); the others wait."""
         waiting = self._waiting
         if not waiting and flush:
-            return by_model
-        ready: dict[str, EventRows] = {}
+            return dict(by_model)
+        ready: dict[str, EventRows | None] = {}
         for model, rows in by_model.items():
             held = waiting.get(model)
             if held is None:
@@ -616,37 +641,43 @@ class Daemon:
                     held.rows.extend(rows)
                 continue
             held.rows.extend(rows)
-            if flush or len(held.rows) >= COALESCE_ROWS:
-                ready[model] = self._take(model)
+            if flush or len(held) >= COALESCE_ROWS:
+                ready[model] = None
         if flush:
-            ready.update(self._take_waiting())
+            ready.update(dict.fromkeys(waiting))  # after the models above (kept where they are)
         return ready
 
     def _take(self, model: str) -> EventRows:
-        """A waiting model's rows (it waits no longer)."""
+        """A waiting model's rows, those the store holds read back first (it waits no longer)."""
         held = self._waiting.pop(model)
         if held.stored:
             self._cleared.add(model)
-        return held.rows
-
-    def _take_waiting(self, models: Sequence[str] | None = None) -> dict[str, EventRows]:
-        """Every waiting model's rows, or those of ``models`` (in the order they began to wait)."""
-        names = list(self._waiting) if models is None else [m for m in self._waiting if m in models]
-        return {m: self._take(m) for m in names}
+        if not held.spilled:
+            return held.rows
+        rows = self._stored_rows(model)
+        if len(rows) != held.stored:
+            raise StateCorrupt(
+                self.store.path, f"the waiting events of model {model}: {len(rows)} stored, {held.stored} counted"
+            )
+        rows.extend(held.rows)
+        return rows
 
     def _catch_up(self, models: Sequence[str] | None = None) -> None:
-        """Run the models whose events wait (all, or ``models``)."""
-        self._apply(self._take_waiting(models), [], [], 0, time.perf_counter())
+        """Run the models whose events wait (all, or ``models``), in the order they began to wait."""
+        chosen = None if models is None else set(models)
+        names = [m for m in self._waiting if chosen is None or m in chosen]
+        self._apply(dict.fromkeys(names), [], [], 0, time.perf_counter())
 
     def _waiting_delta(self) -> WaitingDelta:
         """For the checkpoint: the waiting rows the store does not hold yet, and the models whose
         stored rows ran. Rows that have no JSON form (a time that is not finite) run now instead."""
-        added: dict[str, bytes] = {}
+        added: dict[str, tuple[int, bytes]] = {}
         unstorable: list[str] = []
         for model, held in self._waiting.items():
-            if len(held.rows) > held.stored:
+            rows = held.unstored()
+            if len(rows):
                 try:
-                    added[model] = held.rows.since(held.stored).dumps()
+                    added[model] = (len(rows), rows.dumps())
                 except (ValueError, TypeError):
                     unstorable.append(model)
         if unstorable:
@@ -656,7 +687,7 @@ class Daemon:
 
     def _apply(
         self,
-        by_model: Mapping[str, EventRows],
+        by_model: Mapping[str, EventRows | None],
         dead: Sequence[Any],
         fresh: Sequence[Record],
         first: int,
@@ -668,6 +699,8 @@ class Daemon:
         outputs: list[dict[str, Any]] = []
         decisions: list[Decision] = []
         for model, model_events in by_model.items():
+            if model_events is None:  # a waiting model: its rows now
+                model_events = self._take(model)
             pipe = self.pipelines[model]
             self._observe(model)
             joined_before = pipe.joiner.joined
@@ -728,6 +761,7 @@ class Daemon:
                 self._catch_up()
         else:
             overdue = [m for m, held in self._waiting.items() if held.checkpoints + 1 >= COALESCE_CHECKPOINTS]
+            overdue += [m for m in self._over_budget() if m not in overdue]
             if overdue:
                 self._catch_up(overdue)
         waiting = self._waiting_delta()
@@ -771,9 +805,7 @@ class Daemon:
             new = self.checkpoint.write(
                 states, intents, audit, deltas, sinks=sinks, after_store=written, outbox=outbox, waiting=waiting
             )
-        for held in self._waiting.values():  # the store holds them now
-            held.stored = len(held.rows)
-            held.checkpoints += 1
+        self._held_stored()
         self._cleared -= set(waiting.cleared)
         if outbox and self.outbox is not None:
             self.outbox.wake()
@@ -781,6 +813,29 @@ class Daemon:
         self.stats.checkpoints += 1
         self._trim_heap()  # the states just written were the checkpoint's big temporaries
         return new
+
+    def _held_stored(self) -> None:
+        """After a checkpoint: the store holds every waiting row now (a spilled model's only there)."""
+        for model, held in self._waiting.items():
+            held.stored = len(held)
+            held.checkpoints += 1
+            if held.spilled:
+                held.rows = EventRows.empty(model)
+
+    def _over_budget(self) -> list[str]:
+        """The models to run so that the waiting events in memory are within :data:`HELD_IN_MEMORY`:
+        none while they are, else those with the most until three quarters of it are left."""
+        held = self._waiting
+        in_memory = sum(len(h.rows) for h in held.values())
+        if in_memory <= HELD_IN_MEMORY:
+            return []
+        out = []
+        for model in sorted(held, key=lambda m: len(held[m].rows), reverse=True):
+            if in_memory <= HELD_IN_MEMORY * 3 // 4:
+                break
+            out.append(model)
+            in_memory -= len(held[model].rows)
+        return out
 
     def _saved(self) -> list[tuple[str, ModelPipeline]]:
         """The pipelines a checkpoint saves: all, or with Kafka those of the owned models."""

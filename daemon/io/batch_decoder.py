@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Sequence, Set
 from dataclasses import dataclass, field
 from itertools import chain, repeat
-from operator import is_not
+from operator import attrgetter, is_not
 from typing import Any
 
 import numpy as np
@@ -39,6 +39,7 @@ _DICT_OR_NONE = frozenset({dict, _NONE})
 _NUMBER_OR_NONE = frozenset({float, int, _NONE})
 _ID_TYPES = frozenset({str, int})
 _FIELDS = ("model", "id", "ts", "features", "attributes", "prediction", "score", "label")
+_RECORD_TS = attrgetter("ts")
 
 
 @dataclass(slots=True)
@@ -132,11 +133,24 @@ def _fast(
     codes = np.fromiter(map(code_of.__getitem__, models), np.intp, n)
     order = np.argsort(codes, kind="stable").tolist()
     ends = np.cumsum(np.bincount(codes, minlength=len(distinct))).tolist()
-    grouped = [list(map(col.__getitem__, order)) for col in columns]
+    g_index, g_ts, g_kinds, g_ids, g_features, g_attributes, g_prediction, g_score, g_label = (
+        list(map(col.__getitem__, order)) for col in columns
+    )
     by_model: dict[str, EventRows] = {}
     start = 0
-    for model, end in zip(distinct, ends, strict=True):
-        by_model[model] = EventRows(model, *(col[start:end] for col in grouped))
+    for model, end in zip(distinct, ends, strict=True):  # the slices one by one: a generator per model costs more
+        by_model[model] = EventRows(
+            model,
+            g_index[start:end],
+            g_ts[start:end],
+            g_kinds[start:end],
+            g_ids[start:end],
+            g_features[start:end],
+            g_attributes[start:end],
+            g_prediction[start:end],
+            g_score[start:end],
+            g_label[start:end],
+        )
         start = end
     return Decoded(by_model, [], n)
 
@@ -190,11 +204,11 @@ def _admit(ts: list[float], own: list[bool], records: Sequence[Record], guard: T
     if guard is None:
         return ts
     times = np.fromiter(ts, np.float64, len(ts))
-    broker = [r.ts for r in records]
+    broker = list(map(_RECORD_TS, records))
     if not all(own):
         pick = [i for i, o in enumerate(own) if o]
         times, broker = times[pick], [broker[i] for i in pick]
-    if not guard.admit_all(times, broker if any(b is not None for b in broker) else None):
+    if not guard.admit_all(times, None if broker.count(None) == len(broker) else broker):
         raise _Fallback
     return ts
 

@@ -59,6 +59,7 @@ CREATE TABLE IF NOT EXISTS parts (
 CREATE TABLE IF NOT EXISTS pending_log (
     model TEXT NOT NULL, seq INTEGER NOT NULL, added BLOB NOT NULL, removed BLOB NOT NULL, PRIMARY KEY (model, seq)
 );
+-- waiting also has the column n (the entry's rows), which MIGRATIONS[3] adds to it
 CREATE TABLE IF NOT EXISTS waiting (seq INTEGER PRIMARY KEY, model TEXT NOT NULL, rows BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS waiting_model ON waiting (model);
 CREATE TABLE IF NOT EXISTS outbox (
@@ -91,10 +92,11 @@ class Intent:
 @dataclass(frozen=True, slots=True)
 class WaitingDelta:
     """How the events that wait for more of their model (past the checkpoint's positions, not yet
-    applied) changed since the last checkpoint: ``added`` appends serialized rows per model (in
-    the order the models began to wait), ``cleared`` names the models whose stored rows have run."""
+    applied) changed since the last checkpoint: ``added`` appends, per model (in the order the
+    models began to wait), the number of rows and their serialized form; ``cleared`` names the
+    models whose stored rows have run."""
 
-    added: Mapping[str, bytes]
+    added: Mapping[str, tuple[int, bytes]]
     cleared: Iterable[str]
 
 
@@ -173,12 +175,14 @@ def action_finished(state: str, info: Mapping[str, Any]) -> bool:
     return state in TERMINAL_STATES
 
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """``PRAGMA user_version`` of the tables above; a store from an older version is migrated at open, a newer one
 is refused (its format is unknown here)."""
-MIGRATIONS: dict[int, str] = {0: "", 1: "", 2: ""}
+MIGRATIONS: dict[int, str] = {0: "", 1: "", 2: "", 3: "ALTER TABLE waiting ADD COLUMN n INTEGER;"}
 """SQL that takes a store from version N to N + 1 (0 → 1: the unversioned store of 0.1.0 has the same tables;
-1 → 2: the ``parts`` table, 2 → 3: the ``waiting`` table, both of which :data:`SCHEMA` creates)."""
+1 → 2: the ``parts`` table, 2 → 3: the ``waiting`` table, both of which :data:`SCHEMA` creates; 3 → 4: the
+number of rows of each ``waiting`` entry, ``n``, so a restart counts the waiting events without reading them:
+NULL in an entry a version-3 store wrote, which is then read to count it)."""
 
 PART_REF = "$part"
 """Key of a reference, in a stored pipeline state, to one of its model's rows in the ``parts`` table."""
@@ -253,11 +257,20 @@ class Store:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise StateCorrupt(self.path, f"schema version {version} is newer than this driftwarden's {SCHEMA_VERSION}")
-        self._db.executescript(SCHEMA)
-        for v in range(version, SCHEMA_VERSION):
-            self._db.executescript(MIGRATIONS[v])
-        if version != SCHEMA_VERSION:
-            self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        if version == SCHEMA_VERSION:
+            self._db.executescript(SCHEMA)
+            return
+        # One transaction: a daemon killed halfway leaves the store as it was (a migration that is not
+        # idempotent, such as adding a column, is never run twice on one store).
+        steps = "".join(MIGRATIONS[v] for v in range(version, SCHEMA_VERSION))
+        try:
+            self._db.executescript(
+                f"BEGIN IMMEDIATE;\n{SCHEMA}{steps}\nPRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;"
+            )
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
 
     def schema_version(self) -> int:
         with self._lock:
@@ -324,7 +337,10 @@ class Store:
                 )
             if waiting is not None:
                 db.executemany("DELETE FROM waiting WHERE model = ?", [(m,) for m in waiting.cleared])
-                db.executemany("INSERT INTO waiting (model, rows) VALUES (?, ?)", list(waiting.added.items()))
+                db.executemany(
+                    "INSERT INTO waiting (model, n, rows) VALUES (?, ?, ?)",
+                    [(m, n, blob) for m, (n, blob) in waiting.added.items()],
+                )
             stored: dict[str, set[str]] = {}
             for model, state in pipelines.items() if isinstance(pipelines, Mapping) else pipelines:
                 stored[model] = self._write_state(db, model, state)
@@ -587,6 +603,27 @@ class Store:
         for model, blob in rows:
             out.setdefault(model, []).append(blob)
         return out
+
+    def waiting_counts(self) -> dict[str, int | None]:
+        """How many waiting rows the store holds per model, in the order the models began to wait,
+        without reading them; None for a model with an entry of a version-3 store (not counted).
+
+        >>> s = Store(":memory:")
+        >>> _ = s.checkpoint({}, 0, {}, waiting=WaitingDelta({"b": (2, b"[]"), "a": (1, b"[]")}, ()))
+        >>> _ = s.checkpoint({}, 0, {}, waiting=WaitingDelta({"b": (3, b"[]")}, ()))
+        >>> s.waiting_counts(), len(s.waiting_of("b"))
+        ({'b': 5, 'a': 1}, 2)
+        """
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT model, sum(n), count(*) = count(n) FROM waiting GROUP BY model ORDER BY min(seq)"
+            ).fetchall()
+        return {model: int(n) if counted else None for model, n, counted in rows}
+
+    def waiting_of(self, model: str) -> list[bytes]:
+        """The serialized rows of ``model``'s waiting events, in the order written."""
+        with self._lock:
+            return [r for (r,) in self._db.execute("SELECT rows FROM waiting WHERE model = ? ORDER BY seq", (model,))]
 
     def admit(self, models: Mapping[str, Mapping[str, Any]]) -> None:
         """Remember the models a fleet policy admitted as they first appeared (the policy file and

@@ -7,9 +7,12 @@ import sqlite3
 from pathlib import Path
 
 import orjson
+import pytest
+from driftwarden.daemon import runtime
 from driftwarden.daemon.config import Settings
 from driftwarden.daemon.io.sources import MemorySource, Record
 from driftwarden.daemon.runtime import Daemon
+from driftwarden.daemon.state.store import SCHEMA_VERSION, Store
 from driftwarden.policies.loader import load_policy
 
 POLICY = """version: 1
@@ -71,10 +74,16 @@ def test_an_idle_model_is_not_written_and_a_busy_one_writes_only_its_new_chunks(
     restarted.close()
 
 
-def test_events_that_wait_for_more_of_their_model_are_stored_by_a_checkpoint_and_resumed(tmp_path: Path) -> None:
+@pytest.mark.parametrize("in_memory", [runtime.HELD_IN_MEMORY, 100], ids=["all-kept", "over-budget"])
+def test_events_that_wait_for_more_of_their_model_are_stored_by_a_checkpoint_and_resumed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_memory: int
+) -> None:
     """With many models a model's events wait (past the checkpoint's positions) for more of them; a
     checkpoint stores them instead of running them, and a daemon that stops without a last
-    checkpoint (a crash) resumes with them: every event counted once, the states as in one run."""
+    checkpoint (a crash) resumes with them (read back from the store as their model runs): every
+    event counted once, the states as in one run. Past ``HELD_IN_MEMORY`` waiting events (100: 140
+    at each checkpoint) the models with the most run at the checkpoint."""
+    monkeypatch.setattr(runtime, "HELD_IN_MEMORY", in_memory)
     (tmp_path / "p.yaml").write_text(POLICY)
     batches = [records("ma", 10 * k, 10, 20 * k) + records("mb", 10 * k, 10, 20 * k + 10) for k in range(30)]
 
@@ -89,6 +98,8 @@ def test_events_that_wait_for_more_of_their_model_are_stored_by_a_checkpoint_and
 
     whole = run(tmp_path / "whole", len(batches))
     assert whole.pipelines["ma"].engine.events < 300, "events wait for more of their model"
+    ran = sum(p.engine.events for p in whole.pipelines.values())
+    assert (ran > 0) == (in_memory < 300), "over the budget, models run at a checkpoint; else they all wait"
     with sqlite3.connect(whole.settings.store_path) as c:
         assert c.execute("SELECT count(*) FROM waiting").fetchone()[0] > 0, "the checkpoint stored the waiting ones"
     run(tmp_path / "crashed", 23).close()  # no last checkpoint: what the one at batch 20 stored is all that survives
@@ -104,3 +115,40 @@ def test_events_that_wait_for_more_of_their_model_are_stored_by_a_checkpoint_and
         assert c.execute("SELECT count(*) FROM waiting").fetchone()[0] == 0
     whole.close()
     crashed.close()
+
+
+def test_the_waiting_events_of_a_version_3_store_are_counted_and_run_after_the_upgrade(tmp_path: Path) -> None:
+    """A store of schema version 3 has no row count in ``waiting``: opening it adds the column (in
+    one transaction with the version), and its uncounted entries are read once to count them."""
+    (tmp_path / "p.yaml").write_text(POLICY)
+    batches = [records("ma", 10 * k, 10, 20 * k) + records("mb", 10 * k, 10, 20 * k + 10) for k in range(12)]
+
+    def run(state: Path, batches: list[list[Record]]) -> Daemon:
+        daemon = Daemon(Settings(state_dir=state, execute=False), MemorySource([]), [load_policy(tmp_path / "p.yaml")])
+        for batch in batches:
+            daemon.process(batch, caught_up=False)
+        return daemon
+
+    whole = run(tmp_path / "whole", batches)
+    whole.write_checkpoint()
+    old = run(tmp_path / "old", batches[:6])
+    old.write_checkpoint(catch_up=False)  # stores the waiting events
+    old.close()
+    db = tmp_path / "old" / "state.db"
+    with sqlite3.connect(db) as c:  # as version 3 wrote it
+        assert c.execute("SELECT count(*) FROM waiting").fetchone()[0] > 0
+        c.execute("ALTER TABLE waiting DROP COLUMN n")
+        c.execute("PRAGMA user_version = 3")
+    store = Store(db)
+    assert store.schema_version() == SCHEMA_VERSION == 4
+    assert store.waiting_counts() == {"ma": None, "mb": None}
+    store.close()
+    upgraded = run(tmp_path / "old", batches[6:])
+    upgraded.write_checkpoint()
+    assert {m: p.engine.events for m, p in upgraded.pipelines.items()} == {"ma": 120, "mb": 120}
+    for model in ("ma", "mb"):
+        assert orjson.loads(orjson.dumps(upgraded.pipelines[model].snapshot())) == orjson.loads(
+            orjson.dumps(whole.pipelines[model].snapshot())
+        )
+    whole.close()
+    upgraded.close()
