@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import orjson
 import pytest
 from driftwarden.detectors.base import Batch
 from driftwarden.detectors.control import Cusum, Ewma
@@ -233,6 +234,27 @@ def test_eddm_at_its_defaults_is_the_distance_cusum(chunk: int | None) -> None:
         batch = Batch.of(index=range(i, i + len(part)), features={"x": part})
         got += [(s.at, s.details["direction"]) for s in m.update(batch)]
     assert got == expected
+
+
+@pytest.mark.parametrize("method", ["river", "cusum"])
+def test_eddm_resumes_from_a_json_snapshot_in_both_methods(method: str) -> None:
+    """The conformance suite runs eddm at its default method; River's EDDM behind ``method: river`` resumes too."""
+    rng = np.random.default_rng(9)
+    data = (rng.random(6000) < np.r_[np.full(3000, 0.1), np.full(3000, 0.35)]).astype(float)
+    params = {"series": "x", "warm_start": 30, "method": method}
+
+    def run(m: object, part: np.ndarray, start: int) -> list[tuple[int, str]]:
+        batch = Batch.of(index=range(start, start + len(part)), features={"x": part})
+        return [(s.at, s.details["direction"]) for s in m.update(batch)]  # type: ignore[attr-defined]
+
+    whole = run(build("eddm", params), data, 0)
+    first = build("eddm", params)
+    head = run(first, data[:3500], 0)
+    second = build("eddm", params)
+    second.restore(orjson.loads(orjson.dumps(first.snapshot())))
+    assert whole and head + run(second, data[3500:], 3500) == whole
+    with pytest.raises(ValueError, match="starts afresh"):
+        build("eddm", {**params, "method": "cusum" if method == "river" else "river"}).restore(first.snapshot())
 
 
 def test_hddm_refuses_bad_parameters() -> None:
