@@ -40,6 +40,7 @@ _SQLITE = {
     "SQLITE_AUTH": "permission denied",
     "SQLITE_IOERR": "I/O error",
     "SQLITE_CANTOPEN": "cannot open the database",
+    "SQLITE_BUSY": "locked by another process",
 }
 _MESSAGES = {
     "No space left on device": "disk full",

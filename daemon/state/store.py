@@ -184,6 +184,15 @@ MIGRATIONS: dict[int, str] = {0: "", 1: "", 2: "", 3: "ALTER TABLE waiting ADD C
 number of rows of each ``waiting`` entry, ``n``, so a restart counts the waiting events without reading them:
 NULL in an entry a version-3 store wrote, which is then read to count it)."""
 
+OPEN_BUSY_SECONDS = 30.0
+"""How long opening a store waits out another process's lock on it (two processes creating or migrating one
+store at the same moment: SQLite refuses one without waiting when both want to write). Locked is not damage."""
+OPEN_RETRY_SECONDS = 0.05
+"""Pause between tries of an open that found the store locked."""
+BUSY_TIMEOUT_SECONDS = 5.0
+"""How long one statement waits for another connection's lock before SQLite reports the store busy (sqlite3's
+default, named)."""
+
 PART_REF = "$part"
 """Key of a reference, in a stored pipeline state, to one of its model's rows in the ``parts`` table."""
 
@@ -234,24 +243,36 @@ class Store:
                 # Empty beside buffers or a registry: truncated, not a store that was never written.
                 raise StateCorrupt(self.path, "the database file is empty (truncated?)")
             private_file(file)
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        try:
-            with self._lock:
-                if self.path != ":memory:":
-                    self._db.execute("PRAGMA journal_mode=WAL")
-                    problems = [r[0] for r in self._db.execute("PRAGMA quick_check").fetchall()]
-                    if problems != ["ok"]:
-                        raise StateCorrupt(self.path, "integrity check failed: " + "; ".join(problems[:5]))
-                self._db.execute("PRAGMA synchronous=NORMAL")
-                self._migrate()
-        except sqlite3.DatabaseError as e:
-            self._db.close()
-            if storage_fault(e) is not None:  # a full disk or a read-only folder is not damage
+        deadline = time.monotonic() + OPEN_BUSY_SECONDS
+        while True:
+            self._db = sqlite3.connect(
+                self.path, timeout=BUSY_TIMEOUT_SECONDS, check_same_thread=False, isolation_level=None
+            )
+            try:
+                self._prepare()
+                return
+            except sqlite3.DatabaseError as e:
+                self._db.close()
+                if _busy(e) and time.monotonic() < deadline:  # another process is creating or migrating it
+                    time.sleep(OPEN_RETRY_SECONDS)
+                    continue
+                if storage_fault(e) is not None:  # a full disk, a read-only folder, a lock held on: not damage
+                    raise
+                raise StateCorrupt(self.path, f"not a readable SQLite database ({e})") from None
+            except StateCorrupt:
+                self._db.close()
                 raise
-            raise StateCorrupt(self.path, f"not a readable SQLite database ({e})") from None
-        except StateCorrupt:
-            self._db.close()
-            raise
+
+    def _prepare(self) -> None:
+        """WAL mode, the integrity check and the schema (created or migrated) of a store opened for writing."""
+        with self._lock:
+            if self.path != ":memory:":
+                self._db.execute("PRAGMA journal_mode=WAL")
+                problems = [r[0] for r in self._db.execute("PRAGMA quick_check").fetchall()]
+                if problems != ["ok"]:
+                    raise StateCorrupt(self.path, "integrity check failed: " + "; ".join(problems[:5]))
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._migrate()
 
     def _migrate(self) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
@@ -798,6 +819,11 @@ def private_file(path: Path) -> None:
     -wal and -shm files the database's mode."""
     path.parent.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
     os.close(os.open(path, os.O_CREAT | os.O_WRONLY, FILE_MODE))
+
+
+def _busy(e: sqlite3.DatabaseError) -> bool:
+    """Whether SQLite refused because another connection holds a lock (SQLITE_BUSY and its extended codes)."""
+    return (getattr(e, "sqlite_errorname", None) or "").startswith("SQLITE_BUSY")
 
 
 _NESTED = frozenset({dict, list})

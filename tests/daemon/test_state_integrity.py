@@ -3,11 +3,16 @@ zero; `driftwarden state check` reports it and `state repair` quarantines it, sa
 
 from __future__ import annotations
 
+import collections
+import multiprocessing
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 from driftwarden.daemon.cli.state import EXIT_CORRUPT
+from driftwarden.daemon.state import store as store_module
+from driftwarden.daemon.state.faults import storage_fault
 from driftwarden.daemon.state.store import SCHEMA_VERSION, StateCorrupt, Store
 
 from tests.conftest import run_cli
@@ -118,3 +123,50 @@ def test_a_deleted_buffer_segment_is_named_by_check_and_at_start(tmp_path: Path,
     assert started.returncode == 0, started.stderr  # type: ignore[attr-defined]
     said = "".join(started.stderr.split())  # type: ignore[attr-defined]  # the console wraps long lines
     assert second.name in said and "ismissing(deleted?):its300rowsarelostforretraining" in said, said
+
+
+def _open_new_stores(folder: str, rounds: int, barrier: Any, results: Any) -> None:
+    """A process that opens store ``i`` of ``folder`` at the same moment as its siblings, for each round."""
+    for i in range(rounds):
+        barrier.wait()
+        try:
+            Store(Path(folder) / f"{i}.db").close()
+            results.put("opened")
+        except Exception as e:  # noqa: BLE001 - what the test counts
+            results.put(f"{type(e).__name__}: {e}")
+
+
+def test_processes_opening_a_new_store_at_the_same_moment_all_open_it(tmp_path: Path) -> None:
+    """Two processes creating one store at once: SQLite refuses one of them without waiting (both want to
+    write the new schema); that is a lock, not damage (it was reported as a damaged store, exit 65)."""
+    ctx = multiprocessing.get_context("fork")
+    workers, rounds = 3, 60
+    barrier, results = ctx.Barrier(workers), ctx.Queue()
+    procs = [
+        ctx.Process(target=_open_new_stores, args=(str(tmp_path), rounds, barrier, results)) for _ in range(workers)
+    ]
+    for p in procs:
+        p.start()
+    outcomes = collections.Counter(results.get(timeout=60) for _ in range(workers * rounds))
+    for p in procs:
+        p.join(timeout=10)
+    assert outcomes == {"opened": workers * rounds}, outcomes
+    assert all(Store(tmp_path / f"{i}.db").schema_version() == SCHEMA_VERSION for i in range(rounds))
+
+
+def test_a_store_locked_for_longer_than_the_open_waits_is_a_storage_fault_not_damage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module, "OPEN_BUSY_SECONDS", 0.3)
+    monkeypatch.setattr(store_module, "BUSY_TIMEOUT_SECONDS", 0.05)
+    path = tmp_path / "state.db"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # another process holds the new store for ever
+    try:
+        with pytest.raises(sqlite3.OperationalError) as refused:
+            Store(path)
+    finally:
+        holder.rollback()
+        holder.close()
+    assert storage_fault(refused.value, str(path)) == f"locked by another process: {path} (database is locked)"
+    Store(path).close()  # once the lock is gone it opens
