@@ -275,19 +275,23 @@ class Store:
             self._migrate()
 
     def _migrate(self) -> None:
-        version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise StateCorrupt(self.path, f"schema version {version} is newer than this driftwarden's {SCHEMA_VERSION}")
-        if version == SCHEMA_VERSION:
-            self._db.executescript(SCHEMA)
-            return
-        # One transaction: a daemon killed halfway leaves the store as it was (a migration that is not
-        # idempotent, such as adding a column, is never run twice on one store).
-        steps = "".join(MIGRATIONS[v] for v in range(version, SCHEMA_VERSION))
+        """The schema, created or migrated to :data:`SCHEMA_VERSION` in one write transaction that also reads
+        the version: a daemon killed halfway leaves the store as it was, and of two processes opening one old
+        (or new) store at once the second sees the first's version (a migration that is not idempotent, such
+        as adding a column, never runs twice on one store)."""
+        self._db.execute("BEGIN IMMEDIATE")
         try:
-            self._db.executescript(
-                f"BEGIN IMMEDIATE;\n{SCHEMA}{steps}\nPRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;"
-            )
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise StateCorrupt(
+                    self.path, f"schema version {version} is newer than this driftwarden's {SCHEMA_VERSION}"
+                )
+            for script in (SCHEMA, *(MIGRATIONS[v] for v in range(version, SCHEMA_VERSION))):
+                for statement in sql_statements(script):
+                    self._db.execute(statement)
+            if version != SCHEMA_VERSION:
+                self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            self._db.execute("COMMIT")
         except BaseException:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
@@ -819,6 +823,21 @@ def private_file(path: Path) -> None:
     -wal and -shm files the database's mode."""
     path.parent.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
     os.close(os.open(path, os.O_CREAT | os.O_WRONLY, FILE_MODE))
+
+
+def sql_statements(script: str) -> Iterator[str]:
+    r"""The statements of an SQL ``script``, one by one (``executescript`` would commit the caller's transaction).
+
+    >>> list(sql_statements("CREATE TABLE a (x); -- a comment; with a semicolon\nINSERT INTO a VALUES (';');"))
+    ['CREATE TABLE a (x);', "-- a comment; with a semicolon\nINSERT INTO a VALUES (';');"]
+    """
+    pending = ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                yield pending.strip()
+            pending = ""
 
 
 def _busy(e: sqlite3.DatabaseError) -> bool:
