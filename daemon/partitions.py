@@ -35,8 +35,9 @@ checkpoint (its buffer's documents, as its segment files hold them) go to that t
 model, partition = its task, header = this daemon; the offsets they landed at extend the task's
 **ranges** (``[first, end, owner]``), which the snapshot carries (``"labeled"``, and in each
 model's state for the local copy). A new owner restoring from the changelog reads the task's
-partition back within those ranges and writes each model's documents as one segment of its
-buffer: the training window is the one the old owner had, row for row. Messages outside the
+partition back within those ranges and writes each model's documents as segments of its buffer,
+one whenever the documents read hold 64 MB (``READ_BUDGET_BYTES``), so an assign's memory is bounded:
+the training window is the one the old owner had, row for row. Messages outside the
 ranges (sent by a daemon that died before its checkpoint) are skipped: their rows are replayed
 and written again. Row indices stay ordered: a new owner's next event index is at least the
 snapshot's. The topic keeps rows by time (``labeled_retention``, default 7 days) and optionally
@@ -65,8 +66,8 @@ positions: run one daemon per group.
 
 Known limits: zombie fencing is by "furthest positions wins", not by transactions; the
 labeled-data log is read from the oldest retained offset of the task's ranges on every assign
-(bounded by its retention, not by the rows the buffers keep), and the task's documents are held
-in memory until each model's segment is written.
+(bounded by its retention, not by the rows the buffers keep: an assign reads, and writes as
+segments, rows that the buffers then prune).
 """
 
 from __future__ import annotations
@@ -189,11 +190,14 @@ class Changelog:
         self._sink.close()
 
 
-Restore = Callable[[str, dict[str, Any], int, bool, list[bytes] | None], bool]
-"""``restore(model, state, next_index, local, docs)``: rebuild ``model``'s pipeline from ``state`` (with the
-local store's unmatched join halves and labeled buffer when ``local``, else a buffer of ``docs``, the
-labeled-data log's documents of the model, or a fresh one when None), as of event index
+Restore = Callable[[str, dict[str, Any], int, bool], bool]
+"""``restore(model, state, next_index, local)``: rebuild ``model``'s pipeline from ``state`` (with the local
+store's unmatched join halves and labeled buffer when ``local``, else a fresh buffer), as of event index
 ``next_index``; False when this daemon has no policy for ``model``."""
+
+Adopt = Callable[[str, list[bytes]], int]
+"""``adopt(model, docs)``: write labeled-data log documents (oldest first) into the restored ``model``'s
+labeled buffer, as a segment; returns the rows they hold."""
 
 
 class Handover(Protocol):
@@ -232,8 +236,10 @@ class Ownership:
         changelog: Changelog | None = None,
         labeled: Callable[[str], LabeledLog] | None = None,
         handover: Handover | None = None,
+        adopt: Adopt | None = None,
     ) -> None:
         self.source, self.checkpoint, self.store, self.changelog = source, checkpoint, store, changelog
+        self._adopt = adopt
         self.handover = handover if changelog is not None else None
         """Hands actions in flight over with their task (None: without a changelog they stay)."""
         self.topics: tuple[str, ...] = tuple(topics)
@@ -269,6 +275,7 @@ class Ownership:
         checkpoint_now: Callable[[], object],
         handover: Handover | None = None,
         waiter: Callable[[str], Any] | None = None,
+        adopt: Adopt | None = None,
     ) -> Ownership:
         """Ownership of ``source``'s tasks, with a changelog when ``config`` names one; ``waiter(bootstrap)``
         makes what the changelog's and the labeled-data log's flushes wait broker outages out with."""
@@ -305,6 +312,7 @@ class Ownership:
             changelog=changelog,
             labeled=labeled,
             handover=handover,
+            adopt=adopt,
         )
 
     # -- the loop's hooks -------------------------------------------------------------------------
@@ -500,14 +508,16 @@ class Ownership:
         is_local = bool(chosen.get("local"))
         self.moves["restored_local" if is_local else "restored_remote"] += 1
         next_index = int(chosen["next_index"])
-        docs = self._labeled_docs(task, chosen, is_local)
+        self._take_ranges(task, chosen)
+        restored = []
         for model, state in chosen["models"].items():
-            if not self._restore_model(
-                model, state, next_index, is_local, None if docs is None else docs.get(model, [])
-            ):
+            if not self._restore_model(model, state, next_index, is_local):
                 log.warning("task %d holds state of model %s, which has no policy here; ignored", task, model)
                 continue
             self.home[model] = task
+            restored.append(model)
+        if not is_local:  # the local buffers are the ones to keep when the local copy is chosen
+            self._read_labeled(task, restored)
         if self.handover is not None:  # the actions of the furthest record; the changelog's when level
             best = furthest(remote)
             source = best if best is not None and (not is_local or _key(best) >= _key(chosen)) else chosen
@@ -524,23 +534,32 @@ class Ownership:
             sorted(chosen["models"]),
         )
 
-    def _labeled_docs(self, task: int, chosen: Mapping[str, Any], is_local: bool) -> dict[str, list[bytes]] | None:
-        """The task's ranges of the labeled-data log, taken from ``chosen``; read from the log
-        when the local buffers are not the ones to keep (None without a log)."""
+    def _take_ranges(self, task: int, chosen: Mapping[str, Any]) -> None:
+        """The task's ranges of the labeled-data log, taken from ``chosen`` (nothing without a log)."""
         if self.labeled is None:
-            return None
+            return
         ranges = chosen.get("labeled")
         if ranges is None:  # the local copy: each model's state carries its task's ranges
             ranges = next((s["labeled"] for s in chosen["models"].values() if s.get("labeled") is not None), [])
         self.labeled_ranges[task] = [list(r) for r in ranges]
-        if is_local:
-            return None
-        docs = self.labeled.read(task, self.labeled_ranges[task], list(chosen["models"]))
+
+    def _read_labeled(self, task: int, models: list[str]) -> None:
+        """Rebuild ``models``' labeled buffers from the task's ranges of the labeled-data log, a segment per
+        :data:`~driftwarden.daemon.io.kafka.labeled_log.READ_BUDGET_BYTES` read (nothing without a log)."""
+        if self.labeled is None or self._adopt is None or not models:
+            return
+        rows: dict[str, int] = {}
+
+        def adopt(model: str, docs: list[bytes]) -> None:
+            assert self._adopt is not None
+            rows[model] = rows.get(model, 0) + self._adopt(model, docs)
+
+        read = self.labeled.read_into(task, self.labeled_ranges[task], models, adopt)
         log.info(
-            "task %d: %d labeled-data documents of %d models read back from %s",
+            "task %d: %d labeled-data documents (%d rows) of %d models read back from %s",
             task,
-            sum(map(len, docs.values())),
-            len(docs),
+            sum(read.values()),
+            sum(rows.values()),
+            len(read),
             self.labeled.topic,
         )
-        return docs

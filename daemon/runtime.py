@@ -333,6 +333,7 @@ class Daemon:
                 self.store,
                 models=self.policies,
                 restore=self._restore_model,
+                adopt=self._adopt_labeled,
                 checkpoint_now=self.write_checkpoint,
                 handover=Handover(self.actions, self.store),
                 waiter=self._kafka_waiter,
@@ -507,9 +508,7 @@ class Daemon:
     def _buffers(self, model: str) -> Path:
         return self.settings.state_dir / "buffers" / model
 
-    def _restore_model(
-        self, model: str, state: dict[str, Any], next_index: int, local: bool, docs: list[bytes] | None
-    ) -> bool:
+    def _restore_model(self, model: str, state: dict[str, Any], next_index: int, local: bool) -> bool:
         """Kafka ownership moved ``model``'s task here (see daemon/partitions.py: ``Restore``)."""
         policy = self.policies.get(model)
         if policy is None:  # a fleet model first seen by another owner: route it by this daemon's policies
@@ -522,11 +521,12 @@ class Daemon:
         if not local:
             shutil.rmtree(self._buffers(model), ignore_errors=True)  # another owner's rows since: ours are stale
         pending = self.store.pending(model) if local else None
-        pipe = self.pipelines[model] = self._pipeline(policy, state, pending, upto=next_index - 1)
-        if docs:  # the previous owners' labeled rows, from the labeled-data log
-            rows = pipe.buffer.adopt(docs)
-            log.info("model %s: its training window rebuilt from the labeled-data log (%d rows)", model, rows)
+        self.pipelines[model] = self._pipeline(policy, state, pending, upto=next_index - 1)
         return True
+
+    def _adopt_labeled(self, model: str, docs: list[bytes]) -> int:
+        """The previous owners' labeled rows of a restored ``model``, from the labeled-data log (partitions.py)."""
+        return self.pipelines[model].buffer.adopt(docs)
 
     # -- the loop ------------------------------------------------------------------------------
 

@@ -364,3 +364,42 @@ def test_an_alert_decided_in_the_last_batch_before_a_graceful_stop_is_not_carrie
         store.close()
     decided = sorted((d["key"], "skipped") for d in reference(paths, values, tmp_path / "ref2"))
     assert states == {"a": decided, "b": []}  # each carried out once, by a; nothing handed to b
+
+
+def test_an_assign_reads_the_labeled_log_in_parts_of_a_bounded_size(
+    kafka_bootstrap: str, kafka_topic: Callable[..., str], kafka_group: Callable[[], str], tmp_path: Path
+) -> None:
+    """The documents read on assign are handed on (written as a segment) whenever those held pass the budget:
+    an assign's memory is bounded by it, not by the topic's retention; the rebuilt windows are the same."""
+    like, topic = kafka_topic(1), f"labeled-{kafka_group()}"
+    log = LabeledLog(kafka_bootstrap, topic, {}, owner="a", like=like, retention_ms=3_600_000)
+    sent: dict[str, list[bytes]] = {"m": [], "n": []}
+    try:
+        ranges: dict[int, list[Range]] = {0: []}
+        for i in range(30):
+            for model in sent:
+                buffer = LabeledBuffer(tmp_path / "make" / f"{model}-{i}")
+                rows = [
+                    (i * 10 + j, float(i), f"{model}-{i * 10 + j}", {"x": float(j)}, {}, 1, None, j % 2)
+                    for j in range(10)
+                ]
+                buffer.extend(LabeledRows.of(rows))
+                (doc,) = buffer.pending_docs()
+                log.send(0, model, [doc])
+                sent[model].append(doc)
+        log.flush(ranges)
+        parts: list[tuple[str, list[bytes]]] = []
+        budget = 4 * max(map(len, sent["m"]))
+        read = log.read_into(0, ranges[0], ["m", "n"], lambda model, docs: parts.append((model, docs)), budget=budget)
+    finally:
+        log.close()
+    assert read == {"m": 30, "n": 30}
+    assert len(parts) > 10  # in parts...
+    assert all(sum(map(len, docs)) <= budget + max(map(len, docs)) for _, docs in parts)  # ...of the budget's size
+    for model, docs in sent.items():  # each model's documents once, in order
+        assert [d for m, part in parts if m == model for d in part] == docs
+        rebuilt = LabeledBuffer(tmp_path / "rebuilt" / model)
+        for m, part in parts:
+            if m == model:
+                rebuilt.adopt(part)
+        assert list(rebuilt.rows().ids) == [f"{model}-{k}" for k in range(300)]

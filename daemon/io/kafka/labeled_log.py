@@ -27,7 +27,7 @@ This module moves bytes only; parsing rows is the labeled buffer's (``LabeledBuf
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from driftwarden.daemon.io.kafka.admin import ensure_topics, partition_count
@@ -39,6 +39,11 @@ from kafka import KafkaConsumer, TopicPartition
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 """Largest message: one pipeline call's joined rows (a batch of thousands of rows with tens of
 features is a few MB of JSON, gzip-compressed in the topic)."""
+
+READ_BUDGET_BYTES = 64 * 1024 * 1024
+"""Documents held at once while a task's log is read on assign: past this, each model's are handed on
+(written as a segment of its buffer) before more are read, so an assign's memory does not grow with the
+topic's retention."""
 
 READ_TIMEOUT_S = 60.0
 """Reading one task's retained rows on assign (a few hundred MB at most at these sizes)."""
@@ -141,8 +146,23 @@ class LabeledLog:
                 extend(ranges[task], self.owner, min(offsets), max(offsets) + 1)
 
     def read(self, task: int, ranges: Sequence[Range], models: Collection[str]) -> dict[str, list[bytes]]:
-        """``models``' documents counted in ``task``'s ``ranges``, oldest first; ranges whose
-        messages the topic's retention deleted are removed from ``ranges`` (a list, edited)."""
+        """``models``' documents counted in ``task``'s ``ranges``, oldest first, all at once (see :meth:`read_into`)."""
+        out: dict[str, list[bytes]] = {}
+        self.read_into(task, ranges, models, lambda model, docs: out.setdefault(model, []).extend(docs), budget=None)
+        return out
+
+    def read_into(
+        self,
+        task: int,
+        ranges: Sequence[Range],
+        models: Collection[str],
+        adopt: Callable[[str, list[bytes]], object],
+        budget: int | None = READ_BUDGET_BYTES,
+    ) -> dict[str, int]:
+        """Hand ``models``' documents counted in ``task``'s ``ranges`` to ``adopt(model, docs)``, oldest first,
+        whenever those held reach more than ``budget`` bytes (None: once, at the end), and the rest at the end;
+        returns the documents read per model. Ranges whose messages the topic's retention deleted are removed
+        from ``ranges`` (a list, edited)."""
         if not ranges:
             return {}
         tp = TopicPartition(self.topic, task)
@@ -157,8 +177,17 @@ class LabeledLog:
                 **self._client,
             ),
         )
-        out: dict[str, list[bytes]] = {}
+        held: dict[str, list[bytes]] = {}
+        size = 0
+        count: dict[str, int] = {}
         wanted = {m.encode() for m in models}
+
+        def hand_on() -> None:
+            nonlocal held, size
+            for model, docs in held.items():
+                adopt(model, docs)
+            held, size = {}, 0
+
         try:
             consumer.assign([tp])
             begin = consumer.beginning_offsets([tp])[tp]
@@ -177,10 +206,16 @@ class LabeledLog:
                         continue
                     owner = dict(message.headers or ()).get(OWNER_HEADER)
                     if counted(ranges, message.offset, owner.decode() if owner is not None else None):
-                        out.setdefault(message.key.decode(), []).append(message.value)
+                        model = message.key.decode()
+                        held.setdefault(model, []).append(message.value)
+                        count[model] = count.get(model, 0) + 1
+                        size += len(message.value)
+                        if budget is not None and size > budget:
+                            hand_on()
         finally:
             consumer.close(autocommit=False)
-        return out
+        hand_on()
+        return count
 
     def close(self) -> None:
         self._sink.close()
