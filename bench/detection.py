@@ -3,6 +3,7 @@ detectors run raw on the same streams as the baseline, plus feature_drift's fals
 power check over 20 features.
 
     .venv/bin/python bench/detection.py [--seeds 10] [--workers 2] [--quick] [--part calibration|streams]
+        [--kinds cusum,ewma]
 
 First the calibrated-defaults table (bench/calibration.py): every streaming kind at its defaults
 on stationary twins (an N(0,1) feature; 0/1 errors at 5 % and 30 %), false alarms per 100,000
@@ -35,7 +36,8 @@ per 100,000 events of both. KSWIN costs ~0.35 ms per event, so it runs on the fi
 and 2,000 events either side of the change only (twin: 4,000 events).
 
 ``driftwarden`` rows use the monitor kinds with their defaults through the Monitor API;
-``river`` rows run River's classes directly with River's defaults.
+``river`` rows run River's classes directly with River's defaults. ``--kinds`` (as the calibration
+part's) keeps the rows of those kinds, each with River's detector of the same name.
 """
 
 from __future__ import annotations
@@ -204,6 +206,16 @@ DETECTORS = (
 )
 
 
+def selected(kinds: list[str]) -> tuple[Detector, ...]:
+    """The rows of ``kinds`` (``--kinds``), each with River's detector of the same name as its baseline.
+
+    >>> [(d.name, d.source) for d in selected(["cusum", "adwin"])]
+    [('adwin', 'driftwarden'), ('cusum', 'driftwarden'), ('ADWIN', 'river')]
+    """
+    wanted = {k.replace("_", "").lower() for k in kinds}
+    return tuple(d for d in DETECTORS if d.name.split("/")[0].replace("_", "").lower() in wanted)
+
+
 # ----------------------------------------------------------------------------- measuring
 
 
@@ -363,6 +375,10 @@ def main() -> None:
     args = ap.parse_args()
     seeds = 3 if args.quick else args.seeds
     started = time.perf_counter()
+    chosen = args.kinds != ",".join(calibration.ALL_KINDS)  # --kinds given: only those rows (workers fork after)
+    if chosen:
+        global DETECTORS
+        DETECTORS = selected(args.kinds.split(","))
     jobs = [("error", s, seed, args.quick) for s in ERROR_STREAMS for seed in range(seeds)]
     jobs += [("feature", s, seed, args.quick) for s in FEATURE_STREAMS for seed in range(seeds)]
     with Pool(args.workers) as pool:
@@ -378,7 +394,8 @@ def main() -> None:
             f"River {__import__('river').__version__}\n"
         )
         print_table(summarise(rows))
-        feature_drift_check(pool, seeds, args.fd_windows)
+        if not chosen or any(d.name.startswith("feature_drift") for d in DETECTORS):
+            feature_drift_check(pool, seeds, args.fd_windows)
     print(f"\n({time.perf_counter() - started:.0f} s on {args.workers} workers)")
 
 

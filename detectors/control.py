@@ -265,8 +265,10 @@ class Cusum(_Chart):
     On a 0/1 series (``error``) the sd is Bernoulli's from the warm-up rate ``p`` (with a floor),
     and the defaults of ``k`` and ``h`` become Bernoulli's log-likelihood-ratio CUSUM of ``p``
     against a doubled rate (:func:`bernoulli_chart`), set for a false alarm per 200,000 values
-    at any rate. Both sums are always kept: a change against ``direction`` is a signal with
-    ``drift: false``.
+    at any rate. A warm-up rate below ``RATE_FLOOR`` (1 %) is held at the floor for the chart, so
+    the fall side then stays idle (each 0 would be evidence of a fall from the floor); above
+    ``1 - RATE_FLOOR`` the rise side does. Both sums are otherwise kept: a change against
+    ``direction`` is a signal with ``drift: false``.
     Memory: O(1) — running moments during warmup, two sums after.
 
     >>> m = Cusum(series="x", mean=0.0, sd=1.0, h=4.0, direction="up")
@@ -307,10 +309,20 @@ class Cusum(_Chart):
         self._h = float(self.h) if self.h is not None else h
         self._kd = float(self.k) if self.k is not None else kd
         self._hd = float(self.h) if self.h is not None else hd
+        self._set_idle()
+
+    def _set_idle(self) -> None:
+        """On a 0/1 series a side whose warm-up rate is past the floor (RATE_FLOOR) is idle: the
+        reference held at the floor is not the rate, so that side would test a change that has
+        already happened (below 1 %, the fall side saw each 0 as evidence of a fall)."""
+        mu = self._mu if getattr(self, "_binary", False) and self._mu is not None else 0.5
+        self._idle_down, self._idle_up = mu < RATE_FLOOR, mu > 1.0 - RATE_FLOOR
 
     def _step(self, z: float) -> tuple[float, float, str | None]:
-        self._up = max(0.0, self._up + z - self._k)
-        self._down = max(0.0, self._down - z - self._kd)
+        if not self._idle_up:
+            self._up = max(0.0, self._up + z - self._k)
+        if not self._idle_down:
+            self._down = max(0.0, self._down - z - self._kd)
         if self._up > self._h:
             return self._up, self._h, "up"
         if self._down > self._hd:
@@ -324,6 +336,7 @@ class Cusum(_Chart):
         self._up, self._down = float(state["up"]), float(state["down"])
         self._k, self._h = float(state["k"]), float(state["h"])
         self._kd, self._hd = float(state.get("kd", self._k)), float(state.get("hd", self._h))  # older states: one k, h
+        self._set_idle()
 
 
 class Ewma(_Chart):

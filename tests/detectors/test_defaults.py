@@ -6,6 +6,7 @@ River-backed kinds are checked against River's detector run raw at the same para
 from __future__ import annotations
 
 import numpy as np
+import orjson
 import pytest
 from driftwarden.detectors.base import Batch
 from driftwarden.detectors.registry import build
@@ -126,3 +127,37 @@ def test_cusum_on_errors_is_bernoullis_likelihood_ratio_chart(rate: float) -> No
     assert per_correct == pytest.approx(np.log((1 - q) / (1 - p)))
     kl = p * np.log(p / q) + (1 - p) * np.log((1 - p) / (1 - q))
     assert up * sd * state["h"] == pytest.approx(np.log(200_000 * kl))
+
+
+def signals(kind: str, x: np.ndarray, resume_at: int | None = None) -> list[tuple[int, str]]:
+    """Every signal (drift or not) of ``kind`` at its defaults on the 0/1 feature ``x`` (direction both), in
+    batches of 1,000; with ``resume_at``, the monitor is snapshot there through JSON and a new one resumes."""
+    m, out = build(kind, {"series": "x"}), []
+    for i in range(0, len(x), 1000):
+        if resume_at is not None and i == resume_at:
+            state = orjson.loads(orjson.dumps(m.snapshot()))
+            m = build(kind, {"series": "x"})
+            m.restore(state)
+        idx = np.arange(i, i + 1000)
+        out += [(s.at, s.details["direction"]) for s in m.update(Batch.of(index=idx, features={"x": x[idx]}))]
+    return out
+
+
+@pytest.mark.parametrize("rate", [0.0, 0.002, 0.005, 0.995, 1.0])
+@pytest.mark.parametrize("kind", ["cusum", "ewma"])
+def test_a_0_1_feature_whose_rate_is_past_the_floor_raises_no_signal(kind: str, rate: float) -> None:
+    """Below RATE_FLOOR (1 %) the reference rate is held at the floor; the side testing a change further past
+    it stays idle (cusum raised a 'down' signal every ~1,200 values there: 58 per 100,000 at 0.2 %)."""
+    x = (np.random.default_rng([3, int(rate * 1000)]).random(2 * N) < rate).astype(float)
+    assert signals(kind, x) == []
+    assert signals(kind, x, resume_at=5000) == []
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_cusum_on_a_rare_0_1_feature_still_finds_a_rise(flip: bool) -> None:
+    """The other side stays live: a 0.2 % rate that becomes 3 % (or, flipped, a 99.8 % rate that becomes 97 %)."""
+    rng = np.random.default_rng(5)
+    x = (rng.random(N) < np.where(np.arange(N) >= CHANGE, 0.03, 0.002)).astype(float)
+    found = signals("cusum", 1.0 - x if flip else x)
+    assert found and CHANGE <= found[0][0] < CHANGE + HORIZON, found[:3]
+    assert found[0][1] == ("down" if flip else "up")
