@@ -167,12 +167,19 @@ class OwnBroker:
         _broker("stop", self.env, timeout=STOP_TIMEOUT_S)
 
 
-@pytest.fixture
-def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OwnBroker]:
-    """A running :class:`OwnBroker`, stopped afterwards (whatever the test did to it)."""
+@pytest.fixture(scope="module")
+def _module_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OwnBroker]:
+    """One :class:`OwnBroker` for a module's tests (a start costs ~10 s), stopped after them."""
     broker = OwnBroker(tmp_path_factory.mktemp("own-kafka"))
-    broker.start()
     try:
         yield broker
     finally:
         broker.stop()
+
+
+@pytest.fixture
+def own_broker(_module_broker: OwnBroker) -> OwnBroker:
+    """A running :class:`OwnBroker` of the test's module (started again if a test before left it killed): the
+    module's tests share it, each with topics and groups of its own."""
+    _module_broker.start()  # does nothing when it runs
+    return _module_broker

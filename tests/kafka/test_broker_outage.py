@@ -169,19 +169,19 @@ def test_a_checkpoint_with_labeled_rows_waits_a_broker_outage_out_and_the_log_ho
     A flush without a waiter gives up after 30 s; here after 2 s, so that the outage outlasts it."""
     monkeypatch.setattr(KafkaSink.flush, "__defaults__", (2.0,))
     boot = own_broker.bootstrap
-    ensure_topics(boot, {"events": 1})
+    ensure_topics(boot, {"labeled-events": 1})
     values = stream("m0", 800, seed=5)  # labeled predictions: every event is a labeled row
-    produce(boot, "events", values[:600], key=lambda v: b"m0")
+    produce(boot, "labeled-events", values[:600], key=lambda v: b"m0")
     paths = policies(tmp_path, ["m0"])
     s = settings(
         tmp_path / "state",
         boot,
-        ["events"],
+        ["labeled-events"],
         "labeled-outage",
         paths,
         execute=False,
         checkpoint_seconds=600,  # checkpoints by count only: the one below is the outage's
-        source={"changelog_topic": "changelog", "labeled_topic": "labeled"},
+        source={"changelog_topic": "labeled-changelog", "labeled_topic": "labeled"},
     )
     daemon = Daemon(s, open_source(s), loaded(paths))
     try:
@@ -189,7 +189,7 @@ def test_a_checkpoint_with_labeled_rows_waits_a_broker_outage_out_and_the_log_ho
         own = daemon.ownership
         assert own is not None and own.labeled is not None
         # Read before the broker went: applied, their labeled rows pending for the next checkpoint.
-        daemon.process([Record(v, "kafka:events:0", 600 + i) for i, v in enumerate(values[600:])])
+        daemon.process([Record(v, "kafka:labeled-events:0", 600 + i) for i, v in enumerate(values[600:])])
         own_broker.kill()
         errors: list[BaseException] = []
 
@@ -207,7 +207,7 @@ def test_a_checkpoint_with_labeled_rows_waits_a_broker_outage_out_and_the_log_ho
         own_broker.start()
         writer.join(WAIT_S)
         assert not writer.is_alive() and not errors, errors
-        assert daemon.store.positions() == {"kafka:events:0": 800}
+        assert daemon.store.positions() == {"kafka:labeled-events:0": 800}
         docs = own.labeled.read(0, own.labeled_ranges[0], ["m0"])
     finally:
         daemon.close()
