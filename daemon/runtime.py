@@ -74,6 +74,9 @@ COALESCE_ROWS = 1024
 ~50-100 µs whatever its size, and its snapshot, state row, parts and segment at the next checkpoint
 ~1-2 ms more, so 1,000 models sharing batches of 1,000 records would pay them per record. Waiting
 rows cost no memory once a checkpoint stored them (they are read back when the model runs)."""
+COALESCE_SHARE = 4
+"""A model with at least 1/4 of a batch's events runs at once: the call's fixed cost is shared already (a
+daemon of one or a few models never makes its events wait)."""
 HELD_IN_MEMORY = 200_000
 """Waiting events in memory (decoded: ~180 MB at 20 features) at a checkpoint at most: past that, the
 models with the most run until three quarters of this are left. With 1,000 models this bound, not
@@ -631,17 +634,20 @@ class Daemon:
         if not waiting and flush:
             return dict(by_model)
         ready: dict[str, EventRows | None] = {}
+        # A large share of the batch, or a rollout that waits for live rows, runs now.
+        large = sum(len(rows) for rows in by_model.values()) / COALESCE_SHARE
+        watched = self.actions.watching_models
         for model, rows in by_model.items():
             held = waiting.get(model)
             if held is None:
-                if flush or len(rows) >= COALESCE_ROWS:
+                if flush or len(rows) >= min(COALESCE_ROWS, large) or model in watched:
                     ready[model] = rows
                 else:
                     waiting[model] = held = Held(EventRows.empty(model))  # its own lists: extended in place
                     held.rows.extend(rows)
                 continue
             held.rows.extend(rows)
-            if flush or len(held) >= COALESCE_ROWS:
+            if flush or len(held) >= COALESCE_ROWS or model in watched:
                 ready[model] = None
         if flush:
             ready.update(dict.fromkeys(waiting))  # after the models above (kept where they are)

@@ -135,6 +135,11 @@ class ActionRunner:
             return len(self._running)
 
     @property
+    def watching_models(self) -> set[str]:
+        """Models whose rollout waits for live rows (shadow, verification): their events should not wait."""
+        return {k.split("/", 1)[0] for k in self.windows.keys()}
+
+    @property
     def busy_models(self) -> set[str]:
         """Models with a retrain or rollout in flight (for inhibition)."""
         with self._lock:

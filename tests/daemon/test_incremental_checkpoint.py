@@ -84,6 +84,7 @@ def test_events_that_wait_for_more_of_their_model_are_stored_by_a_checkpoint_and
     event counted once, the states as in one run. Past ``HELD_IN_MEMORY`` waiting events (100: 140
     at each checkpoint) the models with the most run at the checkpoint."""
     monkeypatch.setattr(runtime, "HELD_IN_MEMORY", in_memory)
+    monkeypatch.setattr(runtime, "COALESCE_SHARE", 1)  # only a whole batch runs at once: two models' halves wait
     (tmp_path / "p.yaml").write_text(POLICY)
     batches = [records("ma", 10 * k, 10, 20 * k) + records("mb", 10 * k, 10, 20 * k + 10) for k in range(30)]
 
@@ -117,9 +118,12 @@ def test_events_that_wait_for_more_of_their_model_are_stored_by_a_checkpoint_and
     crashed.close()
 
 
-def test_the_waiting_events_of_a_version_3_store_are_counted_and_run_after_the_upgrade(tmp_path: Path) -> None:
+def test_the_waiting_events_of_a_version_3_store_are_counted_and_run_after_the_upgrade(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A store of schema version 3 has no row count in ``waiting``: opening it adds the column (in
     one transaction with the version), and its uncounted entries are read once to count them."""
+    monkeypatch.setattr(runtime, "COALESCE_SHARE", 1)  # only a whole batch runs at once: two models' halves wait
     (tmp_path / "p.yaml").write_text(POLICY)
     batches = [records("ma", 10 * k, 10, 20 * k) + records("mb", 10 * k, 10, 20 * k + 10) for k in range(12)]
 
@@ -152,3 +156,30 @@ def test_the_waiting_events_of_a_version_3_store_are_counted_and_run_after_the_u
         )
     whole.close()
     upgraded.close()
+
+
+def test_a_model_with_a_large_share_of_a_full_poll_runs_at_once_and_one_among_many_waits(tmp_path: Path) -> None:
+    """A model's events wait for more of them only when the batch is spread over many models (its call's cost is
+    not shared yet), and never while its deploy waits for live rows to verify: one model of a full poll runs every
+    batch; of ten models sharing it, none does, but the one whose verification watches."""
+    (tmp_path / "p.yaml").write_text(POLICY)
+    one = Daemon(
+        Settings(state_dir=tmp_path / "one", execute=False), MemorySource([]), [load_policy(tmp_path / "p.yaml")]
+    )
+    for k in range(5):
+        one.process(records("ma", 20 * k, 20, 20 * k), caught_up=False)
+    assert one.pipelines["ma"].engine.events == 100
+    one.close()
+    models = [f"m{i}" for i in range(10)]
+    many = Daemon(
+        Settings(state_dir=tmp_path / "many", execute=False), MemorySource([]), [load_policy(tmp_path / "p.yaml")]
+    )
+    for k in range(5):
+        many.process([r for i, m in enumerate(models) for r in records(m, 2 * k, 2, 20 * k + 2 * i)], caught_up=False)
+    assert [many.pipelines[m].engine.events for m in models] == [0] * 10
+    many.actions.windows.watch("m3/verify-v0002", "verify", after=0, size=100)  # m3's deploy waits for live rows
+    many.process([r for i, m in enumerate(models) for r in records(m, 10, 2, 100 + 2 * i)], caught_up=False)
+    assert [many.pipelines[m].engine.events for m in models] == [12 if m == "m3" else 0 for m in models]
+    many.write_checkpoint()  # runs every waiting event
+    assert [many.pipelines[m].engine.events for m in models] == [12] * 10
+    many.close()
