@@ -39,7 +39,14 @@ from typing import Any
 
 import numpy as np
 from driftwarden.detectors.base import Batch, Signal
-from driftwarden.detectors.streaming import EDDM_ALPHA, EDDM_BETA, EDDM_WARM_START, RiverEddm, Streaming
+from driftwarden.detectors.streaming import (
+    EDDM_ALPHA,
+    EDDM_BETA,
+    EDDM_WARM_START,
+    RiverEddm,
+    Streaming,
+    check_eddm_thresholds,
+)
 
 METHODS = ("cusum", "river")
 
@@ -127,8 +134,7 @@ class Eddm(Streaming):
     ) -> None:
         if method not in METHODS:
             raise ValueError(f"method: {method!r} is not allowed; allowed: {list(METHODS)}")
-        if not 0 < beta <= alpha < 1:
-            raise ValueError(f"beta: {beta!r} is not allowed; it must satisfy 0 < beta <= alpha ({alpha}) < 1")
+        check_eddm_thresholds(alpha, beta)
         if not (isinstance(warm_start, int) and warm_start >= 1):
             raise ValueError(f"warm_start: {warm_start!r} is not allowed; it must be an integer >= 1")
         self.series, self.warm_start, self.alpha, self.beta = series, warm_start, alpha, beta

@@ -40,8 +40,9 @@ on ``1 - x`` by a second test, so both directions are seen and reported.
 from __future__ import annotations
 
 import math
+from abc import abstractmethod
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 from driftwarden.detectors.base import Batch, Signal
@@ -246,16 +247,17 @@ class _Hddm(Streaming):
     """Two one-sided tests: a rise of the series and a rise of ``1 - x`` (a fall)."""
 
     error_rate = True
-    _state_size: ClassVar[int]
     series: str
     drift_confidence: float
     bound: str
 
+    @abstractmethod
     def _fresh(self) -> list[Any]:
-        raise NotImplementedError
+        """A test's state before any value."""
 
+    @abstractmethod
     def _run(self, state: list[Any], values: list[float]) -> list[int]:
-        raise NotImplementedError
+        """Feed ``values`` to one test (its ``state`` updated in place): the positions that alarmed."""
 
     def _reset(self) -> None:
         self._tests = [self._fresh(), self._fresh()]
@@ -287,7 +289,7 @@ class _Hddm(Streaming):
                 f"the saved state of {self.kind} is River's object (driftwarden before its own HDDM); it starts afresh"
             )
         tests = [list(t) for t in state["tests"]]
-        if len(tests) != 2 or any(len(t) != self._state_size for t in tests):
+        if len(tests) != 2 or any(len(t) != len(self._fresh()) for t in tests):
             raise ValueError(f"the saved state of {self.kind} does not have its shape; it starts afresh")
         self._tests = tests
         self._seen = int(state["seen"])
@@ -304,7 +306,6 @@ class HddmA(_Hddm):
     """
 
     kind = "hddm_a"
-    _state_size = len(A_STATE)
 
     def __init__(
         self,
@@ -365,10 +366,6 @@ class HddmW(_Hddm):
         if not (isinstance(lambda_val, int | float) and 0 < lambda_val < 1):
             raise ValueError(f"lambda_val: {lambda_val!r} is not allowed; it must be in (0, 1)")
         super().__init__()
-
-    @property
-    def _state_size(self) -> int:  # type: ignore[override]
-        return len(W_STATE if self.bound == "hoeffding" else WB_STATE)
 
     def _fresh(self) -> list[Any]:
         return _fresh_w(self.bound)

@@ -366,6 +366,17 @@ class Ddm(_ErrorRate):
         super().__init__()
 
 
+def check_eddm_thresholds(alpha: float, beta: float) -> None:
+    """EDDM's warning (``alpha``) and drift (``beta``) ratios: ValueError unless 0 < beta <= alpha < 1.
+
+    >>> check_eddm_thresholds(0.75, 0.9)
+    Traceback (most recent call last):
+    ValueError: beta: 0.9 is not allowed; it must satisfy 0 < beta <= alpha (0.75) < 1
+    """
+    if not 0 < beta <= alpha < 1:
+        raise ValueError(f"beta: {beta!r} is not allowed; it must satisfy 0 < beta <= alpha ({alpha}) < 1")
+
+
 class RiverEddm(_ErrorRate):
     """River's EDDM (early drift detection from the distance between errors): the ``eddm`` kind at
     ``method: river`` (detectors/eddm.py). Memory: O(1).
@@ -387,8 +398,7 @@ class RiverEddm(_ErrorRate):
         beta: float = EDDM_BETA,
         direction: str | None = None,
     ) -> None:
-        if not 0 < beta <= alpha < 1:
-            raise ValueError(f"beta: {beta!r} is not allowed; it must satisfy 0 < beta <= alpha ({alpha}) < 1")
+        check_eddm_thresholds(alpha, beta)
         self.series, self.warm_start, self.alpha, self.beta = series, warm_start, alpha, beta
         self.direction = direction
         self._check_series()

@@ -4,8 +4,6 @@ and restarts must not matter."""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import orjson
 import pytest
@@ -13,6 +11,8 @@ from driftwarden.detectors.base import Batch
 from driftwarden.detectors.concept import ConceptDrift
 from river.drift import ADWIN
 from river.drift.binary import HDDMA
+
+from tests.detectors.test_references import BernsteinHDDMA  # River's HDDMA with Bernstein's test of the rise
 
 
 def _errors(seed: int = 5) -> np.ndarray:
@@ -35,19 +35,6 @@ def _batches(e: np.ndarray, size: int, start: int = 0) -> list[Batch]:
 
 def _signals(m: ConceptDrift, batches: list[Batch]) -> list[tuple[int, bool, str, list[str]]]:
     return [(s.at, s.drift, s.details["direction"], s.details["members"]) for b in batches for s in m.update(b)]
-
-
-class BernsteinHDDMA(HDDMA):
-    """River's HDDMA with Bernstein's test of the rise (as tests/detectors/test_references.py checks hddm_a)."""
-
-    def _mean_incr(self, confidence: float) -> bool:
-        n, nx = self._z.n, self._x_min.n
-        if nx == n:
-            return False
-        m = (n - nx) / nx * (1.0 / n)
-        p, log_term = self._z.get(), math.log(2.0 / confidence)
-        eps = math.sqrt(2.0 * p * (1.0 - p) * m * log_term) + max(m, 1.0 / n) * log_term / 3.0
-        return bool(self._z.get() - self._x_min.get() >= eps)
 
 
 def reference(

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import orjson
 import pytest
-from driftwarden.detectors.base import Batch
+from driftwarden.detectors.base import Batch, Monitor
 from driftwarden.detectors.control import Cusum, Ewma
 from driftwarden.detectors.drift import FeatureDrift, PredictionDrift
 from driftwarden.detectors.estimated import EstimatedPerformance
@@ -243,9 +243,9 @@ def test_eddm_resumes_from_a_json_snapshot_in_both_methods(method: str) -> None:
     data = (rng.random(6000) < np.r_[np.full(3000, 0.1), np.full(3000, 0.35)]).astype(float)
     params = {"series": "x", "warm_start": 30, "method": method}
 
-    def run(m: object, part: np.ndarray, start: int) -> list[tuple[int, str]]:
+    def run(m: Monitor, part: np.ndarray, start: int) -> list[tuple[int, str]]:
         batch = Batch.of(index=range(start, start + len(part)), features={"x": part})
-        return [(s.at, s.details["direction"]) for s in m.update(batch)]  # type: ignore[attr-defined]
+        return [(s.at, s.details["direction"]) for s in m.update(batch)]
 
     whole = run(build("eddm", params), data, 0)
     first = build("eddm", params)
