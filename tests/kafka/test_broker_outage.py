@@ -16,8 +16,8 @@ import httpx
 import orjson
 import pytest
 import yaml
+from driftwarden.daemon.io.kafka import sink as kafka_sink
 from driftwarden.daemon.io.kafka.admin import ensure_topics, read_messages
-from driftwarden.daemon.io.kafka.sink import KafkaSink
 from driftwarden.daemon.io.sources import Record
 from driftwarden.daemon.runtime import Daemon
 from driftwarden.daemon.state.labeled_buffer import LabeledBuffer
@@ -167,7 +167,7 @@ def test_a_checkpoint_with_labeled_rows_waits_a_broker_outage_out_and_the_log_ho
     """Issue 17: the labeled-data log's flush waits an outage out as the changelog's does (it ended the run
     before), and what the new owner would read back within the ranges holds every labeled row once, in order.
     A flush without a waiter gives up after 30 s; here after 2 s, so that the outage outlasts it."""
-    monkeypatch.setattr(KafkaSink.flush, "__defaults__", (2.0,))
+    monkeypatch.setattr(kafka_sink, "FLUSH_TIMEOUT_S", 2.0)
     boot = own_broker.bootstrap
     ensure_topics(boot, {"labeled-events": 1})
     values = stream("m0", 800, seed=5)  # labeled predictions: every event is a labeled row

@@ -101,10 +101,13 @@ class KafkaSink:
         except kafka_errors.KafkaError as e:
             raise SinkError(f"cannot send to {self.topic}: {e}", e) from e
 
-    def flush(self, timeout: float = FLUSH_TIMEOUT_S) -> None:
+    def flush(self, timeout: float | None = None) -> None:
         """Wait until every queued message is acknowledged. Without a waiter, raise :class:`SinkError` when
-        that takes longer than ``timeout`` or a delivery failed. With one, wait a broker outage out (see the
-        module docstring): raise only for an error that is no outage, or when a stop is asked for meanwhile."""
+        that takes longer than ``timeout`` (:data:`FLUSH_TIMEOUT_S`) or a delivery failed. With one, wait a
+        broker outage out (see the module docstring): raise only for an error that is no outage, or when a
+        stop is asked for meanwhile."""
+        if timeout is None:
+            timeout = FLUSH_TIMEOUT_S
         while True:
             error = self._try_flush(timeout if self.waiter is None else WAIT_SLICE_S)
             if error is None:
