@@ -79,6 +79,63 @@ def test_wrappers_alarm_where_river_does(kind: str, cls: type, data: np.ndarray)
     assert alarms(kind, data, chunk=333, **pinned) == expected
 
 
+def _adwin_streams() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(17)
+    shifts = np.r_[np.zeros(3000), np.full(1500, 2.0), np.full(1500, -1.0), np.full(2000, 0.5)]
+    drifting = rng.normal(shifts, 1.0)
+    drifting[rng.random(len(drifting)) < 0.02] = np.nan  # missing values are skipped
+    rates = np.r_[np.full(3000, 0.05), np.full(2000, 0.3), np.full(2000, 0.1), np.full(1000, 0.6)]
+    return {
+        "stationary": rng.normal(0.0, 1.0, 6000),
+        "drifting": drifting,
+        "error_rate": (rng.random(len(rates)) < rates).astype(float),
+        "steps": np.repeat(rng.integers(0, 3, 40), 150).astype(float),  # a change every few windows
+    }
+
+
+ADWIN_STREAMS = _adwin_streams()
+
+
+@pytest.mark.parametrize("direction", ["up", "both"])
+@pytest.mark.parametrize("stream", sorted(ADWIN_STREAMS))
+def test_adwin_gives_rivers_signals_and_state_for_any_cut_of_the_stream(stream: str, direction: str) -> None:
+    """The monitor's one loop over River's compiled window against River's ADWIN driven value by value
+    through its public API: the same changes (where, which way the mean jumped, the estimation after), and
+    the same River state (its plain snapshot) after every batch, for any batch size; a drift on a batch's
+    last value resets the window on the next batch's first, as River's update does."""
+    from driftwarden.detectors.river_state import river_to_plain
+    from driftwarden.detectors.streaming import Adwin
+
+    data = ADWIN_STREAMS[stream]
+    delta = 0.05 if stream == "error_rate" else 0.002
+    sizes = (1, 7, 333, len(data))
+    ends = {min(start + size, len(data)) - 1 for size in sizes[1:] for start in range(0, len(data), size)}
+    reference = drift.ADWIN(delta=delta)
+    expected, states = [], {}
+    for i, v in enumerate(data.tolist()):
+        if v == v:
+            before = reference.estimation
+            reference.update(v)
+            if reference.drift_detected:
+                way = None if direction == "both" else "up" if reference.estimation > before else "down"
+                expected.append((i, way, reference.estimation))
+        if i in ends:
+            states[i] = river_to_plain(reference)
+    assert len(expected) >= (0 if stream == "stationary" else 3)
+    for size in sizes:
+        m = Adwin(series="x", delta=delta, direction=direction)
+        got = []
+        for start in range(0, len(data), size):
+            part = data[start : start + size]
+            signals = m.update(Batch.of(index=range(start, start + len(part)), features={"x": part}))
+            got += [(s.at, s.details.get("direction"), s.value) for s in signals]
+            if start + len(part) - 1 in states:
+                assert m._detectors is not None
+                assert river_to_plain(m._detectors[0]) == states[start + len(part) - 1], (size, start)
+        assert got == expected, size
+        assert m.snapshot()["seen"] == int(np.count_nonzero(~np.isnan(data)))
+
+
 @pytest.mark.parametrize("kind", ["ddm", "eddm", "hddm_w"])
 def test_calibrated_defaults_are_rivers_detector_at_other_parameters(kind: str) -> None:
     cls = {"ddm": binary.DDM, "eddm": binary.EDDM, "hddm_w": binary.HDDMW}[kind]
