@@ -58,6 +58,34 @@ def test_fast_and_per_record_decoding_agree(tmp_path: Path, odd: bytes | None) -
     assert fast.events == len(events) and [d.reason for d in fast.dead] == [d.reason for d in dead]
 
 
+SHAPES = [
+    b'{"model": "a", "id": 1, "ts": 5, "features": {"x": 1.5, "c": "v"}, "prediction": 1, "score": 0.25}',
+    b'{"model": "b", "id": "l1", "label": 0}',
+    b'{"model": "a", "id": 2, "ts": 6.5, "features": {"x": 2}, "attributes": {"team": "t"}, "prediction": 0}',
+    b'{"model": "c", "id": "p", "prediction": "yes"}',
+    b'{"model": "b", "id": "s", "ts": "2026-11-27T17:00:00Z", "score": 1}',
+    b'{"model": "a", "id": "n", "features": null, "attributes": null, "label": "x"}',
+    # a field named with an escape (no byte search may miss it), field names as values
+    b'{"model": "c", "id": "e", "features": {"x": 1}, "\\u0061ttributes": {"team": "u"}, "prediction": 1}',
+    b'{"model": "a", "id": "v", "features": {"c": "attributes", "d": "\\"label\\""}, "prediction": 1}',
+]
+
+
+@pytest.mark.parametrize("shapes", [[s] for s in SHAPES] + [SHAPES[:6], SHAPES, SHAPES[1::2], SHAPES[:2]])
+def test_batches_of_several_models_and_shapes_decode_alike_on_both_paths(shapes: list[bytes]) -> None:
+    values = [v for _ in range(3) for v in shapes]
+    records = [Record(v, "p", i) for i, v in enumerate(values)]
+    fast = decode_batch(records, first_index=2, arrival=9.0)
+    slow = decode_batch(records, first_index=2, arrival=9.0, fast=False)
+    assert fast.fast and not fast.dead
+    assert _as_tuples(fast) == _as_tuples(slow)
+    assert list(fast.by_model) == list(slow.by_model)  # models in order of first appearance
+    for rows in fast.by_model.values():  # no event shares a mapping with another (each may be changed alone)
+        assert len({id(m) for m in rows.features + rows.attributes}) == 2 * len(rows)
+    if SHAPES[6] in shapes:
+        assert {"team": "u"} in fast.by_model["c"].attributes
+
+
 def _replay(events: Path, state: Path, fast: bool, batch_size: int) -> list[bytes]:
     out: list[bytes] = []
     daemon = Daemon(
