@@ -100,6 +100,40 @@ def test_columns_by_name(rows: list[dict[str, Any]]) -> None:
     assert types.violations == {}
 
 
+class _PerColumn(ColumnTypes):
+    """The per-column path only (each column by ``itemgetter``, then its type set): the reference."""
+
+    def _known_columns(self, rows: Any, prefix: str) -> None:
+        return None
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_columns_of_known_types_are_those_of_the_per_column_path(seed: int) -> None:
+    """Batches of the usual layout (every row the same keys, in any order), sometimes with a missing value,
+    a boolean, a numeric string, a number among categories, a key swapped for another: the same columns
+    (values, dtype, order) and the same violations as column by column."""
+    rng = random.Random(seed)
+    names = ["n0", "n1", "n2", "c0", "c1"] if seed % 2 else ["n0", "c0"]
+    types = {n: "numeric" if n[0] == "n" else "categorical" for n in [*names, "other"]}
+    odd: list[Any] = [None, True, "2.5", 7, "v", 1.5, -3]
+    for _ in range(20):
+        rows = []
+        for _ in range(rng.randrange(1, 60)):
+            row: dict[str, Any] = {n: rng.gauss(0, 1) if n[0] == "n" else rng.choice(["a", "b", "c"]) for n in names}
+            if rng.random() < 0.05:
+                row[rng.choice(names)] = rng.choice(odd)
+            if rng.random() < 0.02:
+                row["other"] = row.pop(rng.choice(names))
+            rows.append(dict(rng.sample(list(row.items()), len(row))))
+        fast, reference = ColumnTypes(types), _PerColumn(types)
+        got, want = fast._columns(rows, ""), reference._columns(rows, "")
+        assert list(got) == list(want)
+        for name in want:
+            assert got[name].dtype == want[name].dtype
+            np.testing.assert_array_equal(got[name], want[name])
+        assert fast.violations == reference.violations
+
+
 def test_numeric_text_and_numbers_as_categories_are_counted_violations() -> None:
     # Issue 14, item 2: "2.5" or "inf" passed as numbers silently; a number in a categorical column was never counted.
     types = ColumnTypes({"a": "numeric", "c": "categorical"})
