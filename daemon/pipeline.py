@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from itertools import compress
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +60,7 @@ class ModelPipeline:
             self.joiner.expire(now=max(rows.ts))
         self.buffer.extend(joined)
         joined_at = time.perf_counter()
-        batches = self._predictions(rows.predictions()), self._labeled(joined)
+        batches = self._predictions(rows), self._labeled(joined)
         columns_at = time.perf_counter()
         if self.alerts.specs:
             self.alerts.begin(rows.index, rows.ts)
@@ -72,9 +73,24 @@ class ModelPipeline:
         return out
 
     def _predictions(self, rows: EventRows) -> Batch | None:
-        if not len(rows):
+        """The batch of the rows of kind ``prediction``: only the columns it reads are selected (a pass
+        over cold rows per column)."""
+        mask = rows.is_prediction
+        if not any(mask):
             return None
-        return self.types.batch(rows.index, rows.ts, rows.features, rows.attributes, rows.prediction, rows.score, None)
+        index, ts, features, attributes, prediction, score = (
+            rows.index,
+            rows.ts,
+            rows.features,
+            rows.attributes,
+            rows.prediction,
+            rows.score,
+        )
+        if not all(mask):
+            index, ts = list(compress(index, mask)), list(compress(ts, mask))
+            features, attributes = list(compress(features, mask)), list(compress(attributes, mask))
+            prediction, score = list(compress(prediction, mask)), list(compress(score, mask))
+        return self.types.batch(index, ts, features, attributes, prediction, score, None)
 
     def _labeled(self, pairs: LabeledRows) -> Batch | None:
         if not len(pairs):

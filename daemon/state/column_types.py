@@ -135,6 +135,12 @@ class ColumnTypes:
             self.violations[name] = self.violations.get(name, 0) + bad
 
     def _numeric(self, name: str, values: Sequence[Any]) -> np.ndarray:
+        out = np.empty(len(values))
+        try:  # numbers only (no missing value, no string): packed and checked in one call
+            struct.pack_into(f"{len(values)}d", out.data, 0, *values)
+            return out
+        except (struct.error, OverflowError):
+            pass
         if set(map(type, values)) <= _NUMERIC_TYPES:
             return np.fromiter(values, np.float64, len(values))  # None becomes NaN, booleans 0/1
         self._count(name, sum(1 for v in values if v is not None and not _is_number(v)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from collections import OrderedDict
 from typing import Any
@@ -100,18 +101,27 @@ def test_columns_by_name(rows: list[dict[str, Any]]) -> None:
     assert types.violations == {}
 
 
-class _PerColumn(ColumnTypes):
-    """The per-column path only (each column by ``itemgetter``, then its type set): the reference."""
-
-    def _known_columns(self, rows: Any, prefix: str) -> None:
-        return None
+def reference_typed(rows: list[dict[str, Any]], types: dict[str, str]) -> tuple[dict[str, list[Any]], dict[str, int]]:
+    """The typing rules one value at a time: a number (booleans too) in a numeric column is a float, anything
+    else missing and, unless None, a violation; a category is its text, a non-string a violation."""
+    columns, violations = {}, {}
+    for name, values in reference_columns(rows).items():
+        numeric = types[name] == "numeric"
+        ok = [v is None or (type(v) in (int, float, bool) if numeric else type(v) is str) for v in values]
+        if not all(ok):
+            violations[name] = ok.count(False)
+        if numeric:
+            columns[name] = [float(v) if type(v) in (int, float, bool) else math.nan for v in values]
+        else:
+            columns[name] = [None if v is None else str(v) for v in values]
+    return columns, violations
 
 
 @pytest.mark.parametrize("seed", range(8))
-def test_columns_of_known_types_are_those_of_the_per_column_path(seed: int) -> None:
+def test_columns_of_known_types_follow_the_typing_rules(seed: int) -> None:
     """Batches of the usual layout (every row the same keys, in any order), sometimes with a missing value,
-    a boolean, a numeric string, a number among categories, a key swapped for another: the same columns
-    (values, dtype, order) and the same violations as column by column."""
+    a boolean, a numeric string, a number among categories, a key swapped for another: the columns (values,
+    float64 or objects, sorted by name) and the violations the rules give value by value."""
     rng = random.Random(seed)
     names = ["n0", "n1", "n2", "c0", "c1"] if seed % 2 else ["n0", "c0"]
     types = {n: "numeric" if n[0] == "n" else "categorical" for n in [*names, "other"]}
@@ -125,13 +135,14 @@ def test_columns_of_known_types_are_those_of_the_per_column_path(seed: int) -> N
             if rng.random() < 0.02:
                 row["other"] = row.pop(rng.choice(names))
             rows.append(dict(rng.sample(list(row.items()), len(row))))
-        fast, reference = ColumnTypes(types), _PerColumn(types)
-        got, want = fast._columns(rows, ""), reference._columns(rows, "")
-        assert list(got) == list(want)
-        for name in want:
-            assert got[name].dtype == want[name].dtype
-            np.testing.assert_array_equal(got[name], want[name])
-        assert fast.violations == reference.violations
+        typed = ColumnTypes(types)
+        got = typed._columns(rows, "")
+        want, violations = reference_typed(rows, types)
+        assert list(got) == sorted(want)
+        for name, values in want.items():
+            assert got[name].dtype == (np.float64 if types[name] == "numeric" else object)
+            np.testing.assert_array_equal(got[name], np.array(values, dtype=got[name].dtype))
+        assert typed.violations == violations
 
 
 def test_numeric_text_and_numbers_as_categories_are_counted_violations() -> None:
