@@ -44,6 +44,7 @@ def run_cli(*args: str, cwd: Path = ROOT, check: bool = True, timeout: float = 2
 
 
 SHARED_WORKER = {
+    "tests/kafka/test_broker_outage.py": "outage",  # a broker of its own, killed and started again (no session one)
     "tests/kafka/": "kafka",  # the session's Kafka broker
     "tests/test_demo_live.py": "demo",  # the demo runs (the session's, and the live module's two)
     "tests/test_demo_scenario.py": "demo",
@@ -52,18 +53,61 @@ SHARED_WORKER = {
     "tests/test_packaging.py": "packaging",  # one wheel build (pip writes build/ in the checkout)
 }
 """Under pytest-xdist (``make test`` runs two workers) the tests of a group run on one worker, so an expensive
-session fixture is made once, not once per worker. By path: the controller that schedules sees node ids only."""
+session fixture is made once, not once per worker. By path (the first that matches): the controller that schedules
+sees node ids only."""
+
+SLOWEST_FIRST = (
+    "kafka",
+    "demo",
+    "outage",
+    "tests/daemon/test_lifecycle_soak.py",
+    "tests/daemon/test_state_integrity.py",
+    "tests/policies/test_daemon_policies.py",
+    "tests/daemon/test_lifecycle_crash.py",
+    "tests/deploy/test_lifecycle.py",
+    "tests/deploy/test_training.py",
+    "tests/http/test_admin.py",
+    "tests/deploy/test_lifecycle_suite.py",
+    "packaging",
+    "tests/http/test_metrics.py",
+    "tests/detectors/test_stats.py",
+    "tests/daemon/test_lifecycle_order.py",
+    "tests/http/test_page.py",
+)
+"""The work units (groups, modules) that take longest, longest first: xdist hands them out first, so that no worker
+ends the run alone with one of them (from ``--durations=0``: 15-160 s each; every other module takes less)."""
+
+
+def work_unit(nodeid: str) -> str:
+    """The unit xdist schedules a test in: its :data:`SHARED_WORKER` group, else its module (a module's fixtures are
+    made once, on one worker).
+
+    >>> work_unit("tests/kafka/test_records.py::test_x[1]"), work_unit("tests/daemon/test_merge.py::test_y")
+    ('kafka', 'tests/daemon/test_merge.py')
+    """
+    return next((group for path, group in SHARED_WORKER.items() if nodeid.startswith(path)), nodeid.split("::")[0])
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On an xdist worker, the tests of :data:`SLOWEST_FIRST`'s units first, in that order (a stable sort: every worker
+    collects the same order, which the controller schedules from). A run without xdist keeps the collected order."""
+    if not hasattr(config, "workerinput"):
+        return
+    rank = {unit: i for i, unit in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: rank.get(work_unit(item.nodeid), len(rank)))
 
 
 @pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: without xdist, never called
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
-    """Load scheduling, except that the tests of a :data:`SHARED_WORKER` group go to one worker together."""
+    """Load scheduling by :func:`work_unit`, in the collected order (:func:`pytest_collection_modifyitems`'s; xdist's
+    own reorder, by number of tests, is turned off)."""
     from xdist.scheduler import LoadScopeScheduling
 
     class SharedFixtureScheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            return next((group for path, group in SHARED_WORKER.items() if nodeid.startswith(path)), nodeid)
+            return work_unit(nodeid)
 
+    config.option.loadscopereorder = False
     return SharedFixtureScheduling(config, log)
 
 
