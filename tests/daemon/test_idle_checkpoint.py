@@ -12,6 +12,10 @@ from driftwarden.daemon.runtime import Daemon
 from driftwarden.daemon.state.store import Store
 from driftwarden.policies.loader import load_policy
 
+WAIT_S = 10.0
+"""A hang guard for each checkpoint (~30x checkpoint_seconds, for two loaded cores): without the idle loop's checkpoint
+the second batch is never written, however long the wait."""
+
 
 def test_progress_is_checkpointed_while_the_source_is_idle(tmp_path: Path) -> None:
     (tmp_path / "p.yaml").write_text("version: 1\nmodel: m\nmonitors:\n  e: {kind: adwin, series: error}\n")
@@ -20,11 +24,11 @@ def test_progress_is_checkpointed_while_the_source_is_idle(tmp_path: Path) -> No
         state_dir=tmp_path / "s", checkpoint_records=1_000_000, checkpoint_seconds=0.3, poll_timeout=0.05
     )
     daemon = Daemon(settings, source, [load_policy(tmp_path / "p.yaml")])
-    runner = threading.Thread(target=daemon.run, kwargs={"timeout": 5.0})
+    runner = threading.Thread(target=daemon.run, kwargs={"timeout": WAIT_S})  # stopped below
     runner.start()
 
     def checkpointed(n: int) -> int:
-        deadline, seen = time.monotonic() + 3.0, 0
+        deadline, seen = time.monotonic() + WAIT_S, 0
         while time.monotonic() < deadline and seen < n:
             store = Store(settings.store_path)
             seen = store.next_index()

