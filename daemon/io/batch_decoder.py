@@ -32,7 +32,7 @@ from driftwarden.daemon.io.events import SCALAR_TYPES, DeadLetter, Event, EventR
 from driftwarden.daemon.io.sources import Record
 from driftwarden.daemon.io.timestamps import parse_ts
 from driftwarden.daemon.io.watermark import TimeGuard, epoch_column
-from driftwarden.policies.names import valid_model_name
+from driftwarden.policies.names import valid_model_names
 
 _NONE = type(None)
 _DICT_OR_NONE = frozenset({dict, _NONE})
@@ -105,7 +105,7 @@ def _fast(
     if models is None or set(map(type, models)) != {str}:
         raise _Fallback  # a model missing or not a string: a dead letter
     distinct: dict[str, None] = dict.fromkeys(models)
-    if not all(map(valid_model_name, distinct)):
+    if not valid_model_names(distinct):
         raise _Fallback  # an empty or unusable name: a dead letter
     ids = _ids(column("id"))
     given_ts = column("ts")
