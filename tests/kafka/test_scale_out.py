@@ -72,10 +72,12 @@ def test_a_new_owner_rebuilds_the_labeled_buffer_from_the_labeled_topic(
         source={"changelog_topic": changelog, "labeled_topic": labeled},
     )
 
-    produce(kafka_bootstrap, events, first)
     a, b = daemon("a"), daemon("b")
     ra, rb = Runner(a), Runner(b)
     wait_for(lambda: bool(a.ownership and a.ownership.tasks and b.ownership and b.ownership.tasks), [ra, rb])
+    # Produced once both own a task: a member that joined first alone would otherwise read the whole first half
+    # before the other joined, and take its task back later from its own (tied) copy, not from the topic.
+    produce(kafka_bootstrap, events, first)
     wait_for(lambda: total(a, b) >= len(first), [ra, rb])
     moved = sorted(m for m in models if a.ownership and a.ownership.owns(m))
     assert moved, "a owns some models"
