@@ -672,10 +672,23 @@ class Store:
         """The model's last checkpointed state, its parts in place (as :class:`Part` again, so
         that the next checkpoint does not write them anew)."""
         with self._lock:
-            state = self._get(self._db, f"pipeline:{model}")
+            # One read transaction: a checkpoint of another process between the two reads would replace the parts
+            # the state names (a reader polling a running daemon's store saw "part ... is missing").
+            snapshot = not self._db.in_transaction
+            if snapshot:
+                self._db.execute("BEGIN")
+            try:
+                state = self._get(self._db, f"pipeline:{model}")
+                rows = (
+                    []
+                    if state is None
+                    else self._db.execute("SELECT key, value FROM parts WHERE model = ?", (model,)).fetchall()
+                )
+            finally:
+                if snapshot:
+                    self._db.execute("COMMIT")
             if state is None:
                 return None
-            rows = self._db.execute("SELECT key, value FROM parts WHERE model = ?", (model,)).fetchall()
         parts: dict[str, Part] = {}
         for key, blob in rows:
             p = parts[key] = Part(blob=blob)
