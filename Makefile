@@ -26,9 +26,11 @@ SOURCES := daemon detectors policies deploy examples tests bench
 # mypy reads the packages under their installed names (driftwarden.daemon, ...) through a tree of links.
 TYPECHECK := build/typecheck
 
-# Two pytest-xdist workers (CI's two cores): tests/conftest.py schedules by module, the slowest units first, and keeps
-# the Kafka tests and the demo's users each on one worker. PYTEST_ARGS= runs one process (~12 min here, against ~7).
-PYTEST_ARGS ?= -n 2
+# One process by default. PYTEST_ARGS="-n 2" runs two pytest-xdist workers (tests/conftest.py schedules by module, the
+# slowest units first, the Kafka tests and the demo's users each on one worker): 412-476 s against one process's ~740 s,
+# but not yet reliable: its runs found races that load brings out (three fixed; a trainer's exit 75 seen as SIGABRT
+# and a status that stopped updating are not explained yet).
+PYTEST_ARGS ?=
 
 test: lint docs tools
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
