@@ -123,8 +123,8 @@ def _fast(
         raise _Fallback  # an event with neither features, prediction, score nor label: a dead letter
     if _NONE not in ts_types:
         ts = _admit(ts, None, records, guard)
-    elif len(ts_types) > 1:
-        ts = _admit(ts, list(map(is_not, given_ts, repeat(None))), records, guard)  # type: ignore[arg-type]
+    elif given_ts is not None and len(ts_types) > 1:  # some carry a ts (given_ts is a column then)
+        ts = _admit(ts, list(map(is_not, given_ts, repeat(None))), records, guard)
     index = list(range(first_index, first_index + n))
     kinds = is_prediction.tolist()
     # Each column, and whether it came from the records: one absent from every record holds the same
@@ -186,12 +186,14 @@ class _Columns:
 
 
 def _ids(values: list[Any] | None) -> list[str]:
-    types = {_NONE} if values is None else set(map(type, values))
+    if values is None:
+        raise _Fallback  # no record has an id: dead letters
+    types = set(map(type, values))
     if types == {str}:
-        return values  # type: ignore[return-value]
+        return values
     if not types <= _ID_TYPES:
         raise _Fallback  # missing, or neither a string nor an integer
-    return [v if type(v) is str else str(v) for v in values]  # type: ignore[union-attr]
+    return [v if type(v) is str else str(v) for v in values]
 
 
 def _times(values: list[Any] | None, types: set[type], records: Sequence[Record], arrival: float) -> list[float]:
